@@ -1,0 +1,68 @@
+"""The ``mvae`` Typer application: registers one command per module and turns
+:class:`~mvae_cli.errors.UserError` into one line on stderr and exit code 2."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+import typer
+from typer.core import TyperGroup
+
+from mvae_cli import __version__
+from mvae_cli.errors import UserError
+
+
+class _UserFacingError(click.ClickException):
+    exit_code = 2
+
+    def show(self, file=None) -> None:  # one line, no usage block, no traceback
+        click.echo(f"Error: {self.message}", err=True)
+
+
+class _Group(TyperGroup):
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except UserError as error:
+            raise _UserFacingError(str(error)) from None
+
+
+app = typer.Typer(
+    cls=_Group,
+    help="Weak-supervision studies with multimodal variational autoencoders (MVAE).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"mvae {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Weak-supervision studies with multimodal variational autoencoders (MVAE)."""
+
+
+def _register() -> None:
+    # Command modules import torch and friends lazily, so `mvae --help` stays fast.
+    from mvae_cli.cli import prepare
+
+    prepare.register(app)
+
+
+_register()
+
+
+def main() -> None:
+    """Console-script entry point."""
+    sys.exit(app())

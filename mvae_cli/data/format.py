@@ -1,0 +1,249 @@
+"""The prepared-dataset contract: one HDF5 file (DESIGN.md).
+
+```
+/                         attrs: format="mvae-dataset", format_version, name, mvae_version, seed, created,
+                                 modality_order (JSON list of names)
+/modalities/<name>        attrs: kind, likelihood, shape, classes
+/train|valid|test/<name>  the arrays, N first (images uint8 [N, C, H, W], labels integer [N])
+/train/masks/<mask>       bool [N_train, M], columns in modality order; attrs: kind, value, seed
+```
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import h5py
+import numpy as np
+
+from mvae_cli import __version__
+from mvae_cli.atomic import atomic_path
+from mvae_cli.errors import UserError
+
+FORMAT = "mvae-dataset"
+FORMAT_VERSION = 1
+SPLITS = ("train", "valid", "test")
+KINDS = ("image", "categorical", "binary", "sequence")
+LIKELIHOODS = ("bernoulli", "categorical")
+
+
+@dataclass(frozen=True)
+class ModalitySpec:
+    """What one modality is.
+
+    Attributes:
+        name: unique name, e.g. ``image`` or ``label``.
+        kind: ``image`` (uint8 pixels, values x/255 in [0, 1]), ``categorical`` (class ids),
+            ``binary`` (0/1 vector) or ``sequence`` (token ids).
+        likelihood: ``bernoulli`` or ``categorical``.
+        shape: the shape of one example, e.g. ``(1, 28, 28)`` or ``()`` for a class id.
+        classes: number of classes (categorical), vocabulary size (sequence), else 0.
+    """
+
+    name: str
+    kind: str
+    likelihood: str
+    shape: tuple[int, ...]
+    classes: int = 0
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"modality {self.name!r}: unknown kind {self.kind!r}")
+        if self.likelihood not in LIKELIHOODS:
+            raise ValueError(f"modality {self.name!r}: unknown likelihood {self.likelihood!r}")
+
+
+@dataclass(frozen=True)
+class MaskInfo:
+    name: str
+    kind: str
+    value: float
+    seed: int
+    n_paired: int  # rows showing every modality
+    n_unimodal: tuple[int, ...]  # per modality: rows showing that modality alone
+    n_empty: int  # rows showing nothing (skipped by training)
+
+
+class DatasetWriter:
+    """Writes the arrays of a dataset file; obtained from :func:`create_dataset_file`."""
+
+    def __init__(self, handle: h5py.File, specs: list[ModalitySpec]):
+        self._h5 = handle
+        self.specs = list(specs)
+        group = handle.create_group("modalities", track_order=True)
+        for spec in self.specs:
+            g = group.create_group(spec.name)
+            g.attrs.update(kind=spec.kind, likelihood=spec.likelihood,
+                           shape=np.asarray(spec.shape, dtype=np.int64), classes=spec.classes)
+        handle.attrs["modality_order"] = json.dumps([s.name for s in self.specs])
+        for split in SPLITS:
+            handle.create_group(split)
+
+    def write_array(self, split: str, name: str, array: np.ndarray) -> None:
+        """Store a whole array ``[N, ...]`` for one modality of one split."""
+        self._h5[split].create_dataset(name, data=array, chunks=True if array.ndim > 1 else None)
+
+    def create_array(self, split: str, name: str, shape: tuple[int, ...], dtype) -> h5py.Dataset:
+        """Create a chunked array to be filled piece by piece (for data too big for memory)."""
+        chunk = (min(shape[0], 256),) + tuple(shape[1:]) if shape[0] else None
+        return self._h5[split].create_dataset(name, shape=shape, dtype=dtype, chunks=chunk)
+
+    def write_mask(self, name: str, mask: np.ndarray, kind: str, value: float, seed: int) -> None:
+        """Store a training mask ``bool[N_train, M]``."""
+        if mask.shape[1] != len(self.specs):
+            raise ValueError(f"mask {name!r} has {mask.shape[1]} columns, expected {len(self.specs)}")
+        masks = self._h5["train"].require_group("masks")
+        ds = masks.create_dataset(name, data=mask.astype(bool), compression="gzip")
+        ds.attrs.update(kind=kind, value=float(value), seed=int(seed))
+
+
+@contextlib.contextmanager
+def create_dataset_file(
+    path: str | os.PathLike, name: str, specs: list[ModalitySpec], seed: int, force: bool = False
+) -> Iterator[DatasetWriter]:
+    """Write a dataset file atomically: to a temporary file renamed onto ``path`` at the end.
+
+    An existing ``path`` is never touched unless ``force``; an error or interruption
+    inside the block leaves ``path`` as it was.
+    """
+    path = Path(path)
+    if path.exists() and not force:
+        raise UserError(f"{path} already exists; pass --force to overwrite it")
+    with atomic_path(path, suffix=".h5.tmp") as tmp:
+        with h5py.File(tmp, "w", track_order=True) as handle:
+            handle.attrs.update(
+                format=FORMAT, format_version=FORMAT_VERSION, name=name, mvae_version=__version__,
+                seed=int(seed), created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            )
+            yield DatasetWriter(handle, specs)
+
+
+def write_dataset(
+    path: str | os.PathLike,
+    name: str,
+    specs: list[ModalitySpec],
+    splits: dict[str, dict[str, np.ndarray]],
+    seed: int,
+    masks: list[tuple[str, np.ndarray, str, float, int]] = (),
+    force: bool = False,
+) -> None:
+    """Write a whole in-memory dataset: ``splits[split][modality] = array``;
+    ``masks`` holds ``(name, mask, kind, value, seed)`` tuples."""
+    with create_dataset_file(path, name, specs, seed, force=force) as writer:
+        for split, arrays in splits.items():
+            for spec in specs:
+                writer.write_array(split, spec.name, arrays[spec.name])
+        for mask_name_, mask, kind, value, mask_seed in masks:
+            writer.write_mask(mask_name_, mask, kind, value, mask_seed)
+
+
+class DatasetFile:
+    """A prepared dataset opened for reading. Use :func:`read_dataset`.
+
+    Attributes:
+        path, name, seed, attrs: from the file.
+        specs: the modalities in order.
+        sizes: ``{split: N}``.
+    """
+
+    def __init__(self, path: Path, handle: h5py.File):
+        self.path = path
+        self._h5 = handle
+        self.attrs = dict(handle.attrs)
+        self.name = str(self.attrs.get("name", ""))
+        self.seed = int(self.attrs.get("seed", 0))
+        order = json.loads(self.attrs["modality_order"])
+        self.specs = []
+        for m in order:
+            a = handle["modalities"][m].attrs
+            self.specs.append(ModalitySpec(
+                name=m, kind=str(a["kind"]), likelihood=str(a["likelihood"]),
+                shape=tuple(int(s) for s in a["shape"]), classes=int(a["classes"]),
+            ))
+        self.sizes = {s: int(handle[s][order[0]].shape[0]) for s in SPLITS
+                      if s in handle and order and order[0] in handle[s]}
+
+    @property
+    def modality_names(self) -> list[str]:
+        return [s.name for s in self.specs]
+
+    def close(self) -> None:
+        self._h5.close()
+
+    def __enter__(self) -> "DatasetFile":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def array(self, split: str, name: str) -> h5py.Dataset:
+        """The on-disk array of one modality (for streaming)."""
+        return self._h5[split][name]
+
+    def load(self, split: str) -> dict[str, np.ndarray]:
+        """Read every modality of a split into memory: ``{name: array [N, ...]}``."""
+        if split not in self.sizes:
+            raise UserError(f"{self.path} has no {split!r} split (it has: {', '.join(self.sizes)})")
+        return {s.name: self._h5[split][s.name][()] for s in self.specs}
+
+    def mask_names(self) -> list[str]:
+        return list(self._h5["train"]["masks"]) if "masks" in self._h5["train"] else []
+
+    def mask(self, name: str) -> np.ndarray:
+        return self._h5["train"]["masks"][name][()]
+
+    def find_mask(self, kind: str, value: float, seed: int) -> np.ndarray | None:
+        """The stored mask of that kind, level and seed, or None."""
+        for name in self.mask_names():
+            a = self._h5["train"]["masks"][name].attrs
+            if str(a["kind"]) == kind and np.isclose(float(a["value"]), value) and int(a["seed"]) == seed:
+                return self.mask(name)
+        return None
+
+    def mask_info(self) -> list[MaskInfo]:
+        """Counts of paired, unimodal-only and empty rows for every stored mask."""
+        out = []
+        for name in self.mask_names():
+            ds = self._h5["train"]["masks"][name]
+            m = ds[()]
+            shown = m.sum(axis=1)
+            out.append(MaskInfo(
+                name=name, kind=str(ds.attrs["kind"]), value=float(ds.attrs["value"]),
+                seed=int(ds.attrs["seed"]), n_paired=int((shown == m.shape[1]).sum()),
+                n_unimodal=tuple(int(((shown == 1) & m[:, j]).sum()) for j in range(m.shape[1])),
+                n_empty=int((shown == 0).sum()),
+            ))
+        return out
+
+
+def read_dataset(path: str | os.PathLike) -> DatasetFile:
+    """Open a prepared dataset, checking that it is one this version can read.
+
+    Raises:
+        UserError: missing file, not HDF5, not an mvae dataset, or an unknown format_version.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path} does not exist; build it with `mvae prepare`")
+    try:
+        handle = h5py.File(path, "r")
+    except OSError:
+        raise UserError(f"{path} is not an HDF5 file; build a dataset with `mvae prepare`") from None
+    fmt = handle.attrs.get("format")
+    if fmt != FORMAT or "modality_order" not in handle.attrs:
+        handle.close()
+        raise UserError(f"{path} is not an mvae dataset (no format={FORMAT!r}); build one with `mvae prepare`")
+    version = int(handle.attrs.get("format_version", -1))
+    if version != FORMAT_VERSION:
+        handle.close()
+        raise UserError(
+            f"{path} has format_version {version}, this mvae reads version {FORMAT_VERSION}; "
+            "re-run `mvae prepare` with this version"
+        )
+    return DatasetFile(path, handle)

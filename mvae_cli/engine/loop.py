@@ -1,0 +1,238 @@
+"""The training loop: seeding, device placement, mixed precision, β annealing, validation,
+atomic checkpoints, exact resume and ``metrics.jsonl``.
+
+The library never prints: progress goes to an optional callback
+``progress(event: str, **info)`` with events ``start``, ``step`` and ``epoch``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from mvae_cli import __version__
+from mvae_cli.atomic import write_json, write_text
+from mvae_cli.data.format import DatasetFile, read_dataset
+from mvae_cli.data.masks import build_mask
+from mvae_cli.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from mvae_cli.engine.data import SplitData
+from mvae_cli.engine.device import autocast, memory_budget, peak_memory_mb, select_device
+from mvae_cli.engine.run import build_model, is_run_dir, read_config, write_config
+from mvae_cli.errors import UserError
+from mvae_cli.objectives import OBJECTIVES, subset_elbo
+from mvae_cli.recipe import Recipe, recipe_to_dict
+
+Progress = Callable[..., None]
+# Keys that may differ between a run on disk and the recipe that resumes it.
+_RESUMABLE_CHANGES = ("epochs", "device", "eval", "grid")
+
+
+class TrainingDiverged(UserError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    epochs_done: int
+    best_valid_elbo: float
+    seconds: float
+    resumed: bool
+
+
+def ensure_dataset(recipe: Recipe) -> Path:
+    """The recipe's dataset file, prepared first when it is missing."""
+    path = recipe.data.resolved_path()
+    if not path.exists():
+        from mvae_cli.data.prepare import prepare_dataset
+
+        prepare_dataset(recipe.data.dataset, path, source=recipe.data.source, seed=0)
+    return path
+
+
+def default_k(n_modalities: int) -> int:
+    """The paper's choice: one random subset when there are more than two modalities."""
+    return 1 if n_modalities > 2 else 0
+
+
+def resolve_mask(dataset: DatasetFile, recipe: Recipe) -> tuple[np.ndarray, dict]:
+    """The training mask of a recipe: from the file when it holds one for that level and seed,
+    else built by the same function ``mvae prepare`` uses; fully observed without a level."""
+    n, m = dataset.sizes["train"], len(dataset.specs)
+    if recipe.supervision is None and recipe.keep_prob is None:
+        return np.ones((n, m), dtype=bool), {"kind": "full", "value": 1.0, "seed": recipe.seed, "source": "none"}
+    kind, value = ("supervision", recipe.supervision) if recipe.supervision is not None else ("keep_prob", recipe.keep_prob)
+    stored = dataset.find_mask(kind, value, recipe.seed)
+    if stored is not None:
+        mask, source = stored, "file"
+    else:
+        mask, source = build_mask(kind, value, n, m, recipe.seed), "generated"
+    return mask, {"kind": kind, "value": value, "seed": recipe.seed, "source": source}
+
+
+def _comparable(recipe: Recipe) -> dict:
+    d = recipe_to_dict(recipe)
+    for key in _RESUMABLE_CHANGES:
+        d.pop(key, None)
+    return d
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+@torch.no_grad()
+def validation_elbo(model, data: SplitData, device: torch.device, precision: str, batch_size: int = 1000) -> float:
+    """Mean ELBO of all modalities (β = 1, one sample) over a fully observed split."""
+    model.eval()
+    total = 0.0
+    for _, batch in data.batches(batch_size):
+        with autocast(device, precision):
+            mu, logvar = model.encode(batch, batch["mask"])
+            rows = torch.arange(batch["mask"].shape[0], device=device)
+            elbo, _, _ = subset_elbo(model, batch, mu, logvar, rows, batch["mask"], beta=1.0)
+        total += float(elbo.sum())
+    model.train()
+    return total / data.n
+
+
+def train(recipe: Recipe, run_dir: str | Path, progress: Progress | None = None) -> TrainResult:
+    """Train (or resume) the run in ``run_dir`` to ``recipe.epochs`` epochs.
+
+    A directory that already holds this run (same recipe up to epochs, device and eval)
+    is resumed from ``last.pt``; one that holds a different run is an error.
+    """
+    progress = progress or (lambda event, **info: None)
+    run_dir = Path(run_dir)
+    resumed = is_run_dir(run_dir) and (run_dir / "last.pt").is_file()
+    if is_run_dir(run_dir):
+        if _comparable(read_config(run_dir)) != _comparable(recipe):
+            raise UserError(f"{run_dir} already holds a different run; choose another --out or resume it with --resume {run_dir}")
+    elif run_dir.exists() and any(run_dir.iterdir()):
+        raise UserError(f"{run_dir} exists, is not empty and is not a run directory; choose another --out")
+    device = select_device(recipe.device)
+    autocast(device, recipe.precision)  # refuses mixed precision off CUDA before any work
+    data_path = ensure_dataset(recipe)
+    dataset = read_dataset(data_path)
+    try:
+        return _train(recipe, run_dir, dataset, device, resumed, progress)
+    finally:
+        dataset.close()
+
+
+def _train(recipe: Recipe, run_dir: Path, dataset: DatasetFile, device: torch.device, resumed: bool,
+           progress: Progress) -> TrainResult:
+    if "valid" not in dataset.sizes:
+        raise UserError(f"{dataset.path} has no valid split to validate on")
+    specs = dataset.specs
+    mask, mask_info = resolve_mask(dataset, recipe)
+    if resumed:
+        mask = np.load(run_dir / "mask.npy")
+    train_rows = torch.from_numpy(np.flatnonzero(mask.any(axis=1)))
+    if train_rows.numel() == 0:
+        raise UserError("the training mask shows no modality of any example; raise the supervision or keep-prob level")
+    _seed_everything(recipe.seed)
+    shuffle = torch.Generator().manual_seed(recipe.seed)
+    model = build_model(recipe, specs).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=recipe.lr)
+    scaler = torch.amp.GradScaler("cuda", enabled=recipe.precision == "fp16" and device.type == "cuda")
+    budget = memory_budget(device, 0.25)
+    train_data = SplitData(dataset, "train", device, mask, budget)
+    valid_data = SplitData(dataset, "valid", device, None, budget)
+    steps_per_epoch = math.ceil(train_rows.numel() / recipe.batch_size)
+    k = recipe.k if recipe.k is not None else default_k(len(specs))
+    objective = OBJECTIVES[recipe.objective](k=k, anneal_steps=round(recipe.anneal_epochs * steps_per_epoch))
+
+    epoch, step, best, train_seconds = 0, 0, -math.inf, 0.0
+    metrics_path = run_dir / "metrics.jsonl"
+    if resumed:
+        state = load_checkpoint(run_dir / "last.pt", map_location=device)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scaler.load_state_dict(state["scaler"])
+        set_rng_state(state["rng"], shuffle)
+        epoch, step, best, train_seconds = state["epoch"], state["step"], state["best_valid_elbo"], state["train_seconds"]
+        lines = metrics_path.read_text().splitlines() if metrics_path.exists() else []
+        write_text(metrics_path, "".join(f"{l}\n" for l in lines if l and json.loads(l)["epoch"] <= epoch))
+    else:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        np.save(run_dir / "mask.npy", mask)
+        write_text(metrics_path, "")
+    write_config(run_dir, recipe)  # on resume too: it records a changed number of epochs
+    info = {
+        "mvae_version": __version__,
+        "dataset": {"name": dataset.name, "path": str(dataset.path), "abspath": str(dataset.path.resolve())},
+        "modalities": [{"name": s.name, "kind": s.kind, "likelihood": s.likelihood, "shape": list(s.shape),
+                        "classes": s.classes} for s in specs],
+        "mask": {**mask_info, "n_train": int(mask.shape[0]), "n_shown": int(train_rows.numel()),
+                 "n_paired": int(mask.all(axis=1).sum())},
+        "k": k, "device": str(device), "status": "training", "epochs_done": epoch,
+    }
+    write_json(run_dir / "run.json", info)
+
+    progress("start", epochs=recipe.epochs, start_epoch=epoch, steps_per_epoch=steps_per_epoch,
+             n_examples=int(train_rows.numel()), device=str(device), resumed=resumed)
+    model.train()
+    while epoch < recipe.epochs:
+        started = time.perf_counter()
+        order = train_rows[torch.randperm(train_rows.numel(), generator=shuffle)]
+        sums: dict[str, torch.Tensor | float] = {}
+        loss_sum = 0.0
+        for b in range(steps_per_epoch):
+            index = order[b * recipe.batch_size:(b + 1) * recipe.batch_size]
+            batch = train_data.batch(index)
+            with autocast(device, recipe.precision):
+                loss, terms = objective(model, batch, step)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            loss_value = loss.detach().item()
+            if not math.isfinite(loss_value):
+                raise TrainingDiverged(
+                    f"the loss became {loss_value} at step {step} (epoch {epoch + 1}); "
+                    f"the last good checkpoint is {run_dir / 'last.pt'}; lower the learning rate or use fp32")
+            n = index.numel()
+            loss_sum += loss_value * n
+            for key, value in terms.items():
+                sums[key] = sums.get(key, 0.0) + (value.detach() if torch.is_tensor(value) else value) * n
+            step += 1
+            elapsed = time.perf_counter() - started
+            progress("step", epoch=epoch, step=b + 1, steps=steps_per_epoch, loss=loss_value,
+                     examples_per_s=(b * recipe.batch_size + n) / max(elapsed, 1e-9))
+        seconds = time.perf_counter() - started
+        train_seconds += seconds
+        n_rows = train_rows.numel()
+        valid = validation_elbo(model, valid_data, device, recipe.precision)
+        epoch += 1
+        line = {"epoch": epoch, "step": step, "loss": loss_sum / n_rows,
+                **{key: float(value) / n_rows for key, value in sums.items()},
+                "valid_elbo": valid, "seconds": seconds, "examples_per_s": n_rows / seconds,
+                "peak_memory_mb": peak_memory_mb(device)}
+        with metrics_path.open("a") as handle:
+            handle.write(json.dumps(line) + "\n")
+        payload = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
+                   "rng": rng_state(shuffle), "epoch": epoch, "step": step, "recipe": recipe_to_dict(recipe),
+                   "best_valid_elbo": max(best, valid), "train_seconds": train_seconds}
+        if valid > best:
+            best = valid
+            save_checkpoint(run_dir / "best.pt", payload)
+        save_checkpoint(run_dir / "last.pt", payload)
+        progress("epoch", **line)
+
+    from mvae_cli.figures.samples import save_sample_grid
+
+    save_sample_grid(model, run_dir / "samples.png", seed=recipe.seed)
+    write_json(run_dir / "run.json", {**info, "status": "finished", "epochs_done": epoch, "best_valid_elbo": best,
+                                      "train_seconds": train_seconds})
+    return TrainResult(run_dir, epoch, best, train_seconds, resumed)

@@ -1,0 +1,49 @@
+"""The one Gaussian product of experts (MVAE paper, §2.3, Eq. 3).
+
+Everything that fuses experts calls :func:`product_of_experts`: training
+objectives, evaluation and sampling.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def product_of_experts(
+    mu: torch.Tensor, logvar: torch.Tensor, mask: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fuse diagonal Gaussian experts with the prior expert N(0, I).
+
+    q(z | X) ∝ p(z) Π_{i ∈ X} q(z | x_i): precisions add, and the mean is the
+    precision-weighted mean. Absent experts are dropped by zeroing their precision
+    (never by a huge log-variance), so a row with no expert gives the prior.
+    Masked-out entries must be finite (the model fills never-computed rows with zeros).
+
+    Args:
+        mu: ``[..., M, D]`` expert means.
+        logvar: ``[..., M, D]`` expert log-variances.
+        mask: ``bool[..., M]``, which experts take part.
+
+    Returns:
+        ``(mu, logvar)``, each ``[..., D]``.
+    """
+    precision = torch.exp(-logvar) * mask.unsqueeze(-1).to(logvar.dtype)
+    total = 1.0 + precision.sum(dim=-2)  # the prior expert contributes precision 1, mean 0
+    return (mu * precision).sum(dim=-2) / total, -torch.log(total)
+
+
+def gaussian_kl_to_prior(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL[N(mu, diag exp(logvar)) || N(0, I)], summed over the last dimension: ``[...]``."""
+    return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(dim=-1)
+
+
+def gaussian_log_prob(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """log N(z; mu, diag exp(logvar)), summed over the last dimension: ``[...]``."""
+    return -0.5 * (((z - mu) ** 2) * torch.exp(-logvar) + logvar + math.log(2 * math.pi)).sum(dim=-1)
+
+
+def standard_normal_log_prob(z: torch.Tensor) -> torch.Tensor:
+    """log N(z; 0, I), summed over the last dimension: ``[...]``."""
+    return -0.5 * (z.pow(2) + math.log(2 * math.pi)).sum(dim=-1)

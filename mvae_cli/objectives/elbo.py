@@ -1,0 +1,65 @@
+"""The ELBO of modality subsets, evaluated for many (example, subset) rows in one batched pass.
+
+Shared by every objective built on the product of experts and by validation.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from mvae_cli.model.poe import gaussian_kl_to_prior, product_of_experts
+
+
+def beta_at(step: int, anneal_steps: int) -> float:
+    """β annealed linearly from 0 to 1 over ``anneal_steps`` optimiser steps (paper §2.1, §4.1)."""
+    if anneal_steps <= 0:
+        return 1.0
+    return min(1.0, step / anneal_steps)
+
+
+def subset_elbo(
+    model,
+    batch: dict[str, torch.Tensor],
+    mu: torch.Tensor,
+    logvar: torch.Tensor,
+    example: torch.Tensor,
+    subsets: torch.Tensor,
+    beta: float,
+    eps: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """ELBO(X) = E_q(z|X)[Σ_{i∈X} λ_i log p(x_i|z)] − β KL[q(z|X) || p(z)] (paper Eq. 4), one row per subset.
+
+    The subsets are stacked along the batch dimension: one product of experts for all
+    rows, and each decoder runs once, on the rows whose subset holds its modality.
+
+    Args:
+        model: a :class:`~mvae_cli.model.model.MultimodalVAE`.
+        batch: ``{name: [B, ...]}``.
+        mu, logvar: ``[B, M, D]`` expert parameters from ``model.encode``.
+        example: ``long[R]``, the example of each row.
+        subsets: ``bool[R, M]``, the modalities of each row.
+        beta: the KL weight.
+        eps: ``[R, D]`` standard-normal noise; drawn here when None.
+
+    Returns:
+        ``(elbo [R], log_lik [R, M], kl [R])``; ``log_lik[r, i]`` is the unweighted
+        single-sample log p(x_i | z_r), zero where modality i is not in row r.
+    """
+    q_mu, q_logvar = product_of_experts(mu[example].float(), logvar[example].float(), subsets)
+    if eps is None:
+        eps = torch.randn_like(q_mu)
+    z = q_mu + eps * torch.exp(0.5 * q_logvar)
+    columns = []
+    for j, name in enumerate(model.names):
+        rows = subsets[:, j].nonzero(as_tuple=True)[0]
+        if rows.numel() == subsets.shape[0]:
+            ll = model.log_prob(name, model.decode(name, z).float(), batch[name][example])
+        else:
+            params = model.decode(name, z[rows]).float()
+            ll_rows = model.log_prob(name, params, batch[name][example[rows]])
+            ll = ll_rows.new_zeros(subsets.shape[0]).index_copy(0, rows, ll_rows)
+        columns.append(ll)
+    log_lik = torch.stack(columns, dim=1)
+    weights = torch.tensor(model.weights, device=log_lik.device, dtype=log_lik.dtype)
+    kl = gaussian_kl_to_prior(q_mu, q_logvar)
+    return (log_lik * weights).sum(dim=1) - beta * kl, log_lik, kl

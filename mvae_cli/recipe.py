@@ -1,0 +1,252 @@
+"""Recipes: YAML validated against typed dataclasses (DESIGN.md, "Recipes").
+
+Unknown keys and bad values are :class:`UserError`\\ s naming the key. ``key=value``
+overrides (dotted for nested keys: ``data.path=...``, ``model.latent_dim=32``) go
+through the same validation. A run directory stores the fully resolved recipe.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mvae_cli.errors import UserError
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "shapes"  # a name known to `mvae prepare`
+    path: str | None = None  # default: data/<dataset>.h5
+    source: str | None = None  # folder of source files for `mvae prepare`, when the file must be built
+
+    def resolved_path(self) -> Path:
+        return Path(self.path) if self.path else Path("data") / f"{self.dataset}.h5"
+
+
+@dataclass
+class ModelConfig:
+    latent_dim: int = 64
+    hidden: int = 512
+    image_net: str = "mlp"  # mlp | conv
+    weights: dict[str, float] = field(default_factory=dict)  # λ per modality name, default 1
+
+
+@dataclass
+class EvalConfig:
+    particles: int = 1000
+    prior_samples: int = 5000
+    split: str = "test"
+    checkpoint: str = "best"
+    x: str | None = None  # default: the first image modality
+    y: list[str] | None = None  # default: every other modality
+    limit: int | None = None  # evaluate the first N examples only
+    seed: int = 0
+
+
+@dataclass
+class Recipe:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    objective: str = "mvae"
+    supervision: float | None = None  # paired fraction in [0, 1]
+    keep_prob: float | None = None  # per-modality keep probability in (0, 1]
+    k: int | None = None  # random-subset ELBOs; None: 1 with more than two modalities, else 0
+    seed: int = 0
+    epochs: int = 20
+    batch_size: int = 100
+    lr: float = 1e-3
+    anneal_epochs: float = 0.0  # β rises linearly from 0 to 1 over this many epochs
+    device: str = "auto"  # auto | cpu | cuda
+    precision: str = "fp32"  # fp32 | bf16 | fp16
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    grid: dict[str, list] = field(default_factory=dict)  # sweep recipes only: key -> values
+
+
+_CHOICES = {
+    "objective": ("mvae",),
+    "device": ("auto", "cpu", "cuda"),
+    "precision": ("fp32", "bf16", "fp16"),
+    "model.image_net": ("mlp", "conv"),
+    "eval.split": ("test", "valid"),
+    "eval.checkpoint": ("best", "last"),
+}
+# key -> (low, high, low_open): the allowed interval
+_RANGES = {
+    "supervision": (0.0, 1.0, False),
+    "keep_prob": (0.0, 1.0, True),
+    "k": (0, None, False),
+    "seed": (0, None, False),
+    "epochs": (1, None, False),
+    "batch_size": (1, None, False),
+    "lr": (0.0, None, True),
+    "anneal_epochs": (0.0, None, False),
+    "model.latent_dim": (1, None, False),
+    "model.hidden": (1, None, False),
+    "eval.particles": (1, None, False),
+    "eval.prior_samples": (1, None, False),
+    "eval.limit": (1, None, False),
+}
+
+
+def _check_value(key: str, value: Any, hint: Any) -> Any:
+    """Coerce ``value`` to ``hint`` or raise a UserError naming ``key``."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        if value is None:
+            return None
+        return _check_value(key, value, args[0])
+    if dataclasses.is_dataclass(hint):
+        if not isinstance(value, dict):
+            raise UserError(f"recipe key {key!r} must be a mapping, got {value!r}")
+        return _build(hint, value, prefix=f"{key}.")
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise UserError(f"recipe key {key!r} must be a mapping, got {value!r}")
+        _, vtype = typing.get_args(hint)
+        return {str(k): (_check_value(f"{key}.{k}", v, vtype) if vtype is not list else v) for k, v in value.items()}
+    if origin is list:
+        (etype,) = typing.get_args(hint)
+        if not isinstance(value, list):
+            value = [value]
+        return [_check_value(f"{key}[{i}]", v, etype) for i, v in enumerate(value)]
+    if hint is list:
+        return value if isinstance(value, list) else [value]
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+    elif hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+    elif hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif hint is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+    raise UserError(f"recipe key {key!r} must be {getattr(hint, '__name__', hint)}, got {value!r}")
+
+
+def _check_range(key: str, value: Any) -> None:
+    if value is None:
+        return
+    if key in _CHOICES and value not in _CHOICES[key]:
+        raise UserError(f"recipe key {key!r} must be one of {', '.join(_CHOICES[key])}, got {value!r}")
+    if key in _RANGES:
+        low, high, low_open = _RANGES[key]
+        bad = value <= low if low_open else value < low
+        bad = bad or (high is not None and value > high)
+        if bad:
+            interval = f"{'(' if low_open else '['}{low}, {high if high is not None else '∞'}{']' if high is not None else ')'}"
+            raise UserError(f"recipe key {key!r} must lie in {interval}, got {value!r}")
+
+
+def _build(cls, raw: dict, prefix: str = ""):
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    for key in raw:
+        if key not in names:
+            raise UserError(f"unknown recipe key {prefix + str(key)!r} (known: {', '.join(sorted(names))})")
+    values = {}
+    for f in dataclasses.fields(cls):
+        if f.name in raw:
+            values[f.name] = _check_value(prefix + f.name, raw[f.name], hints[f.name])
+            if not dataclasses.is_dataclass(hints[f.name]):
+                _check_range(prefix + f.name, values[f.name])
+    return cls(**values)
+
+
+def recipe_from_dict(raw: dict | None) -> Recipe:
+    """Validate a plain mapping into a :class:`Recipe`."""
+    recipe = _build(Recipe, raw or {})
+    if recipe.supervision is not None and recipe.keep_prob is not None:
+        raise UserError("a recipe takes supervision or keep_prob, not both")
+    return recipe
+
+
+def recipe_to_dict(recipe: Recipe) -> dict:
+    return dataclasses.asdict(recipe)
+
+
+def load_recipe_dict(path: str | Path) -> dict:
+    """Read a recipe file as a plain mapping (not yet validated)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"recipe {path} does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise UserError(f"recipe {path} is not valid YAML: {str(error).splitlines()[0]}") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise UserError(f"recipe {path} must be a YAML mapping of keys to values")
+    return raw
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``"model.latent_dim=32"`` → ``("model.latent_dim", 32)``; values are read as YAML."""
+    if "=" not in text:
+        raise UserError(f"override {text!r} is not KEY=VALUE")
+    key, _, value = text.partition("=")
+    key = key.strip()
+    if not key:
+        raise UserError(f"override {text!r} has no key")
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else None
+    except yaml.YAMLError:
+        parsed = value
+    return key, parsed
+
+
+def set_dotted(raw: dict, key: str, value: Any) -> None:
+    """Set ``raw["a"]["b"] = value`` for ``key = "a.b"``, creating mappings on the way."""
+    parts = key.split(".")
+    node = raw
+    for part in parts[:-1]:
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise UserError(f"recipe key {part!r} is not a mapping, so {key!r} cannot be set")
+        node = child
+    node[parts[-1]] = value
+
+
+def get_dotted(raw: dict, key: str) -> Any:
+    node = raw
+    for part in key.split("."):
+        node = node[part]
+    return node
+
+
+def known_keys(cls=Recipe, prefix: str = "") -> set[str]:
+    """Every dotted key a recipe accepts (for grids and error messages)."""
+    keys = set()
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        keys.add(prefix + f.name)
+        if dataclasses.is_dataclass(hints[f.name]):
+            keys |= known_keys(hints[f.name], prefix + f.name + ".")
+    return keys
+
+
+def resolve_recipe(path: str | Path | None, overrides: list[str] = (), extra: dict[str, Any] | None = None) -> Recipe:
+    """Load a recipe file (or the defaults), apply ``extra`` then ``KEY=VALUE`` overrides, validate."""
+    raw = load_recipe_dict(path) if path else {}
+    for key, value in (extra or {}).items():
+        set_dotted(raw, key, value)
+    for text in overrides:
+        key, value = parse_override(text)
+        if key not in known_keys() and not key.startswith(("model.weights.", "grid.")):
+            raise UserError(f"unknown recipe key {key!r} in override {text!r}")
+        set_dotted(raw, key, value)
+    return recipe_from_dict(raw)
