@@ -13,19 +13,16 @@ from mvae_cli import __version__
 from mvae_cli.errors import UserError
 
 
-class _UserFacingError(click.ClickException):
-    exit_code = 2
-
-    def show(self, file=None) -> None:  # one line, no usage block, no traceback
-        click.echo(f"Error: {self.message}", err=True)
-
-
 class _Group(TyperGroup):
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except UserError as error:
-            raise _UserFacingError(str(error)) from None
+            # One line, no usage block, no traceback. Recent typer runs its own vendored
+            # click, whose main loop does not catch the `click` package's ClickException;
+            # typer.Exit is caught by every typer version.
+            typer.echo(f"Error: {error}", err=True)
+            raise typer.Exit(2) from None
 
 
 app = typer.Typer(
@@ -55,9 +52,10 @@ def _root(
 
 def _register() -> None:
     # Command modules import torch and friends lazily, so `mvae --help` stays fast.
-    from mvae_cli.cli import prepare
+    from mvae_cli.cli import prepare, train
 
     prepare.register(app)
+    train.register(app)
 
 
 _register()

@@ -1,0 +1,49 @@
+"""Rich rendering of the engine's progress events (shared by `train` and `sweep`)."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+console = Console(stderr=True)
+
+
+def make_progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.fields[status]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+        console=console, transient=False,
+    )
+
+
+class TrainingDisplay:
+    """A progress callback for :func:`mvae_cli.engine.loop.train`: one bar per epoch's steps,
+    and one printed line per finished epoch."""
+
+    def __init__(self, progress: Progress, label: str = ""):
+        self.progress = progress
+        self.label = label
+        self.task = None
+        self.epochs = 0
+
+    def __call__(self, event: str, **info) -> None:
+        if event == "start":
+            self.epochs = info["epochs"]
+            note = f" (resumed after epoch {info['start_epoch']})" if info["resumed"] else ""
+            self.progress.console.print(
+                f"{self.label}training on {info['n_examples']:,} examples, {info['device']}{note}")
+            self.task = self.progress.add_task("", total=info["steps_per_epoch"], status="")
+        elif event == "step":
+            self.progress.update(
+                self.task, completed=info["step"], description=f"{self.label}epoch {info['epoch'] + 1}/{self.epochs}",
+                status=f"loss {info['loss']:.2f}  {info['examples_per_s']:,.0f} ex/s")
+        elif event == "epoch":
+            self.progress.console.print(
+                f"{self.label}epoch {info['epoch']}/{self.epochs}  loss {info['loss']:.3f}  "
+                f"valid ELBO {info['valid_elbo']:.3f}  β {info['beta']:.2f}  "
+                f"{info['seconds']:.1f} s  {info['examples_per_s']:,.0f} ex/s")
+
+    def close(self) -> None:
+        if self.task is not None:
+            self.progress.remove_task(self.task)
+            self.task = None

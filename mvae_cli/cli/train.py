@@ -1,0 +1,80 @@
+"""`mvae train`: train (or resume) one MVAE run through the shared engine."""
+
+from __future__ import annotations
+
+import datetime as _dt
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from mvae_cli.errors import UserError
+
+
+def _default_out(recipe) -> Path:
+    if recipe.supervision is not None:
+        level = f"supervision={recipe.supervision:g}"
+    elif recipe.keep_prob is not None:
+        level = f"keep_prob={recipe.keep_prob:g}"
+    else:
+        level = "full"
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    name = Path(recipe.data.path).stem if recipe.data.path else recipe.data.dataset
+    return Path("runs") / f"{name}-{level}-seed={recipe.seed}-{stamp}"
+
+
+def train_command(
+    overrides: Optional[list[str]] = typer.Argument(None, metavar="[KEY=VALUE]...", help="Recipe overrides, e.g. epochs=5 model.latent_dim=32."),
+    data: Optional[Path] = typer.Option(None, "--data", help="A prepared dataset file (default: data/shapes.h5, prepared when missing)."),
+    recipe_path: Optional[Path] = typer.Option(None, "--recipe", help="A recipe YAML file (default: built-in defaults)."),
+    supervision: Optional[float] = typer.Option(None, "--supervision", help="Fraction of paired examples, in [0, 1]."),
+    keep_prob: Optional[float] = typer.Option(None, "--keep-prob", help="Keep each modality with this probability, in (0, 1]."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Number of epochs (with --resume: train up to this many)."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Seed for the mask, initialisation and sampling."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Run directory (default: runs/<dataset>-<level>-seed=<n>-<time>)."),
+    device: Optional[str] = typer.Option(None, "--device", help="auto (CUDA when present), cpu or cuda."),
+    precision: Optional[str] = typer.Option(None, "--precision", help="fp32, or bf16/fp16 autocast on CUDA."),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this directory from its last checkpoint."),
+) -> None:
+    """Train the MVAE (product of experts, sub-sampled ELBOs) on a prepared dataset."""
+    from mvae_cli.cli.progress import TrainingDisplay, console, make_progress
+    from mvae_cli.engine.loop import train
+    from mvae_cli.engine.run import read_config
+    from mvae_cli.recipe import recipe_from_dict, recipe_to_dict, resolve_recipe, set_dotted
+
+    if supervision is not None and keep_prob is not None:
+        raise UserError("give --supervision or --keep-prob, not both")
+    options = {"epochs": epochs, "seed": seed, "device": device, "precision": precision,
+               "supervision": supervision, "keep_prob": keep_prob}
+    if resume is not None:
+        given = {"--data": data, "--recipe": recipe_path, "--supervision": supervision, "--keep-prob": keep_prob,
+                 "--seed": seed, "--out": out, "--precision": precision}
+        extra = [flag for flag, value in given.items() if value is not None] + (["KEY=VALUE"] if overrides else [])
+        if extra:
+            raise UserError(f"--resume continues a run as it was recorded; it takes only --epochs and --device, not {', '.join(extra)}")
+        raw = recipe_to_dict(read_config(resume))
+        for key in ("epochs", "device"):
+            if options[key] is not None:
+                set_dotted(raw, key, options[key])
+        recipe, run_dir = recipe_from_dict(raw), resume
+    else:
+        extra = {key: value for key, value in options.items() if value is not None}
+        if data is not None:
+            if not data.is_file():
+                raise UserError(f"data file {data} does not exist; build it with `mvae prepare`")
+            extra["data.path"] = str(data)
+        recipe = resolve_recipe(recipe_path, overrides or [], extra)
+        if recipe.grid:
+            raise UserError("this recipe has a grid: run the study with `mvae sweep`, or drop the grid")
+        run_dir = out or _default_out(recipe)
+
+    with make_progress() as progress:
+        display = TrainingDisplay(progress)
+        result = train(recipe, run_dir, progress=display)
+        display.close()
+    console.print(f"[green]done[/]: {result.epochs_done} epochs, best validation ELBO {result.best_valid_elbo:.3f}, "
+                  f"{result.seconds:.1f} s of training → {result.run_dir}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train")(train_command)
