@@ -33,7 +33,7 @@ class DataConfig:
 class ModelConfig:
     latent_dim: int = 64
     hidden: int = 512
-    image_net: str = "mlp"  # mlp | conv
+    image_net: str = "mlp"  # mlp | conv (miniature DCGAN, 2 layers) | dcgan (4 layers)
     weights: dict[str, float] = field(default_factory=dict)  # λ per modality name, default 1
 
 
@@ -72,7 +72,7 @@ _CHOICES = {
     "objective": ("mvae",),
     "device": ("auto", "cpu", "cuda"),
     "precision": ("fp32", "bf16", "fp16"),
-    "model.image_net": ("mlp", "conv"),
+    "model.image_net": ("mlp", "conv", "dcgan"),
     "eval.split": ("test", "valid"),
     "eval.checkpoint": ("best", "last"),
 }

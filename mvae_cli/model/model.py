@@ -68,4 +68,7 @@ class MultimodalVAE(nn.Module):
 
     def log_prob(self, name: str, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """log p(x | params) of modality ``name``: ``[R]``, unweighted."""
+        decoder = self.decoders[name]
+        if hasattr(decoder, "log_prob"):  # autoregressive decoders own their likelihood
+            return decoder.log_prob(params, x)
         return LOG_PROB[self.specs[self.names.index(name)].likelihood](params, x)

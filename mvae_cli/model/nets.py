@@ -1,10 +1,13 @@
 """Encoders and decoders. Encoders return ``(mu, logvar)``; decoders return likelihood
-parameters (logits). No network computes a loss.
+parameters. No network computes a loss (the sequence decoder's teacher-forced pass is its
+likelihood's parameterisation, called through :meth:`SequenceDecoder.log_prob`).
 
-Sizes follow the MVAE paper (§4.1, §4.2): MLPs with two hidden layers of 512 and Swish
-for MNIST images; a continuous embedding and a two-layer MLP for labels (this gives the
-paper's 1,063,680 inference parameters for MNIST with z=64); a miniature DCGAN (two
-convolutions, two transposed convolutions) for FashionMNIST-style images.
+Sizes follow the MVAE paper: MLPs with two hidden layers of 512 and Swish for MNIST images
+(§4.1); a continuous embedding and a two-layer MLP for labels (with z=64 this gives the
+paper's 1,063,680 MNIST inference parameters); a miniature DCGAN (two convolutions, two
+transposed convolutions) for FashionMNIST (§4.2); a DCGAN (four of each) for MultiMNIST and
+CelebA (§4.3, §4.4); attribute MLPs with batch normalisation (§4.4); a bidirectional GRU text
+encoder and a two-layer GRU decoder over a 12-symbol vocabulary (§4.3).
 """
 
 from __future__ import annotations
@@ -14,15 +17,18 @@ import math
 import torch
 from torch import nn
 
+from mvae_cli.model.sequence import SequenceDecoder, SequenceEncoder
+
 
 class MLPEncoder(nn.Module):
-    """Flattened input → hidden → hidden → (mu, logvar)."""
+    """Flattened input → hidden → hidden → (mu, logvar); optional batch normalisation."""
 
-    def __init__(self, in_shape: tuple[int, ...], latent_dim: int, hidden: int = 512):
+    def __init__(self, in_shape: tuple[int, ...], latent_dim: int, hidden: int = 512, batch_norm: bool = False):
         super().__init__()
+        norm = (lambda: nn.BatchNorm1d(hidden)) if batch_norm else nn.Identity
         self.net = nn.Sequential(
-            nn.Flatten(), nn.Linear(math.prod(in_shape), hidden), nn.SiLU(),
-            nn.Linear(hidden, hidden), nn.SiLU(), nn.Linear(hidden, 2 * latent_dim),
+            nn.Flatten(), nn.Linear(math.prod(in_shape), hidden), norm(), nn.SiLU(),
+            nn.Linear(hidden, hidden), norm(), nn.SiLU(), nn.Linear(hidden, 2 * latent_dim),
         )
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -30,13 +36,14 @@ class MLPEncoder(nn.Module):
 
 
 class MLPDecoder(nn.Module):
-    """z → hidden → hidden → logits of ``out_shape``."""
+    """z → hidden → hidden → logits of ``out_shape``; optional batch normalisation."""
 
-    def __init__(self, out_shape: tuple[int, ...], latent_dim: int, hidden: int = 512):
+    def __init__(self, out_shape: tuple[int, ...], latent_dim: int, hidden: int = 512, batch_norm: bool = False):
         super().__init__()
+        norm = (lambda: nn.BatchNorm1d(hidden)) if batch_norm else nn.Identity
         self.out_shape = tuple(out_shape)
         self.net = nn.Sequential(
-            nn.Linear(latent_dim, hidden), nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU(),
+            nn.Linear(latent_dim, hidden), norm(), nn.SiLU(), nn.Linear(hidden, hidden), norm(), nn.SiLU(),
             nn.Linear(hidden, math.prod(self.out_shape)),
         )
 
@@ -56,54 +63,93 @@ class CategoricalEncoder(nn.Module):
         return self.net(self.embed(x.long())).chunk(2, dim=-1)
 
 
-class ConvEncoder(nn.Module):
-    """Miniature DCGAN encoder: two stride-2 convolutions, then a hidden layer. Needs H, W divisible by 4."""
+def _conv_sizes(size: int, layers: int) -> list[int]:
+    """Spatial sizes after each stride-2, kernel-4, padding-1 convolution: n → floor(n / 2)."""
+    sizes = [size]
+    for _ in range(layers):
+        sizes.append(sizes[-1] // 2)
+    if sizes[-1] < 1:
+        raise ValueError(f"an image of size {size} is too small for {layers} stride-2 convolutions")
+    return sizes
 
-    def __init__(self, in_shape: tuple[int, int, int], latent_dim: int, hidden: int = 512):
+
+def _channels(layers: int) -> list[int]:
+    return [64, 128] if layers == 2 else [32, 64, 128, 256][:layers]
+
+
+class ConvEncoder(nn.Module):
+    """DCGAN-style encoder: ``layers`` stride-2 convolutions (Swish), a hidden layer, (mu, logvar).
+
+    Two layers is the paper's "miniature DCGAN" (FashionMNIST); four is its DCGAN (MultiMNIST,
+    CelebA). Any height and width work.
+    """
+
+    def __init__(self, in_shape: tuple[int, int, int], latent_dim: int, hidden: int = 512, layers: int = 2):
         super().__init__()
         c, h, w = in_shape
-        if h % 4 or w % 4:
-            raise ValueError(f"the conv encoder needs height and width divisible by 4, got {h}x{w}")
-        self.net = nn.Sequential(
-            nn.Conv2d(c, 64, 4, 2, 1), nn.SiLU(), nn.Conv2d(64, 128, 4, 2, 1), nn.SiLU(), nn.Flatten(),
-            nn.Linear(128 * (h // 4) * (w // 4), hidden), nn.SiLU(), nn.Linear(hidden, 2 * latent_dim),
-        )
+        hs, ws, chans = _conv_sizes(h, layers), _conv_sizes(w, layers), _channels(layers)
+        blocks, prev = [], c
+        for out in chans:
+            blocks += [nn.Conv2d(prev, out, 4, 2, 1), nn.SiLU()]
+            prev = out
+        self.net = nn.Sequential(*blocks, nn.Flatten(), nn.Linear(prev * hs[-1] * ws[-1], hidden), nn.SiLU(),
+                                 nn.Linear(hidden, 2 * latent_dim))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.net(x).chunk(2, dim=-1)
 
 
 class ConvDecoder(nn.Module):
-    """Miniature DCGAN decoder: a hidden layer, then two stride-2 transposed convolutions → logits."""
+    """The mirror of :class:`ConvEncoder`: a hidden layer, then stride-2 transposed convolutions
+    whose output padding restores odd sizes exactly (e.g. 3 → 6 → 12 → 25 → 50)."""
 
-    def __init__(self, out_shape: tuple[int, int, int], latent_dim: int, hidden: int = 512):
+    def __init__(self, out_shape: tuple[int, int, int], latent_dim: int, hidden: int = 512, layers: int = 2):
         super().__init__()
         c, h, w = out_shape
-        if h % 4 or w % 4:
-            raise ValueError(f"the conv decoder needs height and width divisible by 4, got {h}x{w}")
-        self.net = nn.Sequential(
-            nn.Linear(latent_dim, hidden), nn.SiLU(), nn.Linear(hidden, 128 * (h // 4) * (w // 4)), nn.SiLU(),
-            nn.Unflatten(1, (128, h // 4, w // 4)),
-            nn.ConvTranspose2d(128, 64, 4, 2, 1), nn.SiLU(), nn.ConvTranspose2d(64, c, 4, 2, 1),
-        )
+        hs, ws, chans = _conv_sizes(h, layers), _conv_sizes(w, layers), _channels(layers)[::-1]
+        blocks = [nn.Linear(latent_dim, hidden), nn.SiLU(), nn.Linear(hidden, chans[0] * hs[-1] * ws[-1]), nn.SiLU(),
+                  nn.Unflatten(1, (chans[0], hs[-1], ws[-1]))]
+        outs = chans[1:] + [c]
+        for i, out in enumerate(outs):
+            target_h, target_w = hs[-2 - i], ws[-2 - i]
+            pad = (target_h - 2 * hs[-1 - i], target_w - 2 * ws[-1 - i])
+            blocks.append(nn.ConvTranspose2d(chans[i], out, 4, 2, 1, output_padding=pad))
+            if i < len(outs) - 1:
+                blocks.append(nn.SiLU())
+        self.net = nn.Sequential(*blocks)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.net(z)
 
 
+_CONV_LAYERS = {"conv": 2, "dcgan": 4}
+
+
 def build_encoder(spec, latent_dim: int, hidden: int, image_net: str) -> nn.Module:
     """The encoder for one :class:`~mvae_cli.data.format.ModalitySpec`."""
     if spec.kind == "image":
-        return (ConvEncoder if image_net == "conv" else MLPEncoder)(spec.shape, latent_dim, hidden)
+        if image_net in _CONV_LAYERS:
+            return ConvEncoder(spec.shape, latent_dim, hidden, _CONV_LAYERS[image_net])
+        return MLPEncoder(spec.shape, latent_dim, hidden)
     if spec.kind == "categorical":
         return CategoricalEncoder(spec.classes, latent_dim, hidden)
-    raise ValueError(f"no encoder for modality kind {spec.kind!r} yet")
+    if spec.kind == "binary":
+        return MLPEncoder(spec.shape, latent_dim, hidden, batch_norm=True)
+    if spec.kind == "sequence":
+        return SequenceEncoder(spec.classes, latent_dim)
+    raise ValueError(f"no encoder for modality kind {spec.kind!r}")
 
 
 def build_decoder(spec, latent_dim: int, hidden: int, image_net: str) -> nn.Module:
     """The decoder for one :class:`~mvae_cli.data.format.ModalitySpec`."""
     if spec.kind == "image":
-        return (ConvDecoder if image_net == "conv" else MLPDecoder)(spec.shape, latent_dim, hidden)
+        if image_net in _CONV_LAYERS:
+            return ConvDecoder(spec.shape, latent_dim, hidden, _CONV_LAYERS[image_net])
+        return MLPDecoder(spec.shape, latent_dim, hidden)
     if spec.kind == "categorical":
         return MLPDecoder((spec.classes,), latent_dim, hidden)
-    raise ValueError(f"no decoder for modality kind {spec.kind!r} yet")
+    if spec.kind == "binary":
+        return MLPDecoder(spec.shape, latent_dim, hidden, batch_norm=True)
+    if spec.kind == "sequence":
+        return SequenceDecoder(spec.classes, spec.shape[0], latent_dim)
+    raise ValueError(f"no decoder for modality kind {spec.kind!r}")
