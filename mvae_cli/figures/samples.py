@@ -15,7 +15,8 @@ def sample_rows(model, n: int = 8, seed: int = 0) -> tuple[np.ndarray, list[str]
     """Decoded image means, one row per condition: ``(images [R, n, C, H, W] in [0, 1], labels)``.
 
     Row 0 draws z ~ p(z); then, for every categorical modality and class c, z ~ q(z | y = c)
-    (the product of the class's expert with the prior expert). None without an image modality.
+    (the product of the class's expert with the prior expert), and for every single binary
+    attribute, z ~ q(z | y = 1). None without an image modality.
     """
     images = [s for s in model.specs if s.kind == "image"]
     if not images:
@@ -27,16 +28,20 @@ def sample_rows(model, n: int = 8, seed: int = 0) -> tuple[np.ndarray, list[str]
     generator = torch.Generator(device="cpu").manual_seed(seed)
     noise = lambda rows: torch.randn(rows, model.latent_dim, generator=generator).to(device)  # noqa: E731
     zs, labels = [noise(n)], ["prior p(z)"]
-    for j, spec in enumerate(model.specs):
-        if spec.kind != "categorical":
+    for spec in model.specs:
+        if spec.kind == "categorical":
+            values, names = torch.arange(spec.classes, device=device), [f"{spec.name} = {c}" for c in range(spec.classes)]
+        elif spec.kind == "binary" and spec.shape == (1,):  # one attribute per modality (CelebA19)
+            values, names = torch.ones(1, 1, device=device), [f"{spec.name} = 1"]
+        else:
             continue
-        classes = torch.arange(spec.classes, device=device).repeat_interleave(n)
-        mu, logvar = model.encoders[spec.name](classes)
-        mask = torch.ones(classes.shape[0], 1, dtype=torch.bool, device=device)
+        inputs = values.repeat_interleave(n, dim=0)
+        mu, logvar = model.encoders[spec.name](inputs)
+        mask = torch.ones(inputs.shape[0], 1, dtype=torch.bool, device=device)
         q_mu, q_logvar = product_of_experts(mu.unsqueeze(1), logvar.unsqueeze(1), mask)
-        z = q_mu + noise(classes.shape[0]) * torch.exp(0.5 * q_logvar)
+        z = q_mu + noise(inputs.shape[0]) * torch.exp(0.5 * q_logvar)
         zs.extend(z.split(n))
-        labels.extend(f"{spec.name} = {c}" for c in range(spec.classes))
+        labels.extend(names)
     out = torch.sigmoid(model.decode(image, torch.cat(zs)).float()).cpu().numpy()
     model.train(was_training)
     return out.reshape(len(labels), n, *out.shape[1:]), labels
