@@ -24,6 +24,8 @@ class DataConfig:
     dataset: str = "shapes"  # a name known to `mvae prepare`
     path: str | None = None  # default: data/<dataset>.h5
     source: str | None = None  # folder of source files for `mvae prepare`, when the file must be built
+    base: str | None = None  # `transforms` only: celeba | shapes
+    spec: str | None = None  # `custom` only: the YAML spec of the user's arrays
 
     def resolved_path(self) -> Path:
         return Path(self.path) if self.path else Path("data") / f"{self.dataset}.h5"

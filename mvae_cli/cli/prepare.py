@@ -10,7 +10,8 @@ import typer
 
 from mvae_cli.errors import UserError
 
-DATASET_HELP = "shapes (generated, the default), mnist, fashion-mnist or binary-mnist."
+DATASET_HELP = ("shapes (generated, the default), mnist, fashion-mnist, binary-mnist, multimnist, "
+                "celeba, celeba19, transforms (with --base) or custom (with --source FILE --spec SPEC.yaml).")
 
 
 def parse_float_list(text: str | None, option: str) -> list[float]:
@@ -61,19 +62,28 @@ def prepare(
     out: Annotated[Optional[Path], typer.Option(
         "--out", "-o", help="File to write (default: data/<dataset>.h5).")] = None,
     source: Annotated[Optional[Path], typer.Option(
-        help="Folder with the four MNIST IDX files (raw or .gz); without it they are downloaded.")] = None,
-    seed: Annotated[int, typer.Option(help="Seeds the generated data and every mask.")] = 0,
+        help="MNIST family and multimnist: folder with the four IDX files (raw or .gz); celeba, celeba19 and "
+             "transforms --base celeba: folder with img_align_celeba/, list_attr_celeba.txt and "
+             "list_eval_partition.txt (without --source these are downloaded); custom: your .npz or .h5 file.")
+    ] = None,
+    base: Annotated[Optional[str], typer.Option(
+        help="transforms: the images to transform, celeba or shapes.")] = None,
+    spec: Annotated[Optional[Path], typer.Option(
+        help="custom: the YAML spec of your arrays (modalities, optional split fractions).")] = None,
+    seed: Annotated[int, typer.Option(
+        help="Seeds the generated data (shapes, multimnist), the custom split and every mask.")] = 0,
     supervision: Annotated[str, typer.Option(
         help="Paired fractions in [0, 1] to store masks for, e.g. 0.001,0.01,0.1,1.")] = "",
     keep_prob: Annotated[str, typer.Option(
         "--keep-prob", help="Keep probabilities in (0, 1] to store masks for, e.g. 0.1,0.5.")] = "",
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
     n_train: Annotated[Optional[int], typer.Option(
-        "--n-train", help="Training examples (default: shapes 20,000; MNIST 50,000).")] = None,
+        "--n-train", help="Training examples (default: shapes 20,000; MNIST, multimnist 50,000; "
+                          "read datasets: all of the source's).")] = None,
     n_valid: Annotated[Optional[int], typer.Option(
-        "--n-valid", help="Validation examples (default: shapes 2,000; MNIST 10,000).")] = None,
+        "--n-valid", help="Validation examples (default: shapes 2,000; MNIST, multimnist 10,000).")] = None,
     n_test: Annotated[Optional[int], typer.Option(
-        "--n-test", help="Test examples (default: shapes 2,000; MNIST 10,000).")] = None,
+        "--n-test", help="Test examples (default: shapes 2,000; MNIST, multimnist 10,000).")] = None,
 ) -> None:
     """Build one dataset file (data + training masks) and print its summary.
 
@@ -90,7 +100,7 @@ def prepare(
         path = prepare_dataset(
             dataset, out if out is not None else Path("data") / f"{dataset}.h5",
             source=source, seed=seed, supervision=levels, keep_prob=probs, force=force,
-            sizes=sizes, progress=report,
+            sizes=sizes, progress=report, base=base, spec=spec,
         )
     with read_dataset(path) as ds:
         print_summary(ds)

@@ -6,6 +6,8 @@ a dataset can print the same :func:`dataset_summary`.
 
 from __future__ import annotations
 
+import json
+
 from rich import box
 from rich.console import Console, Group, RenderableType
 from rich.table import Table
@@ -29,16 +31,34 @@ def _header(dataset: DatasetFile) -> Text:
     text.append(f"  {dataset.path}  ({_size(dataset.path.stat().st_size)})\n")
     text.append(f"format v{a.get('format_version')} · seed {dataset.seed} · "
                 f"created {a.get('created', '?')} · mvae {a.get('mvae_version', '?')}", style="dim")
+    if "base" in a:
+        text.append(f"\nimages from {a['base']}", style="dim")
+    for note in _notes(dataset):
+        text.append(f"\nnote: {note}", style="yellow")
     return text
+
+
+def _notes(dataset: DatasetFile) -> list[str]:
+    """The root ``notes`` (a JSON list of lines; a plain string is one note)."""
+    raw = dataset.attrs.get("notes")
+    if raw is None:
+        return []
+    try:
+        notes = json.loads(raw)
+    except (TypeError, ValueError):
+        return [str(raw)]
+    return [str(n) for n in notes] if isinstance(notes, list) else [str(notes)]
 
 
 def _modalities(dataset: DatasetFile) -> Table:
     table = Table(title="modalities", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
     for column in ("name", "kind", "likelihood", "shape"):
         table.add_column(column)
-    table.add_column("classes", justify="right")
+    table.add_column("classes", justify="right")  # the vocabulary size for a sequence
     for spec in dataset.specs:
         shape = "×".join(str(s) for s in spec.shape) if spec.shape else "scalar"
+        if spec.kind == "sequence":
+            shape = f"{shape} tokens"
         table.add_row(spec.name, spec.kind, spec.likelihood, shape, str(spec.classes) if spec.classes else "-")
     return table
 

@@ -85,6 +85,10 @@ class DatasetWriter:
         for split in SPLITS:
             handle.create_group(split)
 
+    def set_attrs(self, **attrs) -> None:
+        """Extra root attributes (e.g. ``notes``, ``base``, ``source``)."""
+        self._h5.attrs.update(attrs)
+
     def write_array(self, split: str, name: str, array: np.ndarray) -> None:
         """Store a whole array ``[N, ...]`` for one modality of one split."""
         self._h5[split].create_dataset(name, data=array, chunks=True if array.ndim > 1 else None)

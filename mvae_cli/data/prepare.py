@@ -2,11 +2,17 @@
 
 Used by ``mvae prepare``, by ``mvae train`` (shapes on the fly) and by ``mvae sweep``
 (prepare when missing). Everything a user can get wrong is checked before anything
-is generated, downloaded or written.
+is generated, downloaded or written, except what only reading the data reveals (a
+JPEG that does not decode): that error comes while writing, and the atomic write
+leaves ``out`` as it was.
+
+Builders return arrays in memory or a :class:`~mvae_cli.data.registry.Built` whose
+streamed modalities are written block by block into chunked arrays.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from pathlib import Path
@@ -14,7 +20,7 @@ from typing import Callable, Iterable
 
 from mvae_cli.data.format import SPLITS, create_dataset_file
 from mvae_cli.data.masks import build_mask, mask_name
-from mvae_cli.data.registry import get_dataset
+from mvae_cli.data.registry import DATASETS, Built, Stream, get_dataset
 from mvae_cli.errors import UserError
 
 ProgressFn = Callable[[str, int, int], None]
@@ -62,6 +68,25 @@ def resolve_sizes(default: dict[str, int], sizes: dict[str, int] | None) -> dict
     return {**default, **{k: int(v) for k, v in sizes.items()}}
 
 
+OPTION_FLAGS = {"source": "--source", "base": "--base", "spec": "--spec"}
+
+
+def _check_options(entry, source, options: dict[str, object]) -> None:
+    """Options a dataset does not take, and those it needs, as UserErrors."""
+    if source is not None and not entry.uses_source:
+        raise UserError(f"{entry.name} is generated, not read: it takes no --source")
+    for option, value in options.items():
+        if value is not None and option not in entry.options:
+            takers = [e.name for e in DATASETS.values() if option in e.options]
+            raise UserError(f"{OPTION_FLAGS[option]} is only for {' and '.join(takers)}, not {entry.name}")
+    given = {"source": source, **options}
+    missing = [OPTION_FLAGS[r] for r in entry.requires if given.get(r) is None]
+    if missing:
+        usage = {"transforms": "--base celeba or --base shapes",
+                 "custom": "--source FILE (.npz or .h5) and --spec SPEC.yaml"}.get(entry.name, " and ".join(missing))
+        raise UserError(f"{entry.name} needs {' and '.join(missing)} (give {usage})")
+
+
 def prepare_dataset(
     name: str,
     out: str | os.PathLike,
@@ -73,6 +98,8 @@ def prepare_dataset(
     force: bool = False,
     sizes: dict[str, int] | None = None,
     progress: ProgressFn | None = None,
+    base: str | None = None,
+    spec: str | os.PathLike | None = None,
 ) -> Path:
     """Build dataset ``name`` into the HDF5 file ``out`` (DESIGN.md layout), atomically.
 
@@ -81,22 +108,28 @@ def prepare_dataset(
     ``supervision``) and one per keep probability (kind ``keep_prob``).
 
     Args:
-        name: a registry name (``shapes``, ``mnist``, ``fashion-mnist``, ``binary-mnist``).
+        name: a registry name (``shapes``, ``mnist``, ``fashion-mnist``, ``binary-mnist``,
+            ``multimnist``, ``celeba``, ``celeba19``, ``transforms``, ``custom``).
         out: the file to write.
-        source: a folder of source files (MNIST family); None downloads them.
-        seed: seeds the generated data (shapes) and every mask; at least 0.
+        source: a folder of source files (MNIST family, multimnist, celeba, transforms on
+            celeba) where None downloads them; the arrays file of ``custom``.
+        seed: seeds the generated data (shapes, multimnist), the custom split and every
+            mask; at least 0.
         supervision: paired fractions f in [0, 1].
         keep_prob: keep probabilities p in (0, 1].
         force: replace an existing ``out``; without it an existing file is never touched.
-        sizes: ``{split: n}`` overriding the dataset's sizes (MNIST family: the first n).
+        sizes: ``{split: n}`` overriding the dataset's sizes (read datasets: the first n).
         progress: ``progress(task, done, total)``.
+        base: ``transforms`` only: ``celeba`` or ``shapes``, the images transformed.
+        spec: ``custom`` only: the YAML spec of the arrays.
 
     Returns:
         ``out`` as a Path.
 
     Raises:
-        UserError: unknown dataset, a level out of range, a bad size or seed, an existing
-            ``out`` without ``force``, a missing or malformed source file.
+        UserError: unknown dataset, a level out of range, a bad size or seed, an option
+            the dataset does not take or lacks, an existing ``out`` without ``force``,
+            a missing or malformed source file.
     """
     entry = get_dataset(name)
     plan = plan_masks(supervision, keep_prob)
@@ -104,31 +137,75 @@ def prepare_dataset(
     if isinstance(seed, bool) or int(seed) != seed or seed < 0:
         raise UserError(f"--seed must be a whole number of at least 0, got {seed}")
     seed = int(seed)
-    if source is not None and not entry.uses_source:
-        raise UserError(f"{name} is generated, not read: it takes no --source")
+    options = {"base": base, "spec": spec}
+    _check_options(entry, source, options)
     out = Path(out)
     if out.is_dir():
         raise UserError(f"{out} is a folder; --out takes a file path such as data/{name}.h5")
     if out.exists() and not force:  # checked again on write; this saves a wasted build
         raise UserError(f"{out} already exists; pass --force to overwrite it")
 
-    splits = entry.build(seed=seed, sizes=sizes, source=source, progress=progress)
+    chosen = {k: v for k, v in options.items() if k in entry.options}
+    built = entry.build(seed=seed, sizes=sizes, source=source, progress=progress, **chosen)
+    if not isinstance(built, Built):
+        built = Built(list(entry.specs), built)
+    _write(out, name, built, plan, seed, force, progress)
+    return out
 
-    specs = list(entry.specs)
-    total = len(SPLITS) * len(specs) + len(plan)
+
+def _write(out: Path, name: str, built: Built, plan: list[tuple[str, float]], seed: int, force: bool,
+           progress: ProgressFn | None) -> None:
+    specs = built.specs
+    whole = {split: _array_order(built, split) for split in SPLITS}
+    total = sum(len(names) for names in whole.values()) + len(plan)
     done = 0
     with create_dataset_file(out, name, specs, seed, force=force) as writer:
+        if built.notes:
+            writer.set_attrs(notes=json.dumps(list(built.notes)))
+        writer.set_attrs(**built.attrs)
         for split in SPLITS:
-            for spec in specs:
-                writer.write_array(split, spec.name, splits[split][spec.name])
+            for array_name in whole[split]:
+                writer.write_array(split, array_name, built.arrays[split][array_name])
                 done += 1
                 if progress is not None:
                     progress("writing", done, total)
-        n_train = splits["train"][specs[0].name].shape[0]
+            if split in built.streams:
+                _write_stream(writer, split, built.streams[split], specs, progress)
+        n_train = _rows(built, specs[0].name)
         for kind, value in plan:
             mask = build_mask(kind, value, n_train, len(specs), seed)
             writer.write_mask(mask_name(kind, value, seed), mask, kind, value, seed)
             done += 1
             if progress is not None:
                 progress("writing", done, total)
-    return out
+
+
+def _array_order(built: Built, split: str) -> list[str]:
+    """The in-memory arrays of a split: its modalities in order, then sibling arrays by name."""
+    arrays = built.arrays.get(split, {})
+    names = [s.name for s in built.specs if s.name in arrays]
+    return names + sorted(set(arrays) - set(names))
+
+
+def _rows(built: Built, first: str) -> int:
+    if first in built.arrays.get("train", {}):
+        return built.arrays["train"][first].shape[0]
+    return built.streams["train"].n
+
+
+def _write_stream(writer, split: str, stream: Stream, specs, progress: ProgressFn | None) -> None:
+    """Fill the streamed modalities of one split block by block into chunked arrays."""
+    shapes = {s.name: s.shape for s in specs}
+    arrays: dict = {}
+    done = 0
+    for block in stream.chunks():
+        for array_name, values in block.items():
+            if array_name not in arrays:
+                arrays[array_name] = writer.create_array(split, array_name, (stream.n, *shapes[array_name]),
+                                                         values.dtype)
+            arrays[array_name][done:done + len(values)] = values
+        done += len(next(iter(block.values())))
+        if progress is not None:
+            progress(stream.task, done, stream.n)
+    if done != stream.n:
+        raise RuntimeError(f"stream {stream.task} gave {done} rows, expected {stream.n}")

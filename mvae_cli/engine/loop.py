@@ -54,7 +54,8 @@ def ensure_dataset(recipe: Recipe) -> Path:
     if not path.exists():
         from mvae_cli.data.prepare import prepare_dataset
 
-        prepare_dataset(recipe.data.dataset, path, source=recipe.data.source, seed=0)
+        data = recipe.data
+        prepare_dataset(data.dataset, path, source=data.source, seed=0, base=data.base, spec=data.spec)
     return path
 
 

@@ -1,0 +1,306 @@
+"""``custom``: a user's own arrays (``.npz`` or HDF5) described by a YAML spec.
+
+The spec lists the modalities in order and, optionally, how to split one pool:
+
+```yaml
+modalities:
+  - {name: image, kind: image, shape: [1, 28, 28]}  # likelihood defaults by kind
+  - {name: label, kind: categorical, classes: 10}
+  - {name: caption, kind: sequence, vocab: 12}
+  - {name: tags, kind: binary}                       # shape [D] taken from the arrays
+split: {train: 0.8, valid: 0.1, test: 0.1}           # only with one array per modality
+```
+
+The source holds, for modality ``m`` of split ``s``, the key ``s/m`` (an HDF5 group
+``s`` with dataset ``m``, or an npz key with a slash) or ``s_m``; with a ``split:``
+section, one array per modality under the key ``m``, shuffled with the seed and cut
+by the fractions. Sequence rows follow the networks' contract: ``START`` is id
+``vocab - 2`` and ``STOP`` is ``vocab - 1``, and ``<name>_length`` (stored beside
+them) counts up to and including the first ``STOP`` after position 0.
+
+Arrays are checked against the spec, one clear error per problem:
+
+| kind        | array         | dtype and values                                   | stored      |
+| ----------- | ------------- | -------------------------------------------------- | ----------- |
+| image       | [N, C, H, W]  | uint8, or floats in [0, 1] (scaled by 255, rounded) | uint8       |
+|             | ([N, H, W] is one channel)                                          |             |
+| categorical | [N]           | integers in [0, classes)                            | uint8/16/32 |
+| binary      | [N, D]        | bool, or numbers that are 0 or 1                    | uint8       |
+| sequence    | [N, L]        | integers in [0, vocab)                              | uint8/16/32 |
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from mvae_cli.data.format import SPLITS, ModalitySpec
+from mvae_cli.data.text import token_lengths
+from mvae_cli.errors import UserError
+
+LIKELIHOOD = {"image": "bernoulli", "binary": "bernoulli", "categorical": "categorical", "sequence": "categorical"}
+KEYS = {"image": {"shape"}, "binary": {"shape"}, "categorical": {"classes"}, "sequence": {"vocab", "shape"}}
+COMMON_KEYS = {"name", "kind", "likelihood"}
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def _int(value, what: str, low: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise UserError(f"{what} must be a whole number of at least {low}, got {value!r}")
+    return value
+
+
+def load_spec(path: str | os.PathLike) -> tuple[list[dict], dict[str, float] | None]:
+    """Read and check a spec: ``([modality entry, ...], split fractions or None)``.
+
+    Each entry has ``name``, ``kind``, ``likelihood``, ``classes`` (class count or
+    vocabulary size, 0 otherwise) and ``shape`` (a tuple, or None to take it from the arrays).
+
+    Raises:
+        UserError: naming the spec and the key or modality at fault.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"spec {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        raise UserError(f"spec {path} is not valid YAML ({' '.join(str(error).split())})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("modalities"), list) or not data["modalities"]:
+        raise UserError(f"spec {path} needs a `modalities:` list (see docs/datasets6.md)")
+    unknown = set(data) - {"modalities", "split"}
+    if unknown:
+        raise UserError(f"spec {path}: unknown key {sorted(unknown)[0]!r} (keys: modalities, split)")
+    entries, names = [], set()
+    for i, item in enumerate(data["modalities"]):
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str) or not NAME.match(item["name"]):
+            raise UserError(f"spec {path}: modality {i + 1} needs a name of letters, digits, _ . -")
+        name = item["name"]
+        where = f"spec {path}: modality {name!r}"
+        if name in names or name == "masks" or name.endswith("_length"):
+            raise UserError(f"{where}: the name is taken (used twice, 'masks', or ending in _length)")
+        names.add(name)
+        kind = item.get("kind")
+        if kind not in LIKELIHOOD:
+            raise UserError(f"{where}: kind must be one of {', '.join(LIKELIHOOD)}, got {kind!r}")
+        unknown = set(item) - COMMON_KEYS - KEYS[kind]
+        if unknown:
+            raise UserError(f"{where}: key {sorted(unknown)[0]!r} is not for kind {kind} "
+                            f"(allowed: {', '.join(sorted(COMMON_KEYS | KEYS[kind]))})")
+        likelihood = item.get("likelihood", LIKELIHOOD[kind])
+        if likelihood != LIKELIHOOD[kind]:
+            raise UserError(f"{where}: kind {kind} takes likelihood {LIKELIHOOD[kind]}, not {likelihood!r}")
+        classes = 0
+        if kind in ("categorical", "sequence"):
+            key = "classes" if kind == "categorical" else "vocab"
+            if key not in item:
+                raise UserError(f"{where}: kind {kind} needs `{key}:`")
+            classes = _int(item[key], f"{where}: {key}", low=2 if kind == "categorical" else 3)
+        shape = item.get("shape")
+        if shape is not None:
+            if not isinstance(shape, list) or not shape:
+                raise UserError(f"{where}: shape must be a list such as [1, 28, 28], got {shape!r}")
+            shape = tuple(_int(s, f"{where}: each shape entry") for s in shape)
+            rank = {"image": 3, "binary": 1, "sequence": 1}[kind]
+            if len(shape) != rank:
+                raise UserError(f"{where}: a {kind} shape has {rank} entr{'y' if rank == 1 else 'ies'}, "
+                                f"got {list(shape)}")
+        entries.append({"name": name, "kind": kind, "likelihood": likelihood, "classes": classes, "shape": shape})
+    return entries, _fractions(path, data.get("split"))
+
+
+def _fractions(path: Path, split) -> dict[str, float] | None:
+    if split is None:
+        return None
+    if not isinstance(split, dict) or set(split) != set(SPLITS):
+        raise UserError(f"spec {path}: split needs exactly train, valid and test, e.g. "
+                        "{train: 0.8, valid: 0.1, test: 0.1}")
+    for key, value in split.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
+            raise UserError(f"spec {path}: split fraction {key} must lie in (0, 1), got {value!r}")
+    if not math.isclose(sum(split.values()), 1.0, abs_tol=1e-6):
+        raise UserError(f"spec {path}: split fractions sum to {sum(split.values()):g}, not 1")
+    return {s: float(split[s]) for s in SPLITS}
+
+
+class _Source:
+    """The arrays of an npz or HDF5 file, by key (``train/image``; HDF5 groups joined by ``/``)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        if not path.is_file():
+            raise UserError(f"source {path} does not exist")
+        import h5py
+
+        if h5py.is_hdf5(path):
+            self._h5 = h5py.File(path, "r")
+            self.keys = []
+            self._h5.visititems(lambda k, v: self.keys.append(k) if isinstance(v, h5py.Dataset) else None)
+            self._get = lambda key: self._h5[key][()]
+        elif zipfile.is_zipfile(path):
+            try:
+                self._npz = np.load(path, allow_pickle=False)
+            except (OSError, ValueError, zipfile.BadZipFile) as error:
+                raise UserError(f"source {path} is not a readable .npz file ({error})") from None
+            self.keys = list(self._npz.files)
+            self._get = self._npz.__getitem__
+        else:
+            raise UserError(f"source {path} is neither an .npz nor an HDF5 file")
+
+    def find(self, *candidates: str) -> str | None:
+        return next((k for k in candidates if k in self.keys), None)
+
+    def get(self, key: str) -> np.ndarray:
+        try:
+            return np.asarray(self._get(key))
+        except ValueError as error:  # e.g. object arrays, which need pickle
+            raise UserError(f"source {self.path}: array {key!r} cannot be read ({error})") from None
+
+    def close(self) -> None:
+        (getattr(self, "_h5", None) or getattr(self, "_npz")).close()
+
+
+def _smallest_uint(limit: int) -> type:
+    return np.uint8 if limit <= 256 else np.uint16 if limit <= 65536 else np.int32
+
+
+def check_array(entry: dict, array: np.ndarray, split: str) -> np.ndarray:
+    """Check one array against its modality and convert it to the stored dtype.
+
+    Args:
+        entry: from :func:`load_spec`; its ``shape`` must be set.
+        array: the user's array ``[N, ...]``.
+        split: for messages (``train``, ``valid``, ``test`` or ``all``).
+
+    Raises:
+        UserError: "modality 'x' (split): what is wrong".
+    """
+    where = f"modality {entry['name']!r} ({split})"
+    kind, shape = entry["kind"], entry["shape"]
+    if array.dtype.kind not in "biuf":
+        raise UserError(f"{where}: dtype {array.dtype} is not numeric")
+    if array.shape[1:] != shape:
+        raise UserError(f"{where}: examples have shape {list(array.shape[1:])}, expected {list(shape)} "
+                        f"(from {entry.get('shape_from', 'the spec')})")
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        raise UserError(f"{where}: holds NaN or infinite values")
+    if kind == "image":
+        if array.dtype == np.uint8:
+            return array
+        if array.dtype.kind != "f":
+            raise UserError(f"{where}: images must be uint8 or floats in [0, 1], got {array.dtype}")
+        if array.size and (array.min() < 0 or array.max() > 1):
+            raise UserError(f"{where}: float images must lie in [0, 1], found [{array.min():g}, {array.max():g}]")
+        return np.rint(array * 255).astype(np.uint8)
+    if kind == "binary":
+        if array.size and not np.isin(array, (0, 1)).all():
+            raise UserError(f"{where}: binary values must be 0 or 1, found {_first_other(array, (0, 1))}")
+        return array.astype(np.uint8)
+    # categorical and sequence: integer ids
+    if array.dtype.kind not in "iu":
+        raise UserError(f"{where}: ids must be integers, got {array.dtype}")
+    limit, word = entry["classes"], "classes" if kind == "categorical" else "vocab"
+    if array.size and (array.min() < 0 or array.max() >= limit):
+        bad = array.min() if array.min() < 0 else array.max()
+        raise UserError(f"{where}: id {bad} is outside [0, {limit}) ({word}: {limit})")
+    return array.astype(_smallest_uint(limit))
+
+
+def _first_other(array: np.ndarray, allowed) -> str:
+    return f"{array[~np.isin(array, allowed)].flat[0]:g}"
+
+
+def _example_shape(entry: dict, array: np.ndarray, split: str) -> np.ndarray:
+    """Bring [N, H, W] images and [N] binaries to their full rank; fix the entry's shape."""
+    if entry["kind"] == "image" and array.ndim == 3:
+        array = array[:, None]
+    if entry["kind"] == "binary" and array.ndim == 1:
+        array = array[:, None]
+    if entry["shape"] is None:
+        entry["shape"] = () if entry["kind"] == "categorical" else tuple(array.shape[1:])
+        entry["shape_from"] = "the spec" if entry["kind"] == "categorical" else f"the {split} arrays"
+    return array
+
+
+def _read_split(source: _Source, entries: list[dict], split: str | None) -> dict[str, np.ndarray]:
+    arrays, first = {}, None
+    label = split or "all"
+    for entry in entries:
+        name = entry["name"]
+        candidates = (name,) if split is None else (f"{split}/{name}", f"{split}_{name}")
+        key = source.find(*candidates)
+        if key is None:
+            hint = ("; or give one array per modality and a split: section in the spec"
+                    if split is not None and source.find(name) else "")
+            raise UserError(f"source {source.path} has no array for modality {name!r} ({label}): "
+                            f"looked for {' and '.join(repr(c) for c in candidates)}{hint}")
+        array = source.get(key)
+        if array.ndim == 0:
+            raise UserError(f"modality {name!r} ({label}): {key!r} is a single value, not an array [N, ...]")
+        array = check_array(entry, _example_shape(entry, array, label), label)
+        if first is None:
+            first = (name, array.shape[0])
+        elif array.shape[0] != first[1]:
+            raise UserError(f"split {label}: modality {name!r} has {array.shape[0]} examples, "
+                            f"{first[0]!r} has {first[1]}")
+        arrays[name] = array
+        if entry["kind"] == "sequence":
+            arrays[f"{name}_length"] = token_lengths(array, stop=entry["classes"] - 1)
+    if first[1] == 0:
+        raise UserError(f"split {label} of {source.path} has no examples")
+    return arrays
+
+
+def load_custom(source: str | os.PathLike, spec: str | os.PathLike, *, seed: int = 0,
+                sizes: dict[str, int] | None = None) -> tuple[list[ModalitySpec], dict[str, dict[str, np.ndarray]]]:
+    """Read and check a user's arrays against their spec.
+
+    Args:
+        source: an ``.npz`` or HDF5 file.
+        spec: the YAML spec.
+        seed: shuffles a pool before the ``split:`` fractions cut it.
+        sizes: ``{split: n}`` keeps the first n of a split.
+
+    Returns:
+        ``(specs, {split: {name: array [n, ...]}})``; sequences come with ``<name>_length``.
+
+    Raises:
+        UserError: one per problem, naming the modality, the split and what is wrong.
+    """
+    entries, fractions = load_spec(spec)
+    data = _Source(Path(source))
+    try:
+        if fractions is None:
+            splits = {split: _read_split(data, entries, split) for split in SPLITS}
+        else:
+            splits = _cut(_read_split(data, entries, None), fractions, seed)
+    finally:
+        data.close()
+    for split, arrays in splits.items():
+        n = (sizes or {}).get(split)
+        have = next(iter(arrays.values())).shape[0]
+        if n is not None:
+            if n > have:
+                raise UserError(f"--n-{split} {n} is more than the {have} {split} examples of {source}")
+            splits[split] = {k: v[:n] for k, v in arrays.items()}
+    specs = [ModalitySpec(e["name"], e["kind"], e["likelihood"], e["shape"], e["classes"]) for e in entries]
+    return specs, splits
+
+
+def _cut(arrays: dict[str, np.ndarray], fractions: dict[str, float], seed: int) -> dict[str, dict[str, np.ndarray]]:
+    n = next(iter(arrays.values())).shape[0]
+    counts = {s: int(math.floor(fractions[s] * n + 0.5)) for s in ("train", "valid")}
+    counts["test"] = n - counts["train"] - counts["valid"]
+    for split, count in counts.items():
+        if count < 1:
+            raise UserError(f"split: {fractions[split]:g} of {n} examples leaves {split} empty")
+    # Its own stream: the masks draw from default_rng(seed) too.
+    order = np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0]).permutation(n)
+    bounds = np.cumsum([0, counts["train"], counts["valid"], counts["test"]])
+    return {s: {k: v[order[bounds[i]:bounds[i + 1]]] for k, v in arrays.items()} for i, s in enumerate(SPLITS)}
