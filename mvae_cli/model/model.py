@@ -50,10 +50,12 @@ class MultimodalVAE(nn.Module):
         mus, logvars = [], []
         for j, name in enumerate(self.names):
             column = mask[:, j]
-            if bool(column.all()):
+            rows = None if bool(column.all()) else column.nonzero(as_tuple=True)[0]
+            if rows is None:
                 mu, logvar = self.encoders[name](batch[name])
+            elif rows.numel() == 0:  # nobody shows this modality: its expert is dropped anyway
+                mu = logvar = torch.zeros(mask.shape[0], self.latent_dim, device=mask.device)
             else:
-                rows = column.nonzero(as_tuple=True)[0]
                 mu_rows, logvar_rows = self.encoders[name](batch[name][rows])
                 shape = (mask.shape[0], self.latent_dim)
                 mu = mu_rows.new_zeros(shape).index_copy(0, rows, mu_rows)

@@ -20,12 +20,24 @@ from torch import nn
 from mvae_cli.model.sequence import SequenceDecoder, SequenceEncoder
 
 
+class RowBatchNorm(nn.BatchNorm1d):
+    """Batch normalisation that tolerates a single row in training: under weak supervision a
+    modality may be shown by one example of a batch; that row is normalised with the running
+    statistics instead of failing."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and x.shape[0] == 1:
+            return nn.functional.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
+                                            training=False, eps=self.eps)
+        return super().forward(x)
+
+
 class MLPEncoder(nn.Module):
     """Flattened input → hidden → hidden → (mu, logvar); optional batch normalisation."""
 
     def __init__(self, in_shape: tuple[int, ...], latent_dim: int, hidden: int = 512, batch_norm: bool = False):
         super().__init__()
-        norm = (lambda: nn.BatchNorm1d(hidden)) if batch_norm else nn.Identity
+        norm = (lambda: RowBatchNorm(hidden)) if batch_norm else nn.Identity
         self.net = nn.Sequential(
             nn.Flatten(), nn.Linear(math.prod(in_shape), hidden), norm(), nn.SiLU(),
             nn.Linear(hidden, hidden), norm(), nn.SiLU(), nn.Linear(hidden, 2 * latent_dim),
@@ -40,7 +52,7 @@ class MLPDecoder(nn.Module):
 
     def __init__(self, out_shape: tuple[int, ...], latent_dim: int, hidden: int = 512, batch_norm: bool = False):
         super().__init__()
-        norm = (lambda: nn.BatchNorm1d(hidden)) if batch_norm else nn.Identity
+        norm = (lambda: RowBatchNorm(hidden)) if batch_norm else nn.Identity
         self.out_shape = tuple(out_shape)
         self.net = nn.Sequential(
             nn.Linear(latent_dim, hidden), norm(), nn.SiLU(), nn.Linear(hidden, hidden), norm(), nn.SiLU(),

@@ -54,6 +54,8 @@ def subset_elbo(
         rows = subsets[:, j].nonzero(as_tuple=True)[0]
         if rows.numel() == subsets.shape[0]:
             ll = model.log_prob(name, model.decode(name, z).float(), batch[name][example])
+        elif rows.numel() == 0:
+            ll = z.new_zeros(subsets.shape[0])
         else:
             params = model.decode(name, z[rows]).float()
             ll_rows = model.log_prob(name, params, batch[name][example[rows]])

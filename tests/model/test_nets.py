@@ -71,3 +71,20 @@ def test_sequence_encoder_ignores_padding_after_stop():
     a = torch.tensor([[START, 5, STOP, STOP, STOP, STOP]])
     b = torch.tensor([[START, 5, STOP, 3, 3, 3]])  # garbage after STOP must not matter
     torch.testing.assert_close(enc(a)[0], enc(b)[0])
+
+
+def test_batches_where_a_modality_is_shown_once_or_never_still_train():
+    from mvae_cli.objectives import MVAEObjective
+
+    specs = [ModalitySpec("image", "image", "bernoulli", (1, 4, 4)), ModalitySpec("smiling", "binary", "bernoulli", (1,)),
+             ModalitySpec("bald", "binary", "bernoulli", (1,))]
+    torch.manual_seed(0)
+    model = MultimodalVAE(specs, latent_dim=3, hidden=8)
+    batch = {"image": torch.rand(4, 1, 4, 4), "smiling": torch.ones(4, 1), "bald": torch.zeros(4, 1),
+             "mask": torch.tensor([[1, 1, 0], [1, 0, 0], [1, 0, 0], [1, 0, 0]], dtype=torch.bool)}
+    loss, _ = MVAEObjective(k=1)(model, batch, 0)  # "smiling" on one row, "bald" on none
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert all(p.grad is None for p in model.encoders["bald"].parameters())
+    bn = model.encoders["smiling"].net[2]
+    assert torch.equal(bn.running_mean, torch.zeros(8))  # the single row used, and left, the running statistics
