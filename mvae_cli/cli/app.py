@@ -56,6 +56,13 @@ def _register() -> None:
 
     prepare.register(app)
     train.register(app)
+    from mvae_cli.cli import plot, sweep
+
+    sweep.register(app)
+    plot.register(app)
+    from mvae_cli.cli import evaluate
+
+    evaluate.register(app)
 
 
 _register()

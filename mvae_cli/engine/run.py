@@ -79,6 +79,10 @@ def load_trained(run_dir: Path, checkpoint: str = "best", device: torch.device |
     state = load_checkpoint(path, map_location=device)
     specs = [ModalitySpec(**{**s, "shape": tuple(s["shape"])}) for s in info["modalities"]]
     model = build_model(recipe, specs).to(device)
-    model.load_state_dict(state["model"])
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError:
+        raise UserError(f"{path} does not fit the model its recipe builds (trained by another mvae version?); "
+                        "retrain the run") from None
     model.eval()
     return recipe, info, model

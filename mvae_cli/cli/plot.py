@@ -1,0 +1,56 @@
+"""``mvae plot SWEEP_DIR|RUN_DIR``: the figures of a study, or the training curves of one run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from mvae_cli.errors import UserError
+
+FORMATS = ("png", "pdf")
+
+
+def plot_command(
+    path: Annotated[Path, typer.Argument(
+        help="A sweep directory (with results.json) or a run directory (with metrics.jsonl).")],
+    out: Annotated[Optional[Path], typer.Option(
+        "--out", "-o", help="Folder for the figures [default: <directory>/figures].")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="png or pdf.")] = "png",
+) -> None:
+    """Draw figures into files (each with its numbers as CSV next to it); nothing is shown on screen.
+
+    A sweep: eval figures against the grid key that varies, mean and 95% band over seeds
+    (accuracy against supervision as in the paper's Fig. 4, keep-prob as Fig. 5, k as Fig. 3).
+    A run: loss, validation ELBO, ELBO terms and β against epoch, and its sample grid.
+    """
+    from mvae_cli.cli.progress import console
+
+    if fmt not in FORMATS:
+        raise UserError(f"--format must be png or pdf, got {fmt!r}")
+    if not path.is_dir():
+        raise UserError(f"{path} is not a directory: give a sweep directory or a run directory")
+    out = out or path / "figures"
+    if (path / "results.json").exists() or (path / "sweep.json").exists():
+        from mvae_cli.figures.study import plot_sweep
+        from mvae_cli.sweep.results import read_results
+
+        grid_keys, rows = read_results(path)
+        written = plot_sweep(grid_keys, rows, out, fmt)
+    elif (path / "metrics.jsonl").exists():
+        from mvae_cli.figures.curves import plot_run
+
+        written = plot_run(path, out, fmt)
+    else:
+        raise UserError(f"{path} holds no results: give a sweep directory (with results.json, from `mvae sweep`) "
+                        "or a run directory (with metrics.jsonl, from `mvae train`)")
+    if not written:
+        raise UserError(f"{path} has no evaluation figures to plot")
+    for file in written:
+        console.print(f"wrote {file}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``plot`` command to ``app``."""
+    app.command("plot")(plot_command)

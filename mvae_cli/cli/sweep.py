@@ -1,0 +1,171 @@
+"""``mvae sweep RECIPE``: train and evaluate every grid point of a study, then aggregate."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+
+class SweepDisplay:
+    """Renders the runner's progress events: points done / total, and one bar per running point
+    over all of its training steps (epochs × steps per epoch)."""
+
+    def __init__(self, progress, total: int):
+        self.progress = progress
+        self.overall = progress.add_task("points", total=total, status="")
+        self.tasks: dict[str, int] = {}
+        self.epochs: dict[str, tuple[int, int]] = {}  # point -> (epochs, steps per epoch)
+        self.finished: set[str] = set()
+
+    def _task(self, point: str) -> int:
+        if point not in self.tasks:
+            self.tasks[point] = self.progress.add_task(point, total=None, status="starting")
+        return self.tasks[point]
+
+    def __call__(self, event: str, **info) -> None:
+        console = self.progress.console
+        point = info.get("point")
+        if event == "prepare":
+            console.print(f"preparing the dataset {info['path']} (once for the whole sweep)")
+            return
+        if point in self.finished and event != "done":
+            return  # a late event from a worker
+        if event == "point" and not info.get("reused"):
+            self._task(point)
+        elif event == "start":
+            epochs, steps = info["epochs"], info["steps_per_epoch"]
+            self.epochs[point] = (epochs, steps)
+            note = f", resuming after epoch {info['start_epoch']}" if info.get("resumed") else ""
+            self.progress.update(self._task(point), total=epochs * steps, completed=info["start_epoch"] * steps,
+                                 status=f"{info['n_examples']:,} examples{note}")
+        elif event == "step" and point in self.epochs:
+            epochs, steps = self.epochs[point]
+            self.progress.update(self._task(point), completed=info["epoch"] * steps + info["step"],
+                                 status=f"epoch {info['epoch'] + 1}/{epochs}  loss {info['loss']:.2f}")
+        elif event == "evaluate":
+            done = f" {info['done']:,}/{info['total']:,} examples" if info.get("total") else ""
+            self.progress.update(self._task(point), status=f"evaluating{done}")
+        elif event == "done":
+            self.finished.add(point)
+            if point in self.tasks:
+                self.progress.remove_task(self.tasks.pop(point))
+            self.progress.advance(self.overall)
+            if info["status"] == "failed":
+                console.print(f"[red]✗[/] {point}: {info['error']}")
+            else:
+                console.print(f"[green]✓[/] {point}")
+
+
+def _fmt(value) -> str:
+    return "" if value is None or value != value else f"{value:.4g}"
+
+
+def _print_dry_run(statuses, console) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"{len(statuses)} points (nothing trained: --dry-run)", title_justify="left")
+    table.add_column("#", justify="right")
+    table.add_column("run directory", overflow="fold")
+    table.add_column("state", no_wrap=True)
+    for i, status in enumerate(statuses, 1):
+        state = "finished (kept)" if status.reused else "to train"
+        info_path = status.run_dir / "run.json"
+        if not status.reused and info_path.is_file():
+            done = json.loads(info_path.read_text()).get("epochs_done", 0)
+            state = f"resumes after epoch {done}"
+        table.add_row(str(i), str(status.run_dir), state)
+    console.print(table)
+
+
+# Summary columns: (family, which proposal, heading); the paper's proposals (Tables 2–3).
+_SHOWN = (("accuracy", None, "accuracy"), ("log_px", "first", "log p(x)"),
+          ("log_pxy", "last", "log p(x,y)"), ("log_px_given_y", "last", "log p(x|y)"))
+
+
+def _summary_columns(figures: list[str]) -> list[tuple[str, str]]:
+    """``(column, heading)``: mean accuracy, log p(x) under q(z|x), the others under q(z|x,y)."""
+    shown = []
+    for family, which, heading in _SHOWN:
+        if which is None:
+            column = f"{family}.mean" if f"{family}.mean" in figures else None
+        else:
+            candidates = [f for f in figures if f.startswith(family + ".") and f.endswith(".mean")]
+            column = (candidates[0] if which == "first" else candidates[-1]) if candidates else None
+        if column:
+            proposal = "q(z|x,y)" if "+" in column else "q(z|x)"
+            shown.append((column, heading if which is None else f"{heading}\n{proposal}"))
+    return shown
+
+
+def _print_summary(report, grid_keys: list[str], console) -> None:
+    from rich.table import Table
+
+    from mvae_cli.sweep.results import figure_columns, summary_rows
+
+    if not report.rows:
+        return
+    groups = [k for k in grid_keys if k != "seed"]
+    shown = _summary_columns(figure_columns(grid_keys, report.rows))
+    if not shown:
+        return
+    stats = summary_rows(report.rows, groups, [column for column, _ in shown])
+    table = Table(title="summary: mean ± 95% CI over seeds; log-likelihoods in nats (all figures in summary.csv)",
+                  title_justify="left")
+    for key in groups:
+        table.add_column(key)
+    table.add_column("runs", justify="right")
+    for _, heading in shown:
+        table.add_column(heading, justify="right", overflow="fold")
+    for i in range(0, len(stats), len(shown)):
+        chunk = stats[i:i + len(shown)]
+        cells = [f"{_fmt(s['mean'])} ± {_fmt(s['ci95'])}" if s["count"] > 1 else _fmt(s["mean"]) for s in chunk]
+        table.add_row(*[str(chunk[0][k]) for k in groups], str(chunk[0]["count"]), *cells)
+    console.print(table)
+
+
+def sweep_command(
+    recipe: Annotated[Path, typer.Argument(help="A sweep recipe: a training recipe plus grid: and eval:.")],
+    overrides: Annotated[Optional[list[str]], typer.Argument(
+        metavar="[KEY=VALUE]...", help="Overrides for every point, e.g. epochs=1 eval.particles=100.")] = None,
+    out: Annotated[Optional[Path], typer.Option(
+        "--out", "-o", help="Sweep directory [default: sweeps/<recipe file stem>].")] = None,
+    jobs: Annotated[int, typer.Option(
+        "--jobs", "-j", help="Points trained at once, each in its own process (and GPU, when there are several).")] = 1,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="List the points and their run directories; train nothing.")] = False,
+) -> None:
+    """Train and evaluate every grid point of a study recipe, then write results.csv and summary.csv.
+
+    Run it again to resume: finished points are kept, interrupted ones continue from their
+    last checkpoint. A failing point is reported and the others go on (exit code 1 at the end).
+    """
+    from mvae_cli.cli.progress import console, make_progress
+    from mvae_cli.sweep.grid import load_sweep
+    from mvae_cli.sweep.runner import plan, run_sweep
+
+    sweep = load_sweep(recipe, overrides or [])
+    out = out or Path("sweeps") / recipe.stem
+    if dry_run:
+        _print_dry_run(plan(sweep, out), console)
+        return
+    console.print(f"sweep [bold]{recipe}[/]: {len(sweep.points)} points over {', '.join(sweep.grid_keys)} → {out}")
+    with make_progress() as progress:
+        report = run_sweep(sweep, out, jobs=jobs, progress=SweepDisplay(progress, len(sweep.points)))
+    reused = sum(s.reused for s in report.points)
+    if reused:
+        console.print(f"{reused} point(s) were finished already and kept")
+    _print_summary(report, sweep.grid_keys, console)
+    console.print(f"results: {out / 'results.csv'}  summary: {out / 'summary.csv'}  figures: mvae plot {out}")
+    if report.failed:
+        console.print(f"[red]{len(report.failed)} of {len(report.points)} points failed:[/]")
+        for status in report.failed:
+            console.print(f"  {status.point.name}: {status.error}")
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``sweep`` command to ``app``."""
+    app.command("sweep")(sweep_command)

@@ -1,0 +1,1 @@
+"""Evaluation: the one importance-sampling estimator and ``mvae eval`` (MVAE paper, §5)."""

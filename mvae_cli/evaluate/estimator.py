@@ -1,0 +1,263 @@
+"""The one importance-sampling estimator (MVAE paper, §5, Eqs. 5–7).
+
+For a proposal subset P of modalities and target sets T_1, ..., T_n it draws K particles
+z_k ~ q(z | P) (the product of experts of P, :func:`~mvae_cli.model.poe.product_of_experts`)
+and returns the log importance weights
+
+    log w_{t,k} = Σ_{i ∈ T_t} log p(x_i | z_k) + log p(z_k) − log q(z_k | P),
+
+so that log p̂(T_t) = log (1/K) Σ_k w_{t,k} (:func:`log_mean_exp`). Every decoder runs once
+per particle, however many targets use it. The work is done in chunks of flattened
+(example, particle) rows sized to a memory budget, on one worker thread per core on CPU
+(:func:`run_parallel`); each example's noise comes from its own stream, seeded from
+(seed, global example index), so the chunk size only changes how rows are grouped, never
+the numbers (up to float rounding in the matrix products).
+"""
+
+from __future__ import annotations
+
+import math
+from concurrent.futures import ThreadPoolExecutor
+from typing import Mapping, Sequence
+
+import numpy as np
+import torch
+
+from mvae_cli.evaluate.scorers import Scorer, default_scorer, shared_log_prob, uses_builtin_likelihoods
+from mvae_cli.model.poe import gaussian_log_prob, product_of_experts, standard_normal_log_prob
+
+# Tag of the one shared stream for prior samples; example streams are tagged 0.
+_PRIOR_STREAM = 1
+# Rows per chunk beyond which nothing is gained (CPU: matmuls are as fast from ~1,000 rows
+# on, and smaller chunks keep the per-chunk tensors in cache).
+MAX_CHUNK_ROWS = {"cpu": 4096, "cuda": 262_144}
+
+
+def stream(seed: int, tag: int, index: int, device: torch.device | str = "cpu") -> torch.Generator:
+    """A generator on ``device`` for the ``(seed, tag, index)`` stream (mixed by numpy's SeedSequence)."""
+    state = np.random.SeedSequence([int(seed), int(tag), int(index)]).generate_state(2, dtype=np.uint32)
+    return torch.Generator(device=device).manual_seed(int(state[0]) << 32 | int(state[1]))
+
+
+def particle_noise(seed: int, index: int, particles: int, dim: int, dtype: torch.dtype = torch.float32,
+                   device: torch.device | str = "cpu") -> torch.Tensor:
+    """The standard-normal noise ``[K, D]`` of example ``index`` (its global index in the split).
+
+    Drawn on ``device`` by that device's generator: CPU and CUDA give different draws, but
+    one device always gives the same ones.
+    """
+    return torch.randn(particles, dim, generator=stream(seed, 0, index, device), dtype=dtype, device=device)
+
+
+def prior_noise(seed: int, samples: int, dim: int, dtype: torch.dtype = torch.float32,
+                device: torch.device | str = "cpu") -> torch.Tensor:
+    """The ``[S, D]`` samples of p(z) = N(0, I) shared by every example."""
+    return torch.randn(samples, dim, generator=stream(seed, _PRIOR_STREAM, 0, device), dtype=dtype, device=device)
+
+
+def log_mean_exp(log_w: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    """log (1/K) Σ_k exp(log_w_k) along ``dim``, stably."""
+    return torch.logsumexp(log_w, dim=dim) - math.log(log_w.shape[dim])
+
+
+def effective_sample_size(log_w: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    """(Σ w)² / Σ w² along ``dim``, from log weights: in [1, K]."""
+    return torch.exp(2 * torch.logsumexp(log_w, dim=dim) - torch.logsumexp(2 * log_w, dim=dim))
+
+
+def bytes_per_row(model, names: Sequence[str], device: torch.device | str = "cpu") -> int:
+    """A generous estimate of the memory one (example, particle) row takes while decoding ``names``.
+
+    Every module output of a one-row decode is counted (containers too), twice over for
+    the temporaries of the likelihood, plus the latent rows.
+    """
+    elements = [0]
+
+    def count(module, inputs, output):
+        if torch.is_tensor(output):
+            elements[0] += output[0].numel() if output.dim() else 1
+
+    dim = model.latent_dim
+    dtype = next(model.parameters(), torch.zeros(())).dtype
+    z = torch.zeros(1, dim, device=device, dtype=dtype)
+    handle = torch.nn.modules.module.register_module_forward_hook(count)
+    try:
+        with torch.inference_mode():
+            for name in names:
+                elements[0] += model.decode(name, z).numel()
+    finally:
+        handle.remove()
+    return z.element_size() * (2 * elements[0] + 8 * dim + 16)
+
+
+def chunk_rows_for(model, names: Sequence[str], budget_bytes: int, device: torch.device | str = "cpu",
+                   workers: int = 1) -> int:
+    """Rows per chunk: as many as the budget allows (shared by ``workers`` chunks in flight),
+    capped where more gains nothing."""
+    device = torch.device(device)
+    cap = MAX_CHUNK_ROWS.get(device.type, MAX_CHUNK_ROWS["cuda"])
+    return max(1, min(cap, budget_bytes // (max(1, workers) * bytes_per_row(model, names, device))))
+
+
+def _chunks(n_examples: int, particles: int, chunk_rows: int):
+    """Rectangular pieces of the [B, K] row grid: whole examples when K fits in a chunk,
+    else slices of one example's particles. Yields ``(e0, e1, k0, k1)``."""
+    if particles <= chunk_rows:
+        step = chunk_rows // particles
+        for e0 in range(0, n_examples, step):
+            yield e0, min(e0 + step, n_examples), 0, particles
+    else:
+        for e in range(n_examples):
+            for k0 in range(0, particles, chunk_rows):
+                yield e, e + 1, k0, min(k0 + chunk_rows, particles)
+
+
+@torch.inference_mode()
+def log_importance_weights(
+    model,
+    batch: dict[str, torch.Tensor],
+    proposals: Sequence[Sequence[str]],
+    targets: Sequence[Sequence[str]],
+    particles: int,
+    *,
+    seed: int = 0,
+    first_index: int = 0,
+    chunk_rows: int,
+    expert_params: tuple[torch.Tensor, torch.Tensor] | None = None,
+    scorers: Mapping[str, Scorer] | None = None,
+    workers: int | None = None,
+) -> torch.Tensor:
+    """Log importance weights of every target under every proposal, over batch × particles.
+
+    log w[p, t, b, k] = log p(x_b^{T_t}, z_{pbk}) − log q(z_{pbk} | x_b^{P_p}) with
+    z_{pbk} = μ_pb + σ_pb ε_bk. The noise ε_b ``[K, D]`` of example b is shared by all
+    proposals (common random numbers) and comes from :func:`particle_noise` with the
+    example's global index ``first_index + b``. The empty proposal is the prior.
+
+    Args:
+        model: a :class:`~mvae_cli.model.model.MultimodalVAE` or any module with its
+            ``names``, ``latent_dim``, ``encode``, ``decode`` and ``log_prob``.
+        batch: ``{name: [B, ...]}``; the proposal and target modalities must be present.
+        proposals: P subsets of modality names.
+        targets: T subsets of modality names.
+        particles: K ≥ 1.
+        seed: seeds every example's noise stream.
+        first_index: the global index of the batch's first example.
+        chunk_rows: (example, particle) rows decoded at once (see :func:`chunk_rows_for`).
+        expert_params: ``(mu, logvar)`` ``[B, M, D]`` from ``model.encode``, when already computed.
+        scorers: ``{name: scorer}`` (:mod:`~mvae_cli.evaluate.scorers`); default: decode, then score.
+        workers: threads working on chunks (:func:`run_parallel`); default: torch's thread
+            count on CPU, 1 on CUDA. Each holds one chunk in memory.
+
+    Returns:
+        ``[P, T, B, K]`` log weights; :func:`log_mean_exp` over the last dimension gives
+        log p̂(targets) ``[P, T, B]``.
+    """
+    names = list(model.names)
+    needed = sorted({n for t in targets for n in t}, key=names.index)
+    scorers = {n: (scorers or {}).get(n) or default_scorer(model, n) for n in needed}
+    first = next(iter(batch.values()))
+    B = first.shape[0]
+    if expert_params is None:
+        used = {n for p in proposals for n in p}
+        shown = torch.tensor([n in used for n in names], device=first.device)
+        expert_params = model.encode(batch, shown.expand(B, -1))
+    mu, logvar = expert_params
+    dtype, device = mu.dtype, mu.device
+    subset = torch.tensor([[n in p for n in names] for p in proposals], device=device)
+    q_mu, q_logvar = product_of_experts(mu.unsqueeze(0), logvar.unsqueeze(0), subset[:, None, :].expand(-1, B, -1))
+    q_std = torch.exp(0.5 * q_logvar)  # [P, B, D]
+
+    out = torch.empty(len(proposals), len(targets), B, particles, dtype=dtype, device=device)
+
+    def run_chunk(chunk: tuple[int, int, int, int]) -> None:
+        e0, e1, k0, k1 = chunk
+        with torch.inference_mode():  # thread-local: set again in worker threads
+            eps = torch.stack([particle_noise(seed, first_index + e, particles, model.latent_dim, dtype, device)[k0:k1]
+                               for e in range(e0, e1)])  # [E, k, D]
+            for p in range(len(proposals)):
+                m, lv = q_mu[p, e0:e1, None], q_logvar[p, e0:e1, None]
+                z = m + q_std[p, e0:e1, None] * eps  # [E, k, D]
+                log_prior_ratio = standard_normal_log_prob(z) - gaussian_log_prob(z, m, lv)  # [E, k]
+                lls = {n: scorers[n](z, batch[n][e0:e1]) for n in needed}  # each decoder once per particle
+                for t, target in enumerate(targets):
+                    out[p, t, e0:e1, k0:k1] = sum((lls[n] for n in target), log_prior_ratio)
+
+    if workers is None:
+        workers = torch.get_num_threads() if device.type == "cpu" else 1
+    run_parallel(run_chunk, list(_chunks(B, particles, chunk_rows)), workers)
+    return out
+
+
+def run_parallel(fn, items: list, workers: int) -> None:
+    """``fn(item)`` for every item, on ``workers`` threads of single-threaded torch ops.
+
+    On CPU, independent chunks on their own threads beat one chunk at a time on OpenMP's
+    threads: no barrier per operation, so a core taken by another process slows one worker
+    instead of stalling every operation (2–5× faster under contention, as fast when idle).
+    torch's intra-op thread count is set to 1 meanwhile and restored afterwards.
+    """
+    if workers <= 1 or len(items) <= 1:
+        for item in items:
+            fn(item)
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with ThreadPoolExecutor(min(workers, len(items))) as pool:
+            for _ in pool.map(fn, items):
+                pass
+    finally:
+        torch.set_num_threads(previous)
+
+
+@torch.inference_mode()
+def log_prior_predictive(
+    model,
+    batch: dict[str, torch.Tensor],
+    names: Sequence[str],
+    z_prior: torch.Tensor,
+    *,
+    chunk_rows: int,
+) -> torch.Tensor:
+    """log p(y_b | z_s) summed over the modalities ``names``, for prior samples z_s shared by all examples.
+
+    This is the estimator with the prior as proposal (q = p(z), so log w = log p(y | z)),
+    with one set of S particles for the whole batch: each decoder runs once per sample,
+    not once per example and sample. log p̂(y_b) = :func:`log_mean_exp` of row b.
+
+    Args:
+        batch: ``{name: [B, ...]}``.
+        names: the modalities of y.
+        z_prior: ``[S, D]`` draws of p(z) (:func:`prior_noise`), on the model's device.
+        chunk_rows: prior samples decoded at once.
+
+    Returns:
+        ``[B, S]`` log weights.
+    """
+    B = batch[names[0]].shape[0]
+    S = z_prior.shape[0]
+    # The generic path expands every (example, sample) pair; the fused one only the samples.
+    step = chunk_rows if uses_builtin_likelihoods(model) else max(1, chunk_rows // B)
+    out = z_prior.new_zeros(B, S)
+    for s0 in range(0, S, step):
+        s1 = min(S, s0 + step)
+        for n in names:
+            params = model.decode(n, z_prior[s0:s1])
+            out[:, s0:s1] += shared_log_prob(model, n, params, batch[n])
+    return out
+
+
+@torch.inference_mode()
+def predict_classes(model, batch: dict[str, torch.Tensor], given: Sequence[str], name: str,
+                    expert_params: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    """argmax of p(y | z) at the mean of q(z | given), for a categorical modality ``name``: ``long[B]``."""
+    names = list(model.names)
+    if expert_params is None:
+        B = batch[given[0]].shape[0]
+        shown = torch.tensor([n in given for n in names], device=batch[given[0]].device)
+        expert_params = model.encode(batch, shown.expand(B, -1))
+    mu, logvar = expert_params
+    subset = torch.tensor([n in given for n in names], device=mu.device).expand(mu.shape[0], -1)
+    q_mu, _ = product_of_experts(mu, logvar, subset)
+    return model.decode(name, q_mu).argmax(dim=-1)

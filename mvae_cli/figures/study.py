@@ -1,0 +1,224 @@
+"""Figures of a sweep: eval figures against the grid key that varies, mean and 95% band over seeds.
+
+- supervision: accuracy per predicted modality and their mean, on a log axis (paper Fig. 4);
+- keep_prob: accuracy and the log-likelihoods against p, on a log axis (paper Fig. 5);
+- k: log p(x, y) and the variance of the log importance weights against k (paper Fig. 3);
+- any other key: every eval figure against it.
+
+Every sweep also gets an overview of all eval figures. The numbers behind each figure are
+written next to it as CSV. A second varying key draws one line per value.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+from matplotlib.ticker import FuncFormatter
+
+from mvae_cli.atomic import write_text
+from mvae_cli.figures.draw import save_figure
+from mvae_cli.sweep.grid import format_value
+from mvae_cli.sweep.results import csv_text, figure_columns, summary_rows
+
+AXIS_LABELS = {
+    "supervision": "supervision level: fraction of training examples with every modality (paired)",
+    "keep_prob": "keep probability p of each modality in each training example",
+    "k": "k: random-subset ELBO terms per example",
+    "seed": "seed",
+}
+FAMILIES = {  # column prefix -> (panel title, y-axis label)
+    "accuracy": ("Accuracy of each y modality predicted from x alone", "test accuracy (fraction correct)"),
+    "log_px": ("Marginal log-likelihood log p(x)", "log p(x) [nats]"),
+    "log_pxy": ("Joint log-likelihood log p(x, y)", "log p(x, y) [nats]"),
+    "log_px_given_y": ("Conditional log-likelihood log p(x | y)", "log p(x | y) [nats]"),
+    "var_log_w.marginal": ("Variance of log weights, log p(x)", "Var[log w] [nats²]"),
+    "var_log_w.joint": ("Variance of log weights, log p(x, y)", "Var[log w] [nats²]"),
+    "var_log_w.conditional": ("Variance of log weights, log p(x | y)", "Var[log w] [nats²]"),
+}
+PAPER = {  # x key -> (file stem, families drawn, figure title)
+    "supervision": ("accuracy_vs_supervision", ["accuracy"],
+                    "Accuracy of each y modality predicted from x alone\nagainst the supervision level "
+                    "(cf. Wu & Goodman 2018, Fig. 4)"),
+    "keep_prob": ("figures_vs_keep_prob", ["accuracy", "log_px", "log_pxy", "log_px_given_y"],
+                  "Accuracy and log-likelihoods against the keep probability (cf. Wu & Goodman 2018, Fig. 5)"),
+    "k": ("figures_vs_k", ["log_pxy", "var_log_w.joint"],
+          "Joint log-likelihood and variance of the log weights against k (cf. Wu & Goodman 2018, Fig. 3)"),
+}
+LOG_AXIS = ("supervision", "keep_prob")
+
+
+@dataclass
+class Panel:
+    title: str
+    ylabel: str
+    series: dict[str, str] = field(default_factory=dict)  # results column -> legend label
+
+
+def _proposal_label(proposal: str) -> str:
+    return f"q(z | {', '.join(proposal.split('+'))})"
+
+
+def panels_for(columns: list[str], families: list[str] | None = None) -> list[Panel]:
+    """Group eval columns into panels, one per family (``accuracy``, ``log_px``, ...).
+
+    Accuracy draws each modality and ``mean``; a log-likelihood draws the ``.mean`` of each
+    proposal; a variance of log weights draws each proposal.
+    """
+    panels = []
+    for family in families or list(FAMILIES):
+        title, ylabel = FAMILIES[family]
+        panel = Panel(title, ylabel)
+        prefix = family + "."
+        for column in columns:
+            if not column.startswith(prefix):
+                continue
+            rest = column[len(prefix):]
+            if family == "accuracy":
+                panel.series[column] = "mean over predicted modalities" if rest == "mean" else rest
+            elif family.startswith("var_log_w"):
+                panel.series[column] = _proposal_label(rest)
+            elif rest.endswith(".mean"):
+                panel.series[column] = _proposal_label(rest[: -len(".mean")])
+        if family == "accuracy" and len(panel.series) == 2:  # one predicted modality: its mean is itself
+            panel.series.pop(f"{family}.mean", None)
+        if panel.series:
+            panels.append(panel)
+    return panels
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _ordered(values: list) -> list:
+    distinct = []
+    for v in values:
+        if v not in distinct:
+            distinct.append(v)
+    return sorted(distinct) if all(_is_number(v) for v in distinct) else distinct
+
+
+def choose_axes(grid_keys: list[str], rows: list[dict]) -> tuple[str, list[str]]:
+    """``(x key, line keys)``: the paper's keys first, then the grid's order; seed only if nothing else varies."""
+    varying = [k for k in grid_keys if k != "seed" and len(_ordered([r.get(k) for r in rows])) > 1]
+    if not varying:
+        return ("seed" if "seed" in grid_keys else grid_keys[0]), []
+    x = next((k for k in ("supervision", "keep_prob", "k") if k in varying), varying[0])
+    return x, [k for k in varying if k != x]
+
+
+def _draw(ax, stats: list[dict], panel: Panel, x: str, lines: list[str], positions: dict | None,
+          single: bool = False) -> int:
+    """Draw one panel: a line per (series, line-key values), band = 95% CI. Returns the most seeds seen."""
+    most = 0
+    combos = _ordered([tuple(s[k] for k in lines) for s in stats]) if lines else [()]
+    n_lines, drawn = len(panel.series) * len(combos), 0
+    for column, label in panel.series.items():
+        for combo in combos:
+            points = [s for s in stats if s["figure"] == column and tuple(s[k] for k in lines) == combo
+                      and s["count"] > 0]
+            if not points:
+                continue
+            points.sort(key=lambda s: positions[format_value(s[x])] if positions else s[x])
+            xs = [positions[format_value(s[x])] if positions else s[x] for s in points]
+            means = [s["mean"] for s in points]
+            name = label + "".join(f", {k}={format_value(v)}" for k, v in zip(lines, combo))
+            errors = [s["ci95"] if s["count"] > 1 and math.isfinite(s["ci95"]) else 0.0 for s in points]
+            if positions:  # categories: side-by-side points with 95% error bars, no connecting line
+                xs = [xv + 0.06 * (drawn - (n_lines - 1) / 2) for xv in xs]
+                ax.errorbar(xs, means, yerr=errors, fmt="o", markersize=4, capsize=3, label=name)
+            else:
+                style = {"color": "black", "linestyle": "--", "linewidth": 2.0} if column == "accuracy.mean" else {}
+                (line,) = ax.plot(xs, means, **{"marker": "o", "markersize": 3.5, "linewidth": 1.4, "label": name,
+                                                **style})
+                band = [(xv, m - e, m + e) for xv, m, e in zip(xs, means, errors) if e > 0]
+                if band:
+                    bx, lo, hi = zip(*band)
+                    ax.fill_between(bx, lo, hi, color=line.get_color(), alpha=0.18, linewidth=0)
+            most = max(most, max(s["count"] for s in points))
+            drawn += 1
+    if not single:  # a lone panel's title is the figure's
+        ax.set_title(panel.title, fontsize=9)
+    ax.set_ylabel(panel.ylabel, fontsize=8)
+    ax.tick_params(labelsize=7)
+    ax.grid(True, alpha=0.3)
+    if drawn:
+        where = {"loc": "center left", "bbox_to_anchor": (1.01, 0.5)} if single else {}
+        ax.legend(fontsize=6.5 if drawn > 6 else 7.5, frameon=False, **where)
+    return most
+
+
+def _set_x_axis(ax, x: str, values: list, positions: dict | None) -> None:
+    label = AXIS_LABELS.get(x, x)
+    if positions:
+        ax.set_xticks(list(positions.values()), list(positions.keys()))
+    elif x in LOG_AXIS:
+        positive = [v for v in values if v > 0]
+        if len(positive) < len(values):  # 0 cannot sit on a log axis: linear between 0 and the smallest level
+            linthresh = min(positive) if positive else 1.0
+            ax.set_xscale("symlog", linthresh=linthresh, linscale=0.5)
+            ax.set_xlim(left=0)
+            label += f"\n(symmetric log axis: linear from 0 to {linthresh:g})"
+        else:
+            ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.set_xlabel(label, fontsize=8)
+
+
+def plot_figure(rows: list[dict], x: str, lines: list[str], panels: list[Panel], path: Path, title: str) -> list[Path]:
+    """Draw ``panels`` against ``x`` into ``path`` and their numbers into ``path.csv``."""
+    columns = [c for p in panels for c in p.series]
+    stats = summary_rows(rows, [x, *lines], columns)
+    values = _ordered([r.get(x) for r in rows])
+    positions = None if all(_is_number(v) for v in values) else {format_value(v): i for i, v in enumerate(values)}
+    single = len(panels) == 1
+    ncols = min(len(panels), 2 if len(panels) <= 4 else 3)
+    nrows = math.ceil(len(panels) / ncols)
+    width = 4.9 * ncols + (2.3 if single else 0)  # a lone panel keeps its legend outside, on the right
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width, 3.7 * nrows), squeeze=False, layout="constrained")
+    most = 0
+    for i, panel in enumerate(panels):
+        ax = axes[i // ncols][i % ncols]
+        most = max(most, _draw(ax, stats, panel, x, lines, positions, single))
+        _set_x_axis(ax, x, values, positions)
+    for j in range(len(panels), nrows * ncols):
+        axes[j // ncols][j % ncols].set_visible(False)
+    spread = f"mean ± 95% CI (Student t) over {most} seeds" if most > 1 else "one run per point"
+    fig.suptitle(f"{title}\n{spread}", fontsize=9 if single else 10)
+    save_figure(fig, path)
+    csv_path = path.with_suffix(".csv")
+    labels = {c: (p.title, label) for p in panels for c, label in p.series.items()}
+    table = [{**s, "panel": labels[s["figure"]][0], "series": labels[s["figure"]][1]} for s in stats]
+    write_text(csv_path, csv_text([x, *lines, "panel", "series", "figure", "mean", "std", "ci95", "count"], table))
+    return [path, csv_path]
+
+
+def plot_sweep(grid_keys: list[str], rows: list[dict], out: str | Path, fmt: str = "png") -> list[Path]:
+    """Write the figures of a sweep (see the module docstring) into ``out``.
+
+    Args:
+        grid_keys: the sweep's grid keys, in order.
+        rows: its results rows (``sweep.results.read_results``).
+        out: the folder to write into.
+        fmt: ``png`` or ``pdf``.
+
+    Returns:
+        The files written (each figure and its CSV).
+    """
+    out = Path(out)
+    x, lines = choose_axes(grid_keys, rows)
+    columns = figure_columns(grid_keys, rows)
+    written = []
+    if x in PAPER:
+        stem, families, title = PAPER[x]
+        panels = panels_for(columns, families)
+        if panels:
+            written += plot_figure(rows, x, lines, panels, out / f"{stem}.{fmt}", title)
+    overview = panels_for(columns)
+    if overview:
+        written += plot_figure(rows, x, lines, overview, out / f"all_figures_vs_{format_value(x)}.{fmt}",
+                               f"Every eval figure against {x}")
+    return written

@@ -1,0 +1,165 @@
+"""Sweep recipes: a training recipe plus ``grid:`` (recipe key -> values), expanded into points.
+
+Every value is validated by building the recipe of a point that holds it, so a value out of
+range is an error naming the grid key and the value, before anything is trained.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mvae_cli.errors import UserError
+from mvae_cli.recipe import (Recipe, get_dotted, known_keys, load_recipe_dict, parse_override, recipe_from_dict,
+                             recipe_to_dict, set_dotted)
+
+_SECTIONS = {"data", "model", "eval", "model.weights"}
+_UNSAFE = re.compile(r"[^A-Za-z0-9._+\-]")
+
+
+@dataclass
+class Point:
+    """One grid point: its values, its run-directory name and its training recipe.
+
+    Attributes:
+        name: readable and filesystem-safe, e.g. ``supervision=0.01,seed=0``.
+        values: grid key -> the validated value of this point.
+        recipe: the training recipe of this point (``grid`` emptied).
+    """
+
+    name: str
+    values: dict[str, Any]
+    recipe: Recipe
+
+
+@dataclass
+class Sweep:
+    """A validated sweep recipe and its points, in grid order (the last key varies fastest)."""
+
+    recipe: Recipe
+    points: list[Point]
+    source: str = ""
+    overrides: list[str] = field(default_factory=list)
+
+    @property
+    def grid_keys(self) -> list[str]:
+        return list(self.recipe.grid)
+
+
+def format_value(value: Any) -> str:
+    """A grid value as it appears in a point name: ``0.01``, ``1.0``, ``3``, ``mlp``, ``true``."""
+    if isinstance(value, bool) or value is None:
+        text = json.dumps(value)
+    elif isinstance(value, (int, float, str)):
+        text = repr(value) if isinstance(value, float) else str(value)
+    else:
+        text = json.dumps(value, separators=(",", ":"), sort_keys=True)
+    return _UNSAFE.sub("_", text)
+
+
+def point_name(values: dict[str, Any]) -> str:
+    """``{"supervision": 0.01, "seed": 0}`` -> ``supervision=0.01,seed=0``."""
+    return ",".join(f"{key}={format_value(value)}" for key, value in values.items())
+
+
+def _check_grid_key(key: str) -> None:
+    if key in _SECTIONS:
+        raise UserError(f"grid key {key!r} is a section of the recipe; grid one of its keys, such as {key}.<name>")
+    if key == "grid" or key.startswith("grid."):
+        raise UserError("grid key 'grid' is not allowed: a grid cannot vary itself")
+    if key not in known_keys() and not key.startswith("model.weights."):
+        raise UserError(f"unknown recipe key {key!r} in grid")
+
+
+def _point_recipe(raw: dict, values: dict[str, Any]) -> Recipe:
+    raw = copy.deepcopy(raw)
+    raw.pop("grid", None)
+    for key, value in values.items():
+        set_dotted(raw, key, value)
+    return recipe_from_dict(raw)
+
+
+def expand_grid(raw: dict) -> list[Point]:
+    """Expand the ``grid`` of a raw recipe mapping into validated points.
+
+    Args:
+        raw: a recipe mapping (as read from YAML, overrides applied) with a non-empty ``grid``.
+
+    Returns:
+        The points of the Cartesian product of the grid's lists, in order.
+
+    Raises:
+        UserError: no grid, a grid key that is not a recipe key, an empty or repeated list,
+            or a value (or a combination of values) the recipe refuses, naming key and value.
+    """
+    grid = raw.get("grid") or {}
+    if not isinstance(grid, dict) or not grid:
+        raise UserError("the recipe has no grid: a sweep recipe lists the values to vary under `grid:`, "
+                        "e.g. `grid: {supervision: [0.01, 0.1, 1.0]}`; train a single recipe with `mvae train`")
+    base = recipe_to_dict(recipe_from_dict(raw))  # validates every other key first
+    levels: dict[str, list] = {}
+    for key, values in grid.items():
+        key = str(key)
+        _check_grid_key(key)
+        if not isinstance(values, list):
+            values = [values]
+        if not values:
+            raise UserError(f"grid key {key!r} has no values")
+        checked = []
+        for value in values:
+            try:
+                recipe = _point_recipe(raw, {key: value})
+            except UserError as error:
+                raise UserError(f"grid value {key}={value!r} is not allowed: {error}") from None
+            checked.append(get_dotted(recipe_to_dict(recipe), key))
+        names = [format_value(v) for v in checked]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise UserError(f"grid key {key!r} lists {', '.join(repeated)} more than once")
+        levels[key] = checked
+    points = []
+    for combination in itertools.product(*levels.values()):
+        values = dict(zip(levels, combination))
+        try:
+            recipe = _point_recipe(base, values)
+        except UserError as error:
+            raise UserError(f"grid point {point_name(values)} is not allowed: {error}") from None
+        points.append(Point(point_name(values), values, recipe))
+    return points
+
+
+def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+    """Apply ``KEY=VALUE`` overrides (as ``mvae train`` does) to a copy of ``raw``.
+
+    A key the grid varies is refused: override the list itself with ``grid.KEY=[...]``.
+    """
+    raw = copy.deepcopy(raw)
+    grid = raw.get("grid") or {}
+    for text in overrides:
+        key, value = parse_override(text)
+        if key not in known_keys() and not key.startswith(("model.weights.", "grid.")):
+            raise UserError(f"unknown recipe key {key!r} in override {text!r}")
+        if isinstance(grid, dict) and key in grid:
+            raise UserError(f"override {text!r} sets {key!r}, which the grid varies; "
+                            f"replace its values with grid.{key}=[...] instead")
+        set_dotted(raw, key, value)
+    return raw
+
+
+def load_sweep(path: str | Path, overrides: list[str] = ()) -> Sweep:
+    """Read a sweep recipe, apply overrides to every point and expand the grid.
+
+    Raises:
+        UserError: as :func:`expand_grid`, or an unreadable recipe or bad override.
+    """
+    raw = apply_overrides(load_recipe_dict(path), list(overrides))
+    if not raw.get("grid"):
+        raise UserError(f"recipe {path} has no grid: a sweep recipe lists the values to vary under `grid:`, "
+                        "e.g. `grid: {supervision: [0.01, 0.1, 1.0]}`; train a single recipe with `mvae train`")
+    points = expand_grid(raw)
+    return Sweep(recipe_from_dict(raw), points, str(path), list(overrides))

@@ -1,0 +1,332 @@
+"""Run a sweep: train every grid point with the one engine, evaluate it, aggregate — resumably.
+
+```
+SWEEP_DIR/sweep.json          the recipe, the points and their status
+SWEEP_DIR/runs/<point>/       a normal run directory per point, plus its eval.json
+SWEEP_DIR/results.{json,csv}  one row per finished run      (see sweep.results)
+SWEEP_DIR/summary.csv         per grid point over seeds
+```
+
+A point whose run finished training and whose ``eval.json`` matches the recipe's eval
+settings is reused; any other point is handed to ``train`` (which resumes an interrupted
+run from ``last.pt``) and then evaluated. A failing point is recorded with its error and
+the sweep goes on. The tables are rewritten atomically after every point.
+
+The library never prints: it reports through ``progress(event, **info)``:
+
+- ``prepare`` (path): a dataset file is being built;
+- ``point`` (point, index, total, reused): a point starts (or is reused from disk);
+- ``start``, ``step``, ``epoch`` (point, and the training engine's fields);
+- ``evaluate`` (point, done, total): its evaluation starts (total None) and advances, in examples;
+- ``done`` (point, status, error): it finished or failed.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import queue
+import time
+import traceback
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from mvae_cli.atomic import write_json
+from mvae_cli.errors import UserError
+from mvae_cli.recipe import Recipe, recipe_to_dict
+from mvae_cli.sweep.grid import Point, Sweep
+from mvae_cli.sweep.results import build_row, write_tables
+
+Progress = Callable[..., None]
+SWEEP_JSON = "sweep.json"
+_EVAL_SETTINGS = ("particles", "prior_samples", "split", "checkpoint")
+_STEP_INTERVAL_S = 0.25  # workers forward at most this many step events per second (besides the last)
+
+
+@dataclass
+class PointStatus:
+    """Where one point stands: ``pending``, ``running``, ``finished`` or ``failed``."""
+
+    point: Point
+    run_dir: Path
+    status: str = "pending"
+    reused: bool = False  # finished by an earlier invocation, not trained or evaluated now
+    error: str | None = None
+    traceback: str | None = None
+
+
+@dataclass
+class SweepReport:
+    out: Path
+    points: list[PointStatus]
+    rows: list[dict]
+
+    @property
+    def failed(self) -> list[PointStatus]:
+        return [p for p in self.points if p.status == "failed"]
+
+
+def run_dir_of(out: Path, point: Point) -> Path:
+    return Path(out) / "runs" / point.name
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def is_finished(run_dir: Path, recipe: Recipe) -> bool:
+    """Whether ``run_dir`` holds this recipe's run, trained to the end and evaluated as it asks."""
+    from mvae_cli.engine.run import is_run_dir, read_config
+
+    info, evaluation = _read_json(run_dir / "run.json"), _read_json(run_dir / "eval.json")
+    if not is_run_dir(run_dir) or info is None or evaluation is None:
+        return False
+    if info.get("status") != "finished" or info.get("epochs_done", 0) < recipe.epochs:
+        return False
+    try:
+        if read_config(run_dir) != recipe:
+            return False
+    except UserError:
+        return False
+    return all(evaluation.get(key) == getattr(recipe.eval, key) for key in _EVAL_SETTINGS)
+
+
+def plan(sweep: Sweep, out: Path) -> list[PointStatus]:
+    """Every point with its run directory; those already finished are marked reused."""
+    statuses = []
+    for point in sweep.points:
+        run_dir = run_dir_of(out, point)
+        done = is_finished(run_dir, point.recipe)
+        statuses.append(PointStatus(point, run_dir, "finished" if done else "pending", reused=done))
+    return statuses
+
+
+def _default_trainer(recipe: Recipe, run_dir: Path, progress: Progress):
+    from mvae_cli.engine.loop import train
+
+    return train(recipe, run_dir, progress=progress)
+
+
+def _default_evaluator(run_dir: Path, **options) -> dict:
+    from mvae_cli.evaluate.run_eval import evaluate_run
+
+    return evaluate_run(run_dir, **options)
+
+
+def run_point(point: Point, run_dir: Path, trainer=None, evaluator=None, progress: Progress | None = None) -> dict:
+    """Train (or resume) one point and evaluate it with the recipe's eval settings.
+
+    Returns:
+        The evaluation mapping (as written to ``run_dir/eval.json``).
+    """
+    trainer, evaluator = trainer or _default_trainer, evaluator or _default_evaluator
+    report = progress or (lambda event, **info: None)
+    recipe, name = point.recipe, point.name
+    trainer(recipe, run_dir, lambda event, **info: report(event, point=name, **info))
+    report("evaluate", point=name, done=0, total=None)
+    e = recipe.eval
+    return evaluator(run_dir, particles=e.particles, prior_samples=e.prior_samples, split=e.split,
+                     checkpoint=e.checkpoint, limit=e.limit, x=e.x, y=e.y, seed=e.seed, device=recipe.device,
+                     progress=lambda done, total: report("evaluate", point=name, done=done, total=total))
+
+
+def _attempt(point: Point, run_dir: Path, trainer, evaluator, progress: Progress) -> tuple:
+    """``("finished", evaluation, None, None)`` or ``("failed", None, message, traceback)``."""
+    try:
+        return "finished", run_point(point, run_dir, trainer, evaluator, progress), None, None
+    except UserError as error:
+        return "failed", None, str(error), None
+    except Exception as error:  # a bug in one point must not end the study; keep its traceback
+        return "failed", None, f"{type(error).__name__}: {error}", traceback.format_exc()
+
+
+# --- worker processes (--jobs N) -------------------------------------------------------------
+
+_worker_events = None
+
+
+def _init_worker(threads: int, gpus, events) -> None:
+    global _worker_events
+    _worker_events = events
+    if gpus is not None:  # before anything touches CUDA in this process
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpus.get()
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def _work(point: Point, run_dir: Path, trainer, evaluator, index: int, total: int) -> tuple:
+    last = [0.0]
+
+    def forward(event: str, **info) -> None:
+        if event == "step" and info["step"] != info["steps"]:
+            now = time.monotonic()
+            if now - last[0] < _STEP_INTERVAL_S:
+                return
+            last[0] = now
+        _worker_events.put((event, info))
+
+    forward("point", point=point.name, index=index, total=total, reused=False)
+    return _attempt(point, run_dir, trainer, evaluator, forward)
+
+
+def _gpu_ids() -> list[str]:
+    """The GPUs this process may use, as CUDA_VISIBLE_DEVICES entries; empty without several."""
+    try:
+        import torch
+
+        count = torch.cuda.device_count()
+    except Exception:  # a broken CUDA install is the same as none here
+        return []
+    if count < 2:
+        return []
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    ids = [v.strip() for v in visible.split(",") if v.strip()] if visible else [str(i) for i in range(count)]
+    return ids[:count]
+
+
+# --- the sweep ------------------------------------------------------------------------------------
+
+
+class _Book:
+    """Statuses and rows of a sweep, written to disk after every change."""
+
+    def __init__(self, sweep: Sweep, out: Path, statuses: list[PointStatus], jobs: int):
+        self.sweep, self.out, self.statuses, self.jobs = sweep, out, statuses, jobs
+        self.rows: dict[str, dict] = {}
+
+    def record(self, status: PointStatus, evaluation: dict | None) -> None:
+        if evaluation is not None:
+            info = _read_json(status.run_dir / "run.json") or {}
+            point = status.point
+            self.rows[point.name] = build_row(point.name, point.values, point.recipe.seed, evaluation, info)
+        else:
+            self.rows.pop(status.point.name, None)
+        self.write()
+
+    def ordered_rows(self) -> list[dict]:
+        return [self.rows[s.point.name] for s in self.statuses if s.point.name in self.rows]
+
+    def write(self) -> None:
+        write_tables(self.out, self.sweep.grid_keys, self.ordered_rows())
+        write_json(self.out / SWEEP_JSON, {
+            "source": self.sweep.source, "overrides": self.sweep.overrides, "jobs": self.jobs,
+            "grid": self.sweep.grid_keys, "recipe": recipe_to_dict(self.sweep.recipe),
+            "points": [{"name": s.point.name, "values": s.point.values, "run_dir": str(s.run_dir),
+                        "status": s.status, "error": s.error, "traceback": s.traceback} for s in self.statuses],
+        })
+
+
+def _prepare_datasets(statuses: list[PointStatus], report: Progress) -> None:
+    """Build each missing dataset once, before any worker starts (so none races to write it)."""
+    from mvae_cli.engine.loop import ensure_dataset
+
+    errors: dict[Path, str] = {}
+    for status in statuses:
+        if status.status != "pending":
+            continue
+        recipe = status.point.recipe
+        path = recipe.data.resolved_path()
+        if path not in errors and not path.exists():
+            report("prepare", path=str(path))
+            try:
+                ensure_dataset(recipe)
+            except UserError as error:
+                errors[path] = str(error)
+        if path in errors:
+            status.status, status.error = "failed", errors[path]
+
+
+def run_sweep(sweep: Sweep, out: str | Path, *, jobs: int = 1, progress: Progress | None = None,
+              trainer=None, evaluator=None) -> SweepReport:
+    """Train, evaluate and aggregate every point of ``sweep`` under ``out``.
+
+    Args:
+        sweep: from :func:`mvae_cli.sweep.grid.load_sweep`.
+        out: the sweep directory.
+        jobs: points run at once; above 1, each in its own process (spawned), with
+            ``cpu_count // jobs`` torch threads and, with several GPUs, its own GPU.
+        progress: ``progress(event, **info)``; see the module docstring.
+        trainer: ``trainer(recipe, run_dir, progress)``; default the engine's ``train``.
+        evaluator: ``evaluator(run_dir, **eval_options) -> dict``; default ``evaluate_run``.
+
+    Returns:
+        Every point's status and the results rows.
+    """
+    if jobs < 1:
+        raise UserError(f"--jobs must be at least 1, got {jobs}")
+    out = Path(out)
+    report = progress or (lambda event, **info: None)
+    statuses = plan(sweep, out)
+    book = _Book(sweep, out, statuses, jobs)
+    for status in statuses:
+        if status.reused:
+            book.rows[status.point.name] = build_row(
+                status.point.name, status.point.values, status.point.recipe.seed,
+                _read_json(status.run_dir / "eval.json"), _read_json(status.run_dir / "run.json"))
+    _prepare_datasets(statuses, report)
+    book.write()
+    for index, status in enumerate(statuses):
+        if status.reused:
+            report("point", point=status.point.name, index=index, total=len(statuses), reused=True)
+            report("done", point=status.point.name, status="finished", error=None)
+        elif status.status == "failed":
+            report("done", point=status.point.name, status="failed", error=status.error)
+    todo = [s for s in statuses if s.status == "pending"]
+
+    def finish(status: PointStatus, outcome: tuple) -> None:
+        status.status, evaluation, status.error, status.traceback = outcome
+        book.record(status, evaluation)
+        report("done", point=status.point.name, status=status.status, error=status.error)
+
+    if jobs == 1 or len(todo) <= 1:
+        for status in todo:
+            status.status = "running"
+            report("point", point=status.point.name, index=statuses.index(status), total=len(statuses), reused=False)
+            finish(status, _attempt(status.point, status.run_dir, trainer, evaluator, report))
+    else:
+        _run_in_processes(todo, statuses, min(jobs, len(todo)), trainer, evaluator, report, finish)
+    return SweepReport(out, statuses, book.ordered_rows())
+
+
+def _run_in_processes(todo: list[PointStatus], statuses: list[PointStatus], jobs: int, trainer, evaluator,
+                      report: Progress, finish: Callable[[PointStatus, tuple], None]) -> None:
+    context = multiprocessing.get_context("spawn")
+    events = context.Queue()
+    gpus = None
+    ids = _gpu_ids()
+    if ids:
+        gpus = context.Queue()
+        for worker in range(jobs):
+            gpus.put(ids[worker % len(ids)])
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+
+    def drain() -> None:
+        while True:
+            try:
+                event, info = events.get_nowait()
+            except queue.Empty:
+                return
+            report(event, **info)
+
+    with ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker,
+                             initargs=(threads, gpus, events)) as pool:
+        futures = {pool.submit(_work, s.point, s.run_dir, trainer, evaluator, statuses.index(s), len(statuses)): s
+                   for s in todo}
+        pending = set(futures)
+        while pending:
+            done, pending = wait(pending, timeout=0.1, return_when=FIRST_COMPLETED)
+            drain()
+            for future in done:
+                try:
+                    outcome = future.result()
+                except Exception as error:  # the worker process died (killed, out of memory)
+                    outcome = ("failed", None, f"worker process failed: {type(error).__name__}: {error}", None)
+                finish(futures[future], outcome)
+    drain()  # the workers have exited, so everything they sent is readable now

@@ -1,0 +1,38 @@
+from pathlib import Path
+
+import pytest
+
+from mvae_cli.recipe import load_recipe_dict, recipe_from_dict
+from mvae_cli.sweep.grid import load_sweep
+
+RECIPES = sorted((Path(__file__).parents[2] / "recipes").glob("*.yaml"))
+
+
+def test_the_study_recipes_are_shipped():
+    assert {"quickstart.yaml", "mnist-supervision.yaml"} <= {p.name for p in RECIPES}
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.name)
+def test_every_recipe_loads(path):
+    recipe = recipe_from_dict(load_recipe_dict(path))
+    if recipe.grid:
+        sweep = load_sweep(path)  # every grid value is validated too
+        assert len(sweep.points) == len({p.name for p in sweep.points}) >= 1
+
+
+def test_quickstart_is_a_small_supervision_study_on_shapes():
+    sweep = load_sweep(RECIPES[0].parent / "quickstart.yaml")
+    assert [p.recipe.supervision for p in sweep.points] == [0.01, 0.1, 1.0]
+    assert all(p.recipe.data.dataset == "shapes" for p in sweep.points)
+    assert sweep.recipe.eval.limit is not None and sweep.recipe.epochs <= 10
+
+
+def test_mnist_supervision_is_the_papers_figure_4_setup():
+    sweep = load_sweep(RECIPES[0].parent / "mnist-supervision.yaml")
+    r = sweep.points[0].recipe
+    assert len(sweep.points) == 30 and sweep.grid_keys == ["supervision", "seed"]
+    assert sorted({p.recipe.supervision for p in sweep.points}) == [
+        0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0]
+    assert (r.data.dataset, r.model.latent_dim, r.model.hidden, r.model.image_net) == ("mnist", 64, 512, "mlp")
+    assert (r.lr, r.batch_size, r.epochs, r.anneal_epochs) == (1e-3, 100, 500, 200)
+    assert (r.eval.particles, r.eval.prior_samples) == (1000, 5000)
