@@ -108,7 +108,7 @@ class _FusedMLP:
         i = 0
         while i < len(modules):
             linear = modules[i]
-            if type(linear) is not nn.Linear or linear.bias is None:
+            if not isinstance(linear, nn.Linear) or linear.bias is None:
                 raise TypeError("not a Linear/BatchNorm1d/SiLU MLP")
             weight, bias = linear.weight.detach(), linear.bias.detach()
             i += 1

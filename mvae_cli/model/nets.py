@@ -17,6 +17,7 @@ import math
 import torch
 from torch import nn
 
+from mvae_cli.model.linear import Linear
 from mvae_cli.model.sequence import SequenceDecoder, SequenceEncoder
 
 
@@ -39,8 +40,8 @@ class MLPEncoder(nn.Module):
         super().__init__()
         norm = (lambda: RowBatchNorm(hidden)) if batch_norm else nn.Identity
         self.net = nn.Sequential(
-            nn.Flatten(), nn.Linear(math.prod(in_shape), hidden), norm(), nn.SiLU(),
-            nn.Linear(hidden, hidden), norm(), nn.SiLU(), nn.Linear(hidden, 2 * latent_dim),
+            nn.Flatten(), Linear(math.prod(in_shape), hidden), norm(), nn.SiLU(),
+            Linear(hidden, hidden), norm(), nn.SiLU(), Linear(hidden, 2 * latent_dim),
         )
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -55,8 +56,8 @@ class MLPDecoder(nn.Module):
         norm = (lambda: RowBatchNorm(hidden)) if batch_norm else nn.Identity
         self.out_shape = tuple(out_shape)
         self.net = nn.Sequential(
-            nn.Linear(latent_dim, hidden), norm(), nn.SiLU(), nn.Linear(hidden, hidden), norm(), nn.SiLU(),
-            nn.Linear(hidden, math.prod(self.out_shape)),
+            Linear(latent_dim, hidden), norm(), nn.SiLU(), Linear(hidden, hidden), norm(), nn.SiLU(),
+            Linear(hidden, math.prod(self.out_shape)),
         )
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
@@ -69,7 +70,7 @@ class CategoricalEncoder(nn.Module):
     def __init__(self, classes: int, latent_dim: int, hidden: int = 512):
         super().__init__()
         self.embed = nn.Embedding(classes, hidden)
-        self.net = nn.Sequential(nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU(), nn.Linear(hidden, 2 * latent_dim))
+        self.net = nn.Sequential(nn.SiLU(), Linear(hidden, hidden), nn.SiLU(), Linear(hidden, 2 * latent_dim))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.net(self.embed(x.long())).chunk(2, dim=-1)
@@ -104,8 +105,8 @@ class ConvEncoder(nn.Module):
         for out in chans:
             blocks += [nn.Conv2d(prev, out, 4, 2, 1), nn.SiLU()]
             prev = out
-        self.net = nn.Sequential(*blocks, nn.Flatten(), nn.Linear(prev * hs[-1] * ws[-1], hidden), nn.SiLU(),
-                                 nn.Linear(hidden, 2 * latent_dim))
+        self.net = nn.Sequential(*blocks, nn.Flatten(), Linear(prev * hs[-1] * ws[-1], hidden), nn.SiLU(),
+                                 Linear(hidden, 2 * latent_dim))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.net(x).chunk(2, dim=-1)
@@ -119,7 +120,7 @@ class ConvDecoder(nn.Module):
         super().__init__()
         c, h, w = out_shape
         hs, ws, chans = _conv_sizes(h, layers), _conv_sizes(w, layers), _channels(layers)[::-1]
-        blocks = [nn.Linear(latent_dim, hidden), nn.SiLU(), nn.Linear(hidden, chans[0] * hs[-1] * ws[-1]), nn.SiLU(),
+        blocks = [Linear(latent_dim, hidden), nn.SiLU(), Linear(hidden, chans[0] * hs[-1] * ws[-1]), nn.SiLU(),
                   nn.Unflatten(1, (chans[0], hs[-1], ws[-1]))]
         outs = chans[1:] + [c]
         for i, out in enumerate(outs):

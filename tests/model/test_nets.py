@@ -88,3 +88,20 @@ def test_batches_where_a_modality_is_shown_once_or_never_still_train():
     assert all(p.grad is None for p in model.encoders["bald"].parameters())
     bn = model.encoders["smiling"].net[2]
     assert torch.equal(bn.running_mean, torch.zeros(8))  # the single row used, and left, the running statistics
+
+
+def test_onednn_linear_matches_f_linear_in_values_and_gradients():
+    from mvae_cli.model.linear import Linear, onednn_available
+
+    torch.manual_seed(3)
+    layer = Linear(300, 200)
+    x = torch.randn(64, 300, requires_grad=True)
+    out = layer(x)
+    grads = torch.autograd.grad(out.square().sum(), (x, layer.weight, layer.bias))
+    expected_out = F.linear(x, layer.weight, layer.bias)
+    expected = torch.autograd.grad(expected_out.square().sum(), (x, layer.weight, layer.bias))
+    torch.testing.assert_close(out, expected_out, rtol=1e-5, atol=1e-4)
+    for got, want in zip(grads, expected):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-3)
+    assert isinstance(onednn_available(), bool)
+    assert list(layer.state_dict()) == ["weight", "bias"]  # checkpoints are nn.Linear's
