@@ -9,9 +9,11 @@ from pathlib import Path
 
 import h5py
 import pytest
+
 from typer.testing import CliRunner
 
 from mvae_cli.cli.app import app
+from tests.data.cli_helpers import expect_user_error
 from mvae_cli.cli.prepare import parse_float_list
 from mvae_cli.errors import UserError
 
@@ -87,15 +89,6 @@ def test_help_lists_every_dataset():
         assert name in result.stdout
 
 
-def _expect_user_error(result, *fragments: str) -> None:
-    assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-
-
 @pytest.fixture
 def precious(tmp_path) -> Path:
     """An existing output file: bad input must leave it byte for byte as it was."""
@@ -124,12 +117,12 @@ def _unchanged(path: Path) -> bool:
     (["--source", "."], ["shapes is generated, not read"]),
 ])
 def test_bad_prepare_input(precious, args, fragments):
-    _expect_user_error(invoke("prepare", "--out", precious, "--force", *SMALL, *args), *fragments)
+    expect_user_error(invoke("prepare", "--out", precious, "--force", *SMALL, *args), *fragments)
     assert _unchanged(precious)
 
 
 def test_existing_output_without_force(precious):
-    _expect_user_error(invoke("prepare", "--out", precious, *SMALL), str(precious), "--force")
+    expect_user_error(invoke("prepare", "--out", precious, *SMALL), str(precious), "--force")
     assert _unchanged(precious)
 
 
@@ -137,7 +130,7 @@ def test_source_missing_a_file(precious, tmp_path, fake_mnist_writer):
     source = tmp_path / "src"
     fake_mnist_writer(source)
     (source / "train-images-idx3-ubyte").unlink()
-    _expect_user_error(invoke("prepare", "mnist", "--source", source, "--out", precious, "--force"),
+    expect_user_error(invoke("prepare", "mnist", "--source", source, "--out", precious, "--force"),
                        "train-images-idx3-ubyte")
     assert _unchanged(precious)
 
@@ -147,17 +140,17 @@ def test_source_file_that_is_not_idx(precious, tmp_path, fake_mnist_writer):
     fake_mnist_writer(source)
     (source / "t10k-labels-idx1-ubyte.gz").unlink()
     (source / "t10k-labels-idx1-ubyte").write_text("<html>404 not found</html>")
-    _expect_user_error(invoke("prepare", "mnist", "--source", source, "--out", precious, "--force"),
+    expect_user_error(invoke("prepare", "mnist", "--source", source, "--out", precious, "--force"),
                        str(source / "t10k-labels-idx1-ubyte"), "not an IDX file")
     assert _unchanged(precious)
 
 
 def test_info_on_a_missing_file(tmp_path):
-    _expect_user_error(invoke("info", tmp_path / "nope.h5"), "does not exist")
+    expect_user_error(invoke("info", tmp_path / "nope.h5"), "does not exist")
 
 
 def test_info_on_a_file_that_is_not_hdf5(precious):
-    _expect_user_error(invoke("info", precious), "is not an HDF5 file")
+    expect_user_error(invoke("info", precious), "is not an HDF5 file")
     assert _unchanged(precious)
 
 
@@ -165,7 +158,7 @@ def test_info_on_hdf5_that_is_not_an_mvae_dataset(tmp_path):
     path = tmp_path / "other.h5"
     with h5py.File(path, "w") as handle:
         handle["x"] = [1, 2, 3]
-    _expect_user_error(invoke("info", path), "is not an mvae dataset")
+    expect_user_error(invoke("info", path), "is not an mvae dataset")
 
 
 def test_info_on_an_unknown_format_version(tmp_path, prepared):
@@ -174,7 +167,7 @@ def test_info_on_an_unknown_format_version(tmp_path, prepared):
     with h5py.File(path, "a") as handle:
         handle.attrs["format_version"] = 99
     before = path.read_bytes()
-    _expect_user_error(invoke("info", path), "format_version 99")
+    expect_user_error(invoke("info", path), "format_version 99")
     assert path.read_bytes() == before
 
 
