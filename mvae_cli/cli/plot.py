@@ -23,7 +23,9 @@ def plot_command(
 
     A sweep: eval figures against the grid key that varies, mean and 95% band over seeds
     (accuracy against supervision as in the paper's Fig. 4, keep-prob as Fig. 5, k as Fig. 3).
-    A run: loss, validation ELBO, ELBO terms and β against epoch, and its sample grid.
+    A run: loss, validation ELBO, ELBO terms and β against epoch, and its sample grid; with two or
+    more image modalities (the transforms study) also each transformation decoded from the original
+    and the original reconstructed from each (the paper's Figs. 7–10), on 8 test examples.
     """
     from mvae_cli.cli.progress import console
 
@@ -40,8 +42,13 @@ def plot_command(
         written = plot_sweep(grid_keys, rows, out, fmt)
     elif (path / "metrics.jsonl").exists():
         from mvae_cli.figures.curves import plot_run
+        from mvae_cli.figures.transforms import plot_run_transforms
 
         written = plot_run(path, out, fmt)
+        try:
+            written += plot_run_transforms(path, out, fmt)
+        except UserError as error:  # the curves stand on their own
+            console.print(f"[yellow]no transform figures:[/] {error}")
     else:
         raise UserError(f"{path} holds no results: give a sweep directory (with results.json, from `mvae sweep`) "
                         "or a run directory (with metrics.jsonl, from `mvae train`)")

@@ -144,13 +144,19 @@ def sweep_command(
     """
     from mvae_cli.cli.progress import console, make_progress
     from mvae_cli.sweep.grid import load_sweep
-    from mvae_cli.sweep.runner import plan, run_sweep
+    from mvae_cli.sweep.runner import plan, prepare_datasets, run_sweep
 
     sweep = load_sweep(recipe, overrides or [])
     out = out or Path("sweeps") / recipe.stem
     if dry_run:
         _print_dry_run(plan(sweep, out), console)
         return
+    # Data first: a dataset that cannot be built is one error line, before anything is written.
+    with console.status("checking the datasets") as spinner:
+        built = prepare_datasets(plan(sweep, out), lambda event, **info: spinner.update(
+            f"preparing the dataset {info['path']} (once for the whole sweep)"))
+    for path in built:
+        console.print(f"prepared the dataset {path}")
     console.print(f"sweep [bold]{recipe}[/]: {len(sweep.points)} points over {', '.join(sweep.grid_keys)} → {out}")
     with make_progress() as progress:
         report = run_sweep(sweep, out, jobs=jobs, progress=SweepDisplay(progress, len(sweep.points)))

@@ -23,7 +23,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
-from mvae_cli.evaluate.scorers import Scorer, default_scorer, shared_log_prob, uses_builtin_likelihoods
+from mvae_cli.evaluate.scorers import Scorer, closed_form_likelihood, default_scorer, shared_log_prob
 from mvae_cli.model.poe import gaussian_log_prob, product_of_experts, standard_normal_log_prob
 
 # Tag of the one shared stream for prior samples; example streams are tagged 0.
@@ -69,25 +69,41 @@ def bytes_per_row(model, names: Sequence[str], device: torch.device | str = "cpu
     """A generous estimate of the memory one (example, particle) row takes while decoding ``names``.
 
     Every module output of a one-row decode is counted (containers too), twice over for
-    the temporaries of the likelihood, plus the latent rows.
+    the temporaries of the likelihood, plus the latent rows. Where the likelihood is the
+    model's own pass (a sequence decoder's teacher-forced GRU), that pass is counted too,
+    on a one-row observation of full length, with the copy of the observation it gets.
     """
     elements = [0]
 
     def count(module, inputs, output):
-        if torch.is_tensor(output):
-            elements[0] += output[0].numel() if output.dim() else 1
+        for tensor in output if isinstance(output, tuple) else (output,):
+            if torch.is_tensor(tensor):
+                elements[0] += tensor.numel()  # one row: the whole output is that row's
 
     dim = model.latent_dim
     dtype = next(model.parameters(), torch.zeros(())).dtype
     z = torch.zeros(1, dim, device=device, dtype=dtype)
+    specs = {s.name: s for s in getattr(model, "specs", ())}
     handle = torch.nn.modules.module.register_module_forward_hook(count)
     try:
         with torch.inference_mode():
             for name in names:
-                elements[0] += model.decode(name, z).numel()
+                params = model.decode(name, z)
+                elements[0] += params.numel()
+                if name in specs and not closed_form_likelihood(model, name):
+                    x = _observation(specs[name], device, dtype)
+                    elements[0] += x.numel()
+                    model.log_prob(name, params, x)
     finally:
         handle.remove()
     return z.element_size() * (2 * elements[0] + 8 * dim + 16)
+
+
+def _observation(spec, device: torch.device | str, dtype: torch.dtype) -> torch.Tensor:
+    """A one-row observation of a modality: zeros (for a sequence, no STOP, so its full length)."""
+    if spec.kind in ("categorical", "sequence"):
+        return torch.zeros(1, *spec.shape, dtype=torch.long, device=device)
+    return torch.zeros(1, *spec.shape, dtype=dtype, device=device)
 
 
 def chunk_rows_for(model, names: Sequence[str], budget_bytes: int, device: torch.device | str = "cpu",
@@ -237,8 +253,9 @@ def log_prior_predictive(
     """
     B = batch[names[0]].shape[0]
     S = z_prior.shape[0]
-    # The generic path expands every (example, sample) pair; the fused one only the samples.
-    step = chunk_rows if uses_builtin_likelihoods(model) else max(1, chunk_rows // B)
+    # The generic path (model.log_prob) expands every (example, sample) pair; the closed forms only the samples.
+    closed = all(closed_form_likelihood(model, n) for n in names)
+    step = chunk_rows if closed else max(1, chunk_rows // B)
     out = z_prior.new_zeros(B, S)
     for s0 in range(0, S, step):
         s1 = min(S, s0 + step)
@@ -246,18 +263,3 @@ def log_prior_predictive(
             params = model.decode(n, z_prior[s0:s1])
             out[:, s0:s1] += shared_log_prob(model, n, params, batch[n])
     return out
-
-
-@torch.inference_mode()
-def predict_classes(model, batch: dict[str, torch.Tensor], given: Sequence[str], name: str,
-                    expert_params: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
-    """argmax of p(y | z) at the mean of q(z | given), for a categorical modality ``name``: ``long[B]``."""
-    names = list(model.names)
-    if expert_params is None:
-        B = batch[given[0]].shape[0]
-        shown = torch.tensor([n in given for n in names], device=batch[given[0]].device)
-        expert_params = model.encode(batch, shown.expand(B, -1))
-    mu, logvar = expert_params
-    subset = torch.tensor([n in given for n in names], device=mu.device).expand(mu.shape[0], -1)
-    q_mu, _ = product_of_experts(mu, logvar, subset)
-    return model.decode(name, q_mu).argmax(dim=-1)

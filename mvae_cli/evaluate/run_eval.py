@@ -10,8 +10,8 @@ q(z|x,y) (one set of particles per proposal serves every target):
   targets (Tables 4 and 5): per example over the K particles, averaged over examples.
   The conditional log weights are the joint ones minus log p̂(y), a constant per
   example, so their variance equals the joint one's under the same particles;
-- accuracy of every categorical modality of y predicted from x alone (decoded at the
-  mean of q(z|x)).
+- accuracy of every categorical, binary and sequence modality of y predicted from x
+  alone, decoded at the mean of q(z|x) (:mod:`~mvae_cli.evaluate.accuracy`).
 
 Each likelihood figure is the mean over examples, its standard error and the mean
 effective sample size (Σw)²/Σw² of its weights. The library never prints: progress goes
@@ -35,13 +35,13 @@ from mvae_cli.engine.data import SplitData
 from mvae_cli.engine.device import memory_budget, select_device
 from mvae_cli.engine.run import latest_run, load_trained, read_config
 from mvae_cli.errors import UserError
+from mvae_cli.evaluate.accuracy import AccuracyTally, attribute_names, posterior_mean
 from mvae_cli.evaluate.estimator import (
     chunk_rows_for,
     effective_sample_size,
     log_importance_weights,
     log_mean_exp,
     log_prior_predictive,
-    predict_classes,
     prior_noise,
 )
 from mvae_cli.evaluate.scorers import scorers as build_scorers
@@ -124,6 +124,7 @@ def evaluate_model(
     batch_size: int | None = None,
     chunk_rows: int | None = None,
     progress: Progress | None = None,
+    attributes: dict[str, list[str]] | None = None,
 ) -> dict:
     """Every figure of ``eval.json`` except the run's metadata, for the first ``limit`` examples of ``data``.
 
@@ -139,6 +140,8 @@ def evaluate_model(
         batch_size: examples per batch (default: about 262,144 rows' worth).
         chunk_rows: rows decoded at once (default: from ``budget_bytes``).
         progress: ``progress(done, total)`` in examples.
+        attributes: names of the attributes of binary modalities (:func:`~mvae_cli.evaluate.accuracy.attribute_names`);
+            default indices.
 
     Returns:
         ``{"n_examples", "log_px", "log_pxy", "log_px_given_y", "var_log_w", "accuracy"}``.
@@ -158,11 +161,10 @@ def evaluate_model(
     dtype = next(model.parameters(), torch.zeros(())).dtype
     scorers = build_scorers(model, scored, data.device, rows_hint=chunk_rows)
     z_prior = prior_noise(seed, prior_samples, model.latent_dim, dtype, data.device)
-    categorical = [s.name for s in model.specs if s.name in y and s.kind == "categorical"]
+    tally = AccuracyTally(model.specs, y, attributes)
     shown = torch.tensor([name in scored for name in model.names], device=data.device)
 
     est, ess, var, var_cond, log_py = [], [], [], [], []
-    correct = {name: 0 for name in categorical}
     report = progress or (lambda done, total: None)
     report(0, n)
     for start in range(0, n, batch_size):
@@ -178,16 +180,12 @@ def evaluate_model(
             var.append(log_w.var(dim=-1, correction=0).double().cpu())
             var_cond.append((log_w[:, 1] - lpy[:, None]).var(dim=-1, correction=0).double().cpu())  # [P, B]
             log_py.append(lpy.double().cpu())
-            for name in categorical:
-                predicted = predict_classes(model, batch, [x], name, expert_params=experts)
-                correct[name] += int((predicted == batch[name].long()).sum())
+            if tally:
+                tally.add(model, batch, posterior_mean(model, experts, [x]))
         report(min(start + batch_size, n), n)
 
     est, ess, var = (torch.cat(t, dim=-1).numpy() for t in (est, ess, var))
     var_cond, log_py = torch.cat(var_cond, dim=-1).numpy(), torch.cat(log_py).numpy()
-    accuracy = {name: correct[name] / n for name in categorical}
-    if accuracy:
-        accuracy["mean"] = float(np.mean([accuracy[name] for name in categorical]))
     return {
         "n_examples": n,
         "log_px": {name: _stats(est[p, 0], ess[p, 0]) for p, name in enumerate(names)},
@@ -198,11 +196,17 @@ def evaluate_model(
             "joint": {name: float(var[p, 1].mean()) for p, name in enumerate(names)},
             "conditional": {name: float(var_cond[p].mean()) for p, name in enumerate(names)},
         },
-        "accuracy": accuracy,
+        "accuracy": tally.result(),
     }
 
 
-def _dataset_path(info: dict) -> Path:
+def run_dataset_path(info: dict) -> Path:
+    """The dataset file of a run (``run.json``): its path as given at training time where that
+    still exists relative to the current directory, else its absolute path.
+
+    Raises:
+        UserError: neither exists.
+    """
     path, abspath = Path(info["dataset"]["path"]), Path(info["dataset"]["abspath"])
     if path.is_file():
         return path
@@ -269,13 +273,13 @@ def evaluate_run(
     budget = budget or memory_budget(torch_device, MEMORY_FRACTION)
 
     started = time.perf_counter()
-    with read_dataset(_dataset_path(info)) as dataset:
+    with read_dataset(run_dataset_path(info)) as dataset:
         if split not in dataset.sizes:
             raise UserError(f"{dataset.path} has no {split!r} split (it has: {', '.join(dataset.sizes)})")
         data = SplitData(dataset, split, torch_device, None, budget)
         figures = evaluate_model(model, data, x=x, y=y, particles=particles, prior_samples=prior_samples,
                                  seed=seed, limit=limit, budget_bytes=budget, batch_size=batch_size,
-                                 progress=progress)
+                                 progress=progress, attributes=attribute_names(dataset.attrs, model.specs))
     result = {
         "particles": particles, "prior_samples": prior_samples, "split": split, "checkpoint": checkpoint,
         "n_examples": figures.pop("n_examples"), "x": x, "y": list(y),

@@ -31,12 +31,26 @@ def uses_builtin_likelihoods(model) -> bool:
     return isinstance(model, MultimodalVAE) and type(model).log_prob is MultimodalVAE.log_prob
 
 
+def closed_form_likelihood(model, name: str) -> str | None:
+    """``bernoulli`` or ``categorical`` where the closed forms below may score ``name``, else None.
+
+    They apply where ``model`` scores the modality with the library's per-kind likelihoods on
+    its decoder's logits; not where the decoder owns its likelihood, as the sequence decoder
+    does (its ``decode`` returns a GRU state, scored by a teacher-forced pass), nor for any
+    other model. Those go through ``model.log_prob``.
+    """
+    if not uses_builtin_likelihoods(model) or hasattr(model.decoders[name], "log_prob"):
+        return None
+    return model.specs[model.names.index(name)].likelihood
+
+
 def particle_log_prob(model, name: str, params: torch.Tensor, x: torch.Tensor, *, consume: bool = False) -> torch.Tensor:
     """log p(x_e | params_{e,k}) for E examples with k particles each.
 
-    Bernoulli and categorical likelihoods of :class:`MultimodalVAE` use forms that never
-    copy x per particle (Bernoulli: Σ x·l − Σ softplus(l), the x·l sum as one batched
-    matmul); any other model's ``log_prob`` is called on flattened rows.
+    Where :func:`closed_form_likelihood` applies, Bernoulli and categorical likelihoods use
+    forms that never copy x per particle (Bernoulli: Σ x·l − Σ softplus(l), the x·l sum as
+    one batched matmul); otherwise (sequence decoders, any other model) ``model.log_prob``
+    is called on flattened rows.
 
     Args:
         params: ``[E, k, ...]`` decoder outputs.
@@ -47,15 +61,14 @@ def particle_log_prob(model, name: str, params: torch.Tensor, x: torch.Tensor, *
         ``[E, k]``.
     """
     E, k = params.shape[:2]
-    if uses_builtin_likelihoods(model):
-        likelihood = model.specs[model.names.index(name)].likelihood
-        if likelihood == "bernoulli":
-            logits = params.reshape(E, k, -1)
-            x_dot_l = torch.bmm(logits, x.reshape(E, -1, 1).to(logits.dtype)).squeeze(-1)
-            return x_dot_l - _softplus_sum(logits, consume)
-        if likelihood == "categorical":
-            picked = params.gather(-1, x.long().view(E, 1, 1).expand(E, k, 1)).squeeze(-1)
-            return picked - torch.logsumexp(params, dim=-1)
+    likelihood = closed_form_likelihood(model, name)
+    if likelihood == "bernoulli":
+        logits = params.reshape(E, k, -1)
+        x_dot_l = torch.bmm(logits, x.reshape(E, -1, 1).to(logits.dtype)).squeeze(-1)
+        return x_dot_l - _softplus_sum(logits, consume)
+    if likelihood == "categorical":
+        picked = params.gather(-1, x.long().view(E, 1, 1).expand(E, k, 1)).squeeze(-1)
+        return picked - torch.logsumexp(params, dim=-1)
     x_rows = x.unsqueeze(1).expand(E, k, *x.shape[1:]).reshape(E * k, *x.shape[1:])
     return model.log_prob(name, params.reshape(E * k, *params.shape[2:]), x_rows).view(E, k)
 
@@ -75,13 +88,12 @@ def _softplus_sum(logits: torch.Tensor, consume: bool) -> torch.Tensor:
 def shared_log_prob(model, name: str, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """log p(x_b | params_s) for every pair: ``params [S, ...]``, ``x [B, ...]`` → ``[B, S]``."""
     B, S = x.shape[0], params.shape[0]
-    if uses_builtin_likelihoods(model):
-        likelihood = model.specs[model.names.index(name)].likelihood
-        if likelihood == "bernoulli":
-            logits = params.reshape(S, -1)
-            return x.reshape(B, -1).to(logits.dtype) @ logits.T - F.softplus(logits).sum(dim=-1)
-        if likelihood == "categorical":
-            return torch.log_softmax(params, dim=-1)[:, x.long()].T
+    likelihood = closed_form_likelihood(model, name)
+    if likelihood == "bernoulli":
+        logits = params.reshape(S, -1)
+        return x.reshape(B, -1).to(logits.dtype) @ logits.T - F.softplus(logits).sum(dim=-1)
+    if likelihood == "categorical":
+        return torch.log_softmax(params, dim=-1)[:, x.long()].T
     return particle_log_prob(model, name, params.unsqueeze(0).expand(B, *params.shape), x)
 
 
@@ -183,7 +195,7 @@ def _fused_bernoulli(mlp: _FusedMLP) -> Scorer:
 
 def fused_scorer(model, name: str, rows_hint: int) -> Scorer | None:
     """The fused CPU scorer of one modality, or None where it does not apply or disagrees."""
-    if not (uses_builtin_likelihoods(model) and torch.backends.mkldnn.is_available()
+    if not (closed_form_likelihood(model, name) and torch.backends.mkldnn.is_available()
             and hasattr(torch.ops.mkldnn, "_linear_pointwise") and hasattr(torch.ops.mkldnn, "_reorder_linear_weight")):
         return None
     if type(model).decode is not MultimodalVAE.decode:

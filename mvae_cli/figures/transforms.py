@@ -5,10 +5,14 @@ q(z | original) — the learnt transformations (edge detection, colour to grey, 
 ``to_original.png``: for each transformation, its inputs, the original reconstructed from
 q(z | that transformation) alone — colourisation, filling in the blank, watermark removal —
 and the ground truth.
+
+``mvae plot RUN_DIR`` draws both (:func:`plot_run_transforms`) for a run with two or more
+image modalities, on the first test examples.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -76,3 +80,38 @@ def save_transform_figures(model, batch: dict[str, torch.Tensor], out_dir: str |
                                       title="The original reconstructed from each transformation (paper Figs. 8–10)"),
                     out_dir / f"to_original.{fmt}"),
     ]
+
+
+def image_modalities(run_dir: str | Path) -> list[str]:
+    """The image modalities of a run, from its ``run.json`` (empty when it cannot be read)."""
+    try:
+        modalities = json.loads((Path(run_dir) / "run.json").read_text()).get("modalities", [])
+    except (OSError, ValueError):
+        return []
+    return [m["name"] for m in modalities if m.get("kind") == "image"]
+
+
+def plot_run_transforms(run_dir: str | Path, out: str | Path, fmt: str = "png", n: int = 8,
+                        checkpoint: str = "best") -> list[Path]:
+    """The transforms study's figures of a trained run on its first ``n`` test examples.
+
+    Returns:
+        The files written; none when the run has fewer than two image modalities.
+
+    Raises:
+        UserError: the checkpoint or the run's dataset file is missing.
+    """
+    from mvae_cli.data.format import read_dataset
+    from mvae_cli.engine.data import SplitData
+    from mvae_cli.engine.run import load_trained
+    from mvae_cli.evaluate.run_eval import run_dataset_path
+
+    if len(image_modalities(run_dir)) < 2:
+        return []
+    device = torch.device("cpu")
+    _, info, model = load_trained(Path(run_dir), checkpoint, device)
+    with read_dataset(run_dataset_path(info)) as dataset:
+        split = "test" if "test" in dataset.sizes else next(iter(dataset.sizes))
+        data = SplitData(dataset, split, device, budget_bytes=0)  # read the n rows only, not the split
+        batch = data.batch(torch.arange(min(n, data.n)))
+    return save_transform_figures(model, batch, out, fmt)

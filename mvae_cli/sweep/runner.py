@@ -14,7 +14,8 @@ the sweep goes on. The tables are rewritten atomically after every point.
 
 The library never prints: it reports through ``progress(event, **info)``:
 
-- ``prepare`` (path): a dataset file is being built;
+- ``prepare`` (path): a dataset file is being built (before any point; a dataset that
+  cannot be built stops the sweep with a UserError, see :func:`prepare_datasets`);
 - ``point`` (point, index, total, reused): a point starts (or is reused from disk);
 - ``start``, ``step``, ``epoch`` (point, and the training engine's fields);
 - ``evaluate`` (point, done, total): its evaluation starts (total None) and advances, in examples;
@@ -223,24 +224,35 @@ class _Book:
         })
 
 
-def _prepare_datasets(statuses: list[PointStatus], report: Progress) -> None:
-    """Build each missing dataset once, before any worker starts (so none races to write it)."""
+def prepare_datasets(statuses: list[PointStatus], progress: Progress | None = None) -> list[Path]:
+    """Build each dataset file the points still to run need and lack, once, before any point
+    starts (so no worker races to write it).
+
+    Returns:
+        The files built.
+
+    Raises:
+        UserError: a dataset cannot be built (e.g. CelebA is neither given nor downloadable);
+            the message says how to get the data. No point has run, and nothing of the
+            sweep is written.
+    """
     from mvae_cli.engine.loop import ensure_dataset
 
-    errors: dict[Path, str] = {}
+    report = progress or (lambda event, **info: None)
+    built = []
     for status in statuses:
-        if status.status != "pending":
-            continue
         recipe = status.point.recipe
         path = recipe.data.resolved_path()
-        if path not in errors and not path.exists():
-            report("prepare", path=str(path))
-            try:
-                ensure_dataset(recipe)
-            except UserError as error:
-                errors[path] = str(error)
-        if path in errors:
-            status.status, status.error = "failed", errors[path]
+        if status.status != "pending" or path in built or path.exists():
+            continue
+        report("prepare", path=str(path))
+        try:
+            ensure_dataset(recipe)
+        except UserError as error:
+            hint = " (in a recipe, --source DIR is data.source=DIR)" if "--source" in str(error) else ""
+            raise UserError(f"cannot prepare {path}, so no point of the sweep ran: {error}{hint}") from None
+        built.append(path)
+    return built
 
 
 def run_sweep(sweep: Sweep, out: str | Path, *, jobs: int = 1, progress: Progress | None = None,
@@ -258,6 +270,10 @@ def run_sweep(sweep: Sweep, out: str | Path, *, jobs: int = 1, progress: Progres
 
     Returns:
         Every point's status and the results rows.
+
+    Raises:
+        UserError: ``jobs`` below 1, or a dataset that cannot be built (:func:`prepare_datasets`):
+            raised before any point runs or anything is written under ``out``.
     """
     if jobs < 1:
         raise UserError(f"--jobs must be at least 1, got {jobs}")
@@ -270,14 +286,12 @@ def run_sweep(sweep: Sweep, out: str | Path, *, jobs: int = 1, progress: Progres
             book.rows[status.point.name] = build_row(
                 status.point.name, status.point.values, status.point.recipe.seed,
                 _read_json(status.run_dir / "eval.json"), _read_json(status.run_dir / "run.json"))
-    _prepare_datasets(statuses, report)
+    prepare_datasets(statuses, report)
     book.write()
     for index, status in enumerate(statuses):
         if status.reused:
             report("point", point=status.point.name, index=index, total=len(statuses), reused=True)
             report("done", point=status.point.name, status="finished", error=None)
-        elif status.status == "failed":
-            report("done", point=status.point.name, status="failed", error=status.error)
     todo = [s for s in statuses if s.status == "pending"]
 
     def finish(status: PointStatus, outcome: tuple) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -104,3 +105,69 @@ class PerfectClassifier(nn.Module):
 
     def log_prob(self, name, params, x):
         return LOG_PROB["bernoulli" if name == "image" else "categorical"](params, x)
+
+
+class _RoundingDecoder:
+    """Greedy decoding of :class:`PerfectPredictor`'s text: START, then each state entry rounded."""
+
+    def __init__(self, start: int, vocab: int):
+        self.start, self.vocab = start, vocab
+
+    def generate(self, state: torch.Tensor) -> torch.Tensor:
+        tokens = state.round().long().clamp(0, self.vocab - 1)
+        return torch.cat([torch.full_like(tokens[:, :1], self.start), tokens], dim=1)
+
+
+class PerfectPredictor(nn.Module):
+    """An image that spells out its attributes and its text, and a latent that copies them.
+
+    The image ``[1, 1, A + 1 + L − 1]`` holds the A bits of ``attrs`` and the bit of ``flag``
+    as 0/255 and the tokens 1..L−1 of ``text`` as 40·token. Every expert puts a confident
+    mean on the code (bits as ±scale, tokens as themselves); ``attrs`` and ``flag`` decode to
+    their coordinates as logits, and ``text`` greedily decodes by rounding its coordinates.
+    So predicting from the image is exactly as right as the image's code.
+    """
+
+    def __init__(self, attributes: int = 3, length: int = 5, vocab: int = 6, scale: float = 6.0):
+        super().__init__()
+        self.A, self.L, self.vocab, self.scale = attributes, length, vocab, scale
+        self.latent_dim = attributes + 1 + length - 1
+        self.specs = [ModalitySpec("image", "image", "bernoulli", (1, 1, self.latent_dim)),
+                      ModalitySpec("attrs", "binary", "bernoulli", (attributes,)),
+                      ModalitySpec("flag", "binary", "bernoulli", (1,)),
+                      ModalitySpec("text", "sequence", "categorical", (length,), vocab)]
+        self.names = [s.name for s in self.specs]
+        self.decoders = {"text": _RoundingDecoder(vocab - 2, vocab)}
+        self.anchor = nn.Parameter(torch.zeros(()))
+
+    def image_of(self, attrs: np.ndarray, flag: np.ndarray, text: np.ndarray) -> np.ndarray:
+        """``uint8 [N, 1, 1, D]`` spelling out the other modalities."""
+        code = np.concatenate([attrs * 255, flag * 255, text[:, 1:] * 40], axis=1).astype(np.uint8)
+        return code[:, None, None, :]
+
+    def _code(self, bits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        return torch.cat([(2 * bits - 1) * self.scale, tokens], dim=1)
+
+    def encode(self, batch, mask):
+        image = batch["image"].flatten(1) * 255
+        from_image = self._code(image[:, :self.A + 1] / 255, image[:, self.A + 1:] / 40)
+        B = image.shape[0]
+        text = batch["text"][:, 1:].float()
+        bits = torch.cat([batch["attrs"], batch["flag"]], dim=1)
+        others = self._code(bits, text)
+        mus = torch.stack([from_image, others, others, others], dim=1)
+        return mus, torch.full_like(mus, math.log(1e-4)).expand(B, 4, -1)
+
+    def decode(self, name, z):
+        if name == "image":
+            return z.view(-1, 1, 1, self.latent_dim)
+        if name == "attrs":
+            return z[:, :self.A]
+        if name == "flag":
+            return z[:, self.A:self.A + 1]
+        return z[:, self.A + 1:]
+
+    def log_prob(self, name, params, x):
+        if name == "text":
+            return torch.distributions.Normal(params, 1.0).log_prob(x[:, 1:].float()).sum(dim=-1)
+        return LOG_PROB["bernoulli"](params, x)
