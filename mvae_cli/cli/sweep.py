@@ -126,6 +126,16 @@ def _print_summary(report, grid_keys: list[str], console) -> None:
     console.print(table)
 
 
+def _draw_figures(grid_keys: list[str], rows: list[dict], out: Path) -> Path | str:
+    """The study's figures, drawn as the sweep ends (as `mvae plot SWEEP_DIR` would)."""
+    from mvae_cli.figures.study import plot_sweep
+
+    if not rows:
+        return "none (no finished point)"
+    plot_sweep(grid_keys, rows, out / "figures", "png")
+    return out / "figures"
+
+
 def sweep_command(
     recipe: Annotated[Path, typer.Argument(help="A sweep recipe: a training recipe plus grid: and eval:.")],
     overrides: Annotated[Optional[list[str]], typer.Argument(
@@ -164,7 +174,9 @@ def sweep_command(
     if reused:
         console.print(f"{reused} point(s) were finished already and kept")
     _print_summary(report, sweep.grid_keys, console)
-    console.print(f"results: {out / 'results.csv'}  summary: {out / 'summary.csv'}  figures: mvae plot {out}")
+    figures = _draw_figures(sweep.grid_keys, report.rows, out)
+    console.print(f"results: {out / 'results.csv'}  summary: {out / 'summary.csv'}  "
+                  f"figures: {figures} (redraw with `mvae plot {out}`)")
     if report.failed:
         console.print(f"[red]{len(report.failed)} of {len(report.points)} points failed:[/]")
         for status in report.failed:

@@ -39,6 +39,9 @@ def test_sweep_trains_evaluates_aggregates_resumes_and_plots(tmp_path, shapes):
     result = runner.invoke(app, ["sweep", str(recipe), "--out", str(out), *TINY])
     assert result.exit_code == 0, result.output
 
+    drawn = out / "figures" / "accuracy_vs_supervision.png"
+    assert drawn.stat().st_size > 5000  # the sweep draws its figures as it ends
+    drawn.unlink()
     rows = _read_csv(out / "results.csv")
     assert [r["point"] for r in rows] == ["supervision=0.1,seed=0", "supervision=0.1,seed=1",
                                           "supervision=1.0,seed=0", "supervision=1.0,seed=1"]
