@@ -134,7 +134,9 @@ def _draw(ax, stats: list[dict], panel: Panel, x: str, lines: list[str], positio
                 style = {"color": "black", "linestyle": "--", "linewidth": 2.0} if column == "accuracy.mean" else {}
                 (line,) = ax.plot(xs, means, **{"marker": "o", "markersize": 3.5, "linewidth": 1.4, "label": name,
                                                 **style})
-                band = [(xv, m - e, m + e) for xv, m, e in zip(xs, means, errors) if e > 0]
+                # An accuracy cannot leave [0, 1], whatever a t interval over few seeds says.
+                low, high = (0.0, 1.0) if column.startswith("accuracy.") else (-math.inf, math.inf)
+                band = [(xv, max(low, m - e), min(high, m + e)) for xv, m, e in zip(xs, means, errors) if e > 0]
                 if band:
                     bx, lo, hi = zip(*band)
                     ax.fill_between(bx, lo, hi, color=line.get_color(), alpha=0.18, linewidth=0)
