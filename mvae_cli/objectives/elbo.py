@@ -17,6 +17,24 @@ def beta_at(step: int, anneal_steps: int) -> float:
     return min(1.0, step / anneal_steps)
 
 
+def gather_rows(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``x[index]`` along the first dimension, with a reproducible backward.
+
+    An example's experts serve several subset rows, so the backward sums the gradients of
+    repeated rows. Advanced indexing (``x[index]``) does that with an accumulating
+    ``index_put_`` whose order varies from call to call on CPU, so two identical runs
+    differ in the last bits; ``index_select``'s backward sums in a fixed order.
+
+    Args:
+        x: ``[B, ...]``.
+        index: ``long[R]`` in [0, B).
+
+    Returns:
+        ``[R, ...]``.
+    """
+    return x.index_select(0, index)
+
+
 def subset_elbo(
     model,
     batch: dict[str, torch.Tensor],
@@ -45,7 +63,7 @@ def subset_elbo(
         ``(elbo [R], log_lik [R, M], kl [R])``; ``log_lik[r, i]`` is the unweighted
         single-sample log p(x_i | z_r), zero where modality i is not in row r.
     """
-    q_mu, q_logvar = product_of_experts(mu[example].float(), logvar[example].float(), subsets)
+    q_mu, q_logvar = product_of_experts(gather_rows(mu, example).float(), gather_rows(logvar, example).float(), subsets)
     if eps is None:
         eps = torch.randn_like(q_mu)
     z = q_mu + eps * torch.exp(0.5 * q_logvar)
