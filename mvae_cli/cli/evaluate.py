@@ -34,9 +34,11 @@ def results_table(result: dict):
                         f"{result['prior_samples']:,} prior samples, {result['checkpoint']} checkpoint, "
                         f"{result['seconds']:.1f} s",
                   title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    from mvae_cli.evaluate import proposal_label
+
     table.add_column("figure", no_wrap=True)
     for name in proposals:
-        table.add_column(f"q(z | {name.replace('+', ', ')})", justify="right", no_wrap=True)
+        table.add_column(proposal_label(name), justify="right", no_wrap=True)
         table.add_column("ESS", justify="right", no_wrap=True)
     x, y = result["x"], ", ".join(result["y"])
     for key, label in (("log_px", f"log p({x})"), ("log_pxy", f"log p({x}, {y})"),

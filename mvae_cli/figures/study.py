@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import matplotlib.pyplot as plt
-from matplotlib.ticker import FuncFormatter
+from matplotlib.ticker import FuncFormatter, NullFormatter
 
 from mvae_cli.atomic import write_text
+from mvae_cli.evaluate import proposal_label
 from mvae_cli.figures.draw import save_figure
 from mvae_cli.sweep.grid import format_value
 from mvae_cli.sweep.results import csv_text, figure_columns, summary_rows
@@ -57,10 +58,6 @@ class Panel:
     series: dict[str, str] = field(default_factory=dict)  # results column -> legend label
 
 
-def _proposal_label(proposal: str) -> str:
-    return f"q(z | {', '.join(proposal.split('+'))})"
-
-
 def panels_for(columns: list[str], families: list[str] | None = None) -> list[Panel]:
     """Group eval columns into panels, one per family (``accuracy``, ``log_px``, ...).
 
@@ -79,9 +76,9 @@ def panels_for(columns: list[str], families: list[str] | None = None) -> list[Pa
             if family == "accuracy":
                 panel.series[column] = "mean over predicted modalities" if rest == "mean" else rest
             elif family.startswith("var_log_w"):
-                panel.series[column] = _proposal_label(rest)
+                panel.series[column] = proposal_label(rest)
             elif rest.endswith(".mean"):
-                panel.series[column] = _proposal_label(rest[: -len(".mean")])
+                panel.series[column] = proposal_label(rest[: -len(".mean")])
         if family == "accuracy" and len(panel.series) == 2:  # one predicted modality: its mean is itself
             panel.series.pop(f"{family}.mean", None)
         if panel.series:
@@ -134,8 +131,10 @@ def _draw(ax, stats: list[dict], panel: Panel, x: str, lines: list[str], positio
                 style = {"color": "black", "linestyle": "--", "linewidth": 2.0} if column == "accuracy.mean" else {}
                 (line,) = ax.plot(xs, means, **{"marker": "o", "markersize": 3.5, "linewidth": 1.4, "label": name,
                                                 **style})
-                # An accuracy cannot leave [0, 1], whatever a t interval over few seeds says.
-                low, high = (0.0, 1.0) if column.startswith("accuracy.") else (-math.inf, math.inf)
+                # An accuracy cannot leave [0, 1], nor a variance go below 0, whatever a t interval
+                # over few seeds says.
+                low, high = ((0.0, 1.0) if column.startswith("accuracy.")
+                             else (0.0, math.inf) if column.startswith("var_log_w.") else (-math.inf, math.inf))
                 band = [(xv, max(low, m - e), min(high, m + e)) for xv, m, e in zip(xs, means, errors) if e > 0]
                 if band:
                     bx, lo, hi = zip(*band)
@@ -148,9 +147,18 @@ def _draw(ax, stats: list[dict], panel: Panel, x: str, lines: list[str], positio
     ax.tick_params(labelsize=7)
     ax.grid(True, alpha=0.3)
     if drawn:
-        where = {"loc": "center left", "bbox_to_anchor": (1.01, 0.5)} if single else {}
-        ax.legend(fontsize=6.5 if drawn > 6 else 7.5, frameon=False, **where)
+        outside = single or drawn > _LEGEND_INSIDE
+        where = {"loc": "center left", "bbox_to_anchor": (1.01, 0.5)} if outside else {}
+        ax.legend(fontsize=6.5 if drawn > 6 else 7.5, frameon=False, ncol=_legend_columns(drawn), **where)
     return most
+
+
+_LEGEND_INSIDE = 8  # more entries than this (CelebA's 18 attributes) go outside, in columns
+_LEGEND_ROWS = 14
+
+
+def _legend_columns(entries: int) -> int:
+    return max(1, math.ceil(entries / _LEGEND_ROWS)) if entries > _LEGEND_INSIDE else 1
 
 
 def _set_x_axis(ax, x: str, values: list, positions: dict | None) -> None:
@@ -166,7 +174,9 @@ def _set_x_axis(ax, x: str, values: list, positions: dict | None) -> None:
             label += f"\n(symmetric log axis: linear from 0 to {linthresh:g})"
         else:
             ax.set_xscale("log")
+        ax.set_xticks([v for v in values if v > 0])  # tick the levels studied, not just the decades
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel(label, fontsize=8)
 
 
@@ -179,8 +189,12 @@ def plot_figure(rows: list[dict], x: str, lines: list[str], panels: list[Panel],
     single = len(panels) == 1
     ncols = min(len(panels), 2 if len(panels) <= 4 else 3)
     nrows = math.ceil(len(panels) / ncols)
-    width = 4.9 * ncols + (2.3 if single else 0)  # a lone panel keeps its legend outside, on the right
-    fig, axes = plt.subplots(nrows, ncols, figsize=(width, 3.7 * nrows), squeeze=False, layout="constrained")
+    entries = max(len(p.series) for p in panels)
+    outside = single or entries > _LEGEND_INSIDE  # legends beside their panel, on the right
+    legend_width = 2.3 * _legend_columns(entries) if outside else 0.0
+    width = (4.9 + (legend_width if not single else 0)) * ncols + (legend_width if single else 0)
+    height = max(3.7, 0.17 * min(entries, _LEGEND_ROWS) + 1.5)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width, height * nrows), squeeze=False, layout="constrained")
     most = 0
     for i, panel in enumerate(panels):
         ax = axes[i // ncols][i % ncols]

@@ -22,7 +22,8 @@ def test_every_recipe_loads(path):
 
 def test_quickstart_is_a_small_supervision_study_on_shapes():
     sweep = load_sweep(RECIPES[0].parent / "quickstart.yaml")
-    assert [p.recipe.supervision for p in sweep.points] == [0.01, 0.1, 1.0]
+    assert sorted({p.recipe.supervision for p in sweep.points}) == [0.01, 0.1, 1.0]
+    assert sorted({p.recipe.seed for p in sweep.points}) == [0, 1, 2] and len(sweep.points) == 9
     assert all(p.recipe.data.dataset == "shapes" for p in sweep.points)
     assert sweep.recipe.eval.limit is not None and sweep.recipe.epochs <= 10
 
