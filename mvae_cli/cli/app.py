@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import sys
 
-import click
 import typer
 from typer.core import TyperGroup
 
@@ -14,13 +13,12 @@ from mvae_cli.errors import UserError
 
 
 class _Group(TyperGroup):
-    def invoke(self, ctx: click.Context):
+    def invoke(self, ctx: typer.Context):
         try:
             return super().invoke(ctx)
         except UserError as error:
-            # One line, no usage block, no traceback. Recent typer runs its own vendored
-            # click, whose main loop does not catch the `click` package's ClickException;
-            # typer.Exit is caught by every typer version.
+            # One line, no usage block, no traceback. typer.Exit is caught by every typer
+            # version, whether it runs the `click` package or its own vendored copy.
             typer.echo(f"Error: {error}", err=True)
             raise typer.Exit(2) from None
 

@@ -27,7 +27,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from mvae_cli.data.format import ModalitySpec
-from mvae_cli.data.mnist import cache_dir
+from mvae_cli.data.mnist import cache_dir, torchvision_datasets
 from mvae_cli.errors import UserError
 
 ATTRIBUTES = (
@@ -68,10 +68,7 @@ def download() -> Path:
     Raises:
         UserError: any failure (offline, Google Drive quota, no gdown), saying how to get the data.
     """
-    try:
-        from torchvision import datasets
-    except ImportError:
-        raise UserError(f"downloading celeba needs torchvision; or {HOW_TO_GET}") from None
+    datasets = torchvision_datasets(f"downloading celeba; or {HOW_TO_GET}")
     root = cache_dir()
     try:
         with contextlib.redirect_stdout(sys.stderr):  # keep stdout for the summary

@@ -63,16 +63,29 @@ def find_files(source: str | os.PathLike) -> dict[str, Path]:
     return found
 
 
+def torchvision_datasets(purpose: str):
+    """Import ``torchvision.datasets`` for a download, or raise one line saying why it cannot.
+
+    A torchvision built for another torch fails at import with a RuntimeError, not an
+    ImportError; both end here.
+    """
+    try:
+        from torchvision import datasets
+    except Exception as error:  # ImportError, or a torch/torchvision build mismatch
+        reason = " ".join(str(error).split())[:160]
+        raise UserError(f"{purpose} needs a working torchvision, and importing it failed "
+                        f"({type(error).__name__}: {reason}); install torch and torchvision together "
+                        "(pip install --upgrade torch torchvision)") from None
+    return datasets
+
+
 def download(dataset: str) -> Path:
     """Download ``mnist`` or ``fashion-mnist`` through torchvision into the cache.
 
     Returns:
         The ``raw`` folder holding the four IDX files.
     """
-    try:
-        from torchvision import datasets
-    except ImportError:
-        raise UserError(f"downloading {dataset} needs torchvision; or pass --source DIR") from None
+    datasets = torchvision_datasets(f"downloading {dataset}; or pass --source DIR")
     root = cache_dir()
     cls = getattr(datasets, TORCHVISION_CLASSES[dataset])
     try:
