@@ -10,7 +10,7 @@ import typer
 
 from mvae_cli.errors import UserError
 
-DATASET_HELP = ("shapes (generated, the default), mnist, fashion-mnist, binary-mnist, multimnist, "
+DATASET_HELP = ("shapes (generated, the default), mnist, fashion-mnist, binary-mnist, multimnist, polymnist, "
                 "celeba, celeba19, transforms (with --base) or custom (with --source FILE --spec SPEC.yaml).")
 
 
@@ -62,7 +62,7 @@ def prepare(
     out: Annotated[Optional[Path], typer.Option(
         "--out", "-o", help="File to write (default: data/<dataset>.h5).")] = None,
     source: Annotated[Optional[Path], typer.Option(
-        help="MNIST family and multimnist: folder with the four IDX files (raw or .gz); celeba, celeba19 and "
+        help="MNIST family, multimnist and polymnist: folder with the four IDX files (raw or .gz); celeba, celeba19 and "
              "transforms --base celeba: folder with img_align_celeba/, list_attr_celeba.txt and "
              "list_eval_partition.txt (without --source these are downloaded); custom: your .npz or .h5 file.")
     ] = None,
@@ -70,6 +70,9 @@ def prepare(
         help="transforms: the images to transform, celeba or shapes.")] = None,
     spec: Annotated[Optional[Path], typer.Option(
         help="custom: the YAML spec of your arrays (modalities, optional split fractions).")] = None,
+    backgrounds: Annotated[Optional[Path], typer.Option(
+        help="polymnist: a folder with five background images, one per modality (default: five "
+             "procedural textures).")] = None,
     seed: Annotated[int, typer.Option(
         help="Seeds the generated data (shapes, multimnist), the custom split and every mask.")] = 0,
     supervision: Annotated[str, typer.Option(
@@ -100,7 +103,7 @@ def prepare(
         path = prepare_dataset(
             dataset, out if out is not None else Path("data") / f"{dataset}.h5",
             source=source, seed=seed, supervision=levels, keep_prob=probs, force=force,
-            sizes=sizes, progress=report, base=base, spec=spec,
+            sizes=sizes, progress=report, base=base, spec=spec, backgrounds=backgrounds,
         )
     with read_dataset(path) as ds:
         print_summary(ds)

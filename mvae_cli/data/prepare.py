@@ -68,7 +68,7 @@ def resolve_sizes(default: dict[str, int], sizes: dict[str, int] | None) -> dict
     return {**default, **{k: int(v) for k, v in sizes.items()}}
 
 
-OPTION_FLAGS = {"source": "--source", "base": "--base", "spec": "--spec"}
+OPTION_FLAGS = {"source": "--source", "base": "--base", "spec": "--spec", "backgrounds": "--backgrounds"}
 
 
 def _check_options(entry, source, options: dict[str, object]) -> None:
@@ -100,6 +100,7 @@ def prepare_dataset(
     progress: ProgressFn | None = None,
     base: str | None = None,
     spec: str | os.PathLike | None = None,
+    backgrounds: str | os.PathLike | None = None,
 ) -> Path:
     """Build dataset ``name`` into the HDF5 file ``out`` (DESIGN.md layout), atomically.
 
@@ -109,9 +110,9 @@ def prepare_dataset(
 
     Args:
         name: a registry name (``shapes``, ``mnist``, ``fashion-mnist``, ``binary-mnist``,
-            ``multimnist``, ``celeba``, ``celeba19``, ``transforms``, ``custom``).
+            ``multimnist``, ``polymnist``, ``celeba``, ``celeba19``, ``transforms``, ``custom``).
         out: the file to write.
-        source: a folder of source files (MNIST family, multimnist, celeba, transforms on
+        source: a folder of source files (MNIST family, multimnist, polymnist, celeba, transforms on
             celeba) where None downloads them; the arrays file of ``custom``.
         seed: seeds the generated data (shapes, multimnist), the custom split and every
             mask; at least 0.
@@ -122,6 +123,8 @@ def prepare_dataset(
         progress: ``progress(task, done, total)``.
         base: ``transforms`` only: ``celeba`` or ``shapes``, the images transformed.
         spec: ``custom`` only: the YAML spec of the arrays.
+        backgrounds: ``polymnist`` only: a folder of five background images (default:
+            the procedural textures).
 
     Returns:
         ``out`` as a Path.
@@ -137,7 +140,7 @@ def prepare_dataset(
     if isinstance(seed, bool) or int(seed) != seed or seed < 0:
         raise UserError(f"--seed must be a whole number of at least 0, got {seed}")
     seed = int(seed)
-    options = {"base": base, "spec": spec}
+    options = {"base": base, "spec": spec, "backgrounds": backgrounds}
     _check_options(entry, source, options)
     out = Path(out)
     if out.is_dir():

@@ -24,7 +24,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from mvae_cli.data import celeba, custom, mnist, multimnist, shapes, transforms
+from mvae_cli.data import celeba, custom, mnist, multimnist, polymnist, shapes, transforms
 from mvae_cli.data.format import ModalitySpec
 from mvae_cli.errors import UserError
 
@@ -172,6 +172,11 @@ DATASETS: dict[str, DatasetEntry] = {
         "multimnist", "0-4 MNIST digits at 4 fixed places on a 50x50 canvas + their text (sequence)",
         tuple(multimnist.SPECS), multimnist.build_multimnist, default_sizes=dict(multimnist.DEFAULT_SIZES),
         uses_source=True,
+    ),
+    "polymnist": DatasetEntry(
+        "polymnist", "five 28x28 RGB images of MNIST digits of one class on five backgrounds + label (MoPoE)",
+        tuple(polymnist.SPECS), polymnist.build_polymnist, default_sizes=dict(polymnist.DEFAULT_SIZES),
+        uses_source=True, options=("backgrounds",),
     ),
     "celeba": DatasetEntry(
         "celeba", "CelebA faces 64x64 RGB + 18 attributes as one binary modality (official split)",
