@@ -172,3 +172,26 @@ def test_bad_choices_name_the_key(choices, phrases):
     assert "\n" not in message
     for phrase in phrases:
         assert phrase in message, message
+
+
+def test_recipes_set_likelihoods_by_override_and_a_sweep_can_vary_them(tmp_path):
+    from mvae_cli.recipe import resolve_recipe
+    from mvae_cli.sweep.grid import load_sweep
+
+    recipe = resolve_recipe(None, ["model.likelihoods.image=gaussian:learned", "data.binarize=false"])
+    assert recipe.model.likelihoods == {"image": "gaussian:learned"} and recipe.data.binarize is False
+    with pytest.raises(UserError, match="'model.likelihoods.image': unknown likelihood 'gauss'"):
+        resolve_recipe(None, ["model.likelihoods.image=gauss"])
+    path = tmp_path / "study.yaml"
+    path.write_text("grid:\n  model.likelihoods.image: [bernoulli, continuous-bernoulli, 'laplace:0.5']\n")
+    sweep = load_sweep(path)
+    assert [p.name for p in sweep.points] == ["model.likelihoods.image=bernoulli",
+                                              "model.likelihoods.image=continuous-bernoulli",
+                                              "model.likelihoods.image=laplace_0.5"]
+    assert sweep.points[2].recipe.model.likelihoods == {"image": "laplace:0.5"}
+    path.write_text("grid:\n  model.likelihoods.image: [bernoulli, 'laplace:-2']\n")
+    with pytest.raises(UserError, match="laplace"):
+        load_sweep(path)
+    path.write_text("grid:\n  model.likelihoods: [{image: laplace}]\n")
+    with pytest.raises(UserError, match="is a section of the recipe"):
+        load_sweep(path)
