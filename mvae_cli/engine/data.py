@@ -46,10 +46,10 @@ def binarized_modalities(binarize: bool, model) -> list[str]:
         return []
     names = [s.name for s in model.specs if s.kind == "image"]
     for name in names:
-        chosen = model.likelihoods[name].describe()
-        if chosen != "bernoulli":
+        likelihood = model.likelihoods[name]
+        if likelihood.name != "bernoulli":
             raise UserError(f"recipe key 'data.binarize' draws binary pixels, so 'model.likelihoods.{name}' "
-                            f"must be bernoulli, got {chosen!r}")
+                            f"must be bernoulli, got {likelihood.describe()!r}")
     return names
 
 

@@ -42,7 +42,7 @@ def closed_form_likelihood(model, name: str) -> str | None:
     """
     if not uses_builtin_likelihoods(model) or hasattr(model.decoders[name], "log_prob"):
         return None
-    likelihood = model.likelihoods[name].describe()
+    likelihood = model.likelihoods[name].name
     return likelihood if likelihood in ("bernoulli", "categorical") else None
 
 

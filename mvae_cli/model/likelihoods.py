@@ -233,7 +233,8 @@ def parse_likelihood(key: str, text: str) -> tuple[str, float | str | None]:
         UserError: an unknown name, a scale on a likelihood without one, or a scale that is
             not a positive number, ``learned`` or ``learned-per-dim``; the message names ``key``.
     """
-    name, _, option = str(text).strip().partition(":")
+    name, _, option = str(text).partition(":")
+    name, option = name.strip(), option.strip()
     if name not in LIKELIHOODS:
         raise UserError(f"recipe key {key!r}: unknown likelihood {name!r} (known: {', '.join(LIKELIHOODS)})")
     if not issubclass(LIKELIHOODS[name], _LocationScale):

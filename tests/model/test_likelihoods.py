@@ -195,3 +195,21 @@ def test_recipes_set_likelihoods_by_override_and_a_sweep_can_vary_them(tmp_path)
     path.write_text("grid:\n  model.likelihoods: [{image: laplace}]\n")
     with pytest.raises(UserError, match="is a section of the recipe"):
         load_sweep(path)
+
+
+@pytest.mark.parametrize("choice", ["continuous-bernoulli", "laplace:learned", "bernoulli"])
+def test_sample_grids_draw_the_likelihoods_mean(choice):
+    from mvae_cli.figures.samples import sample_rows
+
+    torch.manual_seed(0)
+    model = MultimodalVAE(SPECS, latent_dim=3, hidden=8, likelihoods={"image": choice})
+    images, labels = sample_rows(model, n=8, seed=5)
+    assert labels[0] == "prior p(z)" and images.shape == (1 + 3, 8, 1, 4, 4)  # the prior, then each label
+    z = torch.randn(8, 3, generator=torch.Generator().manual_seed(5))  # the prior row's draws
+    with torch.no_grad():
+        logits = model.decode("image", z)
+    expected = continuous_bernoulli_mean(logits) if choice == "continuous-bernoulli" else torch.sigmoid(logits)
+    torch.testing.assert_close(torch.from_numpy(images[0]), expected)
+    assert 0 <= images.min() and images.max() <= 1
+    if choice == "continuous-bernoulli":  # not σ(l): the figure would be wrong with the Bernoulli's mean
+        assert float((expected - torch.sigmoid(logits)).abs().max()) > 1e-3
