@@ -26,6 +26,7 @@ class DataConfig:
     source: str | None = None  # folder of source files for `mvae prepare`, when the file must be built
     base: str | None = None  # `transforms` only: celeba | shapes
     spec: str | None = None  # `custom` only: the YAML spec of the user's arrays
+    binarize: bool = False  # image pixels drawn as x ~ Bernoulli(x/255) (training: every batch anew)
 
     def resolved_path(self) -> Path:
         return Path(self.path) if self.path else Path("data") / f"{self.dataset}.h5"
@@ -37,6 +38,7 @@ class ModelConfig:
     hidden: int = 512
     image_net: str = "mlp"  # mlp | conv (miniature DCGAN, 2 layers) | dcgan (4 layers)
     weights: dict[str, float] = field(default_factory=dict)  # λ per modality name, default 1
+    likelihoods: dict[str, str] = field(default_factory=dict)  # modality -> likelihood, default the dataset's
 
 
 @dataclass
@@ -69,6 +71,9 @@ class Recipe:
     eval: EvalConfig = field(default_factory=EvalConfig)
     grid: dict[str, list] = field(default_factory=dict)  # sweep recipes only: key -> values
 
+
+# Mappings whose keys are modality names: `model.weights.image=2` sets one entry.
+DICT_KEYS = ("model.weights.", "model.likelihoods.")
 
 _CHOICES = {
     "objective": ("mvae",),
@@ -169,6 +174,10 @@ def _build(cls, raw: dict, prefix: str = ""):
 def recipe_from_dict(raw: dict | None) -> Recipe:
     """Validate a plain mapping into a :class:`Recipe`."""
     recipe = _build(Recipe, raw or {})
+    from mvae_cli.model.likelihoods import parse_likelihood  # torch: only once a recipe is read
+
+    for name, value in recipe.model.likelihoods.items():
+        parse_likelihood(f"model.likelihoods.{name}", value)
     if recipe.supervision is not None and recipe.keep_prob is not None:
         raise UserError("a recipe takes supervision or keep_prob, not both")
     return recipe
@@ -248,7 +257,7 @@ def resolve_recipe(path: str | Path | None, overrides: list[str] = (), extra: di
         set_dotted(raw, key, value)
     for text in overrides:
         key, value = parse_override(text)
-        if key not in known_keys() and not key.startswith(("model.weights.", "grid.")):
+        if key not in known_keys() and not key.startswith(DICT_KEYS + ("grid.",)):
             raise UserError(f"unknown recipe key {key!r} in override {text!r}")
         set_dotted(raw, key, value)
     return recipe_from_dict(raw)

@@ -2,14 +2,29 @@
 
 Datasets that fit are moved to the device whole (images stay uint8 there) and batched by
 index slices; larger ones are read from HDF5 batch by batch.
+
+Dynamic binarisation (recipe ``data.binarize``) draws every image pixel as x ~ Bernoulli(x/255):
+training batches anew at every step (:func:`dynamic_binarize`, from the stream of
+(seed, step), so a resumed run draws what an uninterrupted one does), the valid and test
+splits once, each row from its own CPU stream of (:data:`FIXED_BINARIZE_SEED`, row), so every
+run of a study is validated and evaluated on the same binary images whatever the batch size,
+device or storage.
 """
 
 from __future__ import annotations
+
+from typing import Sequence
 
 import numpy as np
 import torch
 
 from mvae_cli.data.format import DatasetFile
+from mvae_cli.errors import UserError
+from mvae_cli.evaluate.estimator import stream
+
+FIXED_BINARIZE_SEED = 0
+# Stream tags, apart from the estimator's (0: particles, 1: prior samples).
+_TRAIN_TAG, _FIXED_TAG = 2, 3
 
 
 def _to_model_input(kind: str, x: torch.Tensor) -> torch.Tensor:
@@ -18,6 +33,52 @@ def _to_model_input(kind: str, x: torch.Tensor) -> torch.Tensor:
     if kind == "binary":
         return x.float()
     return x.long()
+
+
+def binarized_modalities(binarize: bool, model) -> list[str]:
+    """The modalities dynamic binarisation draws: every image modality when ``binarize``.
+
+    Raises:
+        UserError: one of them is not scored by the Bernoulli likelihood (binary pixels under
+            a density on [0, 1] or on the real line have unbounded likelihoods).
+    """
+    if not binarize:
+        return []
+    names = [s.name for s in model.specs if s.kind == "image"]
+    for name in names:
+        likelihood = model.likelihoods[name]
+        if likelihood.name != "bernoulli":
+            raise UserError(f"recipe key 'data.binarize' draws binary pixels, so 'model.likelihoods.{name}' "
+                            f"must be bernoulli, got {likelihood.describe()!r}")
+    return names
+
+
+def dynamic_binarize(batch: dict[str, torch.Tensor], names: Sequence[str], seed: int, step: int) -> dict[str, torch.Tensor]:
+    """A training batch with the modalities ``names`` (pixels in [0, 1]) drawn as x ~ Bernoulli(x).
+
+    The draws come from the stream of (``seed``, ``step``) on the batch's device, in modality
+    order: the same on one device for the same seed and step.
+
+    Returns:
+        A new batch mapping; the other entries are shared with ``batch``.
+    """
+    out = dict(batch)
+    if names:
+        generator = stream(seed, _TRAIN_TAG, step, batch[names[0]].device)
+        for name in names:
+            out[name] = torch.bernoulli(batch[name], generator=generator)
+    return out
+
+
+def fixed_binarize(pixels: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """Stored uint8 pixels ``[B, ...]`` of split rows ``rows`` (``long[B]``) drawn once as
+    255 · Bernoulli(x/255), row r from the CPU stream of (:data:`FIXED_BINARIZE_SEED`, r), so a
+    row's pixels do not depend on its batch or on the device."""
+    x = pixels.cpu().float().div_(255.0)
+    out = torch.empty_like(x)
+    for i, r in enumerate(rows.tolist()):
+        out[i] = torch.bernoulli(x[i], generator=stream(FIXED_BINARIZE_SEED, _FIXED_TAG, int(r)))
+    return out.mul_(255).to(torch.uint8).to(pixels.device)
 
 
 class SplitData:
@@ -29,11 +90,13 @@ class SplitData:
         device: where batches are produced.
         mask: ``bool[N, M]`` for the rows; default all observed.
         budget_bytes: keep the split on the device when its arrays take at most this.
+        binarize: image modalities binarised once (:func:`fixed_binarize`): for valid and test.
     """
 
     def __init__(self, dataset: DatasetFile, split: str, device: torch.device,
-                 mask: np.ndarray | None = None, budget_bytes: int | None = None):
+                 mask: np.ndarray | None = None, budget_bytes: int | None = None, binarize: Sequence[str] = ()):
         self.specs = dataset.specs
+        self.binarize = list(binarize)
         self.device = device
         n = dataset.sizes[split]
         self.n = n
@@ -43,7 +106,10 @@ class SplitData:
         self.on_device = budget_bytes is None or size <= budget_bytes
         if self.on_device:
             arrays = dataset.load(split)
-            self._tensors = {s.name: torch.from_numpy(arrays[s.name]).to(device) for s in self.specs}
+            tensors = {s.name: torch.from_numpy(arrays[s.name]) for s in self.specs}
+            for name in self.binarize:
+                tensors[name] = fixed_binarize(tensors[name], torch.arange(n))
+            self._tensors = {name: tensor.to(device) for name, tensor in tensors.items()}
         else:
             self._arrays = {s.name: dataset.array(split, s.name) for s in self.specs}
 
@@ -56,8 +122,12 @@ class SplitData:
             # h5py reads increasing indices only; a batch's order does not matter to the loss.
             index = index.sort().values
             rows = index.cpu().numpy()
-            out = {s.name: _to_model_input(s.kind, torch.from_numpy(self._arrays[s.name][rows]).to(self.device))
-                   for s in self.specs}
+            out = {}
+            for s in self.specs:
+                raw = torch.from_numpy(self._arrays[s.name][rows])
+                if s.name in self.binarize:
+                    raw = fixed_binarize(raw, index.cpu())
+                out[s.name] = _to_model_input(s.kind, raw.to(self.device))
             index = index.to(self.device)
         out["mask"] = self.mask[index]
         return out

@@ -23,7 +23,7 @@ from mvae_cli.atomic import write_json, write_text
 from mvae_cli.data.format import DatasetFile, read_dataset
 from mvae_cli.data.masks import build_mask
 from mvae_cli.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from mvae_cli.engine.data import SplitData
+from mvae_cli.engine.data import SplitData, binarized_modalities, dynamic_binarize
 from mvae_cli.engine.device import autocast, memory_budget, peak_memory_mb, select_device
 from mvae_cli.engine.run import build_model, is_run_dir, read_config, write_config
 from mvae_cli.errors import UserError
@@ -145,13 +145,14 @@ def _train(recipe: Recipe, run_dir: Path, dataset: DatasetFile, device: torch.de
     _seed_everything(recipe.seed)
     shuffle = torch.Generator().manual_seed(recipe.seed)
     model = build_model(recipe, specs).to(device)
+    binarized = binarized_modalities(recipe.data.binarize, model)
     # The fused kernel updates every parameter in one pass: on CPU it is ~20x faster than the
     # per-tensor loop for the paper's 2M-parameter MNIST model, and it is deterministic.
     optimizer = torch.optim.Adam(model.parameters(), lr=recipe.lr, fused=True)
     scaler = torch.amp.GradScaler("cuda", enabled=recipe.precision == "fp16" and device.type == "cuda")
     budget = memory_budget(device, 0.25)
     train_data = SplitData(dataset, "train", device, mask, budget)
-    valid_data = SplitData(dataset, "valid", device, None, budget)
+    valid_data = SplitData(dataset, "valid", device, None, budget, binarize=binarized)
     steps_per_epoch = math.ceil(train_rows.numel() / recipe.batch_size)
     k = recipe.k if recipe.k is not None else default_k(len(specs))
     objective = OBJECTIVES[recipe.objective](k=k, anneal_steps=round(recipe.anneal_epochs * steps_per_epoch))
@@ -177,6 +178,7 @@ def _train(recipe: Recipe, run_dir: Path, dataset: DatasetFile, device: torch.de
         "dataset": {"name": dataset.name, "path": str(dataset.path), "abspath": str(dataset.path.resolve())},
         "modalities": [{"name": s.name, "kind": s.kind, "likelihood": s.likelihood, "shape": list(s.shape),
                         "classes": s.classes} for s in specs],
+        "likelihoods": {name: likelihood.describe() for name, likelihood in model.likelihoods.items()},
         "mask": {**mask_info, "n_train": int(mask.shape[0]), "n_shown": int(train_rows.numel()),
                  "n_paired": int(mask.all(axis=1).sum())},
         "k": k, "device": str(device), "status": "training", "epochs_done": epoch,
@@ -194,6 +196,8 @@ def _train(recipe: Recipe, run_dir: Path, dataset: DatasetFile, device: torch.de
         for b in range(steps_per_epoch):
             index = order[b * recipe.batch_size:(b + 1) * recipe.batch_size]
             batch = train_data.batch(index)
+            if binarized:
+                batch = dynamic_binarize(batch, binarized, recipe.seed, step)
             with autocast(device, recipe.precision):
                 loss, terms = objective(model, batch, step)
             optimizer.zero_grad(set_to_none=True)

@@ -31,7 +31,7 @@ RUNS_ROOT = Path("runs")
 
 def build_model(recipe: Recipe, specs: list[ModalitySpec]) -> MultimodalVAE:
     m = recipe.model
-    return MultimodalVAE(specs, m.latent_dim, m.hidden, m.image_net, m.weights)
+    return MultimodalVAE(specs, m.latent_dim, m.hidden, m.image_net, m.weights, m.likelihoods)
 
 
 def is_run_dir(path: Path) -> bool:

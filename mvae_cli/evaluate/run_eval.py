@@ -31,7 +31,7 @@ import torch
 
 from mvae_cli.atomic import write_json
 from mvae_cli.data.format import read_dataset
-from mvae_cli.engine.data import SplitData
+from mvae_cli.engine.data import SplitData, binarized_modalities
 from mvae_cli.engine.device import memory_budget, select_device
 from mvae_cli.engine.run import latest_run, load_trained, read_config
 from mvae_cli.errors import UserError
@@ -268,7 +268,7 @@ def evaluate_run(
         raise UserError(f"--checkpoint must be one of {', '.join(CHECKPOINTS)}, got {checkpoint!r}")
     budget = parse_size(max_memory) if max_memory is not None else None
     torch_device = select_device(device)
-    _, info, model = load_trained(run_dir, checkpoint, torch_device)
+    recipe, info, model = load_trained(run_dir, checkpoint, torch_device)
     x, y = resolve_modalities(model.specs, x, y)
     budget = budget or memory_budget(torch_device, MEMORY_FRACTION)
 
@@ -276,7 +276,8 @@ def evaluate_run(
     with read_dataset(run_dataset_path(info)) as dataset:
         if split not in dataset.sizes:
             raise UserError(f"{dataset.path} has no {split!r} split (it has: {', '.join(dataset.sizes)})")
-        data = SplitData(dataset, split, torch_device, None, budget)
+        data = SplitData(dataset, split, torch_device, None, budget,
+                         binarize=binarized_modalities(recipe.data.binarize, model))
         figures = evaluate_model(model, data, x=x, y=y, particles=particles, prior_samples=prior_samples,
                                  seed=seed, limit=limit, budget_bytes=budget, batch_size=batch_size,
                                  progress=progress, attributes=attribute_names(dataset.attrs, model.specs))

@@ -34,14 +34,16 @@ def uses_builtin_likelihoods(model) -> bool:
 def closed_form_likelihood(model, name: str) -> str | None:
     """``bernoulli`` or ``categorical`` where the closed forms below may score ``name``, else None.
 
-    They apply where ``model`` scores the modality with the library's per-kind likelihoods on
-    its decoder's logits; not where the decoder owns its likelihood, as the sequence decoder
-    does (its ``decode`` returns a GRU state, scored by a teacher-forced pass), nor for any
-    other model. Those go through ``model.log_prob``.
+    They apply where ``model`` scores the modality with the library's Bernoulli or categorical
+    likelihood (``model.likelihoods``) on its decoder's logits; not for the other likelihoods
+    (continuous Bernoulli, Gaussian, Laplace), not where the decoder owns its likelihood, as
+    the sequence decoder does (its ``decode`` returns a GRU state, scored by a teacher-forced
+    pass), nor for any other model. Those go through ``model.log_prob``.
     """
     if not uses_builtin_likelihoods(model) or hasattr(model.decoders[name], "log_prob"):
         return None
-    return model.specs[model.names.index(name)].likelihood
+    likelihood = model.likelihoods[name].name
+    return likelihood if likelihood in ("bernoulli", "categorical") else None
 
 
 def particle_log_prob(model, name: str, params: torch.Tensor, x: torch.Tensor, *, consume: bool = False) -> torch.Tensor:
@@ -195,7 +197,8 @@ def _fused_bernoulli(mlp: _FusedMLP) -> Scorer:
 
 def fused_scorer(model, name: str, rows_hint: int) -> Scorer | None:
     """The fused CPU scorer of one modality, or None where it does not apply or disagrees."""
-    if not (closed_form_likelihood(model, name) and torch.backends.mkldnn.is_available()
+    likelihood = closed_form_likelihood(model, name)
+    if not (likelihood and torch.backends.mkldnn.is_available()
             and hasattr(torch.ops.mkldnn, "_linear_pointwise") and hasattr(torch.ops.mkldnn, "_reorder_linear_weight")):
         return None
     if type(model).decode is not MultimodalVAE.decode:
@@ -203,15 +206,15 @@ def fused_scorer(model, name: str, rows_hint: int) -> Scorer | None:
     decoder = model.decoders[name]
     spec = model.specs[model.names.index(name)]
     net = getattr(decoder, "net", None)
-    if not isinstance(net, nn.Sequential) or spec.likelihood not in ("bernoulli", "categorical"):
+    if not isinstance(net, nn.Sequential):
         return None
     if any(p.dtype != torch.float32 or p.device.type != "cpu" for p in decoder.parameters()):
         return None
     try:
         with torch.inference_mode():
             mlp = _FusedMLP(net, rows_hint)
-            score = (_fused_bernoulli if spec.likelihood == "bernoulli" else _fused_categorical)(mlp)
-            if not _agrees(score, default_scorer(model, name), model.latent_dim, spec):
+            score = (_fused_bernoulli if likelihood == "bernoulli" else _fused_categorical)(mlp)
+            if not _agrees(score, default_scorer(model, name), model.latent_dim, spec, likelihood):
                 return None
     except (TypeError, RuntimeError):
         return None
@@ -219,10 +222,10 @@ def fused_scorer(model, name: str, rows_hint: int) -> Scorer | None:
     return score
 
 
-def _agrees(fused: Scorer, plain: Scorer, dim: int, spec) -> bool:
+def _agrees(fused: Scorer, plain: Scorer, dim: int, spec, likelihood: str) -> bool:
     g = torch.Generator().manual_seed(0)
     z = torch.randn(3, 7, dim, generator=g)
-    if spec.likelihood == "bernoulli":
+    if likelihood == "bernoulli":
         x = torch.rand(3, *spec.shape, generator=g)
     else:
         x = torch.randint(0, spec.classes, (3,), generator=g)

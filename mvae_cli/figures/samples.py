@@ -42,7 +42,7 @@ def sample_rows(model, n: int = 8, seed: int = 0) -> tuple[np.ndarray, list[str]
         z = q_mu + noise(inputs.shape[0]) * torch.exp(0.5 * q_logvar)
         zs.extend(z.split(n))
         labels.extend(names)
-    out = torch.sigmoid(model.decode(image, torch.cat(zs)).float()).cpu().numpy()
+    out = model.likelihoods[image].mean(model.decode(image, torch.cat(zs)).float()).cpu().numpy()
     model.train(was_training)
     return out.reshape(len(labels), n, *out.shape[1:]), labels
 

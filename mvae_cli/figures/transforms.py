@@ -32,7 +32,7 @@ def _decode_from(model, batch: dict[str, torch.Tensor], source: str, target: str
     mu, logvar = model.encoders[source](batch[source])
     mask = torch.ones(mu.shape[0], 1, dtype=torch.bool, device=mu.device)
     q_mu, _ = product_of_experts(mu.unsqueeze(1), logvar.unsqueeze(1), mask)
-    return torch.sigmoid(model.decode(target, q_mu).float()).cpu().numpy()
+    return model.likelihoods[target].mean(model.decode(target, q_mu).float()).cpu().numpy()
 
 
 def transform_grids(model, batch: dict[str, torch.Tensor], original: str | None = None):

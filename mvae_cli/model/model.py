@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from mvae_cli.data.format import ModalitySpec
-from mvae_cli.model.likelihoods import LOG_PROB
+from mvae_cli.model.likelihoods import build_likelihoods
 from mvae_cli.model.nets import build_decoder, build_encoder
 
 
@@ -23,10 +23,14 @@ class MultimodalVAE(nn.Module):
         hidden: hidden width of every network.
         image_net: ``mlp`` or ``conv`` for image modalities.
         weights: λ_i per modality name (default 1).
+        likelihoods: the recipe's ``model.likelihoods``, ``{name: "continuous-bernoulli" | "gaussian:learned" | …}``
+            (:func:`~mvae_cli.model.likelihoods.build_likelihoods`); default the dataset's own.
+            Learned scales are parameters of ``self.likelihoods``.
     """
 
     def __init__(self, specs: list[ModalitySpec], latent_dim: int, hidden: int = 512,
-                 image_net: str = "mlp", weights: dict[str, float] | None = None):
+                 image_net: str = "mlp", weights: dict[str, float] | None = None,
+                 likelihoods: dict[str, str] | None = None):
         super().__init__()
         self.specs = list(specs)
         self.names = [s.name for s in self.specs]
@@ -35,6 +39,7 @@ class MultimodalVAE(nn.Module):
         self.decoders = nn.ModuleDict({s.name: build_decoder(s, latent_dim, hidden, image_net) for s in self.specs})
         weights = weights or {}
         self.weights = [float(weights.get(n, 1.0)) for n in self.names]
+        self.likelihoods = nn.ModuleDict(build_likelihoods(self.specs, likelihoods))
 
     def encode(self, batch: dict[str, torch.Tensor], mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Run every encoder once, on the rows that show its modality.
@@ -73,4 +78,4 @@ class MultimodalVAE(nn.Module):
         decoder = self.decoders[name]
         if hasattr(decoder, "log_prob"):  # autoregressive decoders own their likelihood
             return decoder.log_prob(params, x)
-        return LOG_PROB[self.specs[self.names.index(name)].likelihood](params, x)
+        return self.likelihoods[name].log_prob(params, x)

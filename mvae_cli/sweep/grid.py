@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from mvae_cli.errors import UserError
-from mvae_cli.recipe import (Recipe, get_dotted, known_keys, load_recipe_dict, parse_override, recipe_from_dict,
-                             recipe_to_dict, set_dotted)
+from mvae_cli.recipe import (DICT_KEYS, Recipe, get_dotted, known_keys, load_recipe_dict, parse_override,
+                             recipe_from_dict, recipe_to_dict, set_dotted)
 
-_SECTIONS = {"data", "model", "eval", "model.weights"}
+_SECTIONS = {"data", "model", "eval", *(key.rstrip(".") for key in DICT_KEYS)}
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+\-]")
 
 
@@ -72,7 +72,7 @@ def _check_grid_key(key: str) -> None:
         raise UserError(f"grid key {key!r} is a section of the recipe; grid one of its keys, such as {key}.<name>")
     if key == "grid" or key.startswith("grid."):
         raise UserError("grid key 'grid' is not allowed: a grid cannot vary itself")
-    if key not in known_keys() and not key.startswith("model.weights."):
+    if key not in known_keys() and not key.startswith(DICT_KEYS):
         raise UserError(f"unknown recipe key {key!r} in grid")
 
 
@@ -142,7 +142,7 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
     grid = raw.get("grid") or {}
     for text in overrides:
         key, value = parse_override(text)
-        if key not in known_keys() and not key.startswith(("model.weights.", "grid.")):
+        if key not in known_keys() and not key.startswith(DICT_KEYS + ("grid.",)):
             raise UserError(f"unknown recipe key {key!r} in override {text!r}")
         if isinstance(grid, dict) and key in grid:
             raise UserError(f"override {text!r} sets {key!r}, which the grid varies; "
