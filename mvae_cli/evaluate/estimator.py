@@ -1,12 +1,13 @@
 """The one importance-sampling estimator (MVAE paper, §5, Eqs. 5–7).
 
 For a proposal subset P of modalities and target sets T_1, ..., T_n it draws K particles
-z_k ~ q(z | P) (the product of experts of P, :func:`~mvae_cli.model.poe.product_of_experts`)
-and returns the log importance weights
+z_k ~ q(z | P) (the model's posterior, ``model.posterior``: a Gaussian or a mixture, sampled by
+strata) and returns the log importance weights
 
-    log w_{t,k} = Σ_{i ∈ T_t} log p(x_i | z_k) + log p(z_k) − log q(z_k | P),
+    log w_{t,k} = Σ_{i ∈ T_t} log p(x_i | z_k) + log p(z_k) − log q(z_k | P) (+ log π_c − log(n_c/K)),
 
-so that log p̂(T_t) = log (1/K) Σ_k w_{t,k} (:func:`log_mean_exp`). Every decoder runs once
+the last term only for a mixture proposal (its particle's stratum weight), so that
+log p̂(T_t) = log (1/K) Σ_k w_{t,k} (:func:`log_mean_exp`). Every decoder runs once
 per particle, however many targets use it. The work is done in chunks of flattened
 (example, particle) rows sized to a memory budget, on one worker thread per core on CPU
 (:func:`run_parallel`); each example's noise comes from its own stream, seeded from
@@ -24,7 +25,6 @@ import numpy as np
 import torch
 
 from mvae_cli.evaluate.scorers import Scorer, closed_form_likelihood, default_scorer, shared_log_prob
-from mvae_cli.model.poe import gaussian_log_prob, product_of_experts, standard_normal_log_prob
 
 # Tag of the one shared stream for prior samples; example streams are tagged 0.
 _PRIOR_STREAM = 1
@@ -146,13 +146,15 @@ def log_importance_weights(
     """Log importance weights of every target under every proposal, over batch × particles.
 
     log w[p, t, b, k] = log p(x_b^{T_t}, z_{pbk}) − log q(z_{pbk} | x_b^{P_p}) with
-    z_{pbk} = μ_pb + σ_pb ε_bk. The noise ε_b ``[K, D]`` of example b is shared by all
-    proposals (common random numbers) and comes from :func:`particle_noise` with the
-    example's global index ``first_index + b``. The empty proposal is the prior.
+    z_{pbk} = ``q_pb.rsample(ε_b)`` (μ_pb + σ_pb ε_bk for a Gaussian). The noise ε_b ``[K, D]``
+    of example b is shared by all proposals (common random numbers) and comes from
+    :func:`particle_noise` with the example's global index ``first_index + b``. The empty
+    proposal is the prior (for fusions that define it).
 
     Args:
         model: a :class:`~mvae_cli.model.model.MultimodalVAE` or any module with its
-            ``names``, ``latent_dim``, ``encode``, ``decode`` and ``log_prob``.
+            ``names``, ``latent_dim``, ``encode``, ``posterior``, ``prior_log_prob``,
+            ``decode`` and ``log_prob``.
         batch: ``{name: [B, ...]}``; the proposal and target modalities must be present.
         proposals: P subsets of modality names.
         targets: T subsets of modality names.
@@ -178,11 +180,8 @@ def log_importance_weights(
         used = {n for p in proposals for n in p}
         shown = torch.tensor([n in used for n in names], device=first.device)
         expert_params = model.encode(batch, shown.expand(B, -1))
-    mu, logvar = expert_params
-    dtype, device = mu.dtype, mu.device
-    subset = torch.tensor([[n in p for n in names] for p in proposals], device=device)
-    q_mu, q_logvar = product_of_experts(mu.unsqueeze(0), logvar.unsqueeze(0), subset[:, None, :].expand(-1, B, -1))
-    q_std = torch.exp(0.5 * q_logvar)  # [P, B, D]
+    dtype, device = expert_params[0].dtype, expert_params[0].device
+    posteriors = [model.posterior(batch, list(p), experts=expert_params) for p in proposals]
 
     out = torch.empty(len(proposals), len(targets), B, particles, dtype=dtype, device=device)
 
@@ -191,10 +190,13 @@ def log_importance_weights(
         with torch.inference_mode():  # thread-local: set again in worker threads
             eps = torch.stack([particle_noise(seed, first_index + e, particles, model.latent_dim, dtype, device)[k0:k1]
                                for e in range(e0, e1)])  # [E, k, D]
-            for p in range(len(proposals)):
-                m, lv = q_mu[p, e0:e1, None], q_logvar[p, e0:e1, None]
-                z = m + q_std[p, e0:e1, None] * eps  # [E, k, D]
-                log_prior_ratio = standard_normal_log_prob(z) - gaussian_log_prob(z, m, lv)  # [E, k]
+            for p, posterior in enumerate(posteriors):
+                q = posterior.rows(e0, e1)
+                z = q.rsample(eps, k0, particles)  # [E, k, D]
+                log_prior_ratio = model.prior_log_prob(z) - q.log_prob(z)  # [E, k]
+                stratum = q.particle_log_weights(k1 - k0, k0, particles)
+                if stratum is not None:
+                    log_prior_ratio = log_prior_ratio + stratum
                 lls = {n: scorers[n](z, batch[n][e0:e1]) for n in needed}  # each decoder once per particle
                 for t, target in enumerate(targets):
                     out[p, t, e0:e1, k0:k1] = sum((lls[n] for n in target), log_prior_ratio)

@@ -7,15 +7,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mvae_cli.model.poe import product_of_experts
-
 
 @torch.no_grad()
 def sample_rows(model, n: int = 8, seed: int = 0) -> tuple[np.ndarray, list[str]] | None:
     """Decoded image means, one row per condition: ``(images [R, n, C, H, W] in [0, 1], labels)``.
 
     Row 0 draws z ~ p(z); then, for every categorical modality and class c, z ~ q(z | y = c)
-    (the product of the class's expert with the prior expert), and for every single binary
+    (``model.posterior`` of that modality alone), and for every single binary
     attribute, z ~ q(z | y = 1). None without an image modality.
     """
     images = [s for s in model.specs if s.kind == "image"]
@@ -36,10 +34,8 @@ def sample_rows(model, n: int = 8, seed: int = 0) -> tuple[np.ndarray, list[str]
         else:
             continue
         inputs = values.repeat_interleave(n, dim=0)
-        mu, logvar = model.encoders[spec.name](inputs)
-        mask = torch.ones(inputs.shape[0], 1, dtype=torch.bool, device=device)
-        q_mu, q_logvar = product_of_experts(mu.unsqueeze(1), logvar.unsqueeze(1), mask)
-        z = q_mu + noise(inputs.shape[0]) * torch.exp(0.5 * q_logvar)
+        q = model.posterior({spec.name: inputs}, [spec.name])
+        z = q.rsample(noise(inputs.shape[0]).unsqueeze(1), 0, 1).squeeze(1)
         zs.extend(z.split(n))
         labels.extend(names)
     out = torch.sigmoid(model.decode(image, torch.cat(zs)).float()).cpu().numpy()

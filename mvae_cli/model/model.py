@@ -1,7 +1,7 @@
 """The multimodal VAE: one encoder (Gaussian expert) and one decoder per modality over a shared z.
 
-It holds networks only; objectives (``mvae_cli.objectives``) and the estimator
-(``mvae_cli.evaluate``) combine them with :func:`~mvae_cli.model.poe.product_of_experts`.
+It holds networks and a fusion (:mod:`~mvae_cli.model.fusion`); :meth:`MultimodalVAE.posterior`
+is the only way any caller (objectives, the estimator, accuracy, figures) gets q(z | subset).
 """
 
 from __future__ import annotations
@@ -10,11 +10,55 @@ import torch
 from torch import nn
 
 from mvae_cli.data.format import ModalitySpec
+from mvae_cli.model.fusion import FUSIONS
 from mvae_cli.model.likelihoods import LOG_PROB
 from mvae_cli.model.nets import build_decoder, build_encoder
+from mvae_cli.model.poe import standard_normal_log_prob
 
 
-class MultimodalVAE(nn.Module):
+class ExpertPosterior:
+    """q(z | subset) from per-modality experts: :meth:`posterior`, for any module with ``names``,
+    ``fusion`` and ``encode(batch, mask) -> (mu, logvar) [B, M, D]`` (the test models use it too)."""
+
+    fusion = "poe"
+
+    def given_mask(self, given, rows: int, device: torch.device | str) -> torch.Tensor:
+        """``bool [rows, M]`` from modality names (the same subset for every row), ``bool [M]`` or ``bool [rows, M]``."""
+        if torch.is_tensor(given):
+            return given.to(device=device, dtype=torch.bool).expand(rows, len(self.names))
+        unknown = set(given) - set(self.names)
+        if unknown:
+            raise ValueError(f"unknown modalities {sorted(unknown)} (known: {', '.join(self.names)})")
+        return torch.tensor([n in given for n in self.names], device=device).expand(rows, -1)
+
+    def posterior(self, batch: dict[str, torch.Tensor] | None, given,
+                  experts: tuple[torch.Tensor, torch.Tensor] | None = None):
+        """q(z | the ``given`` modalities of each row): the model's fusion of its experts.
+
+        Args:
+            batch: ``{name: [B, ...]}`` holding the given modalities (unused when ``experts`` is given).
+            given: modality names, or ``bool [B, M]`` / ``[M]``.
+            experts: ``(mu, logvar) [B, M, D]`` from :meth:`encode`, when already computed
+                (rows must show at least the given modalities).
+
+        Returns:
+            A posterior with B rows (:mod:`~mvae_cli.model.posterior`).
+        """
+        if experts is None:
+            rows = next(iter(v for k, v in batch.items() if k != "mask")).shape[0]
+            device = next(iter(batch.values())).device
+            mask = self.given_mask(given, rows, device)
+            experts = self.encode(batch, mask)
+        else:
+            mask = self.given_mask(given, experts[0].shape[0], experts[0].device)
+        return FUSIONS[self.fusion](experts[0], experts[1], mask)
+
+    def prior_log_prob(self, z: torch.Tensor) -> torch.Tensor:
+        """log p(z) = log N(z; 0, I): ``[..., D]`` → ``[...]``."""
+        return standard_normal_log_prob(z)
+
+
+class MultimodalVAE(ExpertPosterior, nn.Module):
     """p(z) Π_i p(x_i | z) with one Gaussian expert q(z | x_i) per modality.
 
     Args:
@@ -23,11 +67,16 @@ class MultimodalVAE(nn.Module):
         hidden: hidden width of every network.
         image_net: ``mlp`` or ``conv`` for image modalities.
         weights: λ_i per modality name (default 1).
+        fusion: how experts combine (:data:`~mvae_cli.model.fusion.FUSIONS`): ``poe`` (MVAE),
+            ``qoe`` (MVAE-Q), ``moe``, ``mopoe``.
     """
 
     def __init__(self, specs: list[ModalitySpec], latent_dim: int, hidden: int = 512,
-                 image_net: str = "mlp", weights: dict[str, float] | None = None):
+                 image_net: str = "mlp", weights: dict[str, float] | None = None, fusion: str = "poe"):
         super().__init__()
+        if fusion not in FUSIONS:
+            raise ValueError(f"unknown fusion {fusion!r} (known: {', '.join(FUSIONS)})")
+        self.fusion = fusion
         self.specs = list(specs)
         self.names = [s.name for s in self.specs]
         self.latent_dim = latent_dim

@@ -1,7 +1,8 @@
 """The one Gaussian product of experts (MVAE paper, §2.3, Eq. 3).
 
-Everything that fuses experts calls :func:`product_of_experts`: training
-objectives, evaluation and sampling.
+The fusions of :mod:`~mvae_cli.model.fusion` that multiply experts (the PoE, the mixture
+of products) call :func:`product_of_experts`; everything else gets its posterior from
+``model.posterior``.
 """
 
 from __future__ import annotations
