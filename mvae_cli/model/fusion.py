@@ -3,6 +3,8 @@
 Each takes expert parameters ``mu, logvar [B, M, D]`` and the experts that take part,
 ``mask bool [B, M]``, and returns a posterior (:mod:`~mvae_cli.model.posterior`):
 
+- :func:`single_expert` — one expert as it is, no prior expert (the VAE, BiVCCA and JMVAE's
+  unimodal inference networks);
 - :func:`poe` — the product of experts with the prior expert (MVAE, Wu & Goodman 2018, Eq. 3),
   through the one :func:`~mvae_cli.model.poe.product_of_experts`;
 - :func:`quotient_of_experts` — MVAE-Q: Π_i q(z|x_i) / p(z)^(N−1);
@@ -22,6 +24,18 @@ from mvae_cli.model.posterior import DiagonalGaussian, Mixture, log_uniform_weig
 
 # Subsets of more experts than this would make 2^M components per row.
 MAX_MOPOE_EXPERTS = 12
+
+
+def single_expert(mu: torch.Tensor, logvar: torch.Tensor, mask: torch.Tensor) -> DiagonalGaussian:
+    """The one expert ``mask`` selects in each row, unchanged: a Gaussian ``[B, D]``.
+
+    Raises:
+        ValueError: a row selecting no expert or more than one.
+    """
+    if not bool((mask.sum(dim=-1) == 1).all()):
+        raise ValueError("this model's posterior is defined given exactly one of its inference networks")
+    index = mask.long().argmax(dim=-1)[:, None, None].expand(-1, 1, mu.shape[-1])
+    return DiagonalGaussian(mu.gather(-2, index).squeeze(-2), logvar.gather(-2, index).squeeze(-2))
 
 
 def poe(mu: torch.Tensor, logvar: torch.Tensor, mask: torch.Tensor) -> DiagonalGaussian:
@@ -83,6 +97,7 @@ def mixture_of_products(mu: torch.Tensor, logvar: torch.Tensor, mask: torch.Tens
 
 
 FUSIONS = {
+    "single": single_expert,
     "poe": poe,
     "qoe": quotient_of_experts,
     "moe": mixture_of_experts,

@@ -53,6 +53,25 @@ class ExpertPosterior:
             mask = self.given_mask(given, experts[0].shape[0], experts[0].device)
         return FUSIONS[self.fusion](experts[0], experts[1], mask)
 
+    def posterior_reason(self, given) -> str | None:
+        """Why q(z | given) is not defined by this model (None when it is), ``given`` a list of names."""
+        given = set(given)
+        missing = given - set(getattr(self, "encoded", self.names))
+        if missing:
+            return f"{getattr(self, 'model_name', 'this model')} has no inference network for {', '.join(sorted(missing))}"
+        if self.fusion == "single" and len(given) != 1:
+            return f"{getattr(self, 'model_name', 'this model')} has no joint inference network q(z|{','.join(sorted(given))})"
+        if self.fusion in ("moe", "mopoe") and not given:
+            return "a mixture posterior needs at least one modality"
+        return None
+
+    def generation_reason(self, names) -> str | None:
+        """Why p(names | z) is not defined by this model (None when it is)."""
+        missing = set(names) - set(getattr(self, "decoded", self.names))
+        if missing:
+            return f"{getattr(self, 'model_name', 'this model')} does not generate {', '.join(sorted(missing))}"
+        return None
+
     def prior_log_prob(self, z: torch.Tensor) -> torch.Tensor:
         """log p(z) = log N(z; 0, I): ``[..., D]`` → ``[...]``."""
         return standard_normal_log_prob(z)
@@ -68,11 +87,16 @@ class MultimodalVAE(ExpertPosterior, nn.Module):
         image_net: ``mlp`` or ``conv`` for image modalities.
         weights: λ_i per modality name (default 1).
         fusion: how experts combine (:data:`~mvae_cli.model.fusion.FUSIONS`): ``poe`` (MVAE),
-            ``qoe`` (MVAE-Q), ``moe``, ``mopoe``.
+            ``qoe`` (MVAE-Q), ``moe``, ``mopoe``, ``single``.
+        modalities: the modalities that get an encoder and a decoder (default: all; the VAE
+            models one). Mask columns still follow ``specs``.
     """
 
+    model_name = "mvae"
+
     def __init__(self, specs: list[ModalitySpec], latent_dim: int, hidden: int = 512,
-                 image_net: str = "mlp", weights: dict[str, float] | None = None, fusion: str = "poe"):
+                 image_net: str = "mlp", weights: dict[str, float] | None = None, fusion: str = "poe",
+                 modalities: list[str] | None = None):
         super().__init__()
         if fusion not in FUSIONS:
             raise ValueError(f"unknown fusion {fusion!r} (known: {', '.join(FUSIONS)})")
@@ -80,8 +104,10 @@ class MultimodalVAE(ExpertPosterior, nn.Module):
         self.specs = list(specs)
         self.names = [s.name for s in self.specs]
         self.latent_dim = latent_dim
-        self.encoders = nn.ModuleDict({s.name: build_encoder(s, latent_dim, hidden, image_net) for s in self.specs})
-        self.decoders = nn.ModuleDict({s.name: build_decoder(s, latent_dim, hidden, image_net) for s in self.specs})
+        modelled = [s for s in self.specs if modalities is None or s.name in modalities]
+        self.encoded = self.decoded = [s.name for s in modelled]
+        self.encoders = nn.ModuleDict({s.name: build_encoder(s, latent_dim, hidden, image_net) for s in modelled})
+        self.decoders = nn.ModuleDict({s.name: build_decoder(s, latent_dim, hidden, image_net) for s in modelled})
         weights = weights or {}
         self.weights = [float(weights.get(n, 1.0)) for n in self.names]
 
@@ -100,7 +126,9 @@ class MultimodalVAE(ExpertPosterior, nn.Module):
         for j, name in enumerate(self.names):
             column = mask[:, j]
             rows = None if bool(column.all()) else column.nonzero(as_tuple=True)[0]
-            if rows is None:
+            if name not in self.encoders:  # a modality the model does not infer from (the VAE's y)
+                mu = logvar = torch.zeros(mask.shape[0], self.latent_dim, device=mask.device)
+            elif rows is None:
                 mu, logvar = self.encoders[name](batch[name])
             elif rows.numel() == 0:  # nobody shows this modality: its expert is dropped anyway
                 mu = logvar = torch.zeros(mask.shape[0], self.latent_dim, device=mask.device)
@@ -112,6 +140,10 @@ class MultimodalVAE(ExpertPosterior, nn.Module):
             mus.append(mu)
             logvars.append(logvar)
         return torch.stack(mus, dim=1), torch.stack(logvars, dim=1)
+
+    def inference_modules(self) -> list[nn.Module]:
+        """The inference networks (Table 1 counts their parameters)."""
+        return list(self.encoders.values())
 
     def decode(self, name: str, z: torch.Tensor) -> torch.Tensor:
         """Likelihood parameters (logits) of modality ``name`` for ``z [R, D]``."""
