@@ -43,6 +43,7 @@ def subset_elbo(
     subsets: torch.Tensor,
     beta: float,
     eps: torch.Tensor | None = None,
+    targets: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """ELBO(X) = E_q(z|X)[Σ_{i∈X} λ_i log p(x_i|z)] − β KL[q(z|X) || p(z)] (paper Eq. 4), one row per subset.
 
@@ -56,21 +57,25 @@ def subset_elbo(
         batch: ``{name: [B, ...]}``.
         mu, logvar: ``[B, M, D]`` expert parameters from ``model.encode``.
         example: ``long[R]``, the example of each row.
-        subsets: ``bool[R, M]``, the modalities of each row.
+        subsets: ``bool[R, M]``, the modalities each row's posterior is given (a model with
+            more experts than modalities, as JMVAE's joint network, takes its own mask here).
         beta: the KL weight.
         eps: ``[R, D]`` standard-normal noise; drawn here when None.
+        targets: ``bool[R, M]``, the modalities each row reconstructs (default: ``subsets``;
+            BiVCCA's q(z|x) reconstructs every observed modality).
 
     Returns:
         ``(elbo [R], log_lik [R, M], kl [R])``; ``log_lik[r, i]`` is the unweighted
-        single-sample log p(x_i | z_r), zero where modality i is not in row r.
+        single-sample log p(x_i | z_r), zero where modality i is not in row r's targets.
     """
+    targets = subsets if targets is None else targets
     q = model.posterior(None, subsets, experts=(gather_rows(mu, example).float(), gather_rows(logvar, example).float()))
     if eps is None:
         eps = torch.randn_like(q.mean)
     z = q.rsample(eps.unsqueeze(1), 0, 1).squeeze(1)
     columns = []
     for j, name in enumerate(model.names):
-        rows = subsets[:, j].nonzero(as_tuple=True)[0]
+        rows = targets[:, j].nonzero(as_tuple=True)[0]
         if rows.numel() == subsets.shape[0]:
             ll = model.log_prob(name, model.decode(name, z).float(), batch[name][example])
         elif rows.numel() == 0:
