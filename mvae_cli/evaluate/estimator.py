@@ -33,20 +33,39 @@ _PRIOR_STREAM = 1
 MAX_CHUNK_ROWS = {"cpu": 4096, "cuda": 262_144}
 
 
-def stream(seed: int, tag: int, index: int, device: torch.device | str = "cpu") -> torch.Generator:
-    """A generator on ``device`` for the ``(seed, tag, index)`` stream (mixed by numpy's SeedSequence)."""
-    state = np.random.SeedSequence([int(seed), int(tag), int(index)]).generate_state(2, dtype=np.uint32)
+# Particles per noise block: an example's noise is drawn block by block, each block from its own
+# stream, so any slice of its K particles is drawn without the ones before it (K = 10⁹ fits in
+# memory). Block 0 is the stream of earlier versions, so K ≤ NOISE_BLOCK draws what they drew.
+NOISE_BLOCK = 4096
+_BLOCK_STREAM = 2
+
+
+def stream(seed: int, tag: int, index: int, device: torch.device | str = "cpu", block: int = 0) -> torch.Generator:
+    """A generator on ``device`` for the ``(seed, tag, index[, block])`` stream (mixed by numpy's SeedSequence)."""
+    key = [int(seed), int(tag), int(index)] + ([int(block)] if block else [])
+    state = np.random.SeedSequence(key).generate_state(2, dtype=np.uint32)
     return torch.Generator(device=device).manual_seed(int(state[0]) << 32 | int(state[1]))
 
 
 def particle_noise(seed: int, index: int, particles: int, dim: int, dtype: torch.dtype = torch.float32,
-                   device: torch.device | str = "cpu") -> torch.Tensor:
-    """The standard-normal noise ``[K, D]`` of example ``index`` (its global index in the split).
+                   device: torch.device | str = "cpu", start: int = 0, stop: int | None = None) -> torch.Tensor:
+    """Rows ``start:stop`` of the standard-normal noise ``[K, D]`` of example ``index`` (its global
+    index in the split), K = ``particles``.
 
-    Drawn on ``device`` by that device's generator: CPU and CUDA give different draws, but
-    one device always gives the same ones.
+    Block b (particles b·NOISE_BLOCK onwards) comes from stream ``(seed, 0, index)`` for b = 0
+    and ``(seed, 2, index, b)`` after, so a slice costs only its own blocks. Drawn on ``device``
+    by that device's generator: CPU and CUDA give different draws, but one device always gives
+    the same ones.
     """
-    return torch.randn(particles, dim, generator=stream(seed, 0, index, device), dtype=dtype, device=device)
+    stop = particles if stop is None else stop
+    pieces = []
+    for block in range(start // NOISE_BLOCK, -(-stop // NOISE_BLOCK)):
+        b0 = block * NOISE_BLOCK
+        rows = min(NOISE_BLOCK, particles - b0)
+        generator = stream(seed, _BLOCK_STREAM if block else 0, index, device, block)
+        noise = torch.randn(rows, dim, generator=generator, dtype=dtype, device=device)
+        pieces.append(noise[max(start - b0, 0):stop - b0])
+    return pieces[0] if len(pieces) == 1 else torch.cat(pieces)
 
 
 def prior_noise(seed: int, samples: int, dim: int, dtype: torch.dtype = torch.float32,
@@ -142,7 +161,8 @@ def log_importance_weights(
     expert_params: tuple[torch.Tensor, torch.Tensor] | None = None,
     scorers: Mapping[str, Scorer] | None = None,
     workers: int | None = None,
-) -> torch.Tensor:
+    sink=None,
+) -> torch.Tensor | None:
     """Log importance weights of every target under every proposal, over batch × particles.
 
     log w[p, t, b, k] = log p(x_b^{T_t}, z_{pbk}) − log q(z_{pbk} | x_b^{P_p}) with
@@ -166,11 +186,28 @@ def log_importance_weights(
         scorers: ``{name: scorer}`` (:mod:`~mvae_cli.evaluate.scorers`); default: decode, then score.
         workers: threads working on chunks (:func:`run_parallel`); default: torch's thread
             count on CPU, 1 on CUDA. Each holds one chunk in memory.
+        sink: ``sink((e0, e1, k0, k1), log_w [P, T, e1 − e0, k1 − k0])`` per chunk (from worker
+            threads) instead of filling the ``[P, T, B, K]`` tensor: what
+            :func:`importance_statistics` uses to keep memory independent of K.
 
     Returns:
-        ``[P, T, B, K]`` log weights; :func:`log_mean_exp` over the last dimension gives
-        log p̂(targets) ``[P, T, B]``.
+        ``[P, T, B, K]`` log weights (None with a ``sink``); :func:`log_mean_exp` over the last
+        dimension gives log p̂(targets) ``[P, T, B]``.
     """
+    if sink is None:
+        out = torch.empty(len(proposals), len(targets), next(iter(batch.values())).shape[0], particles,
+                          dtype=(expert_params[0] if expert_params is not None else
+                                 next(model.parameters(), torch.zeros((), dtype=torch.float32))).dtype,
+                          device=next(iter(batch.values())).device)
+
+        def fill(chunk, log_w):
+            e0, e1, k0, k1 = chunk
+            out[:, :, e0:e1, k0:k1] = log_w
+
+        log_importance_weights(model, batch, proposals, targets, particles, seed=seed, first_index=first_index,
+                               chunk_rows=chunk_rows, expert_params=expert_params, scorers=scorers,
+                               workers=workers, sink=fill)
+        return out
     names = list(model.names)
     needed = sorted({n for t in targets for n in t}, key=names.index)
     scorers = {n: (scorers or {}).get(n) or default_scorer(model, n) for n in needed}
@@ -183,13 +220,12 @@ def log_importance_weights(
     dtype, device = expert_params[0].dtype, expert_params[0].device
     posteriors = [model.posterior(batch, list(p), experts=expert_params) for p in proposals]
 
-    out = torch.empty(len(proposals), len(targets), B, particles, dtype=dtype, device=device)
-
     def run_chunk(chunk: tuple[int, int, int, int]) -> None:
         e0, e1, k0, k1 = chunk
         with torch.inference_mode():  # thread-local: set again in worker threads
-            eps = torch.stack([particle_noise(seed, first_index + e, particles, model.latent_dim, dtype, device)[k0:k1]
+            eps = torch.stack([particle_noise(seed, first_index + e, particles, model.latent_dim, dtype, device, k0, k1)
                                for e in range(e0, e1)])  # [E, k, D]
+            log_w = torch.empty(len(proposals), len(targets), e1 - e0, k1 - k0, dtype=dtype, device=device)
             for p, posterior in enumerate(posteriors):
                 q = posterior.rows(e0, e1)
                 z = q.rsample(eps, k0, particles)  # [E, k, D]
@@ -199,12 +235,63 @@ def log_importance_weights(
                     log_prior_ratio = log_prior_ratio + stratum
                 lls = {n: scorers[n](z, batch[n][e0:e1]) for n in needed}  # each decoder once per particle
                 for t, target in enumerate(targets):
-                    out[p, t, e0:e1, k0:k1] = sum((lls[n] for n in target), log_prior_ratio)
+                    log_w[p, t] = sum((lls[n] for n in target), log_prior_ratio)
+            sink(chunk, log_w)
 
     if workers is None:
         workers = torch.get_num_threads() if device.type == "cpu" else 1
     run_parallel(run_chunk, list(_chunks(B, particles, chunk_rows)), workers)
-    return out
+
+
+@torch.inference_mode()
+def importance_statistics(model, batch, proposals, targets, particles: int, **options) -> dict[str, torch.Tensor]:
+    """What :func:`log_importance_weights` gives, reduced over the particles chunk by chunk, so that
+    memory does not grow with K (one example's 10⁹ particles in chunks of ``chunk_rows``).
+
+    Takes the same arguments. Per chunk it keeps the max m, Σ e^(w − m), Σ e^(2(w − m)), the mean
+    and the sum of squared deviations of the log weights; chunks are merged in a fixed order
+    (Chan et al.'s pairwise update for the variance).
+
+    Returns:
+        ``{"log_mean_exp", "ess", "var"}``, each ``[P, T, B]`` (float64): log p̂, the effective
+        sample size (Σw)²/Σw² and the variance (1/K) Σ (log w − mean)² of the log weights.
+    """
+    partial: dict[tuple, tuple] = {}
+
+    def keep(chunk, log_w):
+        w = log_w.double()
+        m = w.amax(dim=-1)
+        finite_m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
+        shifted = w - finite_m[..., None]
+        mean = w.mean(dim=-1)
+        # one small tensor per chunk: 10⁹ particles in chunks of 4,096 keep ~250k of them
+        partial[chunk] = torch.stack([finite_m, shifted.exp().sum(-1), (2 * shifted).exp().sum(-1), mean,
+                                      ((w - mean[..., None]) ** 2).sum(-1)]).cpu()
+
+    log_importance_weights(model, batch, proposals, targets, particles, sink=keep, **options)
+    B = next(iter(batch.values())).shape[0]
+    shape = (len(proposals), len(targets), B)
+    m = torch.full(shape, -math.inf, dtype=torch.float64)
+    s1, s2, mean, m2 = (torch.zeros(shape, dtype=torch.float64) for _ in range(4))
+    count = torch.zeros(B, dtype=torch.float64)
+    for (e0, e1, k0, k1) in sorted(partial):
+        cm, c1, c2, cmean, cm2 = partial.pop((e0, e1, k0, k1))
+        k, rows = k1 - k0, slice(e0, e1)
+        new_m = torch.maximum(m[..., rows], cm)
+        scale_old, scale_new = torch.exp(m[..., rows] - new_m), torch.exp(cm - new_m)
+        s1[..., rows] = s1[..., rows] * scale_old + c1 * scale_new
+        s2[..., rows] = s2[..., rows] * scale_old ** 2 + c2 * scale_new ** 2
+        n_old = count[rows]
+        n_new = n_old + k
+        delta = cmean - mean[..., rows]
+        mean[..., rows] = mean[..., rows] + delta * k / n_new
+        m2[..., rows] = m2[..., rows] + cm2 + delta ** 2 * n_old * k / n_new
+        m[..., rows] = new_m
+        count[rows] = n_new
+    log_sum = m + torch.log(s1)
+    return {"log_mean_exp": log_sum - math.log(particles),
+            "ess": torch.exp(2 * log_sum - (2 * m + torch.log(s2))),
+            "var": m2 / particles}
 
 
 def run_parallel(fn, items: list, workers: int) -> None:

@@ -42,8 +42,7 @@ from mvae_cli.errors import UserError
 from mvae_cli.evaluate.accuracy import AccuracyTally, attribute_names, posterior_mean
 from mvae_cli.evaluate.estimator import (
     chunk_rows_for,
-    effective_sample_size,
-    log_importance_weights,
+    importance_statistics,
     log_mean_exp,
     log_prior_predictive,
     prior_noise,
@@ -185,16 +184,18 @@ def evaluate_model(
         batch = data.batch(torch.arange(start, min(start + batch_size, n)))
         with torch.inference_mode():
             experts = model.encode(batch, shown.expand(batch["mask"].shape[0], -1))
-            if proposals and targets:
-                log_w = log_importance_weights(model, batch, proposals, targets, particles, seed=seed,
-                                               first_index=start, chunk_rows=chunk_rows, expert_params=experts,
-                                               scorers=scorers, workers=workers)
-                est.append(log_mean_exp(log_w).double().cpu())  # [P, T, B]
-                ess.append(effective_sample_size(log_w).double().cpu())
-                var.append(log_w.var(dim=-1, correction=0).double().cpu())
+            if proposals and targets:  # reduced chunk by chunk: memory does not grow with K
+                stats = importance_statistics(model, batch, proposals, targets, particles, seed=seed,
+                                              first_index=start, chunk_rows=chunk_rows, expert_params=experts,
+                                              scorers=scorers, workers=workers)
+                est.append(stats["log_mean_exp"])  # [P, T, B]
+                ess.append(stats["ess"])
+                var.append(stats["var"])
             if y_reason is None and joint is not None and proposals:
                 lpy = log_mean_exp(log_prior_predictive(model, batch, y, z_prior, chunk_rows=chunk_rows))  # [B]
-                var_cond.append((log_w[:, joint] - lpy[:, None]).var(dim=-1, correction=0).double().cpu())  # [P, B]
+                # log p(x|y)'s weights are the joint ones less log p̂(y), one number per example:
+                # under each proposal their variance is the joint one's
+                var_cond.append(stats["var"][:, joint])  # [P, B]
                 log_py.append(lpy.double().cpu())
             if tally:
                 tally.add(model, batch, posterior_mean(model, experts, [x]))
@@ -225,10 +226,11 @@ def evaluate_model(
             figures["log_px_given_y"][name] = variances["conditional"][name] = None
             not_defined[f"log_px_given_y.{name}"] = why
     accuracy = tally.result()
-    if not accuracy:
-        not_defined["accuracy"] = model.posterior_reason([x]) or f"{getattr(model, 'model_name', 'the model')} " \
-            "predicts none of the y modalities from x"
-    return {"n_examples": n, **figures, "var_log_w": variances, "accuracy": accuracy or None,
+    predictable = [spec.name for spec in model.specs if spec.name in y and spec.kind in AccuracyTally.KINDS]
+    if predictable and not tally:  # y has labels to predict, but the model cannot (the VAE)
+        accuracy = None
+        not_defined["accuracy"] = model.posterior_reason([x]) or model.generation_reason(predictable)
+    return {"n_examples": n, **figures, "var_log_w": variances, "accuracy": accuracy,
             "not_defined": not_defined}
 
 

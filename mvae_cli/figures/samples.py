@@ -27,6 +27,8 @@ def sample_rows(model, n: int = 8, seed: int = 0) -> tuple[np.ndarray, list[str]
     noise = lambda rows: torch.randn(rows, model.latent_dim, generator=generator).to(device)  # noqa: E731
     zs, labels = [noise(n)], ["prior p(z)"]
     for spec in model.specs:
+        if model.posterior_reason([spec.name]) is not None:  # the VAE infers from its image only
+            continue
         if spec.kind == "categorical":
             values, names = torch.arange(spec.classes, device=device), [f"{spec.name} = {c}" for c in range(spec.classes)]
         elif spec.kind == "binary" and spec.shape == (1,):  # one attribute per modality (CelebA19)

@@ -10,11 +10,13 @@ from mvae_cli.data.format import ModalitySpec, read_dataset, write_dataset
 from mvae_cli.engine.data import SplitData
 from mvae_cli.evaluate.estimator import (
     effective_sample_size,
+    importance_statistics,
     log_importance_weights,
     log_mean_exp,
     log_prior_predictive,
     particle_noise,
     prior_noise,
+    stream,
 )
 from mvae_cli.evaluate.scorers import default_scorer, fused_scorer, particle_log_prob, scorers
 from mvae_cli.evaluate.run_eval import evaluate_model
@@ -233,3 +235,25 @@ def test_mixture_proposal_weights_do_not_depend_on_the_chunking():
     whole = log_importance_weights(model, batch, PROPOSALS, PROPOSALS, 30, seed=2, chunk_rows=4096, workers=1)
     pieces = log_importance_weights(model, batch, PROPOSALS, PROPOSALS, 30, seed=2, chunk_rows=7, workers=1)
     torch.testing.assert_close(pieces, whole, rtol=0, atol=1e-12)
+
+
+def test_statistics_streamed_over_particle_chunks_equal_those_of_the_whole_weights():
+    # One example's particles split into chunks (as --particles 10⁹ --limit 1 needs): the streamed
+    # log-mean-exp, ESS and variance equal those of the full [P, T, B, K] weights.
+    model = LinearGaussian(DIMS, inflate=1.5, shift=0.3, fusion="mopoe")
+    batch = model.sample(2)
+    whole = log_importance_weights(model, batch, PROPOSALS, PROPOSALS, 9000, seed=4, chunk_rows=100_000)
+    for rows in (100_000, 1000, 333):
+        stats = importance_statistics(model, batch, PROPOSALS, PROPOSALS, 9000, seed=4, chunk_rows=rows, workers=2)
+        torch.testing.assert_close(stats["log_mean_exp"], log_mean_exp(whole), rtol=0, atol=1e-9)
+        torch.testing.assert_close(stats["ess"], effective_sample_size(whole), rtol=1e-9, atol=0)
+        torch.testing.assert_close(stats["var"], whole.var(dim=-1, correction=0), rtol=1e-9, atol=0)
+
+
+def test_noise_slices_are_drawn_without_the_particles_before_them():
+    whole = particle_noise(3, 7, 10_000, 2, torch.float64)
+    assert torch.equal(particle_noise(3, 7, 10_000, 2, torch.float64, start=8190, stop=8200), whole[8190:8200])
+    assert torch.equal(particle_noise(3, 7, 10_000, 2, torch.float64, start=4000, stop=4200), whole[4000:4200])
+    # K within one block draws what earlier versions drew: one randn from the example's stream
+    assert torch.equal(particle_noise(3, 7, 1000, 2), torch.randn(1000, 2, generator=stream(3, 0, 7)))
+    assert not torch.equal(whole[:1000], whole[4096:5096])  # later blocks have streams of their own

@@ -89,7 +89,7 @@ def test_the_figures_do_not_depend_on_batch_size_or_memory(run_dir):
 def test_explicit_x_and_y_and_the_default_run(run_dir, tmp_path, monkeypatch):
     evaluation = evaluate_run(run_dir, particles=5, prior_samples=20, limit=8, x="label", y=["image"], device="cpu")
     assert evaluation["x"] == "label" and evaluation["y"] == ["image"]
-    assert set(evaluation["log_px"]) == {"label", "label+image"} and evaluation["accuracy"] == {}
+    assert set(evaluation["log_px"]) == {"label", "label+image", "image"} and evaluation["accuracy"] == {}
     monkeypatch.chdir(tmp_path)  # RUN_DIR defaults to the newest run under runs/
     shutil.copytree(run_dir, tmp_path / "runs" / "only")
     result = runner.invoke(app, ["eval", *FAST, "--split", "valid", "--checkpoint", "last"])
