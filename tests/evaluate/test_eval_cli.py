@@ -135,3 +135,22 @@ def test_a_split_the_file_lacks(run_dir, tmp_path):
     info["dataset"] = {**info["dataset"], "path": str(tmp_path / "no_valid.h5"), "abspath": str(tmp_path / "no_valid.h5")}
     (moved / "run.json").write_text(json.dumps(info))
     _fails([str(moved), "--split", "valid"], "has no 'valid' split", "it has: train, test")
+
+
+def test_a_run_directory_of_an_earlier_version_still_evaluates(run_dir, tmp_path):
+    # Before model.name and the objective's own settings: `objective: mvae` and a top-level k.
+    import yaml
+
+    old = tmp_path / "old"
+    shutil.copytree(run_dir, old)
+    config = yaml.safe_load((old / "config.yaml").read_text())
+    assert config["model"].pop("name") == "mvae"
+    config["k"] = config.pop("objective")["k"]
+    config["objective"] = "mvae"
+    (old / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    info = json.loads((old / "run.json").read_text())
+    info.pop("model")
+    (old / "run.json").write_text(json.dumps(info))
+    before = evaluate_run(run_dir, particles=5, prior_samples=20, limit=6, device="cpu")
+    after = evaluate_run(old, particles=5, prior_samples=20, limit=6, device="cpu")
+    assert after["log_pxy"] == before["log_pxy"] and after["accuracy"] == before["accuracy"]
