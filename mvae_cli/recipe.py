@@ -31,7 +31,7 @@ class DataConfig:
         return Path(self.path) if self.path else Path("data") / f"{self.dataset}.h5"
 
 
-MODEL_NAMES = ("mvae", "mvae-q", "vae", "bivcca", "jmvae")  # mvae_cli.model.registry builds them
+MODEL_NAMES = ("mvae", "mvae-q", "vae", "cvae", "bivcca", "jmvae")  # mvae_cli.model.registry builds them
 
 
 @dataclass

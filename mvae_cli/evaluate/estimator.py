@@ -99,7 +99,7 @@ def bytes_per_row(model, names: Sequence[str], device: torch.device | str = "cpu
             if torch.is_tensor(tensor):
                 elements[0] += tensor.numel()  # one row: the whole output is that row's
 
-    dim = model.latent_dim
+    dim = getattr(model, "decoder_dim", model.latent_dim)  # z, and y for a conditional decoder
     dtype = next(model.parameters(), torch.zeros(())).dtype
     z = torch.zeros(1, dim, device=device, dtype=dtype)
     specs = {s.name: s for s in getattr(model, "specs", ())}
@@ -219,6 +219,7 @@ def log_importance_weights(
         expert_params = model.encode(batch, shown.expand(B, -1))
     dtype, device = expert_params[0].dtype, expert_params[0].device
     posteriors = [model.posterior(batch, list(p), experts=expert_params) for p in proposals]
+    context = model.decoder_context(batch)  # [B, C] for a conditional decoder (CVAE), else None
 
     def run_chunk(chunk: tuple[int, int, int, int]) -> None:
         e0, e1, k0, k1 = chunk
@@ -233,6 +234,8 @@ def log_importance_weights(
                 stratum = q.particle_log_weights(k1 - k0, k0, particles)
                 if stratum is not None:
                     log_prior_ratio = log_prior_ratio + stratum
+                if context is not None:
+                    z = torch.cat([z, context[e0:e1, None].to(z.dtype).expand(-1, z.shape[1], -1)], dim=-1)
                 lls = {n: scorers[n](z, batch[n][e0:e1]) for n in needed}  # each decoder once per particle
                 for t, target in enumerate(targets):
                     log_w[p, t] = sum((lls[n] for n in target), log_prior_ratio)

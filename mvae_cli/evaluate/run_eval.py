@@ -161,6 +161,8 @@ def evaluate_model(
     proposals = [candidates[name] for name in names]
     target_reasons = {"log_px": model.generation_reason([x]), "log_pxy": model.generation_reason(scored)}
     targets = [t for t, key in (([x], "log_px"), (scored, "log_pxy")) if target_reasons[key] is None]
+    if model.conditional:  # p(x | z, y): the target {x} is log p(x | y) itself (CVAE)
+        target_reasons["log_px"] = f"{model.model_name} models p({x} | {', '.join(y)}), not p({x})"
     y_reason = model.generation_reason(y)
     workers = torch.get_num_threads() if data.device.type == "cpu" else 1
     decoded = sorted({m for t in targets for m in t}, key=scored.index)
@@ -210,6 +212,12 @@ def evaluate_model(
         var_cond, log_py = torch.cat(var_cond, dim=-1).numpy(), torch.cat(log_py).numpy()
     for name, reason in reasons.items():
         p = names.index(name) if reason is None else None
+        if model.conditional:
+            why = reason or model.generation_reason([x])
+            figures["log_px_given_y"][name] = None if why else _stats(est[p, 0], ess[p, 0])
+            variances["conditional"][name] = None if why else float(var[p, 0].mean())
+            if why:
+                not_defined[f"log_px_given_y.{name}"] = why
         for key, var_key, target in (("log_px", "marginal", [x]), ("log_pxy", "joint", scored)):
             why = reason or target_reasons[key]
             if why is None:
@@ -219,6 +227,8 @@ def evaluate_model(
                 figures[key][name] = variances[var_key][name] = None
                 not_defined[f"{key}.{name}"] = why
         why = reason or target_reasons["log_pxy"] or y_reason
+        if model.conditional:
+            continue
         if why is None:
             figures["log_px_given_y"][name] = _stats(est[p, joint] - log_py, ess[p, joint])
             variances["conditional"][name] = float(var_cond[p].mean())

@@ -17,7 +17,7 @@ def sample_rows(model, n: int = 8, seed: int = 0) -> tuple[np.ndarray, list[str]
     attribute, z ~ q(z | y = 1). None without an image modality.
     """
     images = [s for s in model.specs if s.kind == "image"]
-    if not images:
+    if not images or model.conditional:  # a CVAE's decoder needs y as well as z
         return None
     image = images[0].name
     device = next(model.parameters()).device

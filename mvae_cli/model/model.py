@@ -21,6 +21,11 @@ class ExpertPosterior:
     ``fusion`` and ``encode(batch, mask) -> (mu, logvar) [B, M, D]`` (the test models use it too)."""
 
     fusion = "poe"
+    conditional = False  # True where a decoder also takes y (the CVAE's p(x | z, y))
+
+    def decoder_context(self, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
+        """``[B, C]`` appended to z before decoding (the CVAE's y); None: decoders take z alone."""
+        return None
 
     def given_mask(self, given, rows: int, device: torch.device | str) -> torch.Tensor:
         """``bool [rows, M]`` from modality names (the same subset for every row), ``bool [M]`` or ``bool [rows, M]``."""
@@ -47,8 +52,10 @@ class ExpertPosterior:
         if experts is None:
             rows = next(iter(v for k, v in batch.items() if k != "mask")).shape[0]
             device = next(iter(batch.values())).device
+            # encoders run on the given modalities (a model's own mask, as the CVAE's, may say less)
+            wide = torch.is_tensor(given) and given.shape[-1] != len(self.names)
+            experts = self.encode(batch, given if wide else ExpertPosterior.given_mask(self, given, rows, device))
             mask = self.given_mask(given, rows, device)
-            experts = self.encode(batch, mask)
         else:
             mask = self.given_mask(given, experts[0].shape[0], experts[0].device)
         return FUSIONS[self.fusion](experts[0], experts[1], mask)

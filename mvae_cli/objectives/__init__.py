@@ -3,10 +3,10 @@ each with ``bound(model, batch) -> [B]``, its own validation bound. Keyed by ``m
 
 from mvae_cli.objectives.elbo import beta_at, subset_elbo
 from mvae_cli.objectives.mvae import MVAEObjective, mvae_subsets
-from mvae_cli.objectives.paired import BiVCCAObjective, JMVAEObjective, VAEObjective
+from mvae_cli.objectives.paired import BiVCCAObjective, CVAEObjective, JMVAEObjective, VAEObjective
 
-OBJECTIVES = {"mvae": MVAEObjective, "mvae-q": MVAEObjective, "vae": VAEObjective,
+OBJECTIVES = {"mvae": MVAEObjective, "mvae-q": MVAEObjective, "vae": VAEObjective, "cvae": CVAEObjective,
               "bivcca": BiVCCAObjective, "jmvae": JMVAEObjective}
 
-__all__ = ["OBJECTIVES", "BiVCCAObjective", "JMVAEObjective", "MVAEObjective", "VAEObjective", "beta_at",
+__all__ = ["OBJECTIVES", "BiVCCAObjective", "CVAEObjective", "JMVAEObjective", "MVAEObjective", "VAEObjective", "beta_at",
            "mvae_subsets", "subset_elbo"]

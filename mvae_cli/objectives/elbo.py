@@ -73,6 +73,9 @@ def subset_elbo(
     if eps is None:
         eps = torch.randn_like(q.mean)
     z = q.rsample(eps.unsqueeze(1), 0, 1).squeeze(1)
+    context = model.decoder_context(batch)
+    if context is not None:  # a conditional decoder (CVAE): p(x | z, y)
+        z = torch.cat([z, gather_rows(context, example).to(z.dtype)], dim=1)
     columns = []
     for j, name in enumerate(model.names):
         rows = targets[:, j].nonzero(as_tuple=True)[0]

@@ -1,6 +1,8 @@
 """The MVAE paper's comparison objectives (§4), over the shared networks and :func:`subset_elbo`.
 
 - :class:`VAEObjective` — the ELBO of the primary modality x under q(z|x).
+- :class:`CVAEObjective` — the conditional ELBO E_q(z|x,y)[log p(x|z,y)] − KL[q(z|x,y) ‖ p(z)]
+  (Sohn et al. 2015), on the examples that show every modality.
 - :class:`BiVCCAObjective` — μ·ELBO_x + (1 − μ)·ELBO_y (Wang et al. 2016), each ELBO under one
   modality's inference network and reconstructing every observed modality.
 - :class:`JMVAEObjective` — JMVAE-kl (Suzuki et al. 2016, Eq. 5): the joint ELBO under
@@ -50,6 +52,36 @@ class VAEObjective:
         elbo, log_lik, kl = subset_elbo(model, batch, mu, logvar, example, subsets, beta)
         return _per_example(elbo, example, mask.shape[0]), {"kl": kl.mean(), "elbo_full": elbo.sum() / mask.shape[0],
                                                             f"log_lik_{model.encoded[0]}": log_lik.sum(1).mean()}
+
+    def bound(self, model, batch) -> torch.Tensor:
+        return self.per_example(model, batch, 1.0)[0]
+
+    def __call__(self, model, batch, step):
+        beta = beta_at(step, self.anneal_steps)
+        values, terms = self.per_example(model, batch, beta)
+        return -values.mean(), {"beta": beta, **terms}
+
+
+class CVAEObjective:
+    """The conditional ELBO of x given y under q(z|x,y); an example lacking a modality adds nothing
+    (the CVAE can use neither an unpaired x nor an unpaired y).
+
+    Args:
+        anneal_steps: optimiser steps over which β rises linearly from 0 to 1.
+    """
+
+    def __init__(self, anneal_steps: int = 0, **_):
+        self.anneal_steps = anneal_steps
+
+    def per_example(self, model, batch, beta):
+        mask = batch["mask"]
+        mu, logvar = model.encode(batch, mask)
+        example = mask.all(dim=1).nonzero(as_tuple=True)[0]
+        targets = torch.zeros(example.shape[0], mask.shape[1], dtype=torch.bool, device=mask.device)
+        targets[:, model.names.index(model.x)] = True
+        elbo, log_lik, kl = subset_elbo(model, batch, mu, logvar, example, mask[example], beta, targets=targets)
+        return _per_example(elbo, example, mask.shape[0]), {"kl": kl.mean(), "elbo_full": elbo.sum() / mask.shape[0],
+                                                            f"log_lik_{model.x}": log_lik.sum(1).mean()}
 
     def bound(self, model, batch) -> torch.Tensor:
         return self.per_example(model, batch, 1.0)[0]

@@ -16,6 +16,8 @@ UNDEFINED = {
     "mvae": set(),
     "mvae-q": set(),
     "jmvae": set(),
+    "cvae": {f"{key}.{p}" for key in ("log_px", "log_pxy") for p in ("image", "image+label", "label")}
+            | {"log_px_given_y.image", "log_px_given_y.label", "accuracy"},
     "bivcca": {f"{key}.image+label" for key in ("log_px", "log_pxy", "log_px_given_y")},
     "vae": {f"{key}.{p}" for key in ("log_px", "log_pxy", "log_px_given_y") for p in ("image", "image+label", "label")}
            - {"log_px.image"} | {"accuracy"},
@@ -46,4 +48,4 @@ def test_train_and_eval_every_model(data_path, tmp_path, name):
                 assert figure is None and evaluation["not_defined"][f"{key}.{proposal}"]
             else:
                 assert figure["mean"] < 0 and figure["se"] >= 0
-    assert (evaluation["accuracy"] is None) == (name == "vae")
+    assert (evaluation["accuracy"] is None) == (name in ("vae", "cvae"))

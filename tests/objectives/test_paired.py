@@ -86,11 +86,11 @@ def test_one_particle_of_the_estimator_is_the_single_sample_bound(name):
     # averaged over many particles it is the objective's ELBO with the analytic KL.
     model, batch = _model(name), _batch()
     full = {k: v[:3] for k, v in batch.items() if k != "mask"}
-    proposal = ["image", "label"] if name in ("mvae", "mvae-q", "jmvae") else ["image"]
-    target = ["image"] if name == "vae" else ["image", "label"]
+    proposal = ["image", "label"] if name in ("mvae", "mvae-q", "jmvae", "cvae") else ["image"]
+    target = ["image"] if name in ("vae", "cvae") else ["image", "label"]
     shown = torch.ones(3, 2, dtype=torch.bool)
     mu, logvar = model.encode(full, shown)
-    given = model.given_mask(proposal, 3, "cpu")
+    given = torch.tensor([[n in proposal for n in model.names]] * 3)
     targets = torch.tensor([[n in target for n in model.names]] * 3)
     q = model.posterior(None, given, experts=(mu, logvar))
     log_w = log_importance_weights(model, full, [proposal], [target], 4000, seed=9, chunk_rows=512, workers=1)[0, 0]
@@ -104,7 +104,11 @@ def test_one_particle_of_the_estimator_is_the_single_sample_bound(name):
     # E_q[log w] = E_q[log p(x_T | z)] − KL: the particle mean is within 4 SE of the analytic-KL ELBO
     # estimated with the same particles' likelihoods
     particles = q.rsample(noise)  # [3, K, 2]
-    log_lik_mean = sum(model.log_prob(n, model.decode(n, particles.reshape(-1, 2)),
+    if name == "cvae":  # p(x | z, y): the decoder takes z and the one-hot label
+        context = model.decoder_context(full)[:, None].expand(-1, 4000, -1)
+        particles = torch.cat([particles, context], dim=-1)
+    width = particles.shape[-1]
+    log_lik_mean = sum(model.log_prob(n, model.decode(n, particles.reshape(-1, width)),
                                       full[n].repeat_interleave(4000, dim=0)).view(3, -1) for n in target)
     analytic = log_lik_mean.mean(dim=1) - kl
     se = log_w.std(dim=1) / 4000 ** 0.5
