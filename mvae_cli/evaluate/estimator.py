@@ -188,26 +188,12 @@ def log_importance_weights(
             count on CPU, 1 on CUDA. Each holds one chunk in memory.
         sink: ``sink((e0, e1, k0, k1), log_w [P, T, e1 − e0, k1 − k0])`` per chunk (from worker
             threads) instead of filling the ``[P, T, B, K]`` tensor: what
-            :func:`importance_statistics` uses to keep memory independent of K.
+            :func:`~mvae_cli.evaluate.streaming.importance_statistics` uses to keep memory independent of K.
 
     Returns:
         ``[P, T, B, K]`` log weights (None with a ``sink``); :func:`log_mean_exp` over the last
         dimension gives log p̂(targets) ``[P, T, B]``.
     """
-    if sink is None:
-        out = torch.empty(len(proposals), len(targets), next(iter(batch.values())).shape[0], particles,
-                          dtype=(expert_params[0] if expert_params is not None else
-                                 next(model.parameters(), torch.zeros((), dtype=torch.float32))).dtype,
-                          device=next(iter(batch.values())).device)
-
-        def fill(chunk, log_w):
-            e0, e1, k0, k1 = chunk
-            out[:, :, e0:e1, k0:k1] = log_w
-
-        log_importance_weights(model, batch, proposals, targets, particles, seed=seed, first_index=first_index,
-                               chunk_rows=chunk_rows, expert_params=expert_params, scorers=scorers,
-                               workers=workers, sink=fill)
-        return out
     names = list(model.names)
     needed = sorted({n for t in targets for n in t}, key=names.index)
     scorers = {n: (scorers or {}).get(n) or default_scorer(model, n) for n in needed}
@@ -218,6 +204,14 @@ def log_importance_weights(
         shown = torch.tensor([n in used for n in names], device=first.device)
         expert_params = model.encode(batch, shown.expand(B, -1))
     dtype, device = expert_params[0].dtype, expert_params[0].device
+    out = None
+    if sink is None:
+        out = torch.empty(len(proposals), len(targets), B, particles, dtype=dtype, device=device)
+
+        def sink(chunk, log_w):
+            e0, e1, k0, k1 = chunk
+            out[:, :, e0:e1, k0:k1] = log_w
+
     posteriors = [model.posterior(batch, list(p), experts=expert_params) for p in proposals]
     context = model.decoder_context(batch)  # [B, C] for a conditional decoder (CVAE), else None
 
@@ -244,57 +238,7 @@ def log_importance_weights(
     if workers is None:
         workers = torch.get_num_threads() if device.type == "cpu" else 1
     run_parallel(run_chunk, list(_chunks(B, particles, chunk_rows)), workers)
-
-
-@torch.inference_mode()
-def importance_statistics(model, batch, proposals, targets, particles: int, **options) -> dict[str, torch.Tensor]:
-    """What :func:`log_importance_weights` gives, reduced over the particles chunk by chunk, so that
-    memory does not grow with K (one example's 10⁹ particles in chunks of ``chunk_rows``).
-
-    Takes the same arguments. Per chunk it keeps the max m, Σ e^(w − m), Σ e^(2(w − m)), the mean
-    and the sum of squared deviations of the log weights; chunks are merged in a fixed order
-    (Chan et al.'s pairwise update for the variance).
-
-    Returns:
-        ``{"log_mean_exp", "ess", "var"}``, each ``[P, T, B]`` (float64): log p̂, the effective
-        sample size (Σw)²/Σw² and the variance (1/K) Σ (log w − mean)² of the log weights.
-    """
-    partial: dict[tuple, tuple] = {}
-
-    def keep(chunk, log_w):
-        w = log_w.double()
-        m = w.amax(dim=-1)
-        finite_m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
-        shifted = w - finite_m[..., None]
-        mean = w.mean(dim=-1)
-        # one small tensor per chunk: 10⁹ particles in chunks of 4,096 keep ~250k of them
-        partial[chunk] = torch.stack([finite_m, shifted.exp().sum(-1), (2 * shifted).exp().sum(-1), mean,
-                                      ((w - mean[..., None]) ** 2).sum(-1)]).cpu()
-
-    log_importance_weights(model, batch, proposals, targets, particles, sink=keep, **options)
-    B = next(iter(batch.values())).shape[0]
-    shape = (len(proposals), len(targets), B)
-    m = torch.full(shape, -math.inf, dtype=torch.float64)
-    s1, s2, mean, m2 = (torch.zeros(shape, dtype=torch.float64) for _ in range(4))
-    count = torch.zeros(B, dtype=torch.float64)
-    for (e0, e1, k0, k1) in sorted(partial):
-        cm, c1, c2, cmean, cm2 = partial.pop((e0, e1, k0, k1))
-        k, rows = k1 - k0, slice(e0, e1)
-        new_m = torch.maximum(m[..., rows], cm)
-        scale_old, scale_new = torch.exp(m[..., rows] - new_m), torch.exp(cm - new_m)
-        s1[..., rows] = s1[..., rows] * scale_old + c1 * scale_new
-        s2[..., rows] = s2[..., rows] * scale_old ** 2 + c2 * scale_new ** 2
-        n_old = count[rows]
-        n_new = n_old + k
-        delta = cmean - mean[..., rows]
-        mean[..., rows] = mean[..., rows] + delta * k / n_new
-        m2[..., rows] = m2[..., rows] + cm2 + delta ** 2 * n_old * k / n_new
-        m[..., rows] = new_m
-        count[rows] = n_new
-    log_sum = m + torch.log(s1)
-    return {"log_mean_exp": log_sum - math.log(particles),
-            "ess": torch.exp(2 * log_sum - (2 * m + torch.log(s2))),
-            "var": m2 / particles}
+    return out
 
 
 def run_parallel(fn, items: list, workers: int) -> None:

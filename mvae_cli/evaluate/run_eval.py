@@ -42,12 +42,12 @@ from mvae_cli.errors import UserError
 from mvae_cli.evaluate.accuracy import AccuracyTally, attribute_names, posterior_mean
 from mvae_cli.evaluate.estimator import (
     chunk_rows_for,
-    importance_statistics,
     log_mean_exp,
     log_prior_predictive,
     prior_noise,
 )
 from mvae_cli.evaluate.scorers import scorers as build_scorers
+from mvae_cli.evaluate.streaming import importance_statistics
 
 EVAL_FILE = "eval.json"
 SPLITS = ("test", "valid")

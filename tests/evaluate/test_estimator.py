@@ -10,7 +10,6 @@ from mvae_cli.data.format import ModalitySpec, read_dataset, write_dataset
 from mvae_cli.engine.data import SplitData
 from mvae_cli.evaluate.estimator import (
     effective_sample_size,
-    importance_statistics,
     log_importance_weights,
     log_mean_exp,
     log_prior_predictive,
@@ -18,8 +17,9 @@ from mvae_cli.evaluate.estimator import (
     prior_noise,
     stream,
 )
-from mvae_cli.evaluate.scorers import default_scorer, fused_scorer, particle_log_prob, scorers
 from mvae_cli.evaluate.run_eval import evaluate_model
+from mvae_cli.evaluate.scorers import default_scorer, fused_scorer, particle_log_prob, scorers
+from mvae_cli.evaluate.streaming import importance_statistics
 from mvae_cli.model.model import MultimodalVAE
 from tests.evaluate.models import LinearGaussian, PerfectClassifier
 
