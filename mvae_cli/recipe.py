@@ -32,13 +32,26 @@ class DataConfig:
         return Path(self.path) if self.path else Path("data") / f"{self.dataset}.h5"
 
 
+MODEL_NAMES = ("mvae", "mvae-q", "vae", "cvae", "bivcca", "jmvae")  # mvae_cli.model.registry builds them
+
+
 @dataclass
 class ModelConfig:
+    name: str = "mvae"  # the model and, with it, its objective
     latent_dim: int = 64
     hidden: int = 512
     image_net: str = "mlp"  # mlp | conv (miniature DCGAN, 2 layers) | dcgan (4 layers)
     weights: dict[str, float] = field(default_factory=dict)  # λ per modality name, default 1
     likelihoods: dict[str, str] = field(default_factory=dict)  # modality -> likelihood, default the dataset's
+
+
+@dataclass
+class ObjectiveConfig:
+    """Each objective's own settings; a model's objective reads only its own."""
+
+    k: int | None = None  # mvae, mvae-q: random-subset ELBOs; None: 1 with more than two modalities, else 0
+    mu: float = 0.5  # bivcca: weight of the primary modality's ELBO (1 − mu for the others)
+    alpha: float = 0.1  # jmvae: weight of the KL terms of JMVAE-kl
 
 
 @dataclass
@@ -57,10 +70,9 @@ class EvalConfig:
 class Recipe:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
-    objective: str = "mvae"
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
     supervision: float | None = None  # paired fraction in [0, 1]
     keep_prob: float | None = None  # per-modality keep probability in (0, 1]
-    k: int | None = None  # random-subset ELBOs; None: 1 with more than two modalities, else 0
     seed: int = 0
     epochs: int = 20
     batch_size: int = 100
@@ -75,8 +87,11 @@ class Recipe:
 # Mappings whose keys are modality names: `model.weights.image=2` sets one entry.
 DICT_KEYS = ("model.weights.", "model.likelihoods.")
 
+# Keys of older recipes and run directories, read as their new place.
+LEGACY_KEYS = {"k": "objective.k"}
+
 _CHOICES = {
-    "objective": ("mvae",),
+    "model.name": MODEL_NAMES,
     "device": ("auto", "cpu", "cuda"),
     "precision": ("fp32", "bf16", "fp16"),
     "model.image_net": ("mlp", "conv", "dcgan"),
@@ -87,7 +102,9 @@ _CHOICES = {
 _RANGES = {
     "supervision": (0.0, 1.0, False),
     "keep_prob": (0.0, 1.0, True),
-    "k": (0, None, False),
+    "objective.k": (0, None, False),
+    "objective.mu": (0.0, 1.0, False),
+    "objective.alpha": (0.0, None, False),
     "seed": (0, None, False),
     "epochs": (1, None, False),
     "batch_size": (1, None, False),
@@ -171,9 +188,27 @@ def _build(cls, raw: dict, prefix: str = ""):
     return cls(**values)
 
 
+def migrate_legacy(raw: dict) -> dict:
+    """Read an older recipe's keys in their new place: ``objective: mvae`` (the model now names its
+    objective) and a top-level ``k`` (now ``objective.k``; it wins over ``objective.k``)."""
+    raw = dict(raw)
+    objective = raw.get("objective")
+    if isinstance(objective, str):
+        if objective != "mvae":
+            raise UserError(f"recipe key 'objective' is now a mapping of the objective's settings; "
+                            f"choose the model (and so its objective) with model.name, got objective: {objective!r}")
+        raw["objective"] = {}
+    for old, new in LEGACY_KEYS.items():
+        if old in raw:
+            value = raw.pop(old)
+            section, _, key = new.partition(".")
+            raw[section] = {**(raw.get(section) or {}), key: value}
+    return raw
+
+
 def recipe_from_dict(raw: dict | None) -> Recipe:
-    """Validate a plain mapping into a :class:`Recipe`."""
-    recipe = _build(Recipe, raw or {})
+    """Validate a plain mapping into a :class:`Recipe` (older keys read through :func:`migrate_legacy`)."""
+    recipe = _build(Recipe, migrate_legacy(raw or {}))
     from mvae_cli.model.likelihoods import parse_likelihood  # torch: only once a recipe is read
 
     for name, value in recipe.model.likelihoods.items():
@@ -252,11 +287,12 @@ def known_keys(cls=Recipe, prefix: str = "") -> set[str]:
 
 def resolve_recipe(path: str | Path | None, overrides: list[str] = (), extra: dict[str, Any] | None = None) -> Recipe:
     """Load a recipe file (or the defaults), apply ``extra`` then ``KEY=VALUE`` overrides, validate."""
-    raw = load_recipe_dict(path) if path else {}
+    raw = migrate_legacy(load_recipe_dict(path)) if path else {}
     for key, value in (extra or {}).items():
         set_dotted(raw, key, value)
     for text in overrides:
         key, value = parse_override(text)
+        key = LEGACY_KEYS.get(key, key)
         if key not in known_keys() and not key.startswith(DICT_KEYS + ("grid.",)):
             raise UserError(f"unknown recipe key {key!r} in override {text!r}")
         set_dotted(raw, key, value)

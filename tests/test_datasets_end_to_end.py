@@ -106,7 +106,8 @@ def test_each_dataset_prepares_trains_and_evaluates(trained, name):
     assert list(result["accuracy"]) == CASES[name][2]
     assert all(0.0 <= v <= 1.0 for v in result["accuracy"].values())
     for family in ("log_px", "log_pxy", "log_px_given_y"):
-        assert set(result[family]) == {result["x"], "+".join([result["x"], *result["y"]])}
+        # q(z|x), q(z|x,y) and Eq. 7's q(z|y)
+        assert set(result[family]) == {result["x"], "+".join([result["x"], *result["y"]]), "+".join(result["y"])}
         assert all(figure["mean"] < 0 for figure in result[family].values())
 
 

@@ -36,7 +36,9 @@ def results_table(result: dict):
                   title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
     from mvae_cli.evaluate import proposal_label
 
-    table.add_column("figure", no_wrap=True)
+    x, y = result["x"], ", ".join(result["y"])
+    # three proposals make the table wide: the figure's name is the column that must stay legible
+    table.add_column("figure", no_wrap=True, min_width=len(f"log p({x} | {y})"))
     for name in proposals:
         table.add_column(proposal_label(name), justify="right", no_wrap=True)
         table.add_column("ESS", justify="right", no_wrap=True)
@@ -45,14 +47,15 @@ def results_table(result: dict):
                        ("log_px_given_y", f"log p({x} | {y})")):
         cells = []
         for v in result[key].values():
-            cells += [f"{v['mean']:.2f} ± {v['se']:.2f}", f"{v['ess']:,.1f}"]
+            cells += ["not defined", ""] if v is None else [f"{v['mean']:.2f} ± {v['se']:.2f}", f"{v['ess']:,.1f}"]
         table.add_row(label, *cells)
     for key in ("marginal", "joint", "conditional"):
         cells = []
         for name in proposals:
-            cells += [f"{result['var_log_w'][key][name]:.4g}", ""]
+            value = result["var_log_w"][key][name]
+            cells += ["not defined" if value is None else f"{value:.4g}", ""]
         table.add_row(f"var log w {key}", *cells)
-    for name, value in result["accuracy"].items():
+    for name, value in (result["accuracy"] or {}).items():
         label = "accuracy, mean" if name == "mean" else f"accuracy, {name}"
         table.add_row(label, f"{value:.4f}", *([""] * (2 * len(proposals) - 1)))
     return table

@@ -27,7 +27,8 @@ from mvae_cli.engine.data import SplitData, binarized_modalities, dynamic_binari
 from mvae_cli.engine.device import autocast, memory_budget, peak_memory_mb, select_device
 from mvae_cli.engine.run import build_model, is_run_dir, read_config, write_config
 from mvae_cli.errors import UserError
-from mvae_cli.objectives import OBJECTIVES, subset_elbo
+from mvae_cli.model.registry import parameter_counts
+from mvae_cli.objectives import OBJECTIVES
 from mvae_cli.recipe import Recipe, recipe_to_dict
 
 Progress = Callable[..., None]
@@ -93,16 +94,16 @@ def _seed_everything(seed: int) -> None:
 
 
 @torch.no_grad()
-def validation_elbo(model, data: SplitData, device: torch.device, precision: str, batch_size: int = 1000) -> float:
-    """Mean ELBO of all modalities (β = 1, one sample) over a fully observed split."""
+def validation_elbo(model, data: SplitData, device: torch.device, precision: str, batch_size: int = 1000,
+                    objective=None) -> float:
+    """Mean of the objective's own bound (``objective.bound``, β = 1, one sample; default the MVAE's
+    ELBO of all modalities) over a fully observed split."""
+    objective = objective or OBJECTIVES["mvae"]()
     model.eval()
     total = 0.0
     for _, batch in data.batches(batch_size):
         with autocast(device, precision):
-            mu, logvar = model.encode(batch, batch["mask"])
-            rows = torch.arange(batch["mask"].shape[0], device=device)
-            elbo, _, _ = subset_elbo(model, batch, mu, logvar, rows, batch["mask"], beta=1.0)
-        total += float(elbo.sum())
+            total += float(objective.bound(model, batch).sum())
     model.train()
     return total / data.n
 
@@ -154,8 +155,10 @@ def _train(recipe: Recipe, run_dir: Path, dataset: DatasetFile, device: torch.de
     train_data = SplitData(dataset, "train", device, mask, budget)
     valid_data = SplitData(dataset, "valid", device, None, budget, binarize=binarized)
     steps_per_epoch = math.ceil(train_rows.numel() / recipe.batch_size)
-    k = recipe.k if recipe.k is not None else default_k(len(specs))
-    objective = OBJECTIVES[recipe.objective](k=k, anneal_steps=round(recipe.anneal_epochs * steps_per_epoch))
+    settings = recipe.objective
+    k = settings.k if settings.k is not None else default_k(len(specs))
+    objective = OBJECTIVES[recipe.model.name](k=k, mu=settings.mu, alpha=settings.alpha,
+                                              anneal_steps=round(recipe.anneal_epochs * steps_per_epoch))
 
     epoch, step, best, train_seconds = 0, 0, -math.inf, 0.0
     metrics_path = run_dir / "metrics.jsonl"
@@ -181,6 +184,7 @@ def _train(recipe: Recipe, run_dir: Path, dataset: DatasetFile, device: torch.de
         "likelihoods": {name: likelihood.describe() for name, likelihood in model.likelihoods.items()},
         "mask": {**mask_info, "n_train": int(mask.shape[0]), "n_shown": int(train_rows.numel()),
                  "n_paired": int(mask.all(axis=1).sum())},
+        "model": {"name": recipe.model.name, "parameters": parameter_counts(model)},
         "k": k, "device": str(device), "status": "training", "epochs_done": epoch,
     }
     write_json(run_dir / "run.json", info)
@@ -220,7 +224,7 @@ def _train(recipe: Recipe, run_dir: Path, dataset: DatasetFile, device: torch.de
         seconds = time.perf_counter() - started
         train_seconds += seconds
         n_rows = train_rows.numel()
-        valid = validation_elbo(model, valid_data, device, recipe.precision)
+        valid = validation_elbo(model, valid_data, device, recipe.precision, objective=objective)
         epoch += 1
         line = {"epoch": epoch, "step": step, "loss": loss_sum / n_rows,
                 **{key: float(value) / n_rows for key, value in sums.items()},

@@ -23,6 +23,7 @@ from mvae_cli.atomic import write_text
 from mvae_cli.data.format import ModalitySpec
 from mvae_cli.errors import UserError
 from mvae_cli.model.model import MultimodalVAE
+from mvae_cli.model.registry import build
 from mvae_cli.recipe import Recipe, recipe_from_dict, recipe_to_dict
 
 CONFIG = "config.yaml"
@@ -30,8 +31,17 @@ RUNS_ROOT = Path("runs")
 
 
 def build_model(recipe: Recipe, specs: list[ModalitySpec]) -> MultimodalVAE:
+    """The recipe's ``model.name`` over the dataset's modalities (a recipe without one, as old run
+    directories have, builds the MVAE).
+
+    Raises:
+        UserError: the model cannot be built for these modalities (named in the message).
+    """
     m = recipe.model
-    return MultimodalVAE(specs, m.latent_dim, m.hidden, m.image_net, m.weights, m.likelihoods)
+    try:
+        return build(m.name, specs, m.latent_dim, m.hidden, m.image_net, m.weights, m.likelihoods)
+    except ValueError as error:
+        raise UserError(f"model.name={m.name}: {error}") from None
 
 
 def is_run_dir(path: Path) -> bool:

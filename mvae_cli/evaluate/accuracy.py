@@ -29,8 +29,6 @@ from typing import Mapping, Sequence
 
 import torch
 
-from mvae_cli.model.poe import product_of_experts
-
 ATTRIBUTE_NAMES_ATTR = "attribute_names"  # root attribute of a dataset file: JSON {modality: [names]}
 
 
@@ -60,11 +58,8 @@ def _size(spec) -> int:
 
 
 def posterior_mean(model, expert_params: tuple[torch.Tensor, torch.Tensor], given: Sequence[str]) -> torch.Tensor:
-    """The mean of q(z | given) ``[B, D]`` from the experts ``(mu, logvar)`` ``[B, M, D]``."""
-    mu, logvar = expert_params
-    subset = torch.tensor([n in given for n in model.names], device=mu.device).expand(mu.shape[0], -1)
-    q_mu, _ = product_of_experts(mu, logvar, subset)
-    return q_mu
+    """The mean of q(z | given) ``[B, D]`` (``model.posterior``) from the experts ``(mu, logvar)`` ``[B, M, D]``."""
+    return model.posterior(None, given, experts=expert_params).mean
 
 
 def sequence_agreement(predicted: torch.Tensor, true: torch.Tensor, stop: int

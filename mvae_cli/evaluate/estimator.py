@@ -1,12 +1,13 @@
 """The one importance-sampling estimator (MVAE paper, §5, Eqs. 5–7).
 
 For a proposal subset P of modalities and target sets T_1, ..., T_n it draws K particles
-z_k ~ q(z | P) (the product of experts of P, :func:`~mvae_cli.model.poe.product_of_experts`)
-and returns the log importance weights
+z_k ~ q(z | P) (the model's posterior, ``model.posterior``: a Gaussian or a mixture, sampled by
+strata) and returns the log importance weights
 
-    log w_{t,k} = Σ_{i ∈ T_t} log p(x_i | z_k) + log p(z_k) − log q(z_k | P),
+    log w_{t,k} = Σ_{i ∈ T_t} log p(x_i | z_k) + log p(z_k) − log q(z_k | P) (+ log π_c − log(n_c/K)),
 
-so that log p̂(T_t) = log (1/K) Σ_k w_{t,k} (:func:`log_mean_exp`). Every decoder runs once
+the last term only for a mixture proposal (its particle's stratum weight), so that
+log p̂(T_t) = log (1/K) Σ_k w_{t,k} (:func:`log_mean_exp`). Every decoder runs once
 per particle, however many targets use it. The work is done in chunks of flattened
 (example, particle) rows sized to a memory budget, on one worker thread per core on CPU
 (:func:`run_parallel`); each example's noise comes from its own stream, seeded from
@@ -24,7 +25,6 @@ import numpy as np
 import torch
 
 from mvae_cli.evaluate.scorers import Scorer, closed_form_likelihood, default_scorer, shared_log_prob
-from mvae_cli.model.poe import gaussian_log_prob, product_of_experts, standard_normal_log_prob
 
 # Tag of the one shared stream for prior samples; example streams are tagged 0.
 _PRIOR_STREAM = 1
@@ -33,20 +33,39 @@ _PRIOR_STREAM = 1
 MAX_CHUNK_ROWS = {"cpu": 4096, "cuda": 262_144}
 
 
-def stream(seed: int, tag: int, index: int, device: torch.device | str = "cpu") -> torch.Generator:
-    """A generator on ``device`` for the ``(seed, tag, index)`` stream (mixed by numpy's SeedSequence)."""
-    state = np.random.SeedSequence([int(seed), int(tag), int(index)]).generate_state(2, dtype=np.uint32)
+# Particles per noise block: an example's noise is drawn block by block, each block from its own
+# stream, so any slice of its K particles is drawn without the ones before it (K = 10⁹ fits in
+# memory). Block 0 is the stream of earlier versions, so K ≤ NOISE_BLOCK draws what they drew.
+NOISE_BLOCK = 4096
+_BLOCK_STREAM = 2
+
+
+def stream(seed: int, tag: int, index: int, device: torch.device | str = "cpu", block: int = 0) -> torch.Generator:
+    """A generator on ``device`` for the ``(seed, tag, index[, block])`` stream (mixed by numpy's SeedSequence)."""
+    key = [int(seed), int(tag), int(index)] + ([int(block)] if block else [])
+    state = np.random.SeedSequence(key).generate_state(2, dtype=np.uint32)
     return torch.Generator(device=device).manual_seed(int(state[0]) << 32 | int(state[1]))
 
 
 def particle_noise(seed: int, index: int, particles: int, dim: int, dtype: torch.dtype = torch.float32,
-                   device: torch.device | str = "cpu") -> torch.Tensor:
-    """The standard-normal noise ``[K, D]`` of example ``index`` (its global index in the split).
+                   device: torch.device | str = "cpu", start: int = 0, stop: int | None = None) -> torch.Tensor:
+    """Rows ``start:stop`` of the standard-normal noise ``[K, D]`` of example ``index`` (its global
+    index in the split), K = ``particles``.
 
-    Drawn on ``device`` by that device's generator: CPU and CUDA give different draws, but
-    one device always gives the same ones.
+    Block b (particles b·NOISE_BLOCK onwards) comes from stream ``(seed, 0, index)`` for b = 0
+    and ``(seed, 2, index, b)`` after, so a slice costs only its own blocks. Drawn on ``device``
+    by that device's generator: CPU and CUDA give different draws, but one device always gives
+    the same ones.
     """
-    return torch.randn(particles, dim, generator=stream(seed, 0, index, device), dtype=dtype, device=device)
+    stop = particles if stop is None else stop
+    pieces = []
+    for block in range(start // NOISE_BLOCK, -(-stop // NOISE_BLOCK)):
+        b0 = block * NOISE_BLOCK
+        rows = min(NOISE_BLOCK, particles - b0)
+        generator = stream(seed, _BLOCK_STREAM if block else 0, index, device, block)
+        noise = torch.randn(rows, dim, generator=generator, dtype=dtype, device=device)
+        pieces.append(noise[max(start - b0, 0):stop - b0])
+    return pieces[0] if len(pieces) == 1 else torch.cat(pieces)
 
 
 def prior_noise(seed: int, samples: int, dim: int, dtype: torch.dtype = torch.float32,
@@ -80,7 +99,7 @@ def bytes_per_row(model, names: Sequence[str], device: torch.device | str = "cpu
             if torch.is_tensor(tensor):
                 elements[0] += tensor.numel()  # one row: the whole output is that row's
 
-    dim = model.latent_dim
+    dim = getattr(model, "decoder_dim", model.latent_dim)  # z, and y for a conditional decoder
     dtype = next(model.parameters(), torch.zeros(())).dtype
     z = torch.zeros(1, dim, device=device, dtype=dtype)
     specs = {s.name: s for s in getattr(model, "specs", ())}
@@ -142,17 +161,20 @@ def log_importance_weights(
     expert_params: tuple[torch.Tensor, torch.Tensor] | None = None,
     scorers: Mapping[str, Scorer] | None = None,
     workers: int | None = None,
-) -> torch.Tensor:
+    sink=None,
+) -> torch.Tensor | None:
     """Log importance weights of every target under every proposal, over batch × particles.
 
     log w[p, t, b, k] = log p(x_b^{T_t}, z_{pbk}) − log q(z_{pbk} | x_b^{P_p}) with
-    z_{pbk} = μ_pb + σ_pb ε_bk. The noise ε_b ``[K, D]`` of example b is shared by all
-    proposals (common random numbers) and comes from :func:`particle_noise` with the
-    example's global index ``first_index + b``. The empty proposal is the prior.
+    z_{pbk} = ``q_pb.rsample(ε_b)`` (μ_pb + σ_pb ε_bk for a Gaussian). The noise ε_b ``[K, D]``
+    of example b is shared by all proposals (common random numbers) and comes from
+    :func:`particle_noise` with the example's global index ``first_index + b``. The empty
+    proposal is the prior (for fusions that define it).
 
     Args:
         model: a :class:`~mvae_cli.model.model.MultimodalVAE` or any module with its
-            ``names``, ``latent_dim``, ``encode``, ``decode`` and ``log_prob``.
+            ``names``, ``latent_dim``, ``encode``, ``posterior``, ``prior_log_prob``,
+            ``decode`` and ``log_prob``.
         batch: ``{name: [B, ...]}``; the proposal and target modalities must be present.
         proposals: P subsets of modality names.
         targets: T subsets of modality names.
@@ -164,10 +186,13 @@ def log_importance_weights(
         scorers: ``{name: scorer}`` (:mod:`~mvae_cli.evaluate.scorers`); default: decode, then score.
         workers: threads working on chunks (:func:`run_parallel`); default: torch's thread
             count on CPU, 1 on CUDA. Each holds one chunk in memory.
+        sink: ``sink((e0, e1, k0, k1), log_w [P, T, e1 − e0, k1 − k0])`` per chunk (from worker
+            threads) instead of filling the ``[P, T, B, K]`` tensor: what
+            :func:`~mvae_cli.evaluate.streaming.importance_statistics` uses to keep memory independent of K.
 
     Returns:
-        ``[P, T, B, K]`` log weights; :func:`log_mean_exp` over the last dimension gives
-        log p̂(targets) ``[P, T, B]``.
+        ``[P, T, B, K]`` log weights (None with a ``sink``); :func:`log_mean_exp` over the last
+        dimension gives log p̂(targets) ``[P, T, B]``.
     """
     names = list(model.names)
     needed = sorted({n for t in targets for n in t}, key=names.index)
@@ -178,26 +203,37 @@ def log_importance_weights(
         used = {n for p in proposals for n in p}
         shown = torch.tensor([n in used for n in names], device=first.device)
         expert_params = model.encode(batch, shown.expand(B, -1))
-    mu, logvar = expert_params
-    dtype, device = mu.dtype, mu.device
-    subset = torch.tensor([[n in p for n in names] for p in proposals], device=device)
-    q_mu, q_logvar = product_of_experts(mu.unsqueeze(0), logvar.unsqueeze(0), subset[:, None, :].expand(-1, B, -1))
-    q_std = torch.exp(0.5 * q_logvar)  # [P, B, D]
+    dtype, device = expert_params[0].dtype, expert_params[0].device
+    out = None
+    if sink is None:
+        out = torch.empty(len(proposals), len(targets), B, particles, dtype=dtype, device=device)
 
-    out = torch.empty(len(proposals), len(targets), B, particles, dtype=dtype, device=device)
+        def sink(chunk, log_w):
+            e0, e1, k0, k1 = chunk
+            out[:, :, e0:e1, k0:k1] = log_w
+
+    posteriors = [model.posterior(batch, list(p), experts=expert_params) for p in proposals]
+    context = model.decoder_context(batch)  # [B, C] for a conditional decoder (CVAE), else None
 
     def run_chunk(chunk: tuple[int, int, int, int]) -> None:
         e0, e1, k0, k1 = chunk
         with torch.inference_mode():  # thread-local: set again in worker threads
-            eps = torch.stack([particle_noise(seed, first_index + e, particles, model.latent_dim, dtype, device)[k0:k1]
+            eps = torch.stack([particle_noise(seed, first_index + e, particles, model.latent_dim, dtype, device, k0, k1)
                                for e in range(e0, e1)])  # [E, k, D]
-            for p in range(len(proposals)):
-                m, lv = q_mu[p, e0:e1, None], q_logvar[p, e0:e1, None]
-                z = m + q_std[p, e0:e1, None] * eps  # [E, k, D]
-                log_prior_ratio = standard_normal_log_prob(z) - gaussian_log_prob(z, m, lv)  # [E, k]
+            log_w = torch.empty(len(proposals), len(targets), e1 - e0, k1 - k0, dtype=dtype, device=device)
+            for p, posterior in enumerate(posteriors):
+                q = posterior.rows(e0, e1)
+                z = q.rsample(eps, k0, particles)  # [E, k, D]
+                log_prior_ratio = model.prior_log_prob(z) - q.log_prob(z)  # [E, k]
+                stratum = q.particle_log_weights(k1 - k0, k0, particles)
+                if stratum is not None:
+                    log_prior_ratio = log_prior_ratio + stratum
+                if context is not None:
+                    z = torch.cat([z, context[e0:e1, None].to(z.dtype).expand(-1, z.shape[1], -1)], dim=-1)
                 lls = {n: scorers[n](z, batch[n][e0:e1]) for n in needed}  # each decoder once per particle
                 for t, target in enumerate(targets):
-                    out[p, t, e0:e1, k0:k1] = sum((lls[n] for n in target), log_prior_ratio)
+                    log_w[p, t] = sum((lls[n] for n in target), log_prior_ratio)
+            sink(chunk, log_w)
 
     if workers is None:
         workers = torch.get_num_threads() if device.type == "cpu" else 1

@@ -1,17 +1,21 @@
 """Evaluate a trained run: the MVAE paper's Tables 2–5 and label accuracy, written to ``eval.json``.
 
-For the primary modality x and the others y, under the two proposals q(z|x) and
-q(z|x,y) (one set of particles per proposal serves every target):
+For the primary modality x and the others y, under the proposals q(z|x), q(z|x,y) and
+q(z|y) (one set of particles per proposal serves every target), each that the model defines
+(``model.posterior_reason``); what a model does not define (the VAE's q(z|x,y) and p(y|z),
+BiVCCA's q(z|x,y)) is null in ``eval.json``, its reason under ``not_defined``, never zero:
 
 - log p(x) and log p(x, y) (Eqs. 5, 6 and their joint analogues);
 - log p(x|y) = log p(x, y) − log p(y), with log p(y) = log E_p(z)[p(y|z)] from prior
   samples shared by every example (Eq. 7);
+- log p(x|y) by Eq. 7 under q(z|y), as the paper writes it, and under q(z|x) and q(z|x,y);
 - the variance of the log importance weights of the marginal, joint and conditional
-  targets (Tables 4 and 5): per example over the K particles, averaged over examples.
-  The conditional log weights are the joint ones minus log p̂(y), a constant per
-  example, so their variance equals the joint one's under the same particles;
+  targets (Tables 4 and 5) under the proposal each estimate uses: per example over the K
+  particles, averaged over examples. The conditional log weights are the joint ones minus
+  log p̂(y), a constant per example, so under one proposal their variance equals the joint
+  one's; q(z|y) gives log p(x|y) its own;
 - accuracy of every categorical, binary and sequence modality of y predicted from x
-  alone, decoded at the mean of q(z|x) (:mod:`~mvae_cli.evaluate.accuracy`).
+  alone, decoded at the mean of q(z|x) (``model.posterior``, :mod:`~mvae_cli.evaluate.accuracy`).
 
 Each likelihood figure is the mean over examples, its standard error and the mean
 effective sample size (Σw)²/Σw² of its weights. The library never prints: progress goes
@@ -38,13 +42,12 @@ from mvae_cli.errors import UserError
 from mvae_cli.evaluate.accuracy import AccuracyTally, attribute_names, posterior_mean
 from mvae_cli.evaluate.estimator import (
     chunk_rows_for,
-    effective_sample_size,
-    log_importance_weights,
     log_mean_exp,
     log_prior_predictive,
     prior_noise,
 )
 from mvae_cli.evaluate.scorers import scorers as build_scorers
+from mvae_cli.evaluate.streaming import importance_statistics
 
 EVAL_FILE = "eval.json"
 SPLITS = ("test", "valid")
@@ -144,25 +147,37 @@ def evaluate_model(
             default indices.
 
     Returns:
-        ``{"n_examples", "log_px", "log_pxy", "log_px_given_y", "var_log_w", "accuracy"}``.
+        ``{"n_examples", "log_px", "log_pxy", "log_px_given_y", "var_log_w", "accuracy", "not_defined"}``;
+        each figure is keyed by proposal (``x``, ``x+y``, ``y``, modality names joined by ``+``).
     """
     y = list(y)
     n = data.n if limit is None else min(limit, data.n)
     if n < 1:
         raise UserError("the split has no examples to evaluate")
     scored = [x, *y]
-    proposals = [[x], scored]
-    names = ["+".join(p) for p in proposals]
+    candidates = {"+".join(p): p for p in ([x], scored, y)}  # q(z|x), q(z|x,y), q(z|y) (Eq. 7)
+    reasons = {name: model.posterior_reason(p) for name, p in candidates.items()}
+    names = [name for name, reason in reasons.items() if reason is None]
+    proposals = [candidates[name] for name in names]
+    target_reasons = {"log_px": model.generation_reason([x]), "log_pxy": model.generation_reason(scored)}
+    targets = [t for t, key in (([x], "log_px"), (scored, "log_pxy")) if target_reasons[key] is None]
+    if model.conditional:  # p(x | z, y): the target {x} is log p(x | y) itself (CVAE)
+        target_reasons["log_px"] = f"{model.model_name} models p({x} | {', '.join(y)}), not p({x})"
+    y_reason = model.generation_reason(y)
     workers = torch.get_num_threads() if data.device.type == "cpu" else 1
+    decoded = sorted({m for t in targets for m in t}, key=scored.index)
     if chunk_rows is None:
-        chunk_rows = chunk_rows_for(model, scored, budget_bytes, data.device, workers)
+        chunk_rows = chunk_rows_for(model, decoded or [x], budget_bytes, data.device, workers)
     if batch_size is None:
         batch_size = max(1, ROWS_PER_BATCH // particles)
     dtype = next(model.parameters(), torch.zeros(())).dtype
-    scorers = build_scorers(model, scored, data.device, rows_hint=chunk_rows)
+    scorers = build_scorers(model, decoded, data.device, rows_hint=chunk_rows)
     z_prior = prior_noise(seed, prior_samples, model.latent_dim, dtype, data.device)
-    tally = AccuracyTally(model.specs, y, attributes)
+    predicts = model.posterior_reason([x]) is None
+    tally = AccuracyTally(model.specs, [n for n in y if model.generation_reason([n]) is None] if predicts else [],
+                          attributes)
     shown = torch.tensor([name in scored for name in model.names], device=data.device)
+    joint = next((t for t, target in enumerate(targets) if target == scored), None)
 
     est, ess, var, var_cond, log_py = [], [], [], [], []
     report = progress or (lambda done, total: None)
@@ -171,33 +186,62 @@ def evaluate_model(
         batch = data.batch(torch.arange(start, min(start + batch_size, n)))
         with torch.inference_mode():
             experts = model.encode(batch, shown.expand(batch["mask"].shape[0], -1))
-            log_w = log_importance_weights(model, batch, proposals, proposals, particles, seed=seed,
-                                           first_index=start, chunk_rows=chunk_rows, expert_params=experts,
-                                           scorers=scorers, workers=workers)
-            lpy = log_mean_exp(log_prior_predictive(model, batch, y, z_prior, chunk_rows=chunk_rows))  # [B]
-            est.append(log_mean_exp(log_w).double().cpu())  # [P, T, B]
-            ess.append(effective_sample_size(log_w).double().cpu())
-            var.append(log_w.var(dim=-1, correction=0).double().cpu())
-            var_cond.append((log_w[:, 1] - lpy[:, None]).var(dim=-1, correction=0).double().cpu())  # [P, B]
-            log_py.append(lpy.double().cpu())
+            if proposals and targets:  # reduced chunk by chunk: memory does not grow with K
+                stats = importance_statistics(model, batch, proposals, targets, particles, seed=seed,
+                                              first_index=start, chunk_rows=chunk_rows, expert_params=experts,
+                                              scorers=scorers, workers=workers)
+                est.append(stats["log_mean_exp"])  # [P, T, B]
+                ess.append(stats["ess"])
+                var.append(stats["var"])
+            if y_reason is None and joint is not None and proposals:
+                lpy = log_mean_exp(log_prior_predictive(model, batch, y, z_prior, chunk_rows=chunk_rows))  # [B]
+                # log p(x|y)'s weights are the joint ones less log p̂(y), one number per example:
+                # under each proposal their variance is the joint one's
+                var_cond.append(stats["var"][:, joint])  # [P, B]
+                log_py.append(lpy.double().cpu())
             if tally:
                 tally.add(model, batch, posterior_mean(model, experts, [x]))
         report(min(start + batch_size, n), n)
 
-    est, ess, var = (torch.cat(t, dim=-1).numpy() for t in (est, ess, var))
-    var_cond, log_py = torch.cat(var_cond, dim=-1).numpy(), torch.cat(log_py).numpy()
-    return {
-        "n_examples": n,
-        "log_px": {name: _stats(est[p, 0], ess[p, 0]) for p, name in enumerate(names)},
-        "log_pxy": {name: _stats(est[p, 1], ess[p, 1]) for p, name in enumerate(names)},
-        "log_px_given_y": {name: _stats(est[p, 1] - log_py, ess[p, 1]) for p, name in enumerate(names)},
-        "var_log_w": {
-            "marginal": {name: float(var[p, 0].mean()) for p, name in enumerate(names)},
-            "joint": {name: float(var[p, 1].mean()) for p, name in enumerate(names)},
-            "conditional": {name: float(var_cond[p].mean()) for p, name in enumerate(names)},
-        },
-        "accuracy": tally.result(),
-    }
+    not_defined: dict[str, str] = {}
+    figures: dict = {"log_px": {}, "log_pxy": {}, "log_px_given_y": {}}
+    variances: dict = {"marginal": {}, "joint": {}, "conditional": {}}
+    if est:
+        est, ess, var = (torch.cat(t, dim=-1).numpy() for t in (est, ess, var))
+    if log_py:
+        var_cond, log_py = torch.cat(var_cond, dim=-1).numpy(), torch.cat(log_py).numpy()
+    for name, reason in reasons.items():
+        p = names.index(name) if reason is None else None
+        if model.conditional:
+            why = reason or model.generation_reason([x])
+            figures["log_px_given_y"][name] = None if why else _stats(est[p, 0], ess[p, 0])
+            variances["conditional"][name] = None if why else float(var[p, 0].mean())
+            if why:
+                not_defined[f"log_px_given_y.{name}"] = why
+        for key, var_key, target in (("log_px", "marginal", [x]), ("log_pxy", "joint", scored)):
+            why = reason or target_reasons[key]
+            if why is None:
+                t = targets.index(target)
+                figures[key][name], variances[var_key][name] = _stats(est[p, t], ess[p, t]), float(var[p, t].mean())
+            else:
+                figures[key][name] = variances[var_key][name] = None
+                not_defined[f"{key}.{name}"] = why
+        why = reason or target_reasons["log_pxy"] or y_reason
+        if model.conditional:
+            continue
+        if why is None:
+            figures["log_px_given_y"][name] = _stats(est[p, joint] - log_py, ess[p, joint])
+            variances["conditional"][name] = float(var_cond[p].mean())
+        else:
+            figures["log_px_given_y"][name] = variances["conditional"][name] = None
+            not_defined[f"log_px_given_y.{name}"] = why
+    accuracy = tally.result()
+    predictable = [spec.name for spec in model.specs if spec.name in y and spec.kind in AccuracyTally.KINDS]
+    if predictable and not tally:  # y has labels to predict, but the model cannot (the VAE)
+        accuracy = None
+        not_defined["accuracy"] = model.posterior_reason([x]) or model.generation_reason(predictable)
+    return {"n_examples": n, **figures, "var_log_w": variances, "accuracy": accuracy,
+            "not_defined": not_defined}
 
 
 def run_dataset_path(info: dict) -> Path:

@@ -214,7 +214,8 @@ def fused_scorer(model, name: str, rows_hint: int) -> Scorer | None:
         with torch.inference_mode():
             mlp = _FusedMLP(net, rows_hint)
             score = (_fused_bernoulli if likelihood == "bernoulli" else _fused_categorical)(mlp)
-            if not _agrees(score, default_scorer(model, name), model.latent_dim, spec, likelihood):
+            if not _agrees(score, default_scorer(model, name), getattr(model, "decoder_dim", model.latent_dim), spec,
+                           likelihood):
                 return None
     except (TypeError, RuntimeError):
         return None

@@ -7,19 +7,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mvae_cli.model.poe import product_of_experts
-
 
 @torch.no_grad()
 def sample_rows(model, n: int = 8, seed: int = 0) -> tuple[np.ndarray, list[str]] | None:
     """Decoded image means, one row per condition: ``(images [R, n, C, H, W] in [0, 1], labels)``.
 
     Row 0 draws z ~ p(z); then, for every categorical modality and class c, z ~ q(z | y = c)
-    (the product of the class's expert with the prior expert), and for every single binary
+    (``model.posterior`` of that modality alone), and for every single binary
     attribute, z ~ q(z | y = 1). None without an image modality.
     """
     images = [s for s in model.specs if s.kind == "image"]
-    if not images:
+    if not images or model.conditional:  # a CVAE's decoder needs y as well as z
         return None
     image = images[0].name
     device = next(model.parameters()).device
@@ -29,6 +27,8 @@ def sample_rows(model, n: int = 8, seed: int = 0) -> tuple[np.ndarray, list[str]
     noise = lambda rows: torch.randn(rows, model.latent_dim, generator=generator).to(device)  # noqa: E731
     zs, labels = [noise(n)], ["prior p(z)"]
     for spec in model.specs:
+        if model.posterior_reason([spec.name]) is not None:  # the VAE infers from its image only
+            continue
         if spec.kind == "categorical":
             values, names = torch.arange(spec.classes, device=device), [f"{spec.name} = {c}" for c in range(spec.classes)]
         elif spec.kind == "binary" and spec.shape == (1,):  # one attribute per modality (CelebA19)
@@ -36,10 +36,8 @@ def sample_rows(model, n: int = 8, seed: int = 0) -> tuple[np.ndarray, list[str]
         else:
             continue
         inputs = values.repeat_interleave(n, dim=0)
-        mu, logvar = model.encoders[spec.name](inputs)
-        mask = torch.ones(inputs.shape[0], 1, dtype=torch.bool, device=device)
-        q_mu, q_logvar = product_of_experts(mu.unsqueeze(1), logvar.unsqueeze(1), mask)
-        z = q_mu + noise(inputs.shape[0]) * torch.exp(0.5 * q_logvar)
+        q = model.posterior({spec.name: inputs}, [spec.name])
+        z = q.rsample(noise(inputs.shape[0]).unsqueeze(1), 0, 1).squeeze(1)
         zs.extend(z.split(n))
         labels.extend(names)
     out = model.likelihoods[image].mean(model.decode(image, torch.cat(zs)).float()).cpu().numpy()

@@ -28,6 +28,7 @@ AXIS_LABELS = {
     "supervision": "supervision level: fraction of training examples with every modality (paired)",
     "keep_prob": "keep probability p of each modality in each training example",
     "k": "k: random-subset ELBO terms per example",
+    "objective.k": "k: random-subset ELBO terms per example",
     "seed": "seed",
 }
 FAMILIES = {  # column prefix -> (panel title, y-axis label)
@@ -48,6 +49,7 @@ PAPER = {  # x key -> (file stem, families drawn, figure title)
     "k": ("figures_vs_k", ["log_pxy", "var_log_w.joint"],
           "Joint log-likelihood and variance of the log weights against k (cf. Wu & Goodman 2018, Fig. 3)"),
 }
+PAPER["objective.k"] = PAPER["k"]  # k's place since objectives own their settings
 LOG_AXIS = ("supervision", "keep_prob")
 
 
@@ -103,7 +105,7 @@ def choose_axes(grid_keys: list[str], rows: list[dict]) -> tuple[str, list[str]]
     varying = [k for k in grid_keys if k != "seed" and len(_ordered([r.get(k) for r in rows])) > 1]
     if not varying:
         return ("seed" if "seed" in grid_keys else grid_keys[0]), []
-    x = next((k for k in ("supervision", "keep_prob", "k") if k in varying), varying[0])
+    x = next((k for k in ("supervision", "keep_prob", "k", "objective.k") if k in varying), varying[0])
     return x, [k for k in varying if k != x]
 
 

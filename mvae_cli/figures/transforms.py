@@ -18,8 +18,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mvae_cli.model.poe import product_of_experts
-
 
 def _as_rgb(images: np.ndarray) -> np.ndarray:
     """``[n, C, H, W]`` → ``[n, 3, H, W]`` so modalities with 1 and 3 channels share a grid."""
@@ -29,9 +27,7 @@ def _as_rgb(images: np.ndarray) -> np.ndarray:
 @torch.no_grad()
 def _decode_from(model, batch: dict[str, torch.Tensor], source: str, target: str) -> np.ndarray:
     """Mean image of ``target`` decoded at the mean of q(z | source): ``[n, C, H, W]`` in [0, 1]."""
-    mu, logvar = model.encoders[source](batch[source])
-    mask = torch.ones(mu.shape[0], 1, dtype=torch.bool, device=mu.device)
-    q_mu, _ = product_of_experts(mu.unsqueeze(1), logvar.unsqueeze(1), mask)
+    q_mu = model.posterior(batch, [source]).mean
     return model.likelihoods[target].mean(model.decode(target, q_mu).float()).cpu().numpy()
 
 

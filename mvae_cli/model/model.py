@@ -1,7 +1,7 @@
 """The multimodal VAE: one encoder (Gaussian expert) and one decoder per modality over a shared z.
 
-It holds networks only; objectives (``mvae_cli.objectives``) and the estimator
-(``mvae_cli.evaluate``) combine them with :func:`~mvae_cli.model.poe.product_of_experts`.
+It holds networks and a fusion (:mod:`~mvae_cli.model.fusion`); :meth:`MultimodalVAE.posterior`
+is the only way any caller (objectives, the estimator, accuracy, figures) gets q(z | subset).
 """
 
 from __future__ import annotations
@@ -10,11 +10,81 @@ import torch
 from torch import nn
 
 from mvae_cli.data.format import ModalitySpec
+from mvae_cli.model.fusion import FUSIONS
 from mvae_cli.model.likelihoods import build_likelihoods
 from mvae_cli.model.nets import build_decoder, build_encoder
+from mvae_cli.model.poe import standard_normal_log_prob
 
 
-class MultimodalVAE(nn.Module):
+class ExpertPosterior:
+    """q(z | subset) from per-modality experts: :meth:`posterior`, for any module with ``names``,
+    ``fusion`` and ``encode(batch, mask) -> (mu, logvar) [B, M, D]`` (the test models use it too)."""
+
+    fusion = "poe"
+    conditional = False  # True where a decoder also takes y (the CVAE's p(x | z, y))
+
+    def decoder_context(self, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
+        """``[B, C]`` appended to z before decoding (the CVAE's y); None: decoders take z alone."""
+        return None
+
+    def given_mask(self, given, rows: int, device: torch.device | str) -> torch.Tensor:
+        """``bool [rows, M]`` from modality names (the same subset for every row), ``bool [M]`` or ``bool [rows, M]``."""
+        if torch.is_tensor(given):
+            return given.to(device=device, dtype=torch.bool).expand(rows, len(self.names))
+        unknown = set(given) - set(self.names)
+        if unknown:
+            raise ValueError(f"unknown modalities {sorted(unknown)} (known: {', '.join(self.names)})")
+        return torch.tensor([n in given for n in self.names], device=device).expand(rows, -1)
+
+    def posterior(self, batch: dict[str, torch.Tensor] | None, given,
+                  experts: tuple[torch.Tensor, torch.Tensor] | None = None):
+        """q(z | the ``given`` modalities of each row): the model's fusion of its experts.
+
+        Args:
+            batch: ``{name: [B, ...]}`` holding the given modalities (unused when ``experts`` is given).
+            given: modality names, or ``bool [B, M]`` / ``[M]``.
+            experts: ``(mu, logvar) [B, M, D]`` from :meth:`encode`, when already computed
+                (rows must show at least the given modalities).
+
+        Returns:
+            A posterior with B rows (:mod:`~mvae_cli.model.posterior`).
+        """
+        if experts is None:
+            rows = next(iter(v for k, v in batch.items() if k != "mask")).shape[0]
+            device = next(iter(batch.values())).device
+            # encoders run on the given modalities (a model's own mask, as the CVAE's, may say less)
+            wide = torch.is_tensor(given) and given.shape[-1] != len(self.names)
+            experts = self.encode(batch, given if wide else ExpertPosterior.given_mask(self, given, rows, device))
+            mask = self.given_mask(given, rows, device)
+        else:
+            mask = self.given_mask(given, experts[0].shape[0], experts[0].device)
+        return FUSIONS[self.fusion](experts[0], experts[1], mask)
+
+    def posterior_reason(self, given) -> str | None:
+        """Why q(z | given) is not defined by this model (None when it is), ``given`` a list of names."""
+        given = set(given)
+        missing = given - set(getattr(self, "encoded", self.names))
+        if missing:
+            return f"{getattr(self, 'model_name', 'this model')} has no inference network for {', '.join(sorted(missing))}"
+        if self.fusion == "single" and len(given) != 1:
+            return f"{getattr(self, 'model_name', 'this model')} has no joint inference network q(z|{','.join(sorted(given))})"
+        if self.fusion in ("moe", "mopoe") and not given:
+            return "a mixture posterior needs at least one modality"
+        return None
+
+    def generation_reason(self, names) -> str | None:
+        """Why p(names | z) is not defined by this model (None when it is)."""
+        missing = set(names) - set(getattr(self, "decoded", self.names))
+        if missing:
+            return f"{getattr(self, 'model_name', 'this model')} does not generate {', '.join(sorted(missing))}"
+        return None
+
+    def prior_log_prob(self, z: torch.Tensor) -> torch.Tensor:
+        """log p(z) = log N(z; 0, I): ``[..., D]`` → ``[...]``."""
+        return standard_normal_log_prob(z)
+
+
+class MultimodalVAE(ExpertPosterior, nn.Module):
     """p(z) Π_i p(x_i | z) with one Gaussian expert q(z | x_i) per modality.
 
     Args:
@@ -26,17 +96,29 @@ class MultimodalVAE(nn.Module):
         likelihoods: the recipe's ``model.likelihoods``, ``{name: "continuous-bernoulli" | "gaussian:learned" | …}``
             (:func:`~mvae_cli.model.likelihoods.build_likelihoods`); default the dataset's own.
             Learned scales are parameters of ``self.likelihoods``.
+        fusion: how experts combine (:data:`~mvae_cli.model.fusion.FUSIONS`): ``poe`` (MVAE),
+            ``qoe`` (MVAE-Q), ``moe``, ``mopoe``, ``single``.
+        modalities: the modalities that get an encoder and a decoder (default: all; the VAE
+            models one). Mask columns still follow ``specs``.
     """
+
+    model_name = "mvae"
 
     def __init__(self, specs: list[ModalitySpec], latent_dim: int, hidden: int = 512,
                  image_net: str = "mlp", weights: dict[str, float] | None = None,
-                 likelihoods: dict[str, str] | None = None):
+                 likelihoods: dict[str, str] | None = None, fusion: str = "poe",
+                 modalities: list[str] | None = None):
         super().__init__()
+        if fusion not in FUSIONS:
+            raise ValueError(f"unknown fusion {fusion!r} (known: {', '.join(FUSIONS)})")
+        self.fusion = fusion
         self.specs = list(specs)
         self.names = [s.name for s in self.specs]
         self.latent_dim = latent_dim
-        self.encoders = nn.ModuleDict({s.name: build_encoder(s, latent_dim, hidden, image_net) for s in self.specs})
-        self.decoders = nn.ModuleDict({s.name: build_decoder(s, latent_dim, hidden, image_net) for s in self.specs})
+        modelled = [s for s in self.specs if modalities is None or s.name in modalities]
+        self.encoded = self.decoded = [s.name for s in modelled]
+        self.encoders = nn.ModuleDict({s.name: build_encoder(s, latent_dim, hidden, image_net) for s in modelled})
+        self.decoders = nn.ModuleDict({s.name: build_decoder(s, latent_dim, hidden, image_net) for s in modelled})
         weights = weights or {}
         self.weights = [float(weights.get(n, 1.0)) for n in self.names]
         self.likelihoods = nn.ModuleDict(build_likelihoods(self.specs, likelihoods))
@@ -56,7 +138,9 @@ class MultimodalVAE(nn.Module):
         for j, name in enumerate(self.names):
             column = mask[:, j]
             rows = None if bool(column.all()) else column.nonzero(as_tuple=True)[0]
-            if rows is None:
+            if name not in self.encoders:  # a modality the model does not infer from (the VAE's y)
+                mu = logvar = torch.zeros(mask.shape[0], self.latent_dim, device=mask.device)
+            elif rows is None:
                 mu, logvar = self.encoders[name](batch[name])
             elif rows.numel() == 0:  # nobody shows this modality: its expert is dropped anyway
                 mu = logvar = torch.zeros(mask.shape[0], self.latent_dim, device=mask.device)
@@ -68,6 +152,10 @@ class MultimodalVAE(nn.Module):
             mus.append(mu)
             logvars.append(logvar)
         return torch.stack(mus, dim=1), torch.stack(logvars, dim=1)
+
+    def inference_modules(self) -> list[nn.Module]:
+        """The inference networks (Table 1 counts their parameters)."""
+        return list(self.encoders.values())
 
     def decode(self, name: str, z: torch.Tensor) -> torch.Tensor:
         """Likelihood parameters (logits) of modality ``name`` for ``z [R, D]``."""

@@ -1,7 +1,8 @@
 """The one Gaussian product of experts (MVAE paper, §2.3, Eq. 3).
 
-Everything that fuses experts calls :func:`product_of_experts`: training
-objectives, evaluation and sampling.
+The fusions of :mod:`~mvae_cli.model.fusion` that multiply experts (the PoE, the mixture
+of products) call :func:`product_of_experts`; everything else gets its posterior from
+``model.posterior``.
 """
 
 from __future__ import annotations
@@ -47,3 +48,9 @@ def gaussian_log_prob(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -
 def standard_normal_log_prob(z: torch.Tensor) -> torch.Tensor:
     """log N(z; 0, I), summed over the last dimension: ``[...]``."""
     return -0.5 * (z.pow(2) + math.log(2 * math.pi)).sum(dim=-1)
+
+
+def gaussian_kl(mu_q: torch.Tensor, logvar_q: torch.Tensor, mu_p: torch.Tensor, logvar_p: torch.Tensor) -> torch.Tensor:
+    """KL[N(mu_q, diag exp(logvar_q)) || N(mu_p, diag exp(logvar_p))], summed over the last dimension: ``[...]``."""
+    return 0.5 * ((logvar_q - logvar_p).exp() + (mu_q - mu_p).pow(2) * torch.exp(-logvar_p) - 1.0
+                  + logvar_p - logvar_q).sum(dim=-1)

@@ -1,13 +1,12 @@
 """The ELBO of modality subsets, evaluated for many (example, subset) rows in one batched pass.
 
-Shared by every objective built on the product of experts and by validation.
+Shared by every objective built on a model's fused posterior (``model.posterior``) and by validation.
 """
 
 from __future__ import annotations
 
 import torch
 
-from mvae_cli.model.poe import gaussian_kl_to_prior, product_of_experts
 
 
 def beta_at(step: int, anneal_steps: int) -> float:
@@ -44,32 +43,42 @@ def subset_elbo(
     subsets: torch.Tensor,
     beta: float,
     eps: torch.Tensor | None = None,
+    targets: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """ELBO(X) = E_q(z|X)[Σ_{i∈X} λ_i log p(x_i|z)] − β KL[q(z|X) || p(z)] (paper Eq. 4), one row per subset.
 
-    The subsets are stacked along the batch dimension: one product of experts for all
-    rows, and each decoder runs once, on the rows whose subset holds its modality.
+    The subsets are stacked along the batch dimension: one fused posterior
+    (``model.posterior``) for all rows, and each decoder runs once, on the rows whose subset
+    holds its modality. The KL is analytic for a Gaussian posterior and, for a mixture,
+    the Monte Carlo estimate at the same sample.
 
     Args:
-        model: a :class:`~mvae_cli.model.model.MultimodalVAE`.
+        model: a :class:`~mvae_cli.model.model.MultimodalVAE` (or any model with its interface).
         batch: ``{name: [B, ...]}``.
         mu, logvar: ``[B, M, D]`` expert parameters from ``model.encode``.
         example: ``long[R]``, the example of each row.
-        subsets: ``bool[R, M]``, the modalities of each row.
+        subsets: ``bool[R, M]``, the modalities each row's posterior is given (a model with
+            more experts than modalities, as JMVAE's joint network, takes its own mask here).
         beta: the KL weight.
         eps: ``[R, D]`` standard-normal noise; drawn here when None.
+        targets: ``bool[R, M]``, the modalities each row reconstructs (default: ``subsets``;
+            BiVCCA's q(z|x) reconstructs every observed modality).
 
     Returns:
         ``(elbo [R], log_lik [R, M], kl [R])``; ``log_lik[r, i]`` is the unweighted
-        single-sample log p(x_i | z_r), zero where modality i is not in row r.
+        single-sample log p(x_i | z_r), zero where modality i is not in row r's targets.
     """
-    q_mu, q_logvar = product_of_experts(gather_rows(mu, example).float(), gather_rows(logvar, example).float(), subsets)
+    targets = subsets if targets is None else targets
+    q = model.posterior(None, subsets, experts=(gather_rows(mu, example).float(), gather_rows(logvar, example).float()))
     if eps is None:
-        eps = torch.randn_like(q_mu)
-    z = q_mu + eps * torch.exp(0.5 * q_logvar)
+        eps = torch.randn_like(q.mean)
+    z = q.rsample(eps.unsqueeze(1), 0, 1).squeeze(1)
+    context = model.decoder_context(batch)
+    if context is not None:  # a conditional decoder (CVAE): p(x | z, y)
+        z = torch.cat([z, gather_rows(context, example).to(z.dtype)], dim=1)
     columns = []
     for j, name in enumerate(model.names):
-        rows = subsets[:, j].nonzero(as_tuple=True)[0]
+        rows = targets[:, j].nonzero(as_tuple=True)[0]
         if rows.numel() == subsets.shape[0]:
             ll = model.log_prob(name, model.decode(name, z).float(), batch[name][example])
         elif rows.numel() == 0:
@@ -81,5 +90,5 @@ def subset_elbo(
         columns.append(ll)
     log_lik = torch.stack(columns, dim=1)
     weights = torch.tensor(model.weights, device=log_lik.device, dtype=log_lik.dtype)
-    kl = gaussian_kl_to_prior(q_mu, q_logvar)
+    kl = q.kl_to_prior(eps.unsqueeze(1))
     return (log_lik * weights).sum(dim=1) - beta * kl, log_lik, kl

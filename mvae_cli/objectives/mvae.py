@@ -81,9 +81,16 @@ class MVAEObjective:
         anneal_steps: optimiser steps over which β rises linearly from 0 to 1.
     """
 
-    def __init__(self, k: int = 0, anneal_steps: int = 0):
+    def __init__(self, k: int = 0, anneal_steps: int = 0, **_):
         self.k = k
         self.anneal_steps = anneal_steps
+
+    def bound(self, model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The ELBO of every shown modality (β = 1, one sample), per example: ``[B]`` (validation)."""
+        mask = batch["mask"]
+        mu, logvar = model.encode(batch, mask)
+        rows = torch.arange(mask.shape[0], device=mask.device)
+        return subset_elbo(model, batch, mu, logvar, rows, mask, beta=1.0)[0]
 
     def __call__(self, model, batch: dict[str, torch.Tensor], step: int) -> tuple[torch.Tensor, dict[str, float]]:
         mask = batch["mask"]

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from mvae_cli.errors import UserError
-from mvae_cli.recipe import (DICT_KEYS, Recipe, get_dotted, known_keys, load_recipe_dict, parse_override,
-                             recipe_from_dict, recipe_to_dict, set_dotted)
+from mvae_cli.recipe import (DICT_KEYS, LEGACY_KEYS, Recipe, get_dotted, known_keys, load_recipe_dict,
+                             migrate_legacy, parse_override, recipe_from_dict, recipe_to_dict, set_dotted)
 
 _SECTIONS = {"data", "model", "eval", *(key.rstrip(".") for key in DICT_KEYS)}
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+\-]")
@@ -72,7 +72,7 @@ def _check_grid_key(key: str) -> None:
         raise UserError(f"grid key {key!r} is a section of the recipe; grid one of its keys, such as {key}.<name>")
     if key == "grid" or key.startswith("grid."):
         raise UserError("grid key 'grid' is not allowed: a grid cannot vary itself")
-    if key not in known_keys() and not key.startswith(DICT_KEYS):
+    if key not in known_keys() and key not in LEGACY_KEYS and not key.startswith(DICT_KEYS):
         raise UserError(f"unknown recipe key {key!r} in grid")
 
 
@@ -116,7 +116,7 @@ def expand_grid(raw: dict) -> list[Point]:
                 recipe = _point_recipe(raw, {key: value})
             except UserError as error:
                 raise UserError(f"grid value {key}={value!r} is not allowed: {error}") from None
-            checked.append(get_dotted(recipe_to_dict(recipe), key))
+            checked.append(get_dotted(recipe_to_dict(recipe), LEGACY_KEYS.get(key, key)))
         names = [format_value(v) for v in checked]
         repeated = sorted({n for n in names if names.count(n) > 1})
         if repeated:
@@ -142,7 +142,7 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
     grid = raw.get("grid") or {}
     for text in overrides:
         key, value = parse_override(text)
-        if key not in known_keys() and not key.startswith(DICT_KEYS + ("grid.",)):
+        if key not in known_keys() and key not in LEGACY_KEYS and not key.startswith(DICT_KEYS + ("grid.",)):
             raise UserError(f"unknown recipe key {key!r} in override {text!r}")
         if isinstance(grid, dict) and key in grid:
             raise UserError(f"override {text!r} sets {key!r}, which the grid varies; "
@@ -157,7 +157,7 @@ def load_sweep(path: str | Path, overrides: list[str] = ()) -> Sweep:
     Raises:
         UserError: as :func:`expand_grid`, or an unreadable recipe or bad override.
     """
-    raw = apply_overrides(load_recipe_dict(path), list(overrides))
+    raw = apply_overrides(migrate_legacy(load_recipe_dict(path)), list(overrides))
     if not raw.get("grid"):
         raise UserError(f"recipe {path} has no grid: a sweep recipe lists the values to vary under `grid:`, "
                         "e.g. `grid: {supervision: [0.01, 0.1, 1.0]}`; train a single recipe with `mvae train`")

@@ -47,17 +47,20 @@ def test_cpu_run_is_reproducible_bit_for_bit(data_path, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_resume_after_interruption_equals_uninterrupted_run(data_path, tmp_path):
-    train(_recipe(data_path), tmp_path / "whole")
+@pytest.mark.parametrize("model", ["mvae"] + [pytest.param(m, marks=pytest.mark.slow)
+                                               for m in ("mvae-q", "vae", "cvae", "bivcca", "jmvae")])
+def test_resume_after_interruption_equals_uninterrupted_run(data_path, tmp_path, model):
+    recipe = _recipe(data_path, f"model.name={model}")
+    train(recipe, tmp_path / "whole")
 
     def interrupt(event, **info):
         if event == "step" and info["epoch"] == 1 and info["step"] == 3:
             raise KeyboardInterrupt  # killed in the middle of the second epoch
 
     with pytest.raises(KeyboardInterrupt):
-        train(_recipe(data_path), tmp_path / "cut", progress=interrupt)
+        train(recipe, tmp_path / "cut", progress=interrupt)
     assert load_checkpoint(tmp_path / "cut" / "last.pt")["epoch"] == 1
-    result = train(_recipe(data_path), tmp_path / "cut")
+    result = train(recipe, tmp_path / "cut")
     assert result.resumed and result.epochs_done == 3
     whole, cut = _weights(tmp_path / "whole"), _weights(tmp_path / "cut")
     assert all(torch.equal(whole[k], cut[k]) for k in whole)

@@ -10,9 +10,10 @@ from torch import nn
 
 from mvae_cli.data.format import ModalitySpec
 from mvae_cli.model.likelihoods import LOG_PROB
+from mvae_cli.model.model import ExpertPosterior
 
 
-class LinearGaussian(nn.Module):
+class LinearGaussian(ExpertPosterior, nn.Module):
     """z ~ N(0, I_D); x_i = W_i z + b_i + N(0, σ² I) per modality i.
 
     Each W_i has orthogonal columns (W_iᵀW_i = diag(s_i²)), so the exact posterior given
@@ -20,11 +21,15 @@ class LinearGaussian(nn.Module):
     expert i is N(W_iᵀ(x_i − b_i) / s_i², σ² / s_i²). ``inflate`` scales the experts'
     variances and ``shift`` moves their means, for a proposal that is not exact; ``scales``
     multiplies a modality's W (a small one makes the modality weakly informative).
+    ``fusion`` picks how ``posterior`` combines the experts (exact only for ``poe``; the
+    others are proposals whose estimates must still converge to the exact log p(x)).
     """
 
     def __init__(self, dims: dict[str, int], latent_dim: int = 3, sigma: float = 0.5, seed: int = 0,
-                 inflate: float = 1.0, shift: float = 0.0, scales: dict[str, float] | None = None):
+                 inflate: float = 1.0, shift: float = 0.0, scales: dict[str, float] | None = None,
+                 fusion: str = "poe"):
         super().__init__()
+        self.fusion = fusion
         g = torch.Generator().manual_seed(seed)
         self.names = list(dims)
         self.latent_dim = latent_dim
@@ -78,7 +83,7 @@ class LinearGaussian(nn.Module):
         return (x - b) @ W @ cov / self.sigma ** 2, cov
 
 
-class PerfectClassifier(nn.Module):
+class PerfectClassifier(ExpertPosterior, nn.Module):
     """An image that is the one-hot code of its class, and a latent that copies it.
 
     Encoders put a confident expert on the one-hot code; the label decoder's logits are
@@ -118,7 +123,7 @@ class _RoundingDecoder:
         return torch.cat([torch.full_like(tokens[:, :1], self.start), tokens], dim=1)
 
 
-class PerfectPredictor(nn.Module):
+class PerfectPredictor(ExpertPosterior, nn.Module):
     """An image that spells out its attributes and its text, and a latent that copies them.
 
     The image ``[1, 1, A + 1 + L − 1]`` holds the A bits of ``attrs`` and the bit of ``flag``

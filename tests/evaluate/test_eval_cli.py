@@ -19,7 +19,7 @@ from tests.helpers import make_dataset
 
 runner = CliRunner()
 KEYS = ["particles", "prior_samples", "split", "checkpoint", "n_examples", "x", "y", "seconds",
-        "log_px", "log_pxy", "log_px_given_y", "var_log_w", "accuracy"]
+        "log_px", "log_pxy", "log_px_given_y", "var_log_w", "accuracy", "not_defined"]
 FAST = ["--particles", "20", "--prior-samples", "100", "--limit", "30"]
 
 
@@ -50,7 +50,7 @@ def test_eval_writes_eval_json_and_prints_the_table(run_dir):
     assert list(evaluation) == KEYS
     assert evaluation["x"] == "image" and evaluation["y"] == ["label"] and evaluation["n_examples"] == 30
     for key in ("log_px", "log_pxy", "log_px_given_y"):
-        assert set(evaluation[key]) == {"image", "image+label"}
+        assert set(evaluation[key]) == {"image", "image+label", "label"}  # label: Eq. 7's q(z|y)
         for figure in evaluation[key].values():
             assert set(figure) == {"mean", "se", "ess"} and 1.0 <= figure["ess"] <= 20.0 and figure["se"] > 0
     assert set(evaluation["var_log_w"]) == {"marginal", "joint", "conditional"}
@@ -58,6 +58,7 @@ def test_eval_writes_eval_json_and_prints_the_table(run_dir):
     for name, value in evaluation["var_log_w"]["joint"].items():
         assert evaluation["var_log_w"]["conditional"][name] == pytest.approx(value, rel=1e-5)
     assert set(evaluation["accuracy"]) == {"label", "mean"} and 0 <= evaluation["accuracy"]["mean"] <= 1
+    assert evaluation["not_defined"] == {}  # the MVAE defines every figure
 
 
 def test_conditional_is_joint_minus_log_p_y_from_the_shared_prior_samples(run_dir):
@@ -68,7 +69,7 @@ def test_conditional_is_joint_minus_log_p_y_from_the_shared_prior_samples(run_di
     with torch.no_grad():  # log p(y) = log (1/S) Σ_s p(y | z_s), z_s ~ p(z), by plain code
         log_softmax = torch.log_softmax(model.decode("label", prior_noise(3, 300, model.latent_dim)), dim=-1)
         log_py = torch.logsumexp(log_softmax[:, labels], dim=0) - np.log(300)
-    for name in ("image", "image+label"):
+    for name in ("image", "image+label", "label"):
         assert evaluation["log_px_given_y"][name]["mean"] == pytest.approx(
             evaluation["log_pxy"][name]["mean"] - float(log_py.mean()), abs=1e-4)
 
@@ -88,7 +89,7 @@ def test_the_figures_do_not_depend_on_batch_size_or_memory(run_dir):
 def test_explicit_x_and_y_and_the_default_run(run_dir, tmp_path, monkeypatch):
     evaluation = evaluate_run(run_dir, particles=5, prior_samples=20, limit=8, x="label", y=["image"], device="cpu")
     assert evaluation["x"] == "label" and evaluation["y"] == ["image"]
-    assert set(evaluation["log_px"]) == {"label", "label+image"} and evaluation["accuracy"] == {}
+    assert set(evaluation["log_px"]) == {"label", "label+image", "image"} and evaluation["accuracy"] == {}
     monkeypatch.chdir(tmp_path)  # RUN_DIR defaults to the newest run under runs/
     shutil.copytree(run_dir, tmp_path / "runs" / "only")
     result = runner.invoke(app, ["eval", *FAST, "--split", "valid", "--checkpoint", "last"])
@@ -134,3 +135,22 @@ def test_a_split_the_file_lacks(run_dir, tmp_path):
     info["dataset"] = {**info["dataset"], "path": str(tmp_path / "no_valid.h5"), "abspath": str(tmp_path / "no_valid.h5")}
     (moved / "run.json").write_text(json.dumps(info))
     _fails([str(moved), "--split", "valid"], "has no 'valid' split", "it has: train, test")
+
+
+def test_a_run_directory_of_an_earlier_version_still_evaluates(run_dir, tmp_path):
+    # Before model.name and the objective's own settings: `objective: mvae` and a top-level k.
+    import yaml
+
+    old = tmp_path / "old"
+    shutil.copytree(run_dir, old)
+    config = yaml.safe_load((old / "config.yaml").read_text())
+    assert config["model"].pop("name") == "mvae"
+    config["k"] = config.pop("objective")["k"]
+    config["objective"] = "mvae"
+    (old / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    info = json.loads((old / "run.json").read_text())
+    info.pop("model")
+    (old / "run.json").write_text(json.dumps(info))
+    before = evaluate_run(run_dir, particles=5, prior_samples=20, limit=6, device="cpu")
+    after = evaluate_run(old, particles=5, prior_samples=20, limit=6, device="cpu")
+    assert after["log_pxy"] == before["log_pxy"] and after["accuracy"] == before["accuracy"]

@@ -26,7 +26,7 @@ def test_dotted_keys_and_overrides_reach_every_point(tmp_path):
     path = _write(tmp_path, {"grid": {"model.hidden": [16, 32], "k": [0, 1, 2]}})
     sweep = load_sweep(path, ["epochs=1", "eval.particles=5"])
     assert len(sweep.points) == 6
-    assert [(p.recipe.model.hidden, p.recipe.k) for p in sweep.points] == [(h, k) for h in (16, 32) for k in (0, 1, 2)]
+    assert [(p.recipe.model.hidden, p.recipe.objective.k) for p in sweep.points] == [(h, k) for h in (16, 32) for k in (0, 1, 2)]
     assert all(p.recipe.epochs == 1 and p.recipe.eval.particles == 5 for p in sweep.points)
     assert sweep.points[0].name == "model.hidden=16,k=0"
 

@@ -1,0 +1,161 @@
+"""Posteriors over z as objects: a diagonal Gaussian and a weighted mixture of them (DESIGN.md,
+"Math lives in one place").
+
+Every posterior has a batch of B rows and works on particles laid out ``[B, K, D]``:
+
+- ``rsample(eps, offset, total)``: reparameterised draws from given standard-normal noise
+  ``eps [B, k, D]``; ``offset`` and ``total`` say which particles of K = ``total`` these k are,
+  so one example's particles can be drawn chunk by chunk with the same answer;
+- ``particle_log_weights(k, offset, total)``: ``[B, k]`` log factors a particle's importance
+  weight takes (0 for a Gaussian; for a stratified mixture, log π_c − log(n_c / K) of the
+  particle's component c, so that a plain mean over the K particles is unbiased);
+- ``log_prob(z [B, K, D]) -> [B, K]``, ``mean [B, D]``, ``kl_to_prior(eps=None) -> [B]``
+  (analytic for the Gaussian, stratified Monte Carlo from the given noise for a mixture).
+
+The prior is N(0, I) (:func:`~mvae_cli.model.poe.standard_normal_log_prob`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from mvae_cli.model.poe import gaussian_kl_to_prior, gaussian_log_prob, standard_normal_log_prob
+
+
+class DiagonalGaussian:
+    """N(mu, diag exp(logvar)) per row.
+
+    Args:
+        mu: ``[B, D]`` (any leading shape ``[..., D]`` for the closed forms).
+        logvar: same shape as ``mu``.
+    """
+
+    def __init__(self, mu: torch.Tensor, logvar: torch.Tensor):
+        self.mu, self.logvar = mu, logvar
+
+    @property
+    def mean(self) -> torch.Tensor:
+        return self.mu
+
+    @property
+    def std(self) -> torch.Tensor:
+        return torch.exp(0.5 * self.logvar)
+
+    def rows(self, start: int, stop: int) -> "DiagonalGaussian":
+        """The posterior of rows ``start:stop``."""
+        return DiagonalGaussian(self.mu[start:stop], self.logvar[start:stop])
+
+    def rsample(self, eps: torch.Tensor, offset: int = 0, total: int | None = None) -> torch.Tensor:
+        """``mu + sigma * eps``: ``eps [B, k, D]`` → ``z [B, k, D]``."""
+        return self.mu.unsqueeze(-2) + self.std.unsqueeze(-2) * eps
+
+    def particle_log_weights(self, k: int, offset: int = 0, total: int | None = None) -> None:
+        """None: every particle of a Gaussian weighs the same (no correction)."""
+        return None
+
+    def log_prob(self, z: torch.Tensor) -> torch.Tensor:
+        """log q(z): ``z [B, K, D]`` → ``[B, K]``."""
+        return gaussian_log_prob(z, self.mu.unsqueeze(-2), self.logvar.unsqueeze(-2))
+
+    def kl_to_prior(self, eps: torch.Tensor | None = None) -> torch.Tensor:
+        """KL[q || N(0, I)] in closed form: ``[B]`` (``eps`` is ignored)."""
+        return gaussian_kl_to_prior(self.mu, self.logvar)
+
+
+def strata_bounds(log_weights: torch.Tensor, total: int) -> torch.Tensor:
+    """Stratified allocation of ``total`` particles to mixture components by their weights.
+
+    Particle j (of K = ``total``) sits at u_j = (j + ½)/K and belongs to the component whose
+    slice of the cumulative weights holds it, so component c gets n_c ≈ π_c K particles (every
+    component with π_c ≥ 1/K at least one; a component of weight 0 none). Integer bounds
+    keep the allocation and the counts consistent under float rounding.
+
+    Args:
+        log_weights: ``[B, C]`` log π (rows normalised; −inf for a component left out).
+        total: K.
+
+    Returns:
+        ``long [B, C]``: b_c = n_0 + … + n_c, the last column exactly K.
+    """
+    cumulative = torch.cumsum(torch.softmax(log_weights.double(), dim=-1), dim=-1)
+    bounds = torch.floor(cumulative * total - 0.5).long() + 1
+    bounds = bounds.clamp(0, total)
+    bounds[..., -1] = total
+    return torch.cummax(bounds, dim=-1).values
+
+
+class Mixture:
+    """Σ_c π_c N(mu_c, diag exp(logvar_c)) per row, sampled by strata (particles per component).
+
+    Args:
+        components: a :class:`DiagonalGaussian` with ``mu, logvar [B, C, D]``.
+        log_weights: ``[B, C]`` log π, each row normalised (−inf for a component left out).
+    """
+
+    def __init__(self, components: DiagonalGaussian, log_weights: torch.Tensor):
+        self.components = components
+        self.log_weights = log_weights
+
+    @property
+    def mean(self) -> torch.Tensor:
+        """Σ_c π_c mu_c: ``[B, D]``."""
+        weights = torch.softmax(self.log_weights, dim=-1).to(self.components.mu.dtype)
+        return (weights.unsqueeze(-1) * self.components.mu).sum(dim=-2)
+
+    def rows(self, start: int, stop: int) -> "Mixture":
+        return Mixture(self.components.rows(start, stop), self.log_weights[start:stop])
+
+    def _component(self, k: int, offset: int, total: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Component index ``long [B, k]`` of particles offset..offset+k of K, and the bounds ``[B, C]``."""
+        total = k if total is None else total
+        bounds = strata_bounds(self.log_weights, total)
+        j = torch.arange(offset, offset + k, device=bounds.device).expand(bounds.shape[0], -1).contiguous()
+        return torch.searchsorted(bounds, j, right=True), bounds
+
+    def rsample(self, eps: torch.Tensor, offset: int = 0, total: int | None = None) -> torch.Tensor:
+        """Particle j of K is drawn from its stratum's component: ``eps [B, k, D]`` → ``z [B, k, D]``."""
+        index, _ = self._component(eps.shape[-2], offset, total)
+        pick = index.unsqueeze(-1).expand(-1, -1, eps.shape[-1])
+        mu = self.components.mu.gather(-2, pick)
+        std = self.components.std.gather(-2, pick)
+        return mu + std * eps
+
+    def particle_log_weights(self, k: int, offset: int = 0, total: int | None = None) -> torch.Tensor:
+        """log π_c − log(n_c / K) of each particle's component c: ``[B, k]``.
+
+        (1/K) Σ_j exp(this_j) f(z_j) = Σ_c π_c (1/n_c) Σ_{j ∈ c} f(z_j), the stratified
+        estimate of E_q[f] (exact in expectation whenever every component with π_c > 0 has
+        a particle, i.e. K ≥ 1/min π_c).
+        """
+        total = k if total is None else total
+        index, bounds = self._component(k, offset, total)
+        counts = torch.diff(bounds, dim=-1, prepend=torch.zeros_like(bounds[..., :1]))
+        log_share = self.log_weights.double() - torch.log(counts.double() / total)
+        return log_share.gather(-1, index).to(self.components.mu.dtype)
+
+    def log_prob(self, z: torch.Tensor) -> torch.Tensor:
+        """log Σ_c π_c N(z; mu_c, σ_c²): ``z [B, K, D]`` → ``[B, K]``."""
+        mu, logvar = self.components.mu.unsqueeze(-2), self.components.logvar.unsqueeze(-2)  # [B, C, 1, D]
+        per_component = gaussian_log_prob(z.unsqueeze(-3), mu, logvar)  # [B, C, K]
+        return torch.logsumexp(per_component + self.log_weights.unsqueeze(-1).to(z.dtype), dim=-2)
+
+    def kl_to_prior(self, eps: torch.Tensor | None = None) -> torch.Tensor:
+        """Stratified Monte Carlo KL[q || N(0, I)] from noise ``eps [B, K, D]``: ``[B]``.
+
+        Without noise, one particle per component (K = C) is drawn from torch's generator.
+        """
+        if eps is None:
+            mu = self.components.mu
+            eps = torch.randn(mu.shape[0], mu.shape[-2], mu.shape[-1], dtype=mu.dtype, device=mu.device)
+        total = eps.shape[-2]
+        z = self.rsample(eps, 0, total)
+        log_ratio = self.log_prob(z) - standard_normal_log_prob(z)
+        return (self.particle_log_weights(total, 0, total).exp() * log_ratio).sum(dim=-1) / total
+
+
+def log_uniform_weights(mask: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """log π for a uniform mixture over the components ``mask`` selects: ``bool [B, C]`` → ``[B, C]``."""
+    counts = mask.sum(dim=-1, keepdim=True).clamp(min=1).to(dtype)
+    return torch.where(mask, -torch.log(counts), torch.full_like(counts, -math.inf))

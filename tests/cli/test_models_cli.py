@@ -1,0 +1,51 @@
+"""`mvae train model.name=X` then `mvae eval` for every model of the registry, through the CLI."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from mvae_cli.cli.app import app
+from tests.helpers import make_dataset
+
+runner = CliRunner()
+SMALL = ["epochs=1", "model.hidden=16", "model.latent_dim=4", "batch_size=64"]
+EVAL = ["--particles", "8", "--prior-samples", "50", "--limit", "20"]
+# what each model leaves undefined in eval.json (proposals: image, image+label, label)
+UNDEFINED = {
+    "mvae": set(),
+    "mvae-q": set(),
+    "jmvae": set(),
+    "cvae": {f"{key}.{p}" for key in ("log_px", "log_pxy") for p in ("image", "image+label", "label")}
+            | {"log_px_given_y.image", "log_px_given_y.label", "accuracy"},
+    "bivcca": {f"{key}.image+label" for key in ("log_px", "log_pxy", "log_px_given_y")},
+    "vae": {f"{key}.{p}" for key in ("log_px", "log_pxy", "log_px_given_y") for p in ("image", "image+label", "label")}
+           - {"log_px.image"} | {"accuracy"},
+}
+
+
+@pytest.fixture(scope="module")
+def data_path(tmp_path_factory):
+    return make_dataset(tmp_path_factory.mktemp("data") / "tiny.h5")
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n != "bivcca" else n for n in UNDEFINED])
+def test_train_and_eval_every_model(data_path, tmp_path, name):
+    out = tmp_path / name
+    result = runner.invoke(app, ["train", "--data", str(data_path), "--supervision", "0.5", "--out", str(out),
+                                 f"model.name={name}", *SMALL])
+    assert result.exit_code == 0, result.output
+    info = json.loads((out / "run.json").read_text())
+    assert info["model"]["name"] == name and 0 < info["model"]["parameters"]["inference"] < \
+        info["model"]["parameters"]["total"]
+    result = runner.invoke(app, ["eval", str(out), *EVAL])
+    assert result.exit_code == 0, result.output
+    evaluation = json.loads((out / "eval.json").read_text())
+    assert set(evaluation["not_defined"]) == UNDEFINED[name]
+    for key in ("log_px", "log_pxy", "log_px_given_y"):
+        for proposal, figure in evaluation[key].items():
+            if f"{key}.{proposal}" in UNDEFINED[name]:
+                assert figure is None and evaluation["not_defined"][f"{key}.{proposal}"]
+            else:
+                assert figure["mean"] < 0 and figure["se"] >= 0
+    assert (evaluation["accuracy"] is None) == (name in ("vae", "cvae"))
