@@ -137,13 +137,13 @@ def _draw_figures(grid_keys: list[str], rows: list[dict], out: Path) -> Path | s
 
 
 def sweep_command(
-    recipe: Annotated[Path, typer.Argument(help="A sweep recipe: a training recipe plus grid: and eval:.")],
+    recipe: Annotated[Path, typer.Argument(metavar="RECIPE", help="A sweep recipe: a training recipe plus grid: and eval:.")],
     overrides: Annotated[Optional[list[str]], typer.Argument(
-        metavar="[KEY=VALUE]...", help="Overrides for every point, e.g. epochs=1 eval.particles=100.")] = None,
+        metavar="KEY=VALUE", help="Overrides for every point, e.g. epochs=1 eval.particles=100.")] = None,
     out: Annotated[Optional[Path], typer.Option(
-        "--out", "-o", help="Sweep directory [default: sweeps/<recipe file stem>].")] = None,
+        "--out", "-o", metavar="DIR", help="Sweep directory (default: sweeps/<recipe file stem>).")] = None,
     jobs: Annotated[int, typer.Option(
-        "--jobs", "-j", help="Points trained at once, each in its own process (and GPU, when there are several).")] = 1,
+        "--jobs", "-j", metavar="N", help="Points trained at once, each in its own process (and GPU, when there are several).")] = 1,
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="List the points and their run directories; train nothing.")] = False,
 ) -> None:

@@ -24,17 +24,17 @@ def _default_out(recipe) -> Path:
 
 
 def train_command(
-    overrides: Optional[list[str]] = typer.Argument(None, metavar="[KEY=VALUE]...", help="Recipe overrides, e.g. epochs=5 model.latent_dim=32."),
-    data: Optional[Path] = typer.Option(None, "--data", help="A prepared dataset file (default: data/shapes.h5, prepared when missing)."),
-    recipe_path: Optional[Path] = typer.Option(None, "--recipe", help="A recipe YAML file (default: built-in defaults)."),
-    supervision: Optional[float] = typer.Option(None, "--supervision", help="Fraction of paired examples, in [0, 1]."),
-    keep_prob: Optional[float] = typer.Option(None, "--keep-prob", help="Keep each modality with this probability, in (0, 1]."),
-    epochs: Optional[int] = typer.Option(None, "--epochs", help="Number of epochs (with --resume: train up to this many)."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Seed for the mask, initialisation and sampling."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Run directory (default: runs/<dataset>-<level>-seed=<n>-<time>)."),
-    device: Optional[str] = typer.Option(None, "--device", help="auto (CUDA when present), cpu or cuda."),
-    precision: Optional[str] = typer.Option(None, "--precision", help="fp32, or bf16/fp16 autocast on CUDA."),
-    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this directory from its last checkpoint."),
+    overrides: Optional[list[str]] = typer.Argument(None, metavar="KEY=VALUE", help="Recipe overrides, e.g. epochs=5 model.latent_dim=32."),
+    data: Optional[Path] = typer.Option(None, "--data", metavar="PATH", help="A prepared dataset file (default: data/shapes.h5, prepared when missing)."),
+    recipe_path: Optional[Path] = typer.Option(None, "--recipe", metavar="PATH", help="A recipe YAML file (default: built-in defaults)."),
+    supervision: Optional[float] = typer.Option(None, "--supervision", metavar="F", help="Fraction of paired examples, in [0, 1]."),
+    keep_prob: Optional[float] = typer.Option(None, "--keep-prob", metavar="P", help="Keep each modality with this probability, in (0, 1]."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", metavar="N", help="Number of epochs (with --resume: train up to this many)."),
+    seed: Optional[int] = typer.Option(None, "--seed", metavar="N", help="Seed for the mask, initialisation and sampling."),
+    out: Optional[Path] = typer.Option(None, "--out", metavar="RUN_DIR", help="Run directory (default: runs/<dataset>-<level>-seed=<n>-<time>)."),
+    device: Optional[str] = typer.Option(None, "--device", metavar="auto|cpu|cuda", help="auto (CUDA when present), cpu or cuda."),
+    precision: Optional[str] = typer.Option(None, "--precision", metavar="fp32|bf16|fp16", help="fp32, or bf16/fp16 autocast on CUDA."),
+    resume: Optional[Path] = typer.Option(None, "--resume", metavar="RUN_DIR", help="Continue the run in this directory from its last checkpoint."),
 ) -> None:
     """Train the MVAE (product of experts, sub-sampled ELBOs) on a prepared dataset."""
     from mvae_cli.cli.progress import TrainingDisplay, console, make_progress
