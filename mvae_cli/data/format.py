@@ -162,16 +162,7 @@ class DatasetFile:
         self.attrs = dict(handle.attrs)
         self.name = str(self.attrs.get("name", ""))
         self.seed = int(self.attrs.get("seed", 0))
-        order = json.loads(self.attrs["modality_order"])
-        self.specs = []
-        for m in order:
-            a = handle["modalities"][m].attrs
-            self.specs.append(ModalitySpec(
-                name=m, kind=str(a["kind"]), likelihood=str(a["likelihood"]),
-                shape=tuple(int(s) for s in a["shape"]), classes=int(a["classes"]),
-            ))
-        self.sizes = {s: int(handle[s][order[0]].shape[0]) for s in SPLITS
-                      if s in handle and order and order[0] in handle[s]}
+        self.specs, self.sizes = check_layout(handle)
 
     @property
     def modality_names(self) -> list[str]:
@@ -230,24 +221,123 @@ def read_dataset(path: str | os.PathLike) -> DatasetFile:
     """Open a prepared dataset, checking that it is one this version can read.
 
     Raises:
-        UserError: missing file, not HDF5, not an mvae dataset, or an unknown format_version.
+        UserError: missing file, a folder, not HDF5, not an mvae dataset, an unknown
+            format_version, or a layout that is damaged (:func:`check_layout`, naming what).
     """
     path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{path} is a folder, not a dataset file; give the .h5 file `mvae prepare` wrote")
     if not path.is_file():
         raise UserError(f"{path} does not exist; build it with `mvae prepare`")
     try:
         handle = h5py.File(path, "r")
     except OSError:
-        raise UserError(f"{path} is not an HDF5 file; build a dataset with `mvae prepare`") from None
-    fmt = handle.attrs.get("format")
-    if fmt != FORMAT or "modality_order" not in handle.attrs:
+        raise UserError(f"{path} is not an HDF5 file (or it is truncated); build a dataset with `mvae prepare`") from None
+    try:
+        fmt = handle.attrs.get("format")
+        if fmt != FORMAT:
+            raise UserError(f"{path} is not an mvae dataset (no format={FORMAT!r}); build one with `mvae prepare`")
+        version = handle.attrs.get("format_version")
+        if version is None or isinstance(version, (bool, np.bool_)) or not isinstance(version, (int, np.integer)):
+            raise UserError(f"{path} is damaged: its format_version {_shown(version)} is not a whole number; "
+                            "rebuild it with `mvae prepare`")
+        if int(version) != FORMAT_VERSION:
+            raise UserError(f"{path} has format_version {int(version)}, this mvae reads version {FORMAT_VERSION}; "
+                            "re-run `mvae prepare` with this version")
+        try:
+            return DatasetFile(path, handle)
+        except LayoutError as error:
+            raise UserError(f"{path} is damaged: {error}; rebuild it with `mvae prepare`") from None
+    except BaseException:
         handle.close()
-        raise UserError(f"{path} is not an mvae dataset (no format={FORMAT!r}); build one with `mvae prepare`")
-    version = int(handle.attrs.get("format_version", -1))
-    if version != FORMAT_VERSION:
-        handle.close()
-        raise UserError(
-            f"{path} has format_version {version}, this mvae reads version {FORMAT_VERSION}; "
-            "re-run `mvae prepare` with this version"
-        )
-    return DatasetFile(path, handle)
+        raise
+
+
+class LayoutError(Exception):
+    """What is wrong with the layout of a dataset file (turned into a UserError naming the file)."""
+
+
+def _shown(value) -> str:
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    return repr(value.item() if isinstance(value, np.generic) else value)
+
+
+def _order(handle: h5py.File) -> list[str]:
+    if "modality_order" not in handle.attrs:
+        raise LayoutError("the root attribute modality_order is missing")
+    text = handle.attrs["modality_order"]
+    try:
+        order = json.loads(text)
+    except (TypeError, ValueError):
+        raise LayoutError(f"the root attribute modality_order {_shown(text)} is not JSON") from None
+    if not isinstance(order, list) or not all(isinstance(n, str) and n for n in order):
+        raise LayoutError(f"the root attribute modality_order {_shown(text)} is not a JSON list of names")
+    if not order:
+        raise LayoutError("the root attribute modality_order lists no modality")
+    if len(set(order)) != len(order):
+        raise LayoutError(f"the root attribute modality_order {_shown(text)} repeats a name")
+    return order
+
+
+def _spec(handle: h5py.File, name: str) -> ModalitySpec:
+    where = f"/modalities/{name}"
+    if "modalities" not in handle or name not in handle["modalities"]:
+        raise LayoutError(f"the group {where} of modality {name!r} is missing")
+    attrs = handle["modalities"][name].attrs
+    missing = [key for key in ("kind", "likelihood", "shape", "classes") if key not in attrs]
+    if missing:
+        raise LayoutError(f"modality {name!r} ({where}) lacks the attribute {', '.join(missing)}")
+    kind, likelihood = str(attrs["kind"]), str(attrs["likelihood"])
+    if kind not in KINDS:
+        raise LayoutError(f"modality {name!r} has an unknown kind {kind!r} (known: {', '.join(KINDS)})")
+    if likelihood not in LIKELIHOODS:
+        raise LayoutError(f"modality {name!r} has an unknown likelihood {likelihood!r}")
+    shape, classes = np.asarray(attrs["shape"]), np.asarray(attrs["classes"])
+    if shape.ndim > 1 or not np.issubdtype(shape.dtype, np.integer) or (shape < 1).any():
+        raise LayoutError(f"modality {name!r} has a shape {_shown(attrs['shape'])} that is not a list of sizes")
+    if classes.ndim != 0 or not np.issubdtype(classes.dtype, np.integer) or classes < 0:
+        raise LayoutError(f"modality {name!r} has a classes attribute {_shown(attrs['classes'])} that is not a count")
+    return ModalitySpec(name=name, kind=kind, likelihood=likelihood,
+                        shape=tuple(int(v) for v in shape.reshape(-1)), classes=int(classes))
+
+
+def check_layout(handle: h5py.File) -> tuple[list[ModalitySpec], dict[str, int]]:
+    """Validate the whole layout of an open dataset file (DESIGN.md) without reading the arrays.
+
+    Returns:
+        ``(specs, sizes)``: the modalities in order and ``{split: N}`` for the splits present.
+
+    Raises:
+        LayoutError: the first thing that is wrong, named by its HDF5 path.
+    """
+    order = _order(handle)
+    specs = [_spec(handle, name) for name in order]
+    sizes = {}
+    for split in SPLITS:
+        if split not in handle:
+            continue
+        group = handle[split]
+        rows = None
+        for spec in specs:
+            where = f"/{split}/{spec.name}"
+            if spec.name not in group or not isinstance(group[spec.name], h5py.Dataset):
+                raise LayoutError(f"the array {where} is missing")
+            array = group[spec.name]
+            if tuple(array.shape[1:]) != spec.shape:
+                raise LayoutError(f"the array {where} has examples of shape {tuple(array.shape[1:])}, "
+                                  f"its modality says {spec.shape}")
+            if rows is not None and array.shape[0] != rows:
+                raise LayoutError(f"the array {where} has {array.shape[0]} rows, /{split}/{specs[0].name} has {rows}")
+            rows = array.shape[0]
+        sizes[split] = int(rows)
+    if "train" in handle and "masks" in handle["train"]:
+        for name, mask in handle["train"]["masks"].items():
+            shape = getattr(mask, "shape", None)
+            if shape != (sizes.get("train"), len(specs)):
+                raise LayoutError(f"the mask /train/masks/{name} has shape {shape}, expected "
+                                  f"({sizes.get('train')}, {len(specs)}): a row per training example, "
+                                  "columns one per modality")
+            if any(key not in mask.attrs for key in ("kind", "value", "seed")):
+                raise LayoutError(f"the mask /train/masks/{name} lacks its kind, value or seed attribute")
+    return specs, sizes
