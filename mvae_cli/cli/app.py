@@ -10,7 +10,7 @@ import typer
 from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 from mvae_cli import __version__
-from mvae_cli.errors import UserError
+from mvae_cli.errors import UserError, file_fault
 
 
 def reflow(text: str | None) -> str | None:
@@ -56,7 +56,12 @@ class _Group(TyperGroup):
     def invoke(self, ctx: typer.Context):
         try:
             return super().invoke(ctx)
-        except UserError as error:
+        except (UserError, OSError) as error:
+            # A fault of the machine met outside an atomic write (a folder that cannot be created,
+            # a full disk while appending a log) is reported like bad input; other OSErrors are bugs.
+            error = error if isinstance(error, UserError) else file_fault(error)
+            if error is None:
+                raise
             # One line, no usage block, no traceback. typer.Exit is caught by every typer
             # version, whether it runs the `click` package or its own vendored copy.
             typer.echo(f"Error: {error}", err=True)

@@ -60,6 +60,8 @@ def train_command(
     else:
         extra = {key: value for key, value in options.items() if value is not None}
         if data is not None:
+            if data.is_dir():
+                raise UserError(f"data file {data} is a folder; give the .h5 file `mvae prepare` wrote")
             if not data.is_file():
                 raise UserError(f"data file {data} does not exist; build it with `mvae prepare`")
             extra["data.path"] = str(data)

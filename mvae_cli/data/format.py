@@ -119,13 +119,76 @@ def create_dataset_file(
     path = Path(path)
     if path.exists() and not force:
         raise UserError(f"{path} already exists; pass --force to overwrite it")
-    with atomic_path(path, suffix=".h5.tmp") as tmp:
-        with h5py.File(tmp, "w", track_order=True) as handle:
+    with atomic_path(path, suffix=".h5.tmp") as tmp, _GuardedFile(tmp) as raw:
+        with h5py.File(raw, "w", track_order=True) as handle:
             handle.attrs.update(
                 format=FORMAT, format_version=FORMAT_VERSION, name=name, mvae_version=__version__,
                 seed=int(seed), created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             )
             yield DatasetWriter(handle, specs)
+        raw.raise_fault()
+
+
+class _GuardedFile:
+    """The file HDF5 writes through (h5py's file-object driver), keeping write faults from HDF5.
+
+    When HDF5 itself meets a full disk or a file-size limit, it cannot close the file, floods
+    stderr from every object it frees and can crash the interpreter at exit. So a failed write
+    is recorded and reported to HDF5 as done; HDF5 closes cleanly, and :meth:`raise_fault`
+    raises the recorded OSError, which the atomic write turns into one line (the temporary
+    file is removed, so what HDF5 believed it wrote never matters).
+    """
+
+    def __init__(self, path: Path):
+        self._file = open(path, "w+b")
+        self.fault: OSError | None = None
+
+    def __enter__(self) -> "_GuardedFile":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._file.close()
+
+    def write(self, data) -> int:
+        if self.fault is None:
+            try:
+                return self._file.write(data)
+            except OSError as error:
+                self.fault = error
+        return len(memoryview(data).cast("B"))
+
+    def read(self, size: int = -1) -> bytes:
+        return self._file.read(size)
+
+    def readinto(self, buffer) -> int:
+        return self._file.readinto(buffer)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._file.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._file.tell()
+
+    def truncate(self, size: int | None = None) -> int:
+        if self.fault is None:
+            try:
+                return self._file.truncate(size)
+            except OSError as error:
+                self.fault = error
+        return size if size is not None else self.tell()
+
+    def flush(self) -> None:
+        if self.fault is None:
+            try:
+                self._file.flush()
+            except OSError as error:
+                self.fault = error
+
+    def raise_fault(self) -> None:
+        """Raise the first write fault, if any (after a flush, so a buffered write counts too)."""
+        self.flush()
+        if self.fault is not None:
+            raise self.fault
 
 
 def write_dataset(
@@ -251,6 +314,26 @@ def read_dataset(path: str | os.PathLike) -> DatasetFile:
     except BaseException:
         handle.close()
         raise
+
+
+def fingerprint(path: str | os.PathLike, blocks: int = 16, block_bytes: int = 1 << 16) -> str:
+    """A cheap fingerprint of a dataset file's bytes: its size and a hash of ``blocks`` evenly
+    spaced blocks (the first and the last included), so that a file rebuilt or replaced at the
+    same path is told apart from the one a run was trained on, without reading gigabytes.
+
+    Returns:
+        ``"<size>:<sha256 hex of the sampled blocks>"``.
+    """
+    import hashlib
+
+    size = os.path.getsize(path)
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        span = max(size - block_bytes, 0)
+        for i in range(blocks):
+            handle.seek(span * i // max(blocks - 1, 1))
+            digest.update(handle.read(block_bytes))
+    return f"{size}:{digest.hexdigest()}"
 
 
 class LayoutError(Exception):

@@ -189,7 +189,7 @@ CASES = [
     Case("prepare-supervision-above-1", ["prepare", "--supervision", "1.5", "--out", "x.h5"], ("--supervision", "[0, 1]")),
     Case("prepare-supervision-not-a-number", ["prepare", "--supervision", "0.1,abc", "--out", "x.h5"], ("'abc'", "not a number")),
     Case("prepare-n-train-zero", ["prepare", "--n-train", "0", "--out", "x.h5"], ("--n-train", "at least 1")),
-    Case("prepare-n-train-huge", ["prepare", "--n-train", str(10**12), "--out", "x.h5"], ("--n-train", "TiB")),
+    Case("prepare-n-train-huge", ["prepare", "--n-train", str(10**12), "--out", "x.h5"], ("--n-train", "PiB", "memory available")),
     Case("prepare-n-test-huge", ["prepare", "--n-test", str(10**11), "--out", "x.h5"], ("--n-test", "memory")),
     Case("prepare-seed-negative", ["prepare", "--seed", "-1", "--out", "x.h5"], ("--seed", "at least 0")),
     Case("prepare-base-for-shapes", ["prepare", "shapes", "--base", "celeba", "--out", "x.h5"], ("--base", "transforms")),
@@ -262,7 +262,7 @@ CASES = [
          setup=_both(_mkdir("ro"), _readonly("ro")), skip=_needs_unprivileged),
     Case("train-file-size-limit", ["train", "--data", DATA, "--out", "runs/new", "epochs=1", "model.hidden=256", "batch_size=50"],
          ("runs/new", "File too large"), fsize=256 << 10, new_files_ok=True),
-    Case("train-diverges-in-epoch-1", ["train", "--data", DATA, "--out", "runs/new", "lr=1e30", *TINY],
+    Case("train-diverges-in-epoch-1", ["train", "--data", DATA, "--out", "runs/new", "lr=1.0e+30", *TINY],
          ("epoch 1", "no checkpoint"), new_files_ok=True),
     # train: resuming ------------------------------------------------------------------------------
     Case("resume-not-a-run", ["train", "--resume", "data"], ("not a run directory",)),
