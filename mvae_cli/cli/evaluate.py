@@ -58,6 +58,34 @@ def results_table(result: dict):
     return table
 
 
+# The least any estimator must hold for one example: a float32 log weight per particle, for
+# each of the two proposals and the two targets that are not derived (x and x+y).
+MIN_BYTES_PER_PARTICLE = 2 * 2 * 4
+
+
+def check_request(run_dir: Path, particles: int, max_memory: str | None, device: str) -> None:
+    """Refuse, before loading anything, an evaluation that cannot be done or cannot be saved.
+
+    Raises:
+        UserError: ``RUN_DIR/eval.json`` is a folder; ``--particles`` whose log weights for a
+            single example exceed the memory budget (``--max-memory``, default a quarter of free
+            RAM or GPU memory); CUDA asked for without one.
+    """
+    from mvae_cli.engine.device import memory_budget, select_device
+    from mvae_cli.evaluate.run_eval import EVAL_FILE, MEMORY_FRACTION, parse_size
+
+    target = Path(run_dir) / EVAL_FILE
+    if target.is_dir():
+        raise UserError(f"{target} is a folder, so the results cannot be written there; move it away")
+    torch_device = select_device(device)
+    budget = parse_size(max_memory) if max_memory is not None else memory_budget(torch_device, MEMORY_FRACTION)
+    need = particles * MIN_BYTES_PER_PARTICLE
+    if need > budget:
+        given = f"--max-memory {max_memory}" if max_memory is not None else "a quarter of the free memory"
+        raise UserError(f"--particles {particles:,} needs at least {need / 2**30:,.1f} GiB for the log weights of one "
+                        f"example, more than {given} ({budget / 2**30:,.2f} GiB); lower --particles or raise --max-memory")
+
+
 def eval_command(
     run_dir: Annotated[Optional[Path], typer.Argument(
         metavar="RUN_DIR", help="A run directory (default: the most recent run under runs/).")] = None,
@@ -90,6 +118,7 @@ def eval_command(
 
     y_names = parse_names(y, "--y")
     run_dir = run_dir if run_dir is not None else latest_run()
+    check_request(run_dir, particles, max_memory, device)
     with Progress(TextColumn("[bold]evaluating"), BarColumn(), MofNCompleteColumn(), TextColumn("examples"),
                   TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True), transient=True) as bars:
         task = bars.add_task("eval", total=None)

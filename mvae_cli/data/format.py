@@ -401,6 +401,8 @@ def check_layout(handle: h5py.File) -> tuple[list[ModalitySpec], dict[str, int]]
         if split not in handle:
             continue
         group = handle[split]
+        if not any(spec.name in group for spec in specs):
+            continue  # a split group with no arrays: the split is absent (a file may lack valid)
         rows = None
         for spec in specs:
             where = f"/{split}/{spec.name}"

@@ -145,6 +145,16 @@ def _interrupted_point() -> None:
     (run / "eval.json").unlink()
 
 
+def _sweep_trained_for(epochs: int) -> Callable[[], None]:
+    """The finished sweep as if its recipe had asked for more epochs than the one given now."""
+    def setup() -> None:
+        path = Path(SWEEP) / "sweep.json"
+        stored = json.loads(path.read_text())
+        stored["recipe"]["epochs"] = epochs
+        path.write_text(json.dumps(stored))
+    return setup
+
+
 def _both(*setups: Callable[[], None]) -> Callable[[], None]:
     def setup() -> None:
         for s in setups:
@@ -298,7 +308,7 @@ CASES = [
          ("--particles", "--max-memory")),
     Case("eval-device-cuda-without-gpu", ["eval", RUN, "--device", "cuda"], ("no CUDA device",), skip=_needs_cpu_only),
     Case("eval-dataset-changed", ["eval", RUN, "--particles", "2"], (DATA, "changed"), setup=_replace_dataset(seed=5)),
-    Case("eval-dataset-deleted", ["eval", RUN, "--particles", "2"], (DATA, "does not exist"), setup=_remove(DATA)),
+    Case("eval-dataset-deleted", ["eval", RUN, "--particles", "2"], (DATA, "gone"), setup=_remove(DATA)),
     Case("eval-run-json-damaged", ["eval", RUN], ("run.json", "JSON"), setup=_write(f"{RUN}/run.json", "[1, 2")),
     Case("eval-best-checkpoint-truncated", ["eval", RUN, "--particles", "2"], ("best.pt", "damaged"),
          setup=_truncate(f"{RUN}/best.pt")),
@@ -326,7 +336,8 @@ CASES = [
     Case("sweep-unknown-eval-x", ["sweep", "sweep.yaml", "--out", "sweeps/new", "eval.x=nosuch"], ("eval.x", "nosuch")),
     Case("sweep-changed-override-on-finished", ["sweep", "sweep.yaml", "--out", SWEEP, "model.hidden=8"],
          ("model.hidden", "16", "8", "--out")),
-    Case("sweep-fewer-epochs-on-finished", ["sweep", "sweep.yaml", "--out", SWEEP, "epochs=0"], ("epochs", "at least 1")),
+    Case("sweep-fewer-epochs-on-finished", ["sweep", "sweep.yaml", "--out", SWEEP], ("epochs: 3 -> 1", "--out"),
+         setup=_sweep_trained_for(3)),
     Case("sweep-out-is-a-file", ["sweep", "sweep.yaml", "--out", "recipe.yaml"], ("recipe.yaml", "is a file")),
     Case("sweep-out-through-a-file", ["sweep", "sweep.yaml", "--out", "recipe.yaml/s"], ("recipe.yaml", "not a folder")),
     Case("sweep-dataset-cannot-be-built", ["sweep", "sweep.yaml", "--out", "sweeps/new", "data.path=data/m.h5",
@@ -377,6 +388,8 @@ def _run(case: Case) -> tuple[int, str]:
 def workspace(pristine, tmp_path, monkeypatch) -> Path:
     ws = tmp_path / "ws"
     shutil.copytree(pristine, ws)
+    for info in ws.rglob("run.json"):  # the copy's runs name the copy's dataset, not the pristine one
+        info.write_text(info.read_text().replace(str(pristine), str(ws)))
     monkeypatch.chdir(ws)
     yield ws
     for path in ws.rglob("*"):  # undo chmod so that pytest can clean up
