@@ -16,6 +16,13 @@ class UserError(Exception):
     """
 
 
+class Interrupted(Exception):
+    """Ctrl-C (or SIGTERM) stopped a command; ``str(error)`` says where it stands and how to go on.
+
+    The CLI prints it on one line and exits with code 130.
+    """
+
+
 # Faults of the machine, not bugs: a full disk, a file-size limit, a read-only or forbidden folder,
 # a file where a folder should be (or the reverse). They are reported like bad input.
 _ADVICE = {

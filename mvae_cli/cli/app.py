@@ -4,13 +4,14 @@
 from __future__ import annotations
 
 import re
+import signal
 import sys
 
 import typer
 from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 from mvae_cli import __version__
-from mvae_cli.errors import UserError, file_fault
+from mvae_cli.errors import Interrupted, UserError, file_fault
 
 
 def reflow(text: str | None) -> str | None:
@@ -66,6 +67,12 @@ class _Group(TyperGroup):
             # version, whether it runs the `click` package or its own vendored copy.
             typer.echo(f"Error: {error}", err=True)
             raise typer.Exit(2) from None
+        except Interrupted as stop:
+            typer.echo(f"Interrupted: {stop}", err=True)
+            raise typer.Exit(130) from None
+        except KeyboardInterrupt:  # a command that has nothing to resume
+            typer.echo("Interrupted: nothing was changed on disk (files are written whole or not at all)", err=True)
+            raise typer.Exit(130) from None
 
 
 app = typer.Typer(
@@ -114,6 +121,11 @@ def _register() -> None:
 _register()
 
 
+def _terminate(signum, frame) -> None:
+    raise KeyboardInterrupt  # so that `kill` cleans up as Ctrl-C does: temporary files, worker processes
+
+
 def main() -> None:
     """Console-script entry point."""
+    signal.signal(signal.SIGTERM, _terminate)
     sys.exit(app())

@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from mvae_cli.atomic import check_folder
 from mvae_cli.errors import UserError
 
 FORMATS = ("png", "pdf")
@@ -35,6 +36,7 @@ def plot_command(
     if not path.is_dir():
         raise UserError(f"{path} is not a directory: give a sweep directory or a run directory")
     out = out or path / "figures"
+    check_folder(out, "--out")
     if (path / "results.json").exists() or (path / "sweep.json").exists():
         from mvae_cli.figures.study import plot_sweep
         from mvae_cli.sweep.results import read_results

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from mvae_cli.errors import UserError
+from mvae_cli.errors import Interrupted, UserError
 
 
 class SweepDisplay:
@@ -213,8 +213,15 @@ def sweep_command(
         console.print(f"prepared the dataset {path}")
     _check_modalities(sweep)
     console.print(f"sweep [bold]{recipe}[/]: {len(sweep.points)} points over {', '.join(sweep.grid_keys)} → {out}")
-    with make_progress() as progress:
-        report = run_sweep(sweep, out, jobs=jobs, progress=SweepDisplay(progress, len(sweep.points)))
+    display = None
+    try:
+        with make_progress() as progress:
+            display = SweepDisplay(progress, len(sweep.points))
+            report = run_sweep(sweep, out, jobs=jobs, progress=display)
+    except KeyboardInterrupt:
+        done = len(display.finished) if display is not None else 0
+        raise Interrupted(f"{done} of {len(sweep.points)} points of {out} are done (results.csv holds them); "
+                          f"run the same command again to resume the others") from None
     reused = sum(s.reused for s in report.points)
     if reused:
         console.print(f"{reused} point(s) were finished already and kept")

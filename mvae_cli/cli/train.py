@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from mvae_cli.errors import UserError
+from mvae_cli.errors import Interrupted, UserError
 
 
 def _default_out(recipe) -> Path:
@@ -70,10 +70,19 @@ def train_command(
             raise UserError("this recipe has a grid: run the study with `mvae sweep`, or drop the grid")
         run_dir = out or _default_out(recipe)
 
-    with make_progress() as progress:
-        display = TrainingDisplay(progress)
-        result = train(recipe, run_dir, progress=display)
-        display.close()
+    display = None
+    try:
+        with make_progress() as progress:
+            display = TrainingDisplay(progress)
+            result = train(recipe, run_dir, progress=display)
+            display.close()
+    except KeyboardInterrupt:
+        done = display.done if display is not None else 0
+        if done == 0:
+            raise Interrupted(f"no epoch of {run_dir} had finished, so there is nothing to resume; "
+                              "run the same command again") from None
+        raise Interrupted(f"{run_dir} holds {done} of {recipe.epochs} epochs (last.pt); "
+                          f"continue with `mvae train --resume {run_dir}`") from None
     console.print(f"[green]done[/]: {result.epochs_done} epochs, best validation ELBO {result.best_valid_elbo:.3f}, "
                   f"{result.seconds:.1f} s of training → {result.run_dir}")
 

@@ -176,6 +176,7 @@ class Case:
     fsize: int | None = None  # RLIMIT_FSIZE in bytes: run as a subprocess under a file-size limit
     new_files_ok: bool = False  # the run legitimately started (e.g. a loss that diverges in epoch 1)
     skip: Callable[[], str | None] = field(default=lambda: None)
+    slow: bool = False  # a subprocess that trains: more than a few seconds
 
 
 def _needs_cpu_only() -> str | None:
@@ -271,7 +272,7 @@ CASES = [
     Case("train-out-read-only", ["train", "--data", DATA, "--out", "ro/run", *TINY], ("ro", "ermission"),
          setup=_both(_mkdir("ro"), _readonly("ro")), skip=_needs_unprivileged),
     Case("train-file-size-limit", ["train", "--data", DATA, "--out", "runs/new", "epochs=1", "model.hidden=256", "batch_size=50"],
-         ("runs/new", "File too large"), fsize=256 << 10, new_files_ok=True),
+         ("runs/new", "File too large"), fsize=256 << 10, new_files_ok=True, slow=True),
     Case("train-diverges-in-epoch-1", ["train", "--data", DATA, "--out", "runs/new", "lr=1.0e+30", *TINY],
          ("epoch 1", "no checkpoint"), new_files_ok=True),
     # train: resuming ------------------------------------------------------------------------------
@@ -348,7 +349,7 @@ CASES = [
     Case("plot-neither", ["plot", "data"], ("holds no results",)),
     Case("plot-format-svg", ["plot", SWEEP, "--format", "svg"], ("--format", "png or pdf")),
     Case("plot-results-damaged", ["plot", SWEEP], ("results.json", "not a results file"), setup=_write(f"{SWEEP}/results.json", "{")),
-    Case("plot-metrics-damaged", ["plot", RUN], ("metrics.jsonl", "line 1"), setup=_write(f"{RUN}/metrics.jsonl", "{oops\n")),
+    Case("plot-metrics-damaged", ["plot", RUN], ("metrics.jsonl", "not JSON"), setup=_write(f"{RUN}/metrics.jsonl", "{oops\n")),
     Case("plot-out-is-a-file", ["plot", RUN, "--out", "recipe.yaml"], ("recipe.yaml", "is a file")),
     Case("plot-no-finished-point", ["plot", SWEEP], ("no results yet",),
          setup=_write(f"{SWEEP}/results.json", json.dumps({"grid": ["seed"], "columns": [], "rows": []}))),
@@ -397,7 +398,7 @@ def workspace(pristine, tmp_path, monkeypatch) -> Path:
             os.chmod(path, 0o755)
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.id, marks=[pytest.mark.slow] if c.slow else []) for c in CASES])
 def test_drill(case: Case, workspace: Path):
     reason = case.skip()
     if reason:
@@ -427,3 +428,102 @@ def test_the_drill_covers_every_command():
     commands = {case.args[0] for case in CASES}
     assert commands == {"prepare", "info", "train", "eval", "sweep", "plot"}
     assert len(CASES) >= 60
+
+
+# --- Ctrl-C and kill: exit 130, one line saying where things stand, nothing half-written ----------
+
+
+def _start(args: list[str]) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen([sys.executable, "-m", "mvae_cli", *args], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def _when(condition: Callable[[], bool], process: subprocess.Popen, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def _stopped(process: subprocess.Popen, signum: int) -> tuple[int, str]:
+    process.send_signal(signum)
+    _, stderr = process.communicate(timeout=60)
+    return process.returncode, stderr
+
+
+def _children(pid: int) -> list[int]:
+    kids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            kids.append(int(stat.parent.name))
+    return kids
+
+
+def _alive(pid: int) -> bool:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return False
+    return fields[0] != "Z"
+
+
+def _interrupted_line(stderr: str) -> str:
+    assert "Traceback" not in stderr, stderr
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("Interrupted: "), stderr
+    return last
+
+
+@pytest.mark.slow
+def test_ctrl_c_in_train_says_how_to_resume(workspace):
+    process = _start(["train", "--data", DATA, "--out", "runs/int", "epochs=1000", *TINY])
+    _when(lambda: Path("runs/int/last.pt").is_file(), process)
+    code, stderr = _stopped(process, signal.SIGINT)
+    line = _interrupted_line(stderr)
+    assert code == 130
+    assert "of 1000 epochs" in line and "mvae train --resume runs/int" in line, line
+    assert not [p for p in workspace.rglob("*") if p.name.endswith(".tmp")]
+
+
+def test_kill_during_prepare_leaves_no_temporary_file(workspace):
+    process = _start(["prepare", "--out", "data/big.h5", "--n-train", "20000"])
+    _when(lambda: any(p.name.endswith(".tmp") for p in Path("data").iterdir()), process)
+    code, stderr = _stopped(process, signal.SIGTERM)
+    assert code == 130 and _interrupted_line(stderr)
+    assert sorted(p.name for p in Path("data").iterdir()) == ["tiny.h5"]
+
+
+@pytest.mark.slow
+def test_ctrl_c_in_sweep_says_how_to_resume(workspace):
+    process = _start(["sweep", "sweep.yaml", "--out", "sweeps/int", "epochs=1000"])
+    _when(lambda: Path("sweeps/int/runs/seed=0/last.pt").is_file(), process)
+    code, stderr = _stopped(process, signal.SIGINT)
+    line = _interrupted_line(stderr)
+    assert code == 130 and "0 of 1 points" in line and "run the same command again" in line, line
+
+
+@pytest.mark.slow
+def test_killing_a_sweep_stops_its_workers(workspace):
+    process = _start(["sweep", "sweep.yaml", "--out", "sweeps/int", "--jobs", "2", "epochs=1000", "grid.seed=[0,1]"])
+    _when(lambda: all(Path(f"sweeps/int/runs/seed={s}/last.pt").is_file() for s in (0, 1)), process)
+    workers = _children(process.pid)
+    assert workers
+    code, stderr = _stopped(process, signal.SIGTERM)
+    assert code == 130 and _interrupted_line(stderr)
+    deadline = time.monotonic() + 10
+    while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [pid for pid in workers if _alive(pid)], "workers still running after the sweep was killed"
+
+
+def test_dry_run_reports_the_epoch_last_pt_holds(workspace):
+    _interrupted_point()
+    result = CliRunner().invoke(app, ["sweep", "sweep.yaml", "--out", SWEEP, "--dry-run"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "resumes after epoch 1" in result.output, result.output
