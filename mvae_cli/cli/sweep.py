@@ -192,7 +192,8 @@ def sweep_command(
     from mvae_cli.cli.progress import console, make_progress
     from mvae_cli.sweep.grid import load_sweep
     from mvae_cli.atomic import check_folder
-    from mvae_cli.sweep.runner import check_revision, plan, prepare_datasets, run_sweep
+    from mvae_cli.sweep.revision import check_revision
+    from mvae_cli.sweep.runner import plan, prepare_datasets, run_sweep
 
     if jobs < 1:
         raise UserError(f"--jobs must be at least 1, got {jobs}")

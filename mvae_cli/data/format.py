@@ -225,6 +225,8 @@ class DatasetFile:
         self.attrs = dict(handle.attrs)
         self.name = str(self.attrs.get("name", ""))
         self.seed = int(self.attrs.get("seed", 0))
+        from mvae_cli.data.layout import check_layout  # it imports this module's ModalitySpec
+
         self.specs, self.sizes = check_layout(handle)
 
     @property
@@ -287,6 +289,8 @@ def read_dataset(path: str | os.PathLike) -> DatasetFile:
         UserError: missing file, a folder, not HDF5, not an mvae dataset, an unknown
             format_version, or a layout that is damaged (:func:`check_layout`, naming what).
     """
+    from mvae_cli.data.layout import LayoutError, shown  # the layout checks import this module's types
+
     path = Path(path)
     if path.is_dir():
         raise UserError(f"{path} is a folder, not a dataset file; give the .h5 file `mvae prepare` wrote")
@@ -302,7 +306,7 @@ def read_dataset(path: str | os.PathLike) -> DatasetFile:
             raise UserError(f"{path} is not an mvae dataset (no format={FORMAT!r}); build one with `mvae prepare`")
         version = handle.attrs.get("format_version")
         if version is None or isinstance(version, (bool, np.bool_)) or not isinstance(version, (int, np.integer)):
-            raise UserError(f"{path} is damaged: its format_version {_shown(version)} is not a whole number; "
+            raise UserError(f"{path} is damaged: its format_version {shown(version)} is not a whole number; "
                             "rebuild it with `mvae prepare`")
         if int(version) != FORMAT_VERSION:
             raise UserError(f"{path} has format_version {int(version)}, this mvae reads version {FORMAT_VERSION}; "
@@ -314,115 +318,3 @@ def read_dataset(path: str | os.PathLike) -> DatasetFile:
     except BaseException:
         handle.close()
         raise
-
-
-def fingerprint(path: str | os.PathLike, blocks: int = 16, block_bytes: int = 1 << 16) -> str:
-    """A cheap fingerprint of a dataset file's bytes: its size and a hash of ``blocks`` evenly
-    spaced blocks (the first and the last included), so that a file rebuilt or replaced at the
-    same path is told apart from the one a run was trained on, without reading gigabytes.
-
-    Returns:
-        ``"<size>:<sha256 hex of the sampled blocks>"``.
-    """
-    import hashlib
-
-    size = os.path.getsize(path)
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        span = max(size - block_bytes, 0)
-        for i in range(blocks):
-            handle.seek(span * i // max(blocks - 1, 1))
-            digest.update(handle.read(block_bytes))
-    return f"{size}:{digest.hexdigest()}"
-
-
-class LayoutError(Exception):
-    """What is wrong with the layout of a dataset file (turned into a UserError naming the file)."""
-
-
-def _shown(value) -> str:
-    if isinstance(value, bytes):
-        value = value.decode("utf-8", "replace")
-    return repr(value.item() if isinstance(value, np.generic) else value)
-
-
-def _order(handle: h5py.File) -> list[str]:
-    if "modality_order" not in handle.attrs:
-        raise LayoutError("the root attribute modality_order is missing")
-    text = handle.attrs["modality_order"]
-    try:
-        order = json.loads(text)
-    except (TypeError, ValueError):
-        raise LayoutError(f"the root attribute modality_order {_shown(text)} is not JSON") from None
-    if not isinstance(order, list) or not all(isinstance(n, str) and n for n in order):
-        raise LayoutError(f"the root attribute modality_order {_shown(text)} is not a JSON list of names")
-    if not order:
-        raise LayoutError("the root attribute modality_order lists no modality")
-    if len(set(order)) != len(order):
-        raise LayoutError(f"the root attribute modality_order {_shown(text)} repeats a name")
-    return order
-
-
-def _spec(handle: h5py.File, name: str) -> ModalitySpec:
-    where = f"/modalities/{name}"
-    if "modalities" not in handle or name not in handle["modalities"]:
-        raise LayoutError(f"the group {where} of modality {name!r} is missing")
-    attrs = handle["modalities"][name].attrs
-    missing = [key for key in ("kind", "likelihood", "shape", "classes") if key not in attrs]
-    if missing:
-        raise LayoutError(f"modality {name!r} ({where}) lacks the attribute {', '.join(missing)}")
-    kind, likelihood = str(attrs["kind"]), str(attrs["likelihood"])
-    if kind not in KINDS:
-        raise LayoutError(f"modality {name!r} has an unknown kind {kind!r} (known: {', '.join(KINDS)})")
-    if likelihood not in LIKELIHOODS:
-        raise LayoutError(f"modality {name!r} has an unknown likelihood {likelihood!r}")
-    shape, classes = np.asarray(attrs["shape"]), np.asarray(attrs["classes"])
-    if shape.ndim > 1 or not np.issubdtype(shape.dtype, np.integer) or (shape < 1).any():
-        raise LayoutError(f"modality {name!r} has a shape {_shown(attrs['shape'])} that is not a list of sizes")
-    if classes.ndim != 0 or not np.issubdtype(classes.dtype, np.integer) or classes < 0:
-        raise LayoutError(f"modality {name!r} has a classes attribute {_shown(attrs['classes'])} that is not a count")
-    return ModalitySpec(name=name, kind=kind, likelihood=likelihood,
-                        shape=tuple(int(v) for v in shape.reshape(-1)), classes=int(classes))
-
-
-def check_layout(handle: h5py.File) -> tuple[list[ModalitySpec], dict[str, int]]:
-    """Validate the whole layout of an open dataset file (DESIGN.md) without reading the arrays.
-
-    Returns:
-        ``(specs, sizes)``: the modalities in order and ``{split: N}`` for the splits present.
-
-    Raises:
-        LayoutError: the first thing that is wrong, named by its HDF5 path.
-    """
-    order = _order(handle)
-    specs = [_spec(handle, name) for name in order]
-    sizes = {}
-    for split in SPLITS:
-        if split not in handle:
-            continue
-        group = handle[split]
-        if not any(spec.name in group for spec in specs):
-            continue  # a split group with no arrays: the split is absent (a file may lack valid)
-        rows = None
-        for spec in specs:
-            where = f"/{split}/{spec.name}"
-            if spec.name not in group or not isinstance(group[spec.name], h5py.Dataset):
-                raise LayoutError(f"the array {where} is missing")
-            array = group[spec.name]
-            if tuple(array.shape[1:]) != spec.shape:
-                raise LayoutError(f"the array {where} has examples of shape {tuple(array.shape[1:])}, "
-                                  f"its modality says {spec.shape}")
-            if rows is not None and array.shape[0] != rows:
-                raise LayoutError(f"the array {where} has {array.shape[0]} rows, /{split}/{specs[0].name} has {rows}")
-            rows = array.shape[0]
-        sizes[split] = int(rows)
-    if "train" in handle and "masks" in handle["train"]:
-        for name, mask in handle["train"]["masks"].items():
-            shape = getattr(mask, "shape", None)
-            if shape != (sizes.get("train"), len(specs)):
-                raise LayoutError(f"the mask /train/masks/{name} has shape {shape}, expected "
-                                  f"({sizes.get('train')}, {len(specs)}): a row per training example, "
-                                  "columns one per modality")
-            if any(key not in mask.attrs for key in ("kind", "value", "seed")):
-                raise LayoutError(f"the mask /train/masks/{name} lacks its kind, value or seed attribute")
-    return specs, sizes

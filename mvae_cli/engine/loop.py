@@ -20,7 +20,8 @@ import torch
 
 from mvae_cli import __version__
 from mvae_cli.atomic import atomic_path, check_folder, write_json, write_text
-from mvae_cli.data.format import DatasetFile, fingerprint, read_dataset
+from mvae_cli.data.format import DatasetFile, read_dataset
+from mvae_cli.data.layout import fingerprint
 from mvae_cli.data.masks import build_mask
 from mvae_cli.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from mvae_cli.engine.data import SplitData

@@ -20,7 +20,8 @@ import torch
 import yaml
 
 from mvae_cli.atomic import write_text
-from mvae_cli.data.format import ModalitySpec, fingerprint
+from mvae_cli.data.format import ModalitySpec
+from mvae_cli.data.layout import fingerprint
 from mvae_cli.errors import UserError
 from mvae_cli.model.model import MultimodalVAE
 from mvae_cli.recipe import Recipe, parse_yaml, recipe_from_dict, recipe_to_dict

@@ -76,7 +76,7 @@ def run_dir_of(out: Path, point: Point) -> Path:
     return Path(out) / "runs" / point.name
 
 
-def _read_json(path: Path) -> dict | None:
+def read_json(path: Path) -> dict | None:
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):
@@ -87,7 +87,7 @@ def is_finished(run_dir: Path, recipe: Recipe) -> bool:
     """Whether ``run_dir`` holds this recipe's run, trained to the end and evaluated as it asks."""
     from mvae_cli.engine.run import is_run_dir, read_config
 
-    info, evaluation = _read_json(run_dir / "run.json"), _read_json(run_dir / "eval.json")
+    info, evaluation = read_json(run_dir / "run.json"), read_json(run_dir / "eval.json")
     if not is_run_dir(run_dir) or info is None or evaluation is None:
         return False
     if info.get("status") != "finished" or info.get("epochs_done", 0) < recipe.epochs:
@@ -216,7 +216,7 @@ class _Book:
 
     def record(self, status: PointStatus, evaluation: dict | None) -> None:
         if evaluation is not None:
-            info = _read_json(status.run_dir / "run.json") or {}
+            info = read_json(status.run_dir / "run.json") or {}
             point = status.point
             self.rows[point.name] = build_row(point.name, point.values, point.recipe.seed, evaluation, info)
         else:
@@ -234,43 +234,6 @@ class _Book:
             "points": [{"name": s.point.name, "values": s.point.values, "run_dir": str(s.run_dir),
                         "status": s.status, "error": s.error, "traceback": s.traceback} for s in self.statuses],
         })
-
-
-# Keys a finished sweep may be re-run with changed: more epochs train every point further, new
-# eval settings re-evaluate, a changed grid adds or drops points, the device does not change results.
-_REVISABLE = ("epochs", "eval", "grid", "device")
-
-
-def _flatten(mapping: dict, prefix: str = "") -> dict:
-    flat = {}
-    for key, value in mapping.items():
-        if isinstance(value, dict) and value:
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
-def check_revision(sweep: Sweep, out: Path) -> None:
-    """Refuse to re-run a sweep directory holding results with a recipe that would make them
-    another study's (before anything is written: the results there stay as they are).
-
-    Raises:
-        UserError: ``out/sweep.json`` holds finished points and the recipe differs in a key
-            other than those in ``_REVISABLE``, or asks for fewer epochs; naming the keys.
-    """
-    stored = _read_json(Path(out) / SWEEP_JSON)
-    if not stored or not any(p.get("status") == "finished" for p in stored.get("points", [])):
-        return
-    old, new = _flatten(stored.get("recipe", {})), _flatten(recipe_to_dict(sweep.recipe))
-    changed = sorted(key for key in set(old) | set(new)
-                     if old.get(key) != new.get(key) and key.split(".")[0] not in _REVISABLE)
-    if isinstance(old.get("epochs"), int) and new["epochs"] < old["epochs"]:
-        changed.insert(0, "epochs")
-    if changed:
-        shown = ", ".join(f"{key}: {old.get(key)!r} -> {new.get(key)!r}" for key in changed)
-        raise UserError(f"{out} holds results of another recipe ({shown}); re-run with the recipe it was made with, "
-                        "or give a new --out for the changed study")
 
 
 def prepare_datasets(statuses: list[PointStatus], progress: Progress | None = None) -> list[Path]:
@@ -334,7 +297,7 @@ def run_sweep(sweep: Sweep, out: str | Path, *, jobs: int = 1, progress: Progres
         if status.reused:
             book.rows[status.point.name] = build_row(
                 status.point.name, status.point.values, status.point.recipe.seed,
-                _read_json(status.run_dir / "eval.json"), _read_json(status.run_dir / "run.json"))
+                read_json(status.run_dir / "eval.json"), read_json(status.run_dir / "run.json"))
     prepare_datasets(statuses, report)
     book.write()
     for index, status in enumerate(statuses):
