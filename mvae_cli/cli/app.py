@@ -71,7 +71,7 @@ class _Group(TyperGroup):
             typer.echo(f"Interrupted: {stop}", err=True)
             raise typer.Exit(130) from None
         except KeyboardInterrupt:  # a command that has nothing to resume
-            typer.echo("Interrupted: nothing was changed on disk (files are written whole or not at all)", err=True)
+            typer.echo("Interrupted: stopped; no file was left half-written (each is written whole or not at all)", err=True)
             raise typer.Exit(130) from None
 
 

@@ -28,7 +28,7 @@ from mvae_cli.engine.data import SplitData
 from mvae_cli.engine.device import autocast, memory_budget, peak_memory_mb, select_device
 from mvae_cli.engine.run import (build_model, check_dataset, is_run_dir, read_config, read_mask, read_run_info,
                                  write_config)
-from mvae_cli.errors import UserError
+from mvae_cli.errors import UserError, file_fault
 from mvae_cli.objectives import OBJECTIVES, subset_elbo
 from mvae_cli.recipe import Recipe, recipe_to_dict
 
@@ -237,8 +237,11 @@ def _train(recipe: Recipe, run_dir: Path, dataset: DatasetFile, device: torch.de
                 **{key: float(value) / n_rows for key, value in sums.items()},
                 "valid_elbo": valid, "seconds": seconds, "examples_per_s": n_rows / seconds,
                 "peak_memory_mb": peak_memory_mb(device)}
-        with metrics_path.open("a") as handle:
-            handle.write(json.dumps(line) + "\n")
+        try:
+            with metrics_path.open("a") as handle:
+                handle.write(json.dumps(line) + "\n")
+        except OSError as error:  # a full disk: name the file (a bare OSError from write() does not)
+            raise file_fault(error, metrics_path) or error from None
         payload = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
                    "rng": rng_state(shuffle), "epoch": epoch, "step": step, "recipe": recipe_to_dict(recipe),
                    "best_valid_elbo": max(best, valid), "train_seconds": train_seconds}

@@ -364,12 +364,13 @@ def _checksums(root: Path) -> dict[str, str]:
     return sums
 
 
-def _no_file_size_signal() -> None:
-    resource.setrlimit(resource.RLIMIT_FSIZE, _FSIZE)
-    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # so that a write past the limit raises EFBIG
-
-
-_FSIZE = (0, 0)
+def _file_size_limit(limit: int) -> Callable[[], None]:
+    """A ``preexec_fn``: cap the size of any file the child writes (``ulimit -f``), and ignore
+    SIGXFSZ so that a write past the cap fails with EFBIG instead of killing the process."""
+    def apply() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    return apply
 
 
 def _run(case: Case) -> tuple[int, str]:
@@ -377,11 +378,9 @@ def _run(case: Case) -> tuple[int, str]:
     if case.fsize is None:
         result = CliRunner().invoke(app, case.args)
         return result.exit_code, result.stderr
-    global _FSIZE
-    _FSIZE = (case.fsize, case.fsize)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     done = subprocess.run([sys.executable, "-m", "mvae_cli", *case.args], env=env, capture_output=True, text=True,
-                          preexec_fn=_no_file_size_signal, timeout=120)
+                          preexec_fn=_file_size_limit(case.fsize), timeout=300)
     return done.returncode, done.stderr
 
 
