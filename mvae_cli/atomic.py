@@ -26,7 +26,7 @@ def atomic_path(target: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Pat
     target = Path(target)
     if target.is_dir():
         raise UserError(f"cannot write {target}: it is a folder; move it away or choose another path")
-    check_folder(target.parent, "the folder")
+    check_folder(target.parent, f"cannot write {target}: its folder")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix, dir=target.parent)

@@ -182,7 +182,7 @@ def prepare_dataset(
     out = Path(out)
     if out.is_dir():
         raise UserError(f"{out} is a folder; --out takes a file path such as data/{name}.h5")
-    check_folder(out.parent, "the folder of --out")
+    check_folder(out.parent, f"--out {out}: its folder")
     if out.exists() and not force:  # checked again on write; this saves a wasted build
         raise UserError(f"{out} already exists; pass --force to overwrite it")
 
