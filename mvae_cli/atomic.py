@@ -9,6 +9,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
+from mvae_cli.errors import UserError, file_fault
+
 
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]:
@@ -16,18 +18,31 @@ def atomic_path(target: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Pat
 
     If the block raises (or the process dies), the target is untouched and the
     temporary file is removed (or left under a hidden ``.name.*.tmp`` name).
+
+    Raises:
+        UserError: the target is a folder, or the write meets a fault of the machine (a full disk,
+            a file-size limit, a read-only folder, a file where a folder should be), naming the target.
     """
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix, dir=target.parent)
+    if target.is_dir():
+        raise UserError(f"cannot write {target}: it is a folder; move it away or choose another path")
+    check_folder(target.parent, f"cannot write {target}: its folder")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix, dir=target.parent)
+    except OSError as error:
+        raise file_fault(error, target) or error from None
     os.close(fd)
     tmp_path = Path(tmp)
     os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; results should read like any file
     try:
         yield tmp_path
         os.replace(tmp_path, target)
-    except BaseException:
+    except BaseException as error:
         tmp_path.unlink(missing_ok=True)
+        fault = file_fault(error, target)  # a full disk or a file-size limit: one line naming the target
+        if fault is not None:
+            raise fault from None
         raise
 
 
@@ -46,3 +61,17 @@ def write_text(target: str | os.PathLike, text: str) -> None:
 def write_json(target: str | os.PathLike, obj: Any) -> None:
     """Write ``obj`` as indented JSON to ``target`` atomically."""
     write_text(target, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def check_folder(path: str | os.PathLike, what: str) -> None:
+    """Refuse, before any work, a folder path that is a file or runs through one.
+
+    Raises:
+        UserError: naming ``what`` (e.g. "the run directory") and the file in the way.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{what} {path} is a file, not a folder; choose another path")
+    blocker = next((p for p in reversed(path.parents) if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise UserError(f"{what} {path} cannot be made: {blocker} is a file, not a folder; choose another path")

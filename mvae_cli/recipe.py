@@ -8,6 +8,7 @@ through the same validation. A run directory stores the fully resolved recipe.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -152,6 +153,8 @@ def _check_value(key: str, value: Any, hint: Any) -> Any:
             return int(value)
     elif hint is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value):  # NaN passes every range check: refuse it here, once for all keys
+                raise UserError(f"recipe key {key!r} must be a finite number, got {value!r}")
             return float(value)
     elif hint is str:
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
@@ -225,17 +228,34 @@ def recipe_to_dict(recipe: Recipe) -> dict:
 def load_recipe_dict(path: str | Path) -> dict:
     """Read a recipe file as a plain mapping (not yet validated)."""
     path = Path(path)
+    if path.is_dir():
+        raise UserError(f"recipe {path} is a folder; give a recipe YAML file")
     if not path.is_file():
         raise UserError(f"recipe {path} does not exist")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
-        raise UserError(f"recipe {path} is not valid YAML: {str(error).splitlines()[0]}") from None
+    raw = parse_yaml(path, "recipe")
     if raw is None:
         return {}
     if not isinstance(raw, dict):
         raise UserError(f"recipe {path} must be a YAML mapping of keys to values")
     return raw
+
+
+def parse_yaml(path: Path, what: str) -> Any:
+    """Read a YAML file the user wrote (or a run wrote and someone edited).
+
+    Raises:
+        UserError: not UTF-8, or not valid YAML, naming the file and the place.
+    """
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise UserError(f"{what} {path} is not UTF-8 text (byte {error.start}); save it as UTF-8") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        where = getattr(error, "problem_mark", None)
+        at = f" (line {where.line + 1})" if where is not None else ""
+        raise UserError(f"{what} {path} is not valid YAML{at}: {str(error).splitlines()[0]}") from None
 
 
 def parse_override(text: str) -> tuple[str, Any]:

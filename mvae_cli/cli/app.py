@@ -3,24 +3,76 @@
 
 from __future__ import annotations
 
+import re
+import signal
 import sys
 
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 from mvae_cli import __version__
-from mvae_cli.errors import UserError
+from mvae_cli.errors import Interrupted, UserError, file_fault
+
+
+def reflow(text: str | None) -> str | None:
+    """Join the hard-wrapped lines of each paragraph: help text is reflowed to the terminal's width,
+    and typer's rich mode keeps single newlines after the first paragraph (ragged lines)."""
+    if not text:
+        return text
+    paragraphs = re.split(r"\n\s*\n", text.strip())
+    return "\n\n".join(" ".join(line.strip() for line in p.splitlines()) for p in paragraphs)
+
+
+def _tidy(param) -> None:
+    """What the type column of the help shows: nothing for a flag (typer would print ``<bool>``),
+    ``...`` for a variadic argument named by its metavar (not ``<list[str]>``), nothing for a named
+    argument (its metavar says it)."""
+    if isinstance(param, TyperOption) and param.is_flag:
+        param.metavar = ""
+    elif isinstance(param, TyperArgument) and param.metavar is not None:
+        shown = "..." if param.nargs != 1 else ""
+        param.display_type_rich = lambda ctx: shown  # this instance only; typer has no setting for it
+
+
+class _Command(TyperCommand):
+    """Every ``mvae`` subcommand: reflowed help, readable type column."""
+
+    def __init__(self, *args, help: str | None = None, **kwargs):
+        super().__init__(*args, help=reflow(help), **kwargs)
+
+    def get_params(self, ctx: typer.Context):
+        params = super().get_params(ctx)
+        for param in params:
+            _tidy(param)
+        return params
 
 
 class _Group(TyperGroup):
+    def get_params(self, ctx: typer.Context):
+        params = super().get_params(ctx)
+        for param in params:
+            _tidy(param)
+        return params
+
     def invoke(self, ctx: typer.Context):
         try:
             return super().invoke(ctx)
-        except UserError as error:
+        except (UserError, OSError) as error:
+            # A fault of the machine met outside an atomic write (a folder that cannot be created,
+            # a full disk while appending a log) is reported like bad input; other OSErrors are bugs.
+            error = error if isinstance(error, UserError) else file_fault(error)
+            if error is None:
+                raise
             # One line, no usage block, no traceback. typer.Exit is caught by every typer
             # version, whether it runs the `click` package or its own vendored copy.
             typer.echo(f"Error: {error}", err=True)
             raise typer.Exit(2) from None
+        except Interrupted as stop:
+            typer.echo(f"Interrupted: {stop}", err=True)
+            raise typer.Exit(130) from None
+        except KeyboardInterrupt:  # a command that has nothing to resume
+            typer.echo("Interrupted: stopped; no file was left half-written (each is written whole or not at all)", err=True)
+            raise typer.Exit(130) from None
 
 
 app = typer.Typer(
@@ -61,11 +113,19 @@ def _register() -> None:
     from mvae_cli.cli import evaluate
 
     evaluate.register(app)
+    for command in app.registered_commands:
+        if command.cls in (None, TyperCommand):  # typer's default: give every command our help rendering
+            command.cls = _Command
 
 
 _register()
 
 
+def _terminate(signum, frame) -> None:
+    raise KeyboardInterrupt  # so that `kill` cleans up as Ctrl-C does: temporary files, worker processes
+
+
 def main() -> None:
     """Console-script entry point."""
+    signal.signal(signal.SIGTERM, _terminate)
     sys.exit(app())

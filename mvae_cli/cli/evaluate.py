@@ -61,27 +61,51 @@ def results_table(result: dict):
     return table
 
 
+def check_request(run_dir: Path, particles: int, max_memory: str | None, device: str) -> None:
+    """Refuse, before loading anything, an evaluation that cannot be done or cannot be saved.
+
+    Any ``--particles`` fits: the estimator draws an example's particles slice by slice and
+    reduces the log weights chunk by chunk, within the memory budget.
+
+    Raises:
+        UserError: ``RUN_DIR/eval.json`` is a folder; an unreadable ``--max-memory``; CUDA asked
+            for without one.
+    """
+    from mvae_cli.engine.device import select_device
+    from mvae_cli.evaluate.run_eval import EVAL_FILE, parse_size
+
+    target = Path(run_dir) / EVAL_FILE
+    if target.is_dir():
+        raise UserError(f"{target} is a folder, so the results cannot be written there; move it away")
+    select_device(device)
+    if max_memory is not None:
+        parse_size(max_memory)
+
+
 def eval_command(
     run_dir: Annotated[Optional[Path], typer.Argument(
-        help="A run directory (default: the most recent run under runs/).")] = None,
-    particles: Annotated[int, typer.Option("--particles", "-k", help="Importance samples K per example and proposal.")] = 1000,
-    split: Annotated[str, typer.Option(help="test or valid.")] = "test",
-    checkpoint: Annotated[str, typer.Option(help="best or last.")] = "best",
-    limit: Annotated[Optional[int], typer.Option(help="Evaluate the first N examples only.")] = None,
+        metavar="RUN_DIR", help="A run directory (default: the most recent run under runs/).")] = None,
+    particles: Annotated[int, typer.Option("--particles", "-k", metavar="K", help="Importance samples K per example and proposal.")] = 1000,
+    split: Annotated[str, typer.Option(metavar="test|valid", help="The split to evaluate.")] = "test",
+    checkpoint: Annotated[str, typer.Option(metavar="best|last", help="The checkpoint: best validation ELBO, or the last epoch.")] = "best",
+    limit: Annotated[Optional[int], typer.Option(metavar="N", help="Evaluate the first N examples only.")] = None,
     prior_samples: Annotated[int, typer.Option(
-        "--prior-samples", help="Samples of p(z) for log p(y) in log p(x|y) = log p(x,y) − log p(y).")] = 5000,
-    x: Annotated[Optional[str], typer.Option("--x", help="The scored modality (default: the first image modality).")] = None,
+        "--prior-samples", metavar="S", help="Samples of p(z) for log p(y) in log p(x|y) = log p(x,y) − log p(y).")] = 5000,
+    x: Annotated[Optional[str], typer.Option("--x", metavar="NAME", help="The scored modality (default: the first image modality).")] = None,
     y: Annotated[Optional[str], typer.Option(
-        "--y", help="Conditioning modalities, comma-separated (default: every other modality).")] = None,
-    seed: Annotated[int, typer.Option(help="Seeds the particles; results do not depend on chunk or batch size.")] = 0,
+        "--y", metavar="NAME,...", help="Conditioning modalities, comma-separated (default: every other modality).")] = None,
+    seed: Annotated[int, typer.Option(metavar="N", help="Seeds the particles; results do not depend on chunk or batch size.")] = 0,
     max_memory: Annotated[Optional[str], typer.Option(
-        "--max-memory", help="Memory for one chunk of particles, e.g. 2GB (default: a quarter of free RAM / GPU memory).")] = None,
-    device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu or cuda.")] = "auto",
+        "--max-memory", metavar="SIZE", help="Memory for one chunk of particles, e.g. 2GB (default: a quarter of free RAM / GPU memory).")] = None,
+    device: Annotated[str, typer.Option(metavar="auto|cpu|cuda", help="auto (CUDA when present), cpu or cuda.")] = "auto",
     batch_size: Annotated[Optional[int], typer.Option(
-        "--batch-size", help="Examples per batch (default: about 262,144 particles' worth).")] = None,
+        "--batch-size", metavar="N", help="Examples per batch (default: about 262,144 particles' worth).")] = None,
 ) -> None:
-    """Estimate log p(x), log p(x,y) and log p(x|y) by importance sampling under q(z|x) and q(z|x,y),
-    the variance of the log weights, and the accuracy of predicting y from x; write RUN_DIR/eval.json."""
+    """Evaluate a run: importance-sampled log-likelihoods, weight variances and accuracy; write RUN_DIR/eval.json.
+
+    Estimates log p(x), log p(x,y) and log p(x|y) by importance sampling under q(z|x) and q(z|x,y),
+    the variance of the log weights, and the accuracy of predicting y from x.
+    """
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -90,6 +114,7 @@ def eval_command(
 
     y_names = parse_names(y, "--y")
     run_dir = run_dir if run_dir is not None else latest_run()
+    check_request(run_dir, particles, max_memory, device)
     with Progress(TextColumn("[bold]evaluating"), BarColumn(), MofNCompleteColumn(), TextColumn("examples"),
                   TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True), transient=True) as bars:
         task = bars.add_task("eval", total=None)

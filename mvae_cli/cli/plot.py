@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from mvae_cli.atomic import check_folder
 from mvae_cli.errors import UserError
 
 FORMATS = ("png", "pdf")
@@ -14,15 +15,16 @@ FORMATS = ("png", "pdf")
 
 def plot_command(
     path: Annotated[Path, typer.Argument(
-        help="A sweep directory (with results.json) or a run directory (with metrics.jsonl).")],
+        metavar="SWEEP_DIR|RUN_DIR", help="A sweep directory (with results.json) or a run directory (with metrics.jsonl).")],
     out: Annotated[Optional[Path], typer.Option(
-        "--out", "-o", help="Folder for the figures [default: <directory>/figures].")] = None,
-    fmt: Annotated[str, typer.Option("--format", help="png or pdf.")] = "png",
+        "--out", "-o", metavar="DIR", help="Folder for the figures (default: <directory>/figures).")] = None,
+    fmt: Annotated[str, typer.Option("--format", metavar="png|pdf", help="png or pdf.")] = "png",
 ) -> None:
     """Draw figures into files (each with its numbers as CSV next to it); nothing is shown on screen.
 
     A sweep: eval figures against the grid key that varies, mean and 95% band over seeds
     (accuracy against supervision as in the paper's Fig. 4, keep-prob as Fig. 5, k as Fig. 3).
+
     A run: loss, validation ELBO, ELBO terms and β against epoch, and its sample grid; with two or
     more image modalities (the transforms study) also each transformation decoded from the original
     and the original reconstructed from each (the paper's Figs. 7–10), on 8 test examples.
@@ -34,6 +36,7 @@ def plot_command(
     if not path.is_dir():
         raise UserError(f"{path} is not a directory: give a sweep directory or a run directory")
     out = out or path / "figures"
+    check_folder(out, "--out")
     if (path / "results.json").exists() or (path / "sweep.json").exists():
         from mvae_cli.figures.study import plot_sweep
         from mvae_cli.sweep.results import read_results

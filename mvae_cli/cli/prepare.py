@@ -58,35 +58,35 @@ def progress_bars() -> Iterator[Callable[[str, int, int], None] | None]:
 
 
 def prepare(
-    dataset: Annotated[str, typer.Argument(help=f"Dataset to build: {DATASET_HELP}")] = "shapes",
+    dataset: Annotated[str, typer.Argument(metavar="DATASET", help=f"Dataset to build: {DATASET_HELP}")] = "shapes",
     out: Annotated[Optional[Path], typer.Option(
-        "--out", "-o", help="File to write (default: data/<dataset>.h5).")] = None,
+        "--out", "-o", metavar="PATH", help="File to write (default: data/<dataset>.h5).")] = None,
     source: Annotated[Optional[Path], typer.Option(
-        help="MNIST family, multimnist and polymnist: folder with the four IDX files (raw or .gz); celeba, celeba19 and "
+        metavar="DIR|FILE", help="MNIST family, multimnist and polymnist: folder with the four IDX files (raw or .gz); celeba, celeba19 and "
              "transforms --base celeba: folder with img_align_celeba/, list_attr_celeba.txt and "
              "list_eval_partition.txt (without --source these are downloaded); custom: your .npz or .h5 file.")
     ] = None,
     base: Annotated[Optional[str], typer.Option(
-        help="transforms: the images to transform, celeba or shapes.")] = None,
+        metavar="celeba|shapes", help="transforms: the images to transform, celeba or shapes.")] = None,
     spec: Annotated[Optional[Path], typer.Option(
-        help="custom: the YAML spec of your arrays (modalities, optional split fractions).")] = None,
+        metavar="SPEC.yaml", help="custom: the YAML spec of your arrays (modalities, optional split fractions).")] = None,
     backgrounds: Annotated[Optional[Path], typer.Option(
-        help="polymnist: a folder with five background images, one per modality (default: five "
-             "procedural textures).")] = None,
+        metavar="DIR", help="polymnist: a folder with five background images, one per modality (default: five "
+                            "procedural textures).")] = None,
     seed: Annotated[int, typer.Option(
-        help="Seeds the generated data (shapes, multimnist), the custom split and every mask.")] = 0,
+        metavar="N", help="Seeds the generated data (shapes, multimnist), the custom split and every mask.")] = 0,
     supervision: Annotated[str, typer.Option(
-        help="Paired fractions in [0, 1] to store masks for, e.g. 0.001,0.01,0.1,1.")] = "",
+        metavar="LIST", help="Paired fractions in [0, 1] to store masks for, e.g. 0.001,0.01,0.1,1.")] = "",
     keep_prob: Annotated[str, typer.Option(
-        "--keep-prob", help="Keep probabilities in (0, 1] to store masks for, e.g. 0.1,0.5.")] = "",
+        "--keep-prob", metavar="LIST", help="Keep probabilities in (0, 1] to store masks for, e.g. 0.1,0.5.")] = "",
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
     n_train: Annotated[Optional[int], typer.Option(
-        "--n-train", help="Training examples (default: shapes 20,000; MNIST, multimnist 50,000; "
+        "--n-train", metavar="N", help="Training examples (default: shapes 20,000; MNIST, multimnist 50,000; "
                           "read datasets: all of the source's).")] = None,
     n_valid: Annotated[Optional[int], typer.Option(
-        "--n-valid", help="Validation examples (default: shapes 2,000; MNIST, multimnist 10,000).")] = None,
+        "--n-valid", metavar="N", help="Validation examples (default: shapes 2,000; MNIST, multimnist 10,000).")] = None,
     n_test: Annotated[Optional[int], typer.Option(
-        "--n-test", help="Test examples (default: shapes 2,000; MNIST, multimnist 10,000).")] = None,
+        "--n-test", metavar="N", help="Test examples (default: shapes 2,000; MNIST, multimnist 10,000).")] = None,
 ) -> None:
     """Build one dataset file (data + training masks) and print its summary.
 
@@ -109,7 +109,7 @@ def prepare(
         print_summary(ds)
 
 
-def info(path: Annotated[Path, typer.Argument(help="A dataset file written by `mvae prepare`.")]) -> None:
+def info(path: Annotated[Path, typer.Argument(metavar="PATH", help="A dataset file written by `mvae prepare`.")]) -> None:
     """Show a dataset file: modalities, split sizes and every training mask with its counts."""
     from mvae_cli.cli.summary import print_summary
     from mvae_cli.data.format import read_dataset

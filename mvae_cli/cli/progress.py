@@ -25,10 +25,11 @@ class TrainingDisplay:
         self.label = label
         self.task = None
         self.epochs = 0
+        self.done = 0  # epochs finished (and checkpointed): where a resume starts
 
     def __call__(self, event: str, **info) -> None:
         if event == "start":
-            self.epochs = info["epochs"]
+            self.epochs, self.done = info["epochs"], info["start_epoch"]
             note = f" (resumed after epoch {info['start_epoch']})" if info["resumed"] else ""
             self.progress.console.print(
                 f"{self.label}training on {info['n_examples']:,} examples, {info['device']}{note}")
@@ -38,6 +39,7 @@ class TrainingDisplay:
                 self.task, completed=info["step"], description=f"{self.label}epoch {info['epoch'] + 1}/{self.epochs}",
                 status=f"loss {info['loss']:.2f}  {info['examples_per_s']:,.0f} ex/s")
         elif event == "epoch":
+            self.done = info["epoch"]
             self.progress.console.print(
                 f"{self.label}epoch {info['epoch']}/{self.epochs}  loss {info['loss']:.3f}  "
                 f"valid ELBO {info['valid_elbo']:.3f}  β {info['beta']:.2f}  "

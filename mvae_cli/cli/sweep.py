@@ -8,6 +8,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from mvae_cli.errors import Interrupted, UserError
+
 
 class SweepDisplay:
     """Renders the runner's progress events: points done / total, and one bar per running point
@@ -63,6 +65,16 @@ def _fmt(value) -> str:
     return "" if value is None or value != value else f"{value:.4g}"
 
 
+def _checkpoint_epoch(path: Path) -> int | str:
+    """The epoch a checkpoint holds: what a resume starts from (run.json is only final at the end)."""
+    from mvae_cli.engine.checkpoint import load_checkpoint
+
+    try:
+        return load_checkpoint(path)["epoch"]
+    except (UserError, KeyError, TypeError):
+        return "? (last.pt is damaged: the point will be refused)"
+
+
 def _print_dry_run(statuses, console) -> None:
     from rich.table import Table
 
@@ -72,10 +84,9 @@ def _print_dry_run(statuses, console) -> None:
     table.add_column("state", no_wrap=True)
     for i, status in enumerate(statuses, 1):
         state = "finished (kept)" if status.reused else "to train"
-        info_path = status.run_dir / "run.json"
-        if not status.reused and info_path.is_file():
-            done = json.loads(info_path.read_text()).get("epochs_done", 0)
-            state = f"resumes after epoch {done}"
+        last = status.run_dir / "last.pt"
+        if not status.reused and last.is_file():
+            state = f"resumes after epoch {_checkpoint_epoch(last)}"
         table.add_row(str(i), str(status.run_dir), state)
     console.print(table)
 
@@ -136,14 +147,40 @@ def _draw_figures(grid_keys: list[str], rows: list[dict], out: Path) -> Path | s
     return out / "figures"
 
 
+def _check_devices(sweep) -> None:
+    """Device and precision of every point, checked once up front rather than failing point by point."""
+    from mvae_cli.engine.device import autocast, select_device
+
+    for recipe in {(p.recipe.device, p.recipe.precision): p.recipe for p in sweep.points}.values():
+        autocast(select_device(recipe.device), recipe.precision)
+
+
+def _check_modalities(sweep) -> None:
+    """Modality names in the recipe (model.weights, eval.x, eval.y) against each dataset that exists."""
+    from mvae_cli.data.format import read_dataset
+    from mvae_cli.engine.run import check_modality_keys
+
+    names: dict[Path, list[str]] = {}
+    for point in sweep.points:
+        path = point.recipe.data.resolved_path()
+        if path not in names and path.is_file():
+            with read_dataset(path) as dataset:
+                names[path] = dataset.modality_names
+        if path in names:
+            try:
+                check_modality_keys(point.recipe, names[path])
+            except UserError as error:
+                raise UserError(f"grid point {point.name}: {error}") from None
+
+
 def sweep_command(
-    recipe: Annotated[Path, typer.Argument(help="A sweep recipe: a training recipe plus grid: and eval:.")],
+    recipe: Annotated[Path, typer.Argument(metavar="RECIPE", help="A sweep recipe: a training recipe plus grid: and eval:.")],
     overrides: Annotated[Optional[list[str]], typer.Argument(
-        metavar="[KEY=VALUE]...", help="Overrides for every point, e.g. epochs=1 eval.particles=100.")] = None,
+        metavar="KEY=VALUE", help="Overrides for every point, e.g. epochs=1 eval.particles=100.")] = None,
     out: Annotated[Optional[Path], typer.Option(
-        "--out", "-o", help="Sweep directory [default: sweeps/<recipe file stem>].")] = None,
+        "--out", "-o", metavar="DIR", help="Sweep directory (default: sweeps/<recipe file stem>).")] = None,
     jobs: Annotated[int, typer.Option(
-        "--jobs", "-j", help="Points trained at once, each in its own process (and GPU, when there are several).")] = 1,
+        "--jobs", "-j", metavar="N", help="Points trained at once, each in its own process (and GPU, when there are several).")] = 1,
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="List the points and their run directories; train nothing.")] = False,
 ) -> None:
@@ -154,11 +191,19 @@ def sweep_command(
     """
     from mvae_cli.cli.progress import console, make_progress
     from mvae_cli.sweep.grid import load_sweep
+    from mvae_cli.atomic import check_folder
+    from mvae_cli.sweep.revision import check_revision
     from mvae_cli.sweep.runner import plan, prepare_datasets, run_sweep
 
+    if jobs < 1:
+        raise UserError(f"--jobs must be at least 1, got {jobs}")
     sweep = load_sweep(recipe, overrides or [])
     out = out or Path("sweeps") / recipe.stem
+    check_folder(out, "the sweep directory")
+    check_revision(sweep, out)
+    _check_devices(sweep)
     if dry_run:
+        _check_modalities(sweep)
         _print_dry_run(plan(sweep, out), console)
         return
     # Data first: a dataset that cannot be built is one error line, before anything is written.
@@ -167,9 +212,17 @@ def sweep_command(
             f"preparing the dataset {info['path']} (once for the whole sweep)"))
     for path in built:
         console.print(f"prepared the dataset {path}")
+    _check_modalities(sweep)
     console.print(f"sweep [bold]{recipe}[/]: {len(sweep.points)} points over {', '.join(sweep.grid_keys)} → {out}")
-    with make_progress() as progress:
-        report = run_sweep(sweep, out, jobs=jobs, progress=SweepDisplay(progress, len(sweep.points)))
+    display = None
+    try:
+        with make_progress() as progress:
+            display = SweepDisplay(progress, len(sweep.points))
+            report = run_sweep(sweep, out, jobs=jobs, progress=display)
+    except KeyboardInterrupt:
+        done = len(display.finished) if display is not None else 0
+        raise Interrupted(f"{done} of {len(sweep.points)} points of {out} are done (results.csv holds them); "
+                          f"run the same command again to resume the others") from None
     reused = sum(s.reused for s in report.points)
     if reused:
         console.print(f"{reused} point(s) were finished already and kept")

@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from mvae_cli.errors import UserError
+from mvae_cli.errors import Interrupted, UserError
 
 
 def _default_out(recipe) -> Path:
@@ -24,17 +24,17 @@ def _default_out(recipe) -> Path:
 
 
 def train_command(
-    overrides: Optional[list[str]] = typer.Argument(None, metavar="[KEY=VALUE]...", help="Recipe overrides, e.g. epochs=5 model.latent_dim=32."),
-    data: Optional[Path] = typer.Option(None, "--data", help="A prepared dataset file (default: data/shapes.h5, prepared when missing)."),
-    recipe_path: Optional[Path] = typer.Option(None, "--recipe", help="A recipe YAML file (default: built-in defaults)."),
-    supervision: Optional[float] = typer.Option(None, "--supervision", help="Fraction of paired examples, in [0, 1]."),
-    keep_prob: Optional[float] = typer.Option(None, "--keep-prob", help="Keep each modality with this probability, in (0, 1]."),
-    epochs: Optional[int] = typer.Option(None, "--epochs", help="Number of epochs (with --resume: train up to this many)."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Seed for the mask, initialisation and sampling."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Run directory (default: runs/<dataset>-<level>-seed=<n>-<time>)."),
-    device: Optional[str] = typer.Option(None, "--device", help="auto (CUDA when present), cpu or cuda."),
-    precision: Optional[str] = typer.Option(None, "--precision", help="fp32, or bf16/fp16 autocast on CUDA."),
-    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this directory from its last checkpoint."),
+    overrides: Optional[list[str]] = typer.Argument(None, metavar="KEY=VALUE", help="Recipe overrides, e.g. epochs=5 model.latent_dim=32."),
+    data: Optional[Path] = typer.Option(None, "--data", metavar="PATH", help="A prepared dataset file (default: data/shapes.h5, prepared when missing)."),
+    recipe_path: Optional[Path] = typer.Option(None, "--recipe", metavar="PATH", help="A recipe YAML file (default: built-in defaults)."),
+    supervision: Optional[float] = typer.Option(None, "--supervision", metavar="F", help="Fraction of paired examples, in [0, 1]."),
+    keep_prob: Optional[float] = typer.Option(None, "--keep-prob", metavar="P", help="Keep each modality with this probability, in (0, 1]."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", metavar="N", help="Number of epochs (with --resume: train up to this many)."),
+    seed: Optional[int] = typer.Option(None, "--seed", metavar="N", help="Seed for the mask, initialisation and sampling."),
+    out: Optional[Path] = typer.Option(None, "--out", metavar="RUN_DIR", help="Run directory (default: runs/<dataset>-<level>-seed=<n>-<time>)."),
+    device: Optional[str] = typer.Option(None, "--device", metavar="auto|cpu|cuda", help="auto (CUDA when present), cpu or cuda."),
+    precision: Optional[str] = typer.Option(None, "--precision", metavar="fp32|bf16|fp16", help="fp32, or bf16/fp16 autocast on CUDA."),
+    resume: Optional[Path] = typer.Option(None, "--resume", metavar="RUN_DIR", help="Continue the run in this directory from its last checkpoint."),
 ) -> None:
     """Train the MVAE (product of experts, sub-sampled ELBOs) on a prepared dataset."""
     from mvae_cli.cli.progress import TrainingDisplay, console, make_progress
@@ -60,6 +60,8 @@ def train_command(
     else:
         extra = {key: value for key, value in options.items() if value is not None}
         if data is not None:
+            if data.is_dir():
+                raise UserError(f"data file {data} is a folder; give the .h5 file `mvae prepare` wrote")
             if not data.is_file():
                 raise UserError(f"data file {data} does not exist; build it with `mvae prepare`")
             extra["data.path"] = str(data)
@@ -68,10 +70,19 @@ def train_command(
             raise UserError("this recipe has a grid: run the study with `mvae sweep`, or drop the grid")
         run_dir = out or _default_out(recipe)
 
-    with make_progress() as progress:
-        display = TrainingDisplay(progress)
-        result = train(recipe, run_dir, progress=display)
-        display.close()
+    display = None
+    try:
+        with make_progress() as progress:
+            display = TrainingDisplay(progress)
+            result = train(recipe, run_dir, progress=display)
+            display.close()
+    except KeyboardInterrupt:
+        done = display.done if display is not None else 0
+        if done == 0:
+            raise Interrupted(f"no epoch of {run_dir} had finished, so there is nothing to resume; "
+                              "run the same command again") from None
+        raise Interrupted(f"{run_dir} holds {done} of {recipe.epochs} epochs (last.pt); "
+                          f"continue with `mvae train --resume {run_dir}`") from None
     console.print(f"[green]done[/]: {result.epochs_done} epochs, best validation ELBO {result.best_valid_elbo:.3f}, "
                   f"{result.seconds:.1f} s of training → {result.run_dir}")
 

@@ -119,13 +119,76 @@ def create_dataset_file(
     path = Path(path)
     if path.exists() and not force:
         raise UserError(f"{path} already exists; pass --force to overwrite it")
-    with atomic_path(path, suffix=".h5.tmp") as tmp:
-        with h5py.File(tmp, "w", track_order=True) as handle:
+    with atomic_path(path, suffix=".h5.tmp") as tmp, _GuardedFile(tmp) as raw:
+        with h5py.File(raw, "w", track_order=True) as handle:
             handle.attrs.update(
                 format=FORMAT, format_version=FORMAT_VERSION, name=name, mvae_version=__version__,
                 seed=int(seed), created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             )
             yield DatasetWriter(handle, specs)
+        raw.raise_fault()
+
+
+class _GuardedFile:
+    """The file HDF5 writes through (h5py's file-object driver), keeping write faults from HDF5.
+
+    When HDF5 itself meets a full disk or a file-size limit, it cannot close the file, floods
+    stderr from every object it frees and can crash the interpreter at exit. So a failed write
+    is recorded and reported to HDF5 as done; HDF5 closes cleanly, and :meth:`raise_fault`
+    raises the recorded OSError, which the atomic write turns into one line (the temporary
+    file is removed, so what HDF5 believed it wrote never matters).
+    """
+
+    def __init__(self, path: Path):
+        self._file = open(path, "w+b")
+        self.fault: OSError | None = None
+
+    def __enter__(self) -> "_GuardedFile":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._file.close()
+
+    def write(self, data) -> int:
+        if self.fault is None:
+            try:
+                return self._file.write(data)
+            except OSError as error:
+                self.fault = error
+        return len(memoryview(data).cast("B"))
+
+    def read(self, size: int = -1) -> bytes:
+        return self._file.read(size)
+
+    def readinto(self, buffer) -> int:
+        return self._file.readinto(buffer)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._file.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._file.tell()
+
+    def truncate(self, size: int | None = None) -> int:
+        if self.fault is None:
+            try:
+                return self._file.truncate(size)
+            except OSError as error:
+                self.fault = error
+        return size if size is not None else self.tell()
+
+    def flush(self) -> None:
+        if self.fault is None:
+            try:
+                self._file.flush()
+            except OSError as error:
+                self.fault = error
+
+    def raise_fault(self) -> None:
+        """Raise the first write fault, if any (after a flush, so a buffered write counts too)."""
+        self.flush()
+        if self.fault is not None:
+            raise self.fault
 
 
 def write_dataset(
@@ -162,16 +225,9 @@ class DatasetFile:
         self.attrs = dict(handle.attrs)
         self.name = str(self.attrs.get("name", ""))
         self.seed = int(self.attrs.get("seed", 0))
-        order = json.loads(self.attrs["modality_order"])
-        self.specs = []
-        for m in order:
-            a = handle["modalities"][m].attrs
-            self.specs.append(ModalitySpec(
-                name=m, kind=str(a["kind"]), likelihood=str(a["likelihood"]),
-                shape=tuple(int(s) for s in a["shape"]), classes=int(a["classes"]),
-            ))
-        self.sizes = {s: int(handle[s][order[0]].shape[0]) for s in SPLITS
-                      if s in handle and order and order[0] in handle[s]}
+        from mvae_cli.data.layout import check_layout  # it imports this module's ModalitySpec
+
+        self.specs, self.sizes = check_layout(handle)
 
     @property
     def modality_names(self) -> list[str]:
@@ -230,24 +286,35 @@ def read_dataset(path: str | os.PathLike) -> DatasetFile:
     """Open a prepared dataset, checking that it is one this version can read.
 
     Raises:
-        UserError: missing file, not HDF5, not an mvae dataset, or an unknown format_version.
+        UserError: missing file, a folder, not HDF5, not an mvae dataset, an unknown
+            format_version, or a layout that is damaged (:func:`check_layout`, naming what).
     """
+    from mvae_cli.data.layout import LayoutError, shown  # the layout checks import this module's types
+
     path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{path} is a folder, not a dataset file; give the .h5 file `mvae prepare` wrote")
     if not path.is_file():
         raise UserError(f"{path} does not exist; build it with `mvae prepare`")
     try:
         handle = h5py.File(path, "r")
     except OSError:
-        raise UserError(f"{path} is not an HDF5 file; build a dataset with `mvae prepare`") from None
-    fmt = handle.attrs.get("format")
-    if fmt != FORMAT or "modality_order" not in handle.attrs:
+        raise UserError(f"{path} is not an HDF5 file (or it is truncated); build a dataset with `mvae prepare`") from None
+    try:
+        fmt = handle.attrs.get("format")
+        if fmt != FORMAT:
+            raise UserError(f"{path} is not an mvae dataset (no format={FORMAT!r}); build one with `mvae prepare`")
+        version = handle.attrs.get("format_version")
+        if version is None or isinstance(version, (bool, np.bool_)) or not isinstance(version, (int, np.integer)):
+            raise UserError(f"{path} is damaged: its format_version {shown(version)} is not a whole number; "
+                            "rebuild it with `mvae prepare`")
+        if int(version) != FORMAT_VERSION:
+            raise UserError(f"{path} has format_version {int(version)}, this mvae reads version {FORMAT_VERSION}; "
+                            "re-run `mvae prepare` with this version")
+        try:
+            return DatasetFile(path, handle)
+        except LayoutError as error:
+            raise UserError(f"{path} is damaged: {error}; rebuild it with `mvae prepare`") from None
+    except BaseException:
         handle.close()
-        raise UserError(f"{path} is not an mvae dataset (no format={FORMAT!r}); build one with `mvae prepare`")
-    version = int(handle.attrs.get("format_version", -1))
-    if version != FORMAT_VERSION:
-        handle.close()
-        raise UserError(
-            f"{path} has format_version {version}, this mvae reads version {FORMAT_VERSION}; "
-            "re-run `mvae prepare` with this version"
-        )
-    return DatasetFile(path, handle)
+        raise

@@ -18,6 +18,7 @@ import os
 from pathlib import Path
 from typing import Callable, Iterable
 
+from mvae_cli.atomic import check_folder
 from mvae_cli.data.format import SPLITS, create_dataset_file
 from mvae_cli.data.masks import build_mask, mask_name
 from mvae_cli.data.registry import DATASETS, Built, Stream, get_dataset
@@ -66,6 +67,45 @@ def resolve_sizes(default: dict[str, int], sizes: dict[str, int] | None) -> dict
         if int(n) != n or n < 1:
             raise UserError(f"--n-{split} must be a whole number of at least 1, got {n}")
     return {**default, **{k: int(v) for k, v in sizes.items()}}
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if n < 1024 or unit == "PiB":
+            return f"{n:,.1f} {unit}"
+        n /= 1024
+
+
+def check_size(specs, sizes: dict[str, int], out: Path) -> None:
+    """Refuse split sizes whose arrays cannot fit, before anything is generated or allocated.
+
+    The estimate is the uint8 arrays of every modality (``specs``; nothing for datasets whose
+    modalities the build decides) over every split. Generated data are held in memory while the
+    file is written, so the estimate must fit in the available memory and on the disk of ``out``.
+
+    Raises:
+        UserError: naming the largest split's option, the estimate and what is available.
+    """
+    import shutil
+
+    per_example = sum(math.prod(s.shape) for s in specs)
+    need = per_example * sum(sizes.values())
+    if not need:
+        return
+    try:
+        memory = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        memory = None
+    folder = next((p for p in [out.parent, *out.parent.parents] if p.is_dir()), Path("."))
+    disk = shutil.disk_usage(folder).free
+    largest = max(sizes, key=sizes.get)
+    flag = f"--n-{largest} {sizes[largest]:,}"
+    if memory is not None and need > memory:
+        raise UserError(f"{flag}: the dataset would take about {_human(need)}, more than the {_human(memory)} of "
+                        "memory available; ask for fewer examples")
+    if need > disk:
+        raise UserError(f"{flag}: the dataset would take about {_human(need)}, more than the {_human(disk)} free "
+                        f"on the disk of {folder}; ask for fewer examples or write elsewhere")
 
 
 OPTION_FLAGS = {"source": "--source", "base": "--base", "spec": "--spec", "backgrounds": "--backgrounds"}
@@ -145,9 +185,11 @@ def prepare_dataset(
     out = Path(out)
     if out.is_dir():
         raise UserError(f"{out} is a folder; --out takes a file path such as data/{name}.h5")
+    check_folder(out.parent, f"--out {out}: its folder")
     if out.exists() and not force:  # checked again on write; this saves a wasted build
         raise UserError(f"{out} already exists; pass --force to overwrite it")
 
+    check_size(entry.specs, sizes, out)
     chosen = {k: v for k, v in options.items() if k in entry.options}
     built = entry.build(seed=seed, sizes=sizes, source=source, progress=progress, **chosen)
     if not isinstance(built, Built):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import random
 from pathlib import Path
 from typing import Any
@@ -31,9 +32,16 @@ def set_rng_state(state: dict[str, Any], generator: torch.Generator) -> None:
 
 
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
-    """``torch.save`` to a temporary file renamed onto ``path``: a crash never leaves half a checkpoint."""
+    """``torch.save`` to a temporary file renamed onto ``path``: a crash never leaves half a checkpoint.
+
+    The bytes are written by Python, not by torch's own writer: on a full disk or past a
+    file-size limit torch raises a bare RuntimeError, Python an OSError that names the cause.
+    """
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
     with atomic_path(path, suffix=".pt.tmp") as tmp:
-        torch.save(payload, tmp)
+        with open(tmp, "wb") as handle:
+            handle.write(buffer.getbuffer())
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

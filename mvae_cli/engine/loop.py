@@ -19,14 +19,16 @@ import numpy as np
 import torch
 
 from mvae_cli import __version__
-from mvae_cli.atomic import write_json, write_text
+from mvae_cli.atomic import atomic_path, check_folder, write_json, write_text
 from mvae_cli.data.format import DatasetFile, read_dataset
+from mvae_cli.data.layout import fingerprint
 from mvae_cli.data.masks import build_mask
 from mvae_cli.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from mvae_cli.engine.data import SplitData, binarized_modalities, dynamic_binarize
 from mvae_cli.engine.device import autocast, memory_budget, peak_memory_mb, select_device
-from mvae_cli.engine.run import build_model, is_run_dir, read_config, write_config
-from mvae_cli.errors import UserError
+from mvae_cli.engine.run import (build_model, check_dataset, is_run_dir, read_config, read_mask, read_run_info,
+                                 write_config)
+from mvae_cli.errors import UserError, file_fault
 from mvae_cli.model.registry import parameter_counts
 from mvae_cli.objectives import OBJECTIVES
 from mvae_cli.recipe import Recipe, recipe_to_dict
@@ -116,6 +118,7 @@ def train(recipe: Recipe, run_dir: str | Path, progress: Progress | None = None)
     """
     progress = progress or (lambda event, **info: None)
     run_dir = Path(run_dir)
+    check_folder(run_dir, "the run directory")
     resumed = is_run_dir(run_dir) and (run_dir / "last.pt").is_file()
     if is_run_dir(run_dir):
         if _comparable(read_config(run_dir)) != _comparable(recipe):
@@ -124,9 +127,14 @@ def train(recipe: Recipe, run_dir: str | Path, progress: Progress | None = None)
         raise UserError(f"{run_dir} exists, is not empty and is not a run directory; choose another --out")
     device = select_device(recipe.device)
     autocast(device, recipe.precision)  # refuses mixed precision off CUDA before any work
+    if resumed and not recipe.data.resolved_path().is_file():  # rebuilt, it would not be the same file
+        raise UserError(f"{recipe.data.resolved_path()}, the dataset {run_dir} was trained on, does not exist; "
+                        "put it back to resume the run")
     data_path = ensure_dataset(recipe)
     dataset = read_dataset(data_path)
     try:
+        if resumed:  # before anything is written: a changed file would be trained on silently
+            check_dataset(run_dir, read_run_info(run_dir), data_path)
         return _train(recipe, run_dir, dataset, device, resumed, progress)
     finally:
         dataset.close()
@@ -139,7 +147,7 @@ def _train(recipe: Recipe, run_dir: Path, dataset: DatasetFile, device: torch.de
     specs = dataset.specs
     mask, mask_info = resolve_mask(dataset, recipe)
     if resumed:
-        mask = np.load(run_dir / "mask.npy")
+        mask = read_mask(run_dir)
     train_rows = torch.from_numpy(np.flatnonzero(mask.any(axis=1)))
     if train_rows.numel() == 0:
         raise UserError("the training mask shows no modality of any example; raise the supervision or keep-prob level")
@@ -167,18 +175,23 @@ def _train(recipe: Recipe, run_dir: Path, dataset: DatasetFile, device: torch.de
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scaler.load_state_dict(state["scaler"])
+        if state["epoch"] > recipe.epochs:  # config.yaml would record fewer epochs than the weights had
+            raise UserError(f"{run_dir} has trained {state['epoch']} epochs already, more than --epochs "
+                            f"{recipe.epochs}; resume with --epochs {state['epoch']} or more, or train a new run")
         set_rng_state(state["rng"], shuffle)
         epoch, step, best, train_seconds = state["epoch"], state["step"], state["best_valid_elbo"], state["train_seconds"]
         lines = metrics_path.read_text().splitlines() if metrics_path.exists() else []
         write_text(metrics_path, "".join(f"{l}\n" for l in lines if l and json.loads(l)["epoch"] <= epoch))
     else:
         run_dir.mkdir(parents=True, exist_ok=True)
-        np.save(run_dir / "mask.npy", mask)
+        with atomic_path(run_dir / "mask.npy") as tmp, open(tmp, "wb") as handle:
+            np.save(handle, mask)
         write_text(metrics_path, "")
     write_config(run_dir, recipe)  # on resume too: it records a changed number of epochs
     info = {
         "mvae_version": __version__,
-        "dataset": {"name": dataset.name, "path": str(dataset.path), "abspath": str(dataset.path.resolve())},
+        "dataset": {"name": dataset.name, "path": str(dataset.path), "abspath": str(dataset.path.resolve()),
+                    "fingerprint": fingerprint(dataset.path)},
         "modalities": [{"name": s.name, "kind": s.kind, "likelihood": s.likelihood, "shape": list(s.shape),
                         "classes": s.classes} for s in specs],
         "likelihoods": {name: likelihood.describe() for name, likelihood in model.likelihoods.items()},
@@ -210,9 +223,11 @@ def _train(recipe: Recipe, run_dir: Path, dataset: DatasetFile, device: torch.de
             scaler.update()
             loss_value = loss.detach().item()
             if not math.isfinite(loss_value):
-                raise TrainingDiverged(
-                    f"the loss became {loss_value} at step {step} (epoch {epoch + 1}); "
-                    f"the last good checkpoint is {run_dir / 'last.pt'}; lower the learning rate or use fp32")
+                last = run_dir / "last.pt"
+                kept = (f"the last good checkpoint is {last} (epoch {epoch})" if epoch > 0 and last.is_file()
+                        else "no checkpoint was written (none is made before the end of epoch 1)")
+                raise TrainingDiverged(f"the loss became {loss_value} at step {step} (epoch {epoch + 1}); {kept}; "
+                                       "lower the learning rate or use fp32")
             n = index.numel()
             loss_sum += loss_value * n
             for key, value in terms.items():
@@ -230,8 +245,11 @@ def _train(recipe: Recipe, run_dir: Path, dataset: DatasetFile, device: torch.de
                 **{key: float(value) / n_rows for key, value in sums.items()},
                 "valid_elbo": valid, "seconds": seconds, "examples_per_s": n_rows / seconds,
                 "peak_memory_mb": peak_memory_mb(device)}
-        with metrics_path.open("a") as handle:
-            handle.write(json.dumps(line) + "\n")
+        try:
+            with metrics_path.open("a") as handle:
+                handle.write(json.dumps(line) + "\n")
+        except OSError as error:  # a full disk: name the file (a bare OSError from write() does not)
+            raise file_fault(error, metrics_path) or error from None
         payload = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
                    "rng": rng_state(shuffle), "epoch": epoch, "step": step, "recipe": recipe_to_dict(recipe),
                    "best_valid_elbo": max(best, valid), "train_seconds": train_seconds}

@@ -21,10 +21,11 @@ import yaml
 
 from mvae_cli.atomic import write_text
 from mvae_cli.data.format import ModalitySpec
+from mvae_cli.data.layout import fingerprint
 from mvae_cli.errors import UserError
 from mvae_cli.model.model import MultimodalVAE
 from mvae_cli.model.registry import build
-from mvae_cli.recipe import Recipe, recipe_from_dict, recipe_to_dict
+from mvae_cli.recipe import Recipe, parse_yaml, recipe_from_dict, recipe_to_dict
 
 CONFIG = "config.yaml"
 RUNS_ROOT = Path("runs")
@@ -35,13 +36,35 @@ def build_model(recipe: Recipe, specs: list[ModalitySpec]) -> MultimodalVAE:
     directories have, builds the MVAE).
 
     Raises:
-        UserError: the model cannot be built for these modalities (named in the message).
+        UserError: ``model.weights`` names a modality the dataset does not have, or the model cannot
+            be built for these modalities (named in the message).
     """
+    check_modality_keys(recipe, [s.name for s in specs])
     m = recipe.model
     try:
         return build(m.name, specs, m.latent_dim, m.hidden, m.image_net, m.weights, m.likelihoods)
     except ValueError as error:
         raise UserError(f"model.name={m.name}: {error}") from None
+
+
+def check_modality_keys(recipe: Recipe, names: list[str]) -> None:
+    """Recipe keys that name modalities (``model.weights``, ``eval.x``, ``eval.y``) against the
+    dataset's modalities, so a typo is an error rather than a weight silently ignored.
+
+    Raises:
+        UserError: naming the key, the unknown names and the known ones.
+    """
+    known = ", ".join(names)
+    unknown = [n for n in recipe.model.weights if n not in names]
+    if unknown:
+        raise UserError(f"recipe key 'model.weights' names {', '.join(map(repr, unknown))}, which the dataset "
+                        f"does not have (modalities: {known})")
+    if recipe.eval.x is not None and recipe.eval.x not in names:
+        raise UserError(f"recipe key 'eval.x' names {recipe.eval.x!r}, which the dataset does not have (modalities: {known})")
+    unknown = [n for n in recipe.eval.y or [] if n not in names]
+    if unknown:
+        raise UserError(f"recipe key 'eval.y' names {', '.join(map(repr, unknown))}, which the dataset does not have "
+                        f"(modalities: {known})")
 
 
 def is_run_dir(path: Path) -> bool:
@@ -56,11 +79,62 @@ def read_config(run_dir: Path) -> Recipe:
     run_dir = Path(run_dir)
     if not is_run_dir(run_dir):
         raise UserError(f"{run_dir} is not a run directory (no {CONFIG} and run.json); train one with `mvae train`")
-    return recipe_from_dict(yaml.safe_load((run_dir / CONFIG).read_text()))
+    raw = parse_yaml(run_dir / CONFIG, "run config")
+    if not isinstance(raw, dict):
+        raise UserError(f"run config {run_dir / CONFIG} is damaged (not a mapping of recipe keys)")
+    return recipe_from_dict(raw)
 
 
 def read_run_info(run_dir: Path) -> dict:
-    return json.loads((Path(run_dir) / "run.json").read_text())
+    """``run.json`` as a mapping.
+
+    Raises:
+        UserError: it is missing or damaged.
+    """
+    path = Path(run_dir) / "run.json"
+    try:
+        info = json.loads(path.read_bytes())
+    except FileNotFoundError:
+        raise UserError(f"{path} is missing; {run_dir} is not a complete run directory") from None
+    except ValueError as error:
+        raise UserError(f"{path} is damaged (not JSON: {error}); the run cannot be used") from None
+    if not isinstance(info, dict) or not isinstance(info.get("dataset"), dict):
+        raise UserError(f"{path} is damaged (no dataset record); the run cannot be used")
+    return info
+
+
+def read_mask(run_dir: Path):
+    """The training mask ``bool[N_train, M]`` a run recorded (``mask.npy``).
+
+    Raises:
+        UserError: it is missing or damaged.
+    """
+    import numpy as np
+
+    path = Path(run_dir) / "mask.npy"
+    try:
+        mask = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise UserError(f"{path} is missing; the run cannot be resumed") from None
+    except (ValueError, OSError, EOFError):
+        raise UserError(f"{path} is damaged (not a saved mask); the run cannot be resumed") from None
+    if mask.dtype != bool or mask.ndim != 2:
+        raise UserError(f"{path} is damaged (not a bool [N, M] mask); the run cannot be resumed")
+    return mask
+
+
+def check_dataset(run_dir: Path, info: dict, path: Path) -> None:
+    """Refuse a dataset file that is not the one the run was trained on (resume, eval).
+
+    Runs trained before fingerprints were recorded are not checked.
+
+    Raises:
+        UserError: the file's fingerprint differs from the one in ``run.json``.
+    """
+    recorded = info["dataset"].get("fingerprint")
+    if recorded is not None and fingerprint(path) != recorded:
+        raise UserError(f"{path} has changed since {run_dir} was trained on it (its fingerprint differs); "
+                        "put the original file back, or train a new run on this one")
 
 
 def latest_run(root: Path = RUNS_ROOT) -> Path:

@@ -37,7 +37,7 @@ from mvae_cli.atomic import write_json
 from mvae_cli.data.format import read_dataset
 from mvae_cli.engine.data import SplitData, binarized_modalities
 from mvae_cli.engine.device import memory_budget, select_device
-from mvae_cli.engine.run import latest_run, load_trained, read_config
+from mvae_cli.engine.run import check_dataset, latest_run, load_trained, read_config
 from mvae_cli.errors import UserError
 from mvae_cli.evaluate.accuracy import AccuracyTally, attribute_names, posterior_mean
 from mvae_cli.evaluate.estimator import (
@@ -317,6 +317,7 @@ def evaluate_run(
     budget = budget or memory_budget(torch_device, MEMORY_FRACTION)
 
     started = time.perf_counter()
+    check_dataset(run_dir, info, run_dataset_path(info))
     with read_dataset(run_dataset_path(info)) as dataset:
         if split not in dataset.sizes:
             raise UserError(f"{dataset.path} has no {split!r} split (it has: {', '.join(dataset.sizes)})")

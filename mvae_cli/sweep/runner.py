@@ -28,6 +28,8 @@ import json
 import multiprocessing
 import os
 import queue
+import signal
+import threading
 import time
 import traceback
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -74,7 +76,7 @@ def run_dir_of(out: Path, point: Point) -> Path:
     return Path(out) / "runs" / point.name
 
 
-def _read_json(path: Path) -> dict | None:
+def read_json(path: Path) -> dict | None:
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):
@@ -85,7 +87,7 @@ def is_finished(run_dir: Path, recipe: Recipe) -> bool:
     """Whether ``run_dir`` holds this recipe's run, trained to the end and evaluated as it asks."""
     from mvae_cli.engine.run import is_run_dir, read_config
 
-    info, evaluation = _read_json(run_dir / "run.json"), _read_json(run_dir / "eval.json")
+    info, evaluation = read_json(run_dir / "run.json"), read_json(run_dir / "eval.json")
     if not is_run_dir(run_dir) or info is None or evaluation is None:
         return False
     if info.get("status") != "finished" or info.get("epochs_done", 0) < recipe.epochs:
@@ -152,14 +154,24 @@ def _attempt(point: Point, run_dir: Path, trainer, evaluator, progress: Progress
 _worker_events = None
 
 
-def _init_worker(threads: int, gpus, events) -> None:
+def _init_worker(threads: int, gpus, events, parent: int) -> None:
     global _worker_events
     _worker_events = events
+    # Ctrl-C reaches the whole process group: the parent handles it and ends the workers.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
     if gpus is not None:  # before anything touches CUDA in this process
         os.environ["CUDA_VISIBLE_DEVICES"] = gpus.get()
     import torch
 
     torch.set_num_threads(threads)
+
+
+def _exit_with_parent(parent: int) -> None:
+    """End this worker when the sweep's process is gone (killed with -9): no orphan trains on."""
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(1)
 
 
 def _work(point: Point, run_dir: Path, trainer, evaluator, index: int, total: int) -> tuple:
@@ -204,7 +216,7 @@ class _Book:
 
     def record(self, status: PointStatus, evaluation: dict | None) -> None:
         if evaluation is not None:
-            info = _read_json(status.run_dir / "run.json") or {}
+            info = read_json(status.run_dir / "run.json") or {}
             point = status.point
             self.rows[point.name] = build_row(point.name, point.values, point.recipe.seed, evaluation, info)
         else:
@@ -285,7 +297,7 @@ def run_sweep(sweep: Sweep, out: str | Path, *, jobs: int = 1, progress: Progres
         if status.reused:
             book.rows[status.point.name] = build_row(
                 status.point.name, status.point.values, status.point.recipe.seed,
-                _read_json(status.run_dir / "eval.json"), _read_json(status.run_dir / "run.json"))
+                read_json(status.run_dir / "eval.json"), read_json(status.run_dir / "run.json"))
     prepare_datasets(statuses, report)
     book.write()
     for index, status in enumerate(statuses):
@@ -329,8 +341,9 @@ def _run_in_processes(todo: list[PointStatus], statuses: list[PointStatus], jobs
                 return
             report(event, **info)
 
-    with ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker,
-                             initargs=(threads, gpus, events)) as pool:
+    pool = ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker,
+                               initargs=(threads, gpus, events, os.getpid()))
+    try:
         futures = {pool.submit(_work, s.point, s.run_dir, trainer, evaluator, statuses.index(s), len(statuses)): s
                    for s in todo}
         pending = set(futures)
@@ -343,4 +356,12 @@ def _run_in_processes(todo: list[PointStatus], statuses: list[PointStatus], jobs
                 except Exception as error:  # the worker process died (killed, out of memory)
                     outcome = ("failed", None, f"worker process failed: {type(error).__name__}: {error}", None)
                 finish(futures[future], outcome)
+    except BaseException:
+        # Ctrl-C or SIGTERM: shutdown() alone would wait for every running point to finish training.
+        # Python 3.14 has pool.terminate_workers(); before it, the processes are only reachable here.
+        for process in list((pool._processes or {}).values()):
+            process.terminate()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
     drain()  # the workers have exited, so everything they sent is readable now

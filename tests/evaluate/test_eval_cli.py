@@ -132,7 +132,8 @@ def test_a_split_the_file_lacks(run_dir, tmp_path):
     moved = tmp_path / "run"
     shutil.copytree(run_dir, moved)
     info = json.loads((moved / "run.json").read_text())
-    info["dataset"] = {**info["dataset"], "path": str(tmp_path / "no_valid.h5"), "abspath": str(tmp_path / "no_valid.h5")}
+    info["dataset"] = {**info["dataset"], "path": str(tmp_path / "no_valid.h5"), "abspath": str(tmp_path / "no_valid.h5"),
+                       "fingerprint": None}  # another file on purpose: not the changed-dataset error
     (moved / "run.json").write_text(json.dumps(info))
     _fails([str(moved), "--split", "valid"], "has no 'valid' split", "it has: train, test")
 
