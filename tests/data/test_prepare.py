@@ -74,8 +74,8 @@ def test_unknown_dataset_lists_the_known_ones(tmp_path):
     with pytest.raises(UserError, match="unknown dataset 'cifar'; known datasets: shapes, mnist, "
                                         "fashion-mnist, binary-mnist"):
         prepare_dataset("cifar", tmp_path / "c.h5")
-    assert dataset_names() == ["shapes", "mnist", "fashion-mnist", "binary-mnist", "multimnist", "celeba",
-                               "celeba19", "transforms", "custom"]
+    assert dataset_names() == ["shapes", "mnist", "fashion-mnist", "binary-mnist", "multimnist", "polymnist",
+                               "celeba", "celeba19", "transforms", "custom"]
     assert get_dataset("mnist").uses_source and not get_dataset("shapes").uses_source
 
 
