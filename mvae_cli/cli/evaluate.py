@@ -76,6 +76,8 @@ def eval_command(
     device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu or cuda.")] = "auto",
     batch_size: Annotated[Optional[int], typer.Option(
         "--batch-size", help="Examples per batch (default: about 262,144 particles' worth).")] = None,
+    baseline: Annotated[bool, typer.Option(
+        "--baseline/--no-baseline", help="Also report chance and a classifier trained on the paired rows only.")] = True,
 ) -> None:
     """Estimate log p(x), log p(x,y) and log p(x|y) by importance sampling under q(z|x) and q(z|x,y),
     the variance of the log weights, and the accuracy of predicting y from x; write RUN_DIR/eval.json."""
@@ -96,7 +98,8 @@ def eval_command(
 
         result = evaluate_run(run_dir, particles=particles, prior_samples=prior_samples, split=split,
                               checkpoint=checkpoint, limit=limit, x=x, y=y_names, seed=seed, max_memory=max_memory,
-                              device=device, batch_size=batch_size, progress=report)
+                              device=device, batch_size=batch_size, progress=report,
+                              baseline=baseline)
     console = Console()
     console.print(results_table(result))
     console.print(f"wrote {Path(run_dir) / EVAL_FILE}")

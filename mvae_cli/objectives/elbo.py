@@ -7,14 +7,8 @@ from __future__ import annotations
 
 import torch
 
-from mvae_cli.model.poe import gaussian_kl_to_prior, product_of_experts
-
-
-def beta_at(step: int, anneal_steps: int) -> float:
-    """β annealed linearly from 0 to 1 over ``anneal_steps`` optimiser steps (paper §2.1, §4.1)."""
-    if anneal_steps <= 0:
-        return 1.0
-    return min(1.0, step / anneal_steps)
+from mvae_cli.model.poe import gaussian_kl_per_unit, product_of_experts
+from mvae_cli.objectives.regularize import free_bits_kl
 
 
 def gather_rows(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
@@ -44,6 +38,7 @@ def subset_elbo(
     subsets: torch.Tensor,
     beta: float,
     eps: torch.Tensor | None = None,
+    free_bits: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """ELBO(X) = E_q(z|X)[Σ_{i∈X} λ_i log p(x_i|z)] − β KL[q(z|X) || p(z)] (paper Eq. 4), one row per subset.
 
@@ -58,10 +53,13 @@ def subset_elbo(
         subsets: ``bool[R, M]``, the modalities of each row.
         beta: the KL weight.
         eps: ``[R, D]`` standard-normal noise; drawn here when None.
+        free_bits: a KL floor in nats per latent unit on the rows' average
+            (:func:`~mvae_cli.objectives.regularize.free_bits_kl`); 0 for the plain ELBO.
 
     Returns:
         ``(elbo [R], log_lik [R, M], kl [R])``; ``log_lik[r, i]`` is the unweighted
-        single-sample log p(x_i | z_r), zero where modality i is not in row r.
+        single-sample log p(x_i | z_r), zero where modality i is not in row r; ``kl`` is the
+        plain KL (the floor changes only what ``elbo`` charges).
     """
     q_mu, q_logvar = product_of_experts(gather_rows(mu, example).float(), gather_rows(logvar, example).float(), subsets)
     if eps is None:
@@ -81,5 +79,7 @@ def subset_elbo(
         columns.append(ll)
     log_lik = torch.stack(columns, dim=1)
     weights = torch.tensor(model.weights, device=log_lik.device, dtype=log_lik.dtype)
-    kl = gaussian_kl_to_prior(q_mu, q_logvar)
-    return (log_lik * weights).sum(dim=1) - beta * kl, log_lik, kl
+    kl_units = gaussian_kl_per_unit(q_mu, q_logvar)
+    kl = kl_units.sum(dim=-1)
+    charged = kl if free_bits <= 0 else free_bits_kl(kl_units, free_bits)
+    return (log_lik * weights).sum(dim=1) - beta * charged, log_lik, kl
