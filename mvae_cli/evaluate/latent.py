@@ -29,7 +29,7 @@ def unit_activity(mu: torch.Tensor) -> torch.Tensor:
     """
     if mu.shape[0] < 2:
         raise ValueError("unit activity needs at least two examples")
-    return mu.double().var(dim=0, correction=1)
+    return mu.detach().double().var(dim=0, correction=1)
 
 
 def active_units(mu: torch.Tensor, threshold: float = ACTIVE_THRESHOLD) -> int:
@@ -52,7 +52,7 @@ def kl_summary(mu: torch.Tensor, logvar: torch.Tensor) -> dict[str, float | list
         ``{"kl": mean over examples of the KL summed over units, "kl_per_unit": [D] means over
         examples}`` in nats.
     """
-    per_unit = gaussian_kl_per_unit(mu.double(), logvar.double()).mean(dim=0)
+    per_unit = gaussian_kl_per_unit(mu.detach().double(), logvar.detach().double()).mean(dim=0)
     return {"kl": float(per_unit.sum()), "kl_per_unit": per_unit.tolist()}
 
 
@@ -61,10 +61,11 @@ def mutual_information(mu: torch.Tensor, logvar: torch.Tensor, seed: int = 0, ch
 
     I(x; z) = E_x E_q(z|x)[log q(z | x) − log q(z)] with q(z) = (1/N) Σ_j q(z | x_j), the
     aggregate posterior over the N examples given (Hoffman & Johnson 2016; the estimator of He
-    et al. 2019, "Lagging inference networks"). E_q(z|x)[log q(z|x)] is the analytic negative
-    entropy; log q(z) is a log-mean-exp over all N posteriors at one z drawn per example. The
-    estimate is consistent as N grows, and can never exceed log N (it is biased low when the true
-    value nears that).
+    et al. 2019, "Lagging inference networks"), with one z_i ~ q(z | x_i) drawn per example:
+    the mean over i of log q(z_i | x_i) − log (1/N) Σ_j q(z_i | x_j). Both terms are taken at
+    the same z_i (rather than the first as the analytic negative entropy), so their noise
+    cancels: an encoder that ignores its input gives exactly 0. The estimate is consistent as N
+    grows and never exceeds log N (it is biased low when the true value nears that).
 
     Args:
         mu, logvar: ``[N, D]`` posterior parameters of N examples.
@@ -74,18 +75,19 @@ def mutual_information(mu: torch.Tensor, logvar: torch.Tensor, seed: int = 0, ch
     Returns:
         The estimate in nats.
     """
-    mu, logvar = mu.double(), logvar.double()
-    n, d = mu.shape
+    mu, logvar = mu.detach().double(), logvar.detach().double()
+    n = mu.shape[0]
     generator = torch.Generator(device=mu.device).manual_seed(seed)
-    z = mu + torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype) * (0.5 * logvar).exp()
-    neg_entropy = (-0.5 * d * math.log(2 * math.pi) - 0.5 * (1.0 + logvar).sum(dim=1)).mean()
+    eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+    z = mu + eps * (0.5 * logvar).exp()
+    log_q_own = -0.5 * (eps.pow(2) + logvar + math.log(2 * math.pi)).sum(dim=1)  # log q(z_i | x_i)
     precision = (-logvar).exp()
     log_qz = []
     for start in range(0, n, chunk):
         diff = z[start:start + chunk, None, :] - mu[None, :, :]  # [c, N, D]
         log_density = -0.5 * (diff.pow(2) * precision + logvar + math.log(2 * math.pi)).sum(dim=-1)
         log_qz.append(torch.logsumexp(log_density, dim=1) - math.log(n))
-    return float(neg_entropy - torch.cat(log_qz).mean())
+    return float((log_q_own - torch.cat(log_qz)).mean())
 
 
 def latent_report(mu: torch.Tensor, logvar: torch.Tensor, threshold: float = ACTIVE_THRESHOLD,
