@@ -1,4 +1,4 @@
-"""Recipes: YAML validated against typed dataclasses (DESIGN.md, "Recipes").
+"""Recipes: YAML validated against typed dataclasses.
 
 Unknown keys and bad values are :class:`UserError`\\ s naming the key. ``key=value``
 overrides (dotted for nested keys: ``data.path=...``, ``model.latent_dim=32``) go

@@ -58,9 +58,10 @@ def _register() -> None:
 
     sweep.register(app)
     plot.register(app)
-    from mvae_cli.cli import evaluate
+    from mvae_cli.cli import evaluate, report
 
     evaluate.register(app)
+    report.register(app)
 
 
 _register()

@@ -8,13 +8,18 @@ modalities:
   - {name: label, kind: categorical, classes: 10}
   - {name: caption, kind: sequence, vocab: 12}
   - {name: tags, kind: binary}                       # shape [D] taken from the arrays
+  - {name: digit, kind: categorical, classes: 10,
+     arrays: {train: y_tr, valid: y_va, test: y_te}} # the source's keys, named per split
 split: {train: 0.8, valid: 0.1, test: 0.1}           # only with one array per modality
 ```
 
-The source holds, for modality ``m`` of split ``s``, the key ``s/m`` (an HDF5 group
-``s`` with dataset ``m``, or an npz key with a slash) or ``s_m``; with a ``split:``
-section, one array per modality under the key ``m``, shuffled with the seed and cut
-by the fractions. Sequence rows follow the networks' contract: ``START`` is id
+The source holds, for modality ``m`` of split ``s``, the key the entry's ``arrays:`` names,
+else one of ``s/m`` (an HDF5 group ``s`` with dataset ``m``, or an npz key with a slash),
+``s_m``, ``m_s`` or ``m/s``; with a ``split:`` section of three fractions, one array per
+modality under the key ``m`` (or ``arrays: {all: key}``), shuffled with the seed and cut by
+the fractions. With ``split: {valid: f}`` the source holds train and test arrays (no valid
+ones) and a seeded fraction f of the training examples becomes the valid split: the test
+set stays the official one and never mixes into training. Sequence rows follow the networks' contract: ``START`` is id
 ``vocab - 2`` and ``STOP`` is ``vocab - 1``, and ``<name>_length`` (stored beside
 them) counts up to and including the first ``STOP`` after position 0.
 
@@ -46,7 +51,8 @@ from mvae_cli.errors import UserError
 
 LIKELIHOOD = {"image": "bernoulli", "binary": "bernoulli", "categorical": "categorical", "sequence": "categorical"}
 KEYS = {"image": {"shape"}, "binary": {"shape"}, "categorical": {"classes"}, "sequence": {"vocab", "shape"}}
-COMMON_KEYS = {"name", "kind", "likelihood"}
+COMMON_KEYS = {"name", "kind", "likelihood", "arrays"}
+ARRAY_KEYS = (*SPLITS, "all")
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -73,7 +79,7 @@ def load_spec(path: str | os.PathLike) -> tuple[list[dict], dict[str, float] | N
     except (yaml.YAMLError, UnicodeDecodeError) as error:
         raise UserError(f"spec {path} is not valid YAML ({' '.join(str(error).split())})") from None
     if not isinstance(data, dict) or not isinstance(data.get("modalities"), list) or not data["modalities"]:
-        raise UserError(f"spec {path} needs a `modalities:` list (see docs/datasets6.md)")
+        raise UserError(f"spec {path} needs a `modalities:` list (see the README, section 'custom: your own data')")
     unknown = set(data) - {"modalities", "split"}
     if unknown:
         raise UserError(f"spec {path}: unknown key {sorted(unknown)[0]!r} (keys: modalities, split)")
@@ -111,13 +117,24 @@ def load_spec(path: str | os.PathLike) -> tuple[list[dict], dict[str, float] | N
             if len(shape) != rank:
                 raise UserError(f"{where}: a {kind} shape has {rank} entr{'y' if rank == 1 else 'ies'}, "
                                 f"got {list(shape)}")
-        entries.append({"name": name, "kind": kind, "likelihood": likelihood, "classes": classes, "shape": shape})
+        arrays = item.get("arrays") or {}
+        if not isinstance(arrays, dict) or not set(arrays) <= set(ARRAY_KEYS) or \
+                not all(isinstance(v, str) and v for v in arrays.values()):
+            raise UserError(f"{where}: arrays must map {', '.join(ARRAY_KEYS)} to key names in the source, "
+                            f"e.g. {{train: x_train, test: x_test}}; got {arrays!r}")
+        entries.append({"name": name, "kind": kind, "likelihood": likelihood, "classes": classes, "shape": shape,
+                        "arrays": dict(arrays)})
     return entries, _fractions(path, data.get("split"))
 
 
 def _fractions(path: Path, split) -> dict[str, float] | None:
     if split is None:
         return None
+    if isinstance(split, dict) and set(split) == {"valid"}:  # carved from the training arrays only
+        value = split["valid"]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
+            raise UserError(f"spec {path}: split fraction valid must lie in (0, 1), got {value!r}")
+        return {"valid": float(value)}
     if not isinstance(split, dict) or set(split) != set(SPLITS):
         raise UserError(f"spec {path}: split needs exactly train, valid and test, e.g. "
                         "{train: 0.8, valid: 0.1, test: 0.1}")
@@ -233,7 +250,9 @@ def _read_split(source: _Source, entries: list[dict], split: str | None) -> dict
     label = split or "all"
     for entry in entries:
         name = entry["name"]
-        candidates = (name,) if split is None else (f"{split}/{name}", f"{split}_{name}")
+        named = entry.get("arrays", {}).get(split or "all")
+        candidates = ((named,) if named else (name,) if split is None
+                      else (f"{split}/{name}", f"{split}_{name}", f"{name}_{split}", f"{name}/{split}"))
         key = source.find(*candidates)
         if key is None:
             hint = ("; or give one array per modality and a split: section in the spec"
@@ -278,6 +297,9 @@ def load_custom(source: str | os.PathLike, spec: str | os.PathLike, *, seed: int
     try:
         if fractions is None:
             splits = {split: _read_split(data, entries, split) for split in SPLITS}
+        elif set(fractions) == {"valid"}:
+            splits = _carve_valid(_read_split(data, entries, "train"), fractions["valid"], seed)
+            splits["test"] = _read_split(data, entries, "test")
         else:
             splits = _cut(_read_split(data, entries, None), fractions, seed)
     finally:
@@ -291,6 +313,37 @@ def load_custom(source: str | os.PathLike, spec: str | os.PathLike, *, seed: int
             splits[split] = {k: v[:n] for k, v in arrays.items()}
     specs = [ModalitySpec(e["name"], e["kind"], e["likelihood"], e["shape"], e["classes"]) for e in entries]
     return specs, splits
+
+
+def _carve_valid(train: dict[str, np.ndarray], fraction: float, seed: int) -> dict[str, dict[str, np.ndarray]]:
+    """Split the training arrays into train and valid (round(f·N) seeded examples); nothing else is read."""
+    n = next(iter(train.values())).shape[0]
+    count = int(math.floor(fraction * n + 0.5))
+    if not 1 <= count < n:
+        raise UserError(f"split: valid {fraction:g} of the {n} training examples leaves "
+                        f"{'valid' if count < 1 else 'train'} empty")
+    order = np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0]).permutation(n)
+    valid, kept = np.sort(order[:count]), np.sort(order[count:])
+    return {"train": {k: v[kept] for k, v in train.items()}, "valid": {k: v[valid] for k, v in train.items()}}
+
+
+def image_range_notes(specs: list[ModalitySpec], splits: dict[str, dict[str, np.ndarray]]) -> list[str]:
+    """A line per image modality whose training values do not span [0, 255].
+
+    Images are read as x/255 under a Bernoulli likelihood, so an image set whose ink tops out
+    at 240 never asks for a full pixel; the line says how to rescale.
+    """
+    notes = []
+    for spec in specs:
+        if spec.kind != "image" or "train" not in splits or not splits["train"][spec.name].size:
+            continue
+        array = splits["train"][spec.name]
+        low, high = int(array.min()), int(array.max())
+        if low > 0 or high < 255:
+            notes.append(f"warning: images of {spec.name!r} span [{low}, {high}], not [0, 255]; they are read as "
+                         f"x/255, so the brightest pixel counts as {high / 255:.2f}. If {high} means full intensity, "
+                         f"rescale the arrays to [0, 255] (x · 255 / {high}) and prepare again")
+    return notes
 
 
 def _cut(arrays: dict[str, np.ndarray], fractions: dict[str, float], seed: int) -> dict[str, dict[str, np.ndarray]]:

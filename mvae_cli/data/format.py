@@ -1,4 +1,4 @@
-"""The prepared-dataset contract: one HDF5 file (DESIGN.md).
+"""The prepared-dataset contract: one HDF5 file.
 
 ```
 /                         attrs: format="mvae-dataset", format_version, name, mvae_version, seed, created,

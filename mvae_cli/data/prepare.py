@@ -101,7 +101,7 @@ def prepare_dataset(
     base: str | None = None,
     spec: str | os.PathLike | None = None,
 ) -> Path:
-    """Build dataset ``name`` into the HDF5 file ``out`` (DESIGN.md layout), atomically.
+    """Build dataset ``name`` into the HDF5 file ``out`` (the layout of :mod:`mvae_cli.data.format`), atomically.
 
     Masks ``bool [N_train, M]`` are stored as ``mask_name(kind, value, seed)`` and built
     by ``masks.build_mask`` from ``seed``: one per supervision level (kind

@@ -1,4 +1,4 @@
-"""Log-likelihoods per modality kind (DESIGN.md: Bernoulli on logits for images in [0, 1],
+"""Log-likelihoods per modality kind (Bernoulli on logits for images in [0, 1],
 categorical for labels). Each returns one value per row: the sum over the example's dimensions."""
 
 from __future__ import annotations

@@ -58,6 +58,13 @@ def test_eval_writes_eval_json_and_prints_the_table(run_dir):
     for name, value in evaluation["var_log_w"]["joint"].items():
         assert evaluation["var_log_w"]["conditional"][name] == pytest.approx(value, rel=1e-5)
     assert set(evaluation["accuracy"]) == {"label", "mean"} and 0 <= evaluation["accuracy"]["mean"] <= 1
+    # beside the model: a classifier on the paired rows (all 300, the run is fully paired) and chance
+    assert evaluation["baseline_rows"] == {"label": 300} and 0 <= evaluation["baseline"]["label"] <= 1
+    with read_dataset(json.loads((run_dir / "run.json").read_text())["dataset"]["abspath"]) as dataset:
+        labels = dataset.load("test")["label"][:30]
+    assert evaluation["chance"]["label"] == pytest.approx(np.bincount(labels).max() / 30)
+    assert "paired rows only" in result.output and "chance" in result.output
+    assert max(len(line) for line in result.output.splitlines() if "│" not in line and "wrote" not in line) <= 100
 
 
 def test_conditional_is_joint_minus_log_p_y_from_the_shared_prior_samples(run_dir):
