@@ -160,6 +160,13 @@ def _build_custom(*, seed: int, sizes: dict[str, int], source=None, progress=Non
     return Built(specs, splits, notes=custom.image_range_notes(specs, splits), attrs={"source": str(Path(source).resolve()), "spec": Path(spec).read_text()})
 
 
+# The class names of each dataset's categorical modalities, stored in the file's `class_names`.
+CLASS_NAMES: dict[str, dict[str, list[str]]] = {
+    "shapes": {name: list(values) for name, values in shapes.ATTRIBUTES.items()},
+    **{name: {"label": labels} for name, labels in mnist.CLASS_NAMES.items()},
+}
+
+
 DATASETS: dict[str, DatasetEntry] = {
     "shapes": DatasetEntry(
         "shapes", "generated 32x32 RGB shapes + shape, colour, size, xpos, ypos (no download)",

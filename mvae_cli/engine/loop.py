@@ -20,7 +20,7 @@ import torch
 
 from mvae_cli import __version__
 from mvae_cli.atomic import write_json, write_text
-from mvae_cli.data.format import DatasetFile, read_dataset
+from mvae_cli.data.format import DatasetFile, class_names, read_dataset
 from mvae_cli.data.masks import build_mask
 from mvae_cli.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from mvae_cli.engine.data import SplitData
@@ -248,7 +248,7 @@ def _train(recipe: Recipe, run_dir: Path, dataset: DatasetFile, device: torch.de
 
     from mvae_cli.figures.samples import save_sample_grid
 
-    save_sample_grid(model, run_dir / "samples.png", seed=recipe.seed)
+    save_sample_grid(model, run_dir / "samples.png", seed=recipe.seed, class_names=class_names(dataset.attrs, specs))
     write_json(run_dir / "run.json", {**info, "status": "finished", "epochs_done": epoch, "best_valid_elbo": best,
                                       "train_seconds": train_seconds})
     return TrainResult(run_dir, epoch, best, train_seconds, resumed)
