@@ -81,7 +81,8 @@ def _print_dry_run(statuses, console) -> None:
 
 
 # Summary columns: (family, which proposal, heading); the paper's proposals (Tables 2–3).
-_SHOWN = (("accuracy", None, "accuracy"), ("log_px", "first", "log p(x)"),
+_SHOWN = (("accuracy", None, "accuracy"), ("baseline", None, "paired rows\nonly"), ("chance", None, "chance"),
+          ("log_px", "first", "log p(x)"),
           ("log_pxy", "last", "log p(x,y)"), ("log_px_given_y", "last", "log p(x|y)"))
 
 
@@ -124,6 +125,25 @@ def _print_summary(report, grid_keys: list[str], console) -> None:
         cells = [f"{_fmt(s['mean'])} ± {_fmt(s['ci95'])}" if s["count"] > 1 else _fmt(s["mean"]) for s in chunk]
         table.add_row(*[str(chunk[0][k]) for k in groups], str(chunk[0]["count"]), *cells)
     console.print(table)
+
+
+def _print_warnings(rows: list[dict], grid_keys: list[str], console) -> None:
+    """Per grid point (means over seeds): a y predicted at chance, or worse than by the paired-only classifier."""
+    from mvae_cli.evaluate.collapse import accuracy_warnings
+    from mvae_cli.sweep.results import figure_columns, summary_rows
+
+    groups = [k for k in grid_keys if k != "seed"]
+    figures = [f for f in figure_columns(grid_keys, rows) if f.split(".", 1)[0] in ("accuracy", "chance", "baseline")]
+    if not any(f.startswith("chance.") for f in figures):
+        return
+    by_point: dict[str, dict[str, dict[str, float]]] = {}
+    for s in summary_rows(rows, groups, figures):
+        point = ",".join(f"{k}={s[k]}" for k in groups) or "every run"
+        family, name = s["figure"].split(".", 1)
+        by_point.setdefault(point, {}).setdefault(family, {})[name] = s["mean"]
+    for point, tables in by_point.items():
+        for line in accuracy_warnings(tables.get("accuracy", {}), tables.get("chance", {}), tables.get("baseline")):
+            console.print(f"[yellow]warning[/] ({point}, mean over seeds): {line}", highlight=False)
 
 
 def _draw_figures(grid_keys: list[str], rows: list[dict], out: Path) -> Path | str:
@@ -174,6 +194,7 @@ def sweep_command(
     if reused:
         console.print(f"{reused} point(s) were finished already and kept")
     _print_summary(report, sweep.grid_keys, console)
+    _print_warnings(report.rows, sweep.grid_keys, console)
     figures = _draw_figures(sweep.grid_keys, report.rows, out)
     console.print(f"results: {out / 'results.csv'}  summary: {out / 'summary.csv'}  "
                   f"figures: {figures} (redraw with `mvae plot {out}`)")
