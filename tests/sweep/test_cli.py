@@ -10,7 +10,9 @@ from typer.testing import CliRunner
 from mvae_cli.cli.app import app
 from mvae_cli.data.prepare import prepare_dataset
 
-TINY = ["epochs=1", "model.hidden=32", "model.latent_dim=8", "eval.particles=5", "eval.prior_samples=10"]
+# The paired-only classifiers (5 per point here) are checked in tests/evaluate and on the custom dataset.
+TINY = ["epochs=1", "model.hidden=32", "model.latent_dim=8", "eval.particles=5", "eval.prior_samples=10",
+        "eval.baseline=false"]
 ATTRIBUTES = ("shape", "colour", "size", "xpos", "ypos")
 
 
@@ -55,12 +57,7 @@ def test_sweep_trains_evaluates_aggregates_resumes_and_plots(tmp_path, shapes):
         evaluation = json.loads((run / "eval.json").read_text())
         assert (evaluation["particles"], evaluation["n_examples"]) == (5, 100)
         assert float(row["eval_seconds"]) == pytest.approx(evaluation["seconds"])
-        # beside the model: the classifier trained on the paired rows only (10% or all of 300) and chance
-        paired = 30 if row["supervision"] == "0.1" else 300
-        assert all(float(row[f"baseline_rows.{a}"]) == paired for a in ATTRIBUTES)
-        assert all(0.0 <= float(row[f"baseline.{a}"]) <= 1.0 and 0.25 <= float(row[f"chance.{a}"]) <= 1.0
-                   for a in ATTRIBUTES)
-        assert row["n_examples"] == "100"
+        assert row["n_examples"] == "100" and "baseline.shape" not in row
     summary = {(r["supervision"], r["figure"]): r for r in _read_csv(out / "summary.csv")}
     acc = summary[("1.0", "accuracy.mean")]
     values = [float(r["accuracy.mean"]) for r in rows[2:]]
@@ -84,8 +81,7 @@ def test_sweep_trains_evaluates_aggregates_resumes_and_plots(tmp_path, shapes):
 
 def test_a_failing_point_does_not_stop_the_others_and_exits_1(tmp_path, shapes):
     recipe = _recipe(tmp_path, shapes, {"eval.x": ["nose", "colour"]})
-    result = CliRunner().invoke(app, ["sweep", str(recipe), "--out", str(tmp_path / "s"), *TINY,
-                                      "eval.baseline=false"])
+    result = CliRunner().invoke(app, ["sweep", str(recipe), "--out", str(tmp_path / "s"), *TINY])
     assert result.exit_code == 1, result.output
     assert "1 of 2 points failed" in result.output and "eval.x=nose: --x: unknown modality 'nose'" in result.output
     rows = _read_csv(tmp_path / "s" / "results.csv")
