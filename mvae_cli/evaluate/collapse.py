@@ -58,5 +58,6 @@ def accuracy_warnings(accuracy: Mapping[str, float], chance: Mapping[str, float]
                          f"the model has learnt nothing usable about {name}; {REMEDIES}")
         elif baseline and name in baseline and value < baseline[name] - CHANCE_MARGIN:
             lines.append(f"{name} is predicted from {x} worse ({value:.3f}) than by a classifier trained on the "
-                         f"paired rows alone ({baseline[name]:.3f}): the unpaired data did not help")
+                         f"paired rows alone ({baseline[name]:.3f}): the multimodal model does not beat its "
+                         f"paired-only baseline")
     return lines
