@@ -1,4 +1,4 @@
-"""Recipes: YAML validated against typed dataclasses (DESIGN.md, "Recipes").
+"""Recipes: YAML validated against typed dataclasses.
 
 Unknown keys and bad values are :class:`UserError`\\ s naming the key. ``key=value``
 overrides (dotted for nested keys: ``data.path=...``, ``model.latent_dim=32``) go
@@ -65,6 +65,7 @@ class EvalConfig:
     y: list[str] | None = None  # default: every other modality
     limit: int | None = None  # evaluate the first N examples only
     seed: int = 0
+    baseline: bool = True  # chance and a classifier trained on the paired rows only, beside the accuracy
 
 
 @dataclass
@@ -78,7 +79,11 @@ class Recipe:
     epochs: int = 20
     batch_size: int = 100
     lr: float = 1e-3
-    anneal_epochs: float = 0.0  # β rises linearly from 0 to 1 over this many epochs
+    anneal_epochs: float = 0.0  # β rises linearly from 0 to `beta` over this many epochs
+    beta: float = 1.0  # the β target; below 1 against posterior collapse
+    free_bits: float = 0.0  # KL floor in nats per latent unit (batch average); 0: plain ELBO
+    checkpoint_every: int = 1  # write last.pt every N epochs (and at the end)
+    checkpoint_minutes: float | None = None  # ... or when this many minutes passed since the last one
     device: str = "auto"  # auto | cpu | cuda
     precision: str = "fp32"  # fp32 | bf16 | fp16
     eval: EvalConfig = field(default_factory=EvalConfig)
@@ -111,6 +116,10 @@ _RANGES = {
     "batch_size": (1, None, False),
     "lr": (0.0, None, True),
     "anneal_epochs": (0.0, None, False),
+    "beta": (0.0, None, True),
+    "free_bits": (0.0, None, False),
+    "checkpoint_every": (1, None, False),
+    "checkpoint_minutes": (0.0, None, True),
     "model.latent_dim": (1, None, False),
     "model.hidden": (1, None, False),
     "eval.particles": (1, None, False),

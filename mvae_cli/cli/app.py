@@ -110,9 +110,10 @@ def _register() -> None:
 
     sweep.register(app)
     plot.register(app)
-    from mvae_cli.cli import evaluate
+    from mvae_cli.cli import evaluate, report
 
     evaluate.register(app)
+    report.register(app)
     for command in app.registered_commands:
         if command.cls in (None, TyperCommand):  # typer's default: give every command our help rendering
             command.cls = _Command

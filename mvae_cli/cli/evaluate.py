@@ -25,39 +25,56 @@ def parse_names(text: str | None, option: str) -> list[str] | None:
 
 
 def results_table(result: dict):
-    """The figures of an ``eval.json`` mapping as one rich table."""
+    """The likelihood figures of an ``eval.json`` mapping as one rich table, about 80 columns wide:
+    a column per proposal, the effective sample sizes on their own rows."""
     from rich import box
     from rich.table import Table
+
+    from mvae_cli.evaluate import proposal_label
 
     proposals = list(result["log_px"])
     table = Table(title=f"{result['split']} split, {result['n_examples']:,} examples, K = {result['particles']:,}, "
                         f"{result['prior_samples']:,} prior samples, {result['checkpoint']} checkpoint, "
                         f"{result['seconds']:.1f} s",
                   title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
-    from mvae_cli.evaluate import proposal_label
-
     x, y = result["x"], ", ".join(result["y"])
     # three proposals make the table wide: the figure's name is the column that must stay legible
     table.add_column("figure", no_wrap=True, min_width=len(f"log p({x} | {y})"))
     for name in proposals:
-        table.add_column(proposal_label(name), justify="right", no_wrap=True)
-        table.add_column("ESS", justify="right", no_wrap=True)
-    x, y = result["x"], ", ".join(result["y"])
-    for key, label in (("log_px", f"log p({x})"), ("log_pxy", f"log p({x}, {y})"),
-                       ("log_px_given_y", f"log p({x} | {y})")):
-        cells = []
-        for v in result[key].values():
-            cells += ["not defined", ""] if v is None else [f"{v['mean']:.2f} ± {v['se']:.2f}", f"{v['ess']:,.1f}"]
-        table.add_row(label, *cells)
+        table.add_column(proposal_label(name), justify="right")
+    figures = (("log_px", f"log p({x})"), ("log_pxy", f"log p({x}, {y})"), ("log_px_given_y", f"log p({x} | {y})"))
+    for key, label in figures:
+        table.add_row(label, *("not defined" if v is None else f"{v['mean']:.2f} ± {v['se']:.2f}"
+                               for v in result[key].values()))
+    for key, label in figures:
+        table.add_row(f"ESS, {label}", *("–" if v is None else f"{v['ess']:,.1f}" for v in result[key].values()))
     for key in ("marginal", "joint", "conditional"):
-        cells = []
-        for name in proposals:
-            value = result["var_log_w"][key][name]
-            cells += ["not defined" if value is None else f"{value:.4g}", ""]
-        table.add_row(f"var log w {key}", *cells)
-    for name, value in (result["accuracy"] or {}).items():
-        label = "accuracy, mean" if name == "mean" else f"accuracy, {name}"
-        table.add_row(label, f"{value:.4f}", *([""] * (2 * len(proposals) - 1)))
+        table.add_row(f"var log w {key}", *("not defined" if result["var_log_w"][key][name] is None
+                                            else f"{result['var_log_w'][key][name]:.4g}" for name in proposals))
+    return table
+
+
+def accuracy_table(result: dict):
+    """The accuracy of each y predicted from x beside the classifier trained on the paired rows
+    only and chance (where ``eval.json`` has them); None without a predicted modality."""
+    from rich import box
+    from rich.table import Table
+
+    if not result.get("accuracy"):
+        return None
+    baseline, chance = result.get("baseline") or {}, result.get("chance") or {}
+    table = Table(title=f"accuracy of y predicted from {result['x']} alone", title_justify="left",
+                  box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("y", no_wrap=True)
+    table.add_column("model", justify="right")
+    if baseline or chance:
+        table.add_column("paired rows only", justify="right")
+        table.add_column("chance", justify="right")
+    for name, value in result["accuracy"].items():
+        row = [name, f"{value:.4f}"]
+        if baseline or chance:
+            row += [f"{figures[name]:.4f}" if name in figures else "–" for figures in (baseline, chance)]
+        table.add_row(*row)
     return table
 
 
@@ -100,6 +117,8 @@ def eval_command(
     device: Annotated[str, typer.Option(metavar="auto|cpu|cuda", help="auto (CUDA when present), cpu or cuda.")] = "auto",
     batch_size: Annotated[Optional[int], typer.Option(
         "--batch-size", metavar="N", help="Examples per batch (default: about 262,144 particles' worth).")] = None,
+    baseline: Annotated[bool, typer.Option(
+        "--baseline/--no-baseline", help="Also report chance and a classifier trained on the paired rows only.")] = True,
 ) -> None:
     """Evaluate a run: importance-sampled log-likelihoods, weight variances and accuracy; write RUN_DIR/eval.json.
 
@@ -124,9 +143,18 @@ def eval_command(
 
         result = evaluate_run(run_dir, particles=particles, prior_samples=prior_samples, split=split,
                               checkpoint=checkpoint, limit=limit, x=x, y=y_names, seed=seed, max_memory=max_memory,
-                              device=device, batch_size=batch_size, progress=report)
+                              device=device, batch_size=batch_size, progress=report,
+                              baseline=baseline)
+    from mvae_cli.evaluate.collapse import accuracy_warnings
+
     console = Console()
     console.print(results_table(result))
+    accuracy = accuracy_table(result)
+    if accuracy is not None:
+        console.print(accuracy)
+    for line in accuracy_warnings(result.get("accuracy", {}), result.get("chance") or {}, result.get("baseline"),
+                                  result["x"]):
+        Console(stderr=True).print(f"[yellow]warning:[/] {line}", highlight=False)
     console.print(f"wrote {Path(run_dir) / EVAL_FILE}")
 
 

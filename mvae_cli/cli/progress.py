@@ -17,8 +17,9 @@ def make_progress() -> Progress:
 
 
 class TrainingDisplay:
-    """A progress callback for :func:`mvae_cli.engine.loop.train`: one bar per epoch's steps,
-    and one printed line per finished epoch."""
+    """A progress callback for :func:`mvae_cli.engine.loop.train`: one bar over the steps of every
+    epoch (so its elapsed and remaining times cover the whole run; a bar refilled each epoch froze
+    them once it first completed), and one printed line per finished epoch."""
 
     def __init__(self, progress: Progress, label: str = ""):
         self.progress = progress
@@ -26,6 +27,7 @@ class TrainingDisplay:
         self.task = None
         self.epochs = 0
         self.done = 0  # epochs finished (and checkpointed): where a resume starts
+        self.steps_per_epoch = 0
 
     def __call__(self, event: str, **info) -> None:
         if event == "start":
@@ -33,10 +35,13 @@ class TrainingDisplay:
             note = f" (resumed after epoch {info['start_epoch']})" if info["resumed"] else ""
             self.progress.console.print(
                 f"{self.label}training on {info['n_examples']:,} examples, {info['device']}{note}")
-            self.task = self.progress.add_task("", total=info["steps_per_epoch"], status="")
+            self.steps_per_epoch = info["steps_per_epoch"]
+            self.task = self.progress.add_task("", total=self.epochs * self.steps_per_epoch,
+                                               completed=info["start_epoch"] * self.steps_per_epoch, status="")
         elif event == "step":
             self.progress.update(
-                self.task, completed=info["step"], description=f"{self.label}epoch {info['epoch'] + 1}/{self.epochs}",
+                self.task, completed=info["epoch"] * self.steps_per_epoch + info["step"],
+                description=f"{self.label}epoch {info['epoch'] + 1}/{self.epochs}",
                 status=f"loss {info['loss']:.2f}  {info['examples_per_s']:,.0f} ex/s")
         elif event == "epoch":
             self.done = info["epoch"]

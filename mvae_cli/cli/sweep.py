@@ -92,12 +92,14 @@ def _print_dry_run(statuses, console) -> None:
 
 
 # Summary columns: (family, which proposal, heading); the paper's proposals (Tables 2–3).
-_SHOWN = (("accuracy", None, "accuracy"), ("log_px", "first", "log p(x)"),
+_SHOWN = (("accuracy", None, "accuracy"), ("baseline", None, "paired\nonly"), ("chance", None, "chance"),
+          ("log_px", "first", "log p(x)"),
           ("log_pxy", "last", "log p(x,y)"), ("log_px_given_y", "last", "log p(x|y)"))
 
 
 def _summary_columns(figures: list[str]) -> list[tuple[str, str]]:
-    """``(column, heading)``: mean accuracy, log p(x) under q(z|x), the others under q(z|x,y)."""
+    """``(column, heading)``: mean accuracy, the paired-only classifier and chance, log p(x) under
+    q(z|x), the others under q(z|x,y) (the table's title says so)."""
     shown = []
     for family, which, heading in _SHOWN:
         if which is None:
@@ -106,12 +108,12 @@ def _summary_columns(figures: list[str]) -> list[tuple[str, str]]:
             candidates = [f for f in figures if f.startswith(family + ".") and f.endswith(".mean")]
             column = (candidates[0] if which == "first" else candidates[-1]) if candidates else None
         if column:
-            proposal = "q(z|x,y)" if "+" in column else "q(z|x)"
-            shown.append((column, heading if which is None else f"{heading}\n{proposal}"))
+            shown.append((column, heading))
     return shown
 
 
 def _print_summary(report, grid_keys: list[str], console) -> None:
+    from rich import box
     from rich.table import Table
 
     from mvae_cli.sweep.results import figure_columns, summary_rows
@@ -123,18 +125,39 @@ def _print_summary(report, grid_keys: list[str], console) -> None:
     if not shown:
         return
     stats = summary_rows(report.rows, groups, [column for column, _ in shown])
-    table = Table(title="summary: mean ± 95% CI over seeds; log-likelihoods in nats (all figures in summary.csv)",
-                  title_justify="left")
+    table = Table(title="summary: mean ± 95% CI over seeds; accuracy of y from x beside a classifier trained on "
+                        "the paired rows only and chance; log p(x) under q(z|x), log p(x,y) and log p(x|y) under "
+                        "q(z|x,y), in nats (all figures in summary.csv)", title_justify="left",
+                  box=box.SIMPLE_HEAD, pad_edge=False)
     for key in groups:
         table.add_column(key)
     table.add_column("runs", justify="right")
-    for _, heading in shown:
-        table.add_column(heading, justify="right", overflow="fold")
+    for _, heading in shown:  # "accuracy" unbroken at 80 columns; the rest may fold
+        table.add_column(heading, justify="right", overflow="fold", min_width=8 if heading == "accuracy" else None)
     for i in range(0, len(stats), len(shown)):
         chunk = stats[i:i + len(shown)]
         cells = [f"{_fmt(s['mean'])} ± {_fmt(s['ci95'])}" if s["count"] > 1 else _fmt(s["mean"]) for s in chunk]
         table.add_row(*[str(chunk[0][k]) for k in groups], str(chunk[0]["count"]), *cells)
     console.print(table)
+
+
+def _print_warnings(rows: list[dict], grid_keys: list[str], console) -> None:
+    """Per grid point (means over seeds): a y predicted at chance, or worse than by the paired-only classifier."""
+    from mvae_cli.evaluate.collapse import accuracy_warnings
+    from mvae_cli.sweep.results import figure_columns, summary_rows
+
+    groups = [k for k in grid_keys if k != "seed"]
+    figures = [f for f in figure_columns(grid_keys, rows) if f.split(".", 1)[0] in ("accuracy", "chance", "baseline")]
+    if not any(f.startswith("chance.") for f in figures):
+        return
+    by_point: dict[str, dict[str, dict[str, float]]] = {}
+    for s in summary_rows(rows, groups, figures):
+        point = ",".join(f"{k}={s[k]}" for k in groups) or "every run"
+        family, name = s["figure"].split(".", 1)
+        by_point.setdefault(point, {}).setdefault(family, {})[name] = s["mean"]
+    for point, tables in by_point.items():
+        for line in accuracy_warnings(tables.get("accuracy", {}), tables.get("chance", {}), tables.get("baseline")):
+            console.print(f"[yellow]warning[/] ({point}, mean over seeds): {line}", highlight=False)
 
 
 def _draw_figures(grid_keys: list[str], rows: list[dict], out: Path) -> Path | str:
@@ -227,6 +250,7 @@ def sweep_command(
     if reused:
         console.print(f"{reused} point(s) were finished already and kept")
     _print_summary(report, sweep.grid_keys, console)
+    _print_warnings(report.rows, sweep.grid_keys, console)
     figures = _draw_figures(sweep.grid_keys, report.rows, out)
     console.print(f"results: {out / 'results.csv'}  summary: {out / 'summary.csv'}  "
                   f"figures: {figures} (redraw with `mvae plot {out}`)")

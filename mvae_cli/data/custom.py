@@ -8,13 +8,18 @@ modalities:
   - {name: label, kind: categorical, classes: 10}
   - {name: caption, kind: sequence, vocab: 12}
   - {name: tags, kind: binary}                       # shape [D] taken from the arrays
+  - {name: digit, kind: categorical, classes: 10,
+     arrays: {train: y_tr, valid: y_va, test: y_te}} # the source's keys, named per split
 split: {train: 0.8, valid: 0.1, test: 0.1}           # only with one array per modality
 ```
 
-The source holds, for modality ``m`` of split ``s``, the key ``s/m`` (an HDF5 group
-``s`` with dataset ``m``, or an npz key with a slash) or ``s_m``; with a ``split:``
-section, one array per modality under the key ``m``, shuffled with the seed and cut
-by the fractions. Sequence rows follow the networks' contract: ``START`` is id
+The source holds, for modality ``m`` of split ``s``, the key the entry's ``arrays:`` names,
+else one of ``s/m`` (an HDF5 group ``s`` with dataset ``m``, or an npz key with a slash),
+``s_m``, ``m_s`` or ``m/s``; with a ``split:`` section of three fractions, one array per
+modality under the key ``m`` (or ``arrays: {all: key}``), shuffled with the seed and cut by
+the fractions. With ``split: {valid: f}`` the source holds train and test arrays (no valid
+ones) and a seeded fraction f of the training examples becomes the valid split: the test
+set stays the official one and never mixes into training. Sequence rows follow the networks' contract: ``START`` is id
 ``vocab - 2`` and ``STOP`` is ``vocab - 1``, and ``<name>_length`` (stored beside
 them) counts up to and including the first ``STOP`` after position 0.
 
@@ -33,101 +38,15 @@ from __future__ import annotations
 
 import math
 import os
-import re
 import zipfile
 from pathlib import Path
 
 import numpy as np
-import yaml
 
+from mvae_cli.data.custom_spec import load_spec
 from mvae_cli.data.format import SPLITS, ModalitySpec
 from mvae_cli.data.text import token_lengths
 from mvae_cli.errors import UserError
-
-LIKELIHOOD = {"image": "bernoulli", "binary": "bernoulli", "categorical": "categorical", "sequence": "categorical"}
-KEYS = {"image": {"shape"}, "binary": {"shape"}, "categorical": {"classes"}, "sequence": {"vocab", "shape"}}
-COMMON_KEYS = {"name", "kind", "likelihood"}
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-
-
-def _int(value, what: str, low: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise UserError(f"{what} must be a whole number of at least {low}, got {value!r}")
-    return value
-
-
-def load_spec(path: str | os.PathLike) -> tuple[list[dict], dict[str, float] | None]:
-    """Read and check a spec: ``([modality entry, ...], split fractions or None)``.
-
-    Each entry has ``name``, ``kind``, ``likelihood``, ``classes`` (class count or
-    vocabulary size, 0 otherwise) and ``shape`` (a tuple, or None to take it from the arrays).
-
-    Raises:
-        UserError: naming the spec and the key or modality at fault.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"spec {path} does not exist")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except (yaml.YAMLError, UnicodeDecodeError) as error:
-        raise UserError(f"spec {path} is not valid YAML ({' '.join(str(error).split())})") from None
-    if not isinstance(data, dict) or not isinstance(data.get("modalities"), list) or not data["modalities"]:
-        raise UserError(f"spec {path} needs a `modalities:` list (see docs/datasets6.md)")
-    unknown = set(data) - {"modalities", "split"}
-    if unknown:
-        raise UserError(f"spec {path}: unknown key {sorted(unknown)[0]!r} (keys: modalities, split)")
-    entries, names = [], set()
-    for i, item in enumerate(data["modalities"]):
-        if not isinstance(item, dict) or not isinstance(item.get("name"), str) or not NAME.match(item["name"]):
-            raise UserError(f"spec {path}: modality {i + 1} needs a name of letters, digits, _ . -")
-        name = item["name"]
-        where = f"spec {path}: modality {name!r}"
-        if name in names or name == "masks" or name.endswith("_length"):
-            raise UserError(f"{where}: the name is taken (used twice, 'masks', or ending in _length)")
-        names.add(name)
-        kind = item.get("kind")
-        if kind not in LIKELIHOOD:
-            raise UserError(f"{where}: kind must be one of {', '.join(LIKELIHOOD)}, got {kind!r}")
-        unknown = set(item) - COMMON_KEYS - KEYS[kind]
-        if unknown:
-            raise UserError(f"{where}: key {sorted(unknown)[0]!r} is not for kind {kind} "
-                            f"(allowed: {', '.join(sorted(COMMON_KEYS | KEYS[kind]))})")
-        likelihood = item.get("likelihood", LIKELIHOOD[kind])
-        if likelihood != LIKELIHOOD[kind]:
-            raise UserError(f"{where}: kind {kind} takes likelihood {LIKELIHOOD[kind]}, not {likelihood!r}")
-        classes = 0
-        if kind in ("categorical", "sequence"):
-            key = "classes" if kind == "categorical" else "vocab"
-            if key not in item:
-                raise UserError(f"{where}: kind {kind} needs `{key}:`")
-            classes = _int(item[key], f"{where}: {key}", low=2 if kind == "categorical" else 3)
-        shape = item.get("shape")
-        if shape is not None:
-            if not isinstance(shape, list) or not shape:
-                raise UserError(f"{where}: shape must be a list such as [1, 28, 28], got {shape!r}")
-            shape = tuple(_int(s, f"{where}: each shape entry") for s in shape)
-            rank = {"image": 3, "binary": 1, "sequence": 1}[kind]
-            if len(shape) != rank:
-                raise UserError(f"{where}: a {kind} shape has {rank} entr{'y' if rank == 1 else 'ies'}, "
-                                f"got {list(shape)}")
-        entries.append({"name": name, "kind": kind, "likelihood": likelihood, "classes": classes, "shape": shape})
-    return entries, _fractions(path, data.get("split"))
-
-
-def _fractions(path: Path, split) -> dict[str, float] | None:
-    if split is None:
-        return None
-    if not isinstance(split, dict) or set(split) != set(SPLITS):
-        raise UserError(f"spec {path}: split needs exactly train, valid and test, e.g. "
-                        "{train: 0.8, valid: 0.1, test: 0.1}")
-    for key, value in split.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
-            raise UserError(f"spec {path}: split fraction {key} must lie in (0, 1), got {value!r}")
-    if not math.isclose(sum(split.values()), 1.0, abs_tol=1e-6):
-        raise UserError(f"spec {path}: split fractions sum to {sum(split.values()):g}, not 1")
-    return {s: float(split[s]) for s in SPLITS}
-
 
 class _Source:
     """The arrays of an npz or HDF5 file, by key (``train/image``; HDF5 groups joined by ``/``)."""
@@ -233,7 +152,9 @@ def _read_split(source: _Source, entries: list[dict], split: str | None) -> dict
     label = split or "all"
     for entry in entries:
         name = entry["name"]
-        candidates = (name,) if split is None else (f"{split}/{name}", f"{split}_{name}")
+        named = entry.get("arrays", {}).get(split or "all")
+        candidates = ((named,) if named else (name,) if split is None
+                      else (f"{split}/{name}", f"{split}_{name}", f"{name}_{split}", f"{name}/{split}"))
         key = source.find(*candidates)
         if key is None:
             hint = ("; or give one array per modality and a split: section in the spec"
@@ -278,6 +199,9 @@ def load_custom(source: str | os.PathLike, spec: str | os.PathLike, *, seed: int
     try:
         if fractions is None:
             splits = {split: _read_split(data, entries, split) for split in SPLITS}
+        elif set(fractions) == {"valid"}:
+            splits = _carve_valid(_read_split(data, entries, "train"), fractions["valid"], seed)
+            splits["test"] = _read_split(data, entries, "test")
         else:
             splits = _cut(_read_split(data, entries, None), fractions, seed)
     finally:
@@ -291,6 +215,37 @@ def load_custom(source: str | os.PathLike, spec: str | os.PathLike, *, seed: int
             splits[split] = {k: v[:n] for k, v in arrays.items()}
     specs = [ModalitySpec(e["name"], e["kind"], e["likelihood"], e["shape"], e["classes"]) for e in entries]
     return specs, splits
+
+
+def _carve_valid(train: dict[str, np.ndarray], fraction: float, seed: int) -> dict[str, dict[str, np.ndarray]]:
+    """Split the training arrays into train and valid (round(f·N) seeded examples); nothing else is read."""
+    n = next(iter(train.values())).shape[0]
+    count = int(math.floor(fraction * n + 0.5))
+    if not 1 <= count < n:
+        raise UserError(f"split: valid {fraction:g} of the {n} training examples leaves "
+                        f"{'valid' if count < 1 else 'train'} empty")
+    order = np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0]).permutation(n)
+    valid, kept = np.sort(order[:count]), np.sort(order[count:])
+    return {"train": {k: v[kept] for k, v in train.items()}, "valid": {k: v[valid] for k, v in train.items()}}
+
+
+def image_range_notes(specs: list[ModalitySpec], splits: dict[str, dict[str, np.ndarray]]) -> list[str]:
+    """A line per image modality whose training values do not span [0, 255].
+
+    Images are read as x/255 under a Bernoulli likelihood, so an image set whose ink tops out
+    at 240 never asks for a full pixel; the line says how to rescale.
+    """
+    notes = []
+    for spec in specs:
+        if spec.kind != "image" or "train" not in splits or not splits["train"][spec.name].size:
+            continue
+        array = splits["train"][spec.name]
+        low, high = int(array.min()), int(array.max())
+        if low > 0 or high < 255:
+            notes.append(f"warning: images of {spec.name!r} span [{low}, {high}], not [0, 255]; they are read as "
+                         f"x/255, so the brightest pixel counts as {high / 255:.2f}. If {high} means full intensity, "
+                         f"rescale the arrays to [0, 255] (x · 255 / {high}) and prepare again")
+    return notes
 
 
 def _cut(arrays: dict[str, np.ndarray], fractions: dict[str, float], seed: int) -> dict[str, dict[str, np.ndarray]]:

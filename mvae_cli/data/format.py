@@ -1,7 +1,8 @@
-"""The prepared-dataset contract: one HDF5 file (DESIGN.md).
+"""The prepared-dataset contract: one HDF5 file.
 
 ```
 /                         attrs: format="mvae-dataset", format_version, name, mvae_version, seed, created,
+                          class_names (JSON {modality: [names]}, where the dataset names its classes),
                                  modality_order (JSON list of names)
 /modalities/<name>        attrs: kind, likelihood, shape, classes
 /train|valid|test/<name>  the arrays, N first (images uint8 [N, C, H, W], labels integer [N])
@@ -280,6 +281,21 @@ class DatasetFile:
                 n_empty=int((shown == 0).sum()),
             ))
         return out
+
+
+CLASS_NAMES_ATTR = "class_names"  # root attribute: JSON {categorical modality: [name of class 0, ...]}
+
+
+def class_names(file_attrs, specs) -> dict[str, list[str]]:
+    """The names of the classes of each categorical modality, from a dataset file's root attribute
+    ``class_names``; modalities it does not name (or names with the wrong count) are left out."""
+    try:
+        given = json.loads(file_attrs.get(CLASS_NAMES_ATTR) or "{}")
+    except (TypeError, ValueError):
+        given = {}
+    given = given if isinstance(given, dict) else {}
+    return {s.name: [str(n) for n in given[s.name]] for s in specs
+            if s.kind == "categorical" and isinstance(given.get(s.name), list) and len(given[s.name]) == s.classes}
 
 
 def read_dataset(path: str | os.PathLike) -> DatasetFile:

@@ -1,4 +1,4 @@
-"""Validating a dataset file's layout on open (DESIGN.md, "Data contract"), and its fingerprint.
+"""Validating a dataset file's layout on open (docs/DESIGN.md, "Data contract"), and its fingerprint.
 
 A damaged but readable file (an attribute edited, a group deleted, an array cut short) must be
 one error naming what is wrong, never a traceback from deep inside a command.
@@ -84,7 +84,7 @@ def _spec(handle: h5py.File, name: str) -> ModalitySpec:
 
 
 def check_layout(handle: h5py.File) -> tuple[list[ModalitySpec], dict[str, int]]:
-    """Validate the whole layout of an open dataset file (DESIGN.md) without reading the arrays.
+    """Validate the whole layout of an open dataset file (docs/DESIGN.md) without reading the arrays.
 
     Returns:
         ``(specs, sizes)``: the modalities in order and ``{split: N}`` for the splits present.

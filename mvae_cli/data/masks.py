@@ -1,4 +1,4 @@
-"""Weak-supervision masks (DESIGN.md, "the mask is the data").
+"""Weak-supervision masks: the mask is the data, never a copy of it.
 
 A mask is ``bool[N, M]``: entry ``[n, m]`` says whether training example ``n``
 shows modality ``m`` (columns in the dataset's modality order). The same two

@@ -32,6 +32,12 @@ SPECS = [
     ModalitySpec("label", "categorical", "categorical", (), classes=10),
 ]
 BINARIZE_SEED = 0  # fixed, so that every --seed sees the same binary digits
+CLASS_NAMES = {
+    "mnist": [str(d) for d in range(10)],
+    "binary-mnist": [str(d) for d in range(10)],
+    "fashion-mnist": ["T-shirt/top", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag",
+                      "ankle boot"],
+}
 TORCHVISION_CLASSES = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}
 
 

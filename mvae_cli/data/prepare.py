@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from mvae_cli.atomic import check_folder
-from mvae_cli.data.format import SPLITS, create_dataset_file
+from mvae_cli.data.format import CLASS_NAMES_ATTR, SPLITS, create_dataset_file
 from mvae_cli.data.masks import build_mask, mask_name
-from mvae_cli.data.registry import DATASETS, Built, Stream, get_dataset
+from mvae_cli.data.registry import CLASS_NAMES, DATASETS, Built, Stream, get_dataset
 from mvae_cli.errors import UserError
 
 ProgressFn = Callable[[str, int, int], None]
@@ -142,7 +142,7 @@ def prepare_dataset(
     spec: str | os.PathLike | None = None,
     backgrounds: str | os.PathLike | None = None,
 ) -> Path:
-    """Build dataset ``name`` into the HDF5 file ``out`` (DESIGN.md layout), atomically.
+    """Build dataset ``name`` into the HDF5 file ``out`` (the layout of :mod:`mvae_cli.data.format`), atomically.
 
     Masks ``bool [N_train, M]`` are stored as ``mask_name(kind, value, seed)`` and built
     by ``masks.build_mask`` from ``seed``: one per supervision level (kind
@@ -194,6 +194,8 @@ def prepare_dataset(
     built = entry.build(seed=seed, sizes=sizes, source=source, progress=progress, **chosen)
     if not isinstance(built, Built):
         built = Built(list(entry.specs), built)
+    if name in CLASS_NAMES:  # sample grids and reports name classes, not ids
+        built.attrs.setdefault(CLASS_NAMES_ATTR, json.dumps(CLASS_NAMES[name]))
     _write(out, name, built, plan, seed, force, progress)
     return out
 

@@ -157,7 +157,14 @@ def _transformed(blocks: Callable[[], Iterator[np.ndarray]], detector) -> Iterat
 def _build_custom(*, seed: int, sizes: dict[str, int], source=None, progress=None, spec=None) -> Built:
     """A user's arrays checked against their spec (see :mod:`custom`)."""
     specs, splits = custom.load_custom(source, spec, seed=seed, sizes=sizes)
-    return Built(specs, splits, attrs={"source": str(Path(source).resolve()), "spec": Path(spec).read_text()})
+    return Built(specs, splits, notes=custom.image_range_notes(specs, splits), attrs={"source": str(Path(source).resolve()), "spec": Path(spec).read_text()})
+
+
+# The class names of each dataset's categorical modalities, stored in the file's `class_names`.
+CLASS_NAMES: dict[str, dict[str, list[str]]] = {
+    "shapes": {name: list(values) for name, values in shapes.ATTRIBUTES.items()},
+    **{name: {"label": labels} for name, labels in mnist.CLASS_NAMES.items()},
+}
 
 
 DATASETS: dict[str, DatasetEntry] = {

@@ -1,7 +1,7 @@
 """Accuracy of the y modalities predicted from x alone (the MVAE paper's weak-supervision measure,
 Figs. 4 and 5): decode every y modality at the mean of q(z | x), then compare with the truth.
 
-Per kind of y modality, the keys of ``eval.json``'s ``accuracy`` (docs/eval.md):
+Per kind of y modality, the keys of ``eval.json``'s ``accuracy`` (README.md, "mvae eval"):
 
 - categorical ``name``: arg max of the logits; the fraction right.
 - binary ``name``: each attribute is predicted present where its Bernoulli logit is above 0

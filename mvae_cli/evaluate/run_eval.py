@@ -15,7 +15,9 @@ BiVCCA's q(z|x,y)) is null in ``eval.json``, its reason under ``not_defined``, n
   log p̂(y), a constant per example, so under one proposal their variance equals the joint
   one's; q(z|y) gives log p(x|y) its own;
 - accuracy of every categorical, binary and sequence modality of y predicted from x
-  alone, decoded at the mean of q(z|x) (``model.posterior``, :mod:`~mvae_cli.evaluate.accuracy`).
+  alone, decoded at the mean of q(z|x) (``model.posterior``, :mod:`~mvae_cli.evaluate.accuracy`);
+- beside it, for every y with classes, chance and a classifier trained on the paired rows
+  of the run's mask only (:mod:`~mvae_cli.evaluate.baseline`): the lines the model must beat.
 
 Each likelihood figure is the mean over examples, its standard error and the mean
 effective sample size (Σw)²/Σw² of its weights. The library never prints: progress goes
@@ -40,6 +42,7 @@ from mvae_cli.engine.device import memory_budget, select_device
 from mvae_cli.engine.run import check_dataset, latest_run, load_trained, read_config
 from mvae_cli.errors import UserError
 from mvae_cli.evaluate.accuracy import AccuracyTally, attribute_names, posterior_mean
+from mvae_cli.evaluate.baseline import VALID_LIMIT, paired_baselines
 from mvae_cli.evaluate.estimator import (
     chunk_rows_for,
     log_mean_exp,
@@ -244,6 +247,22 @@ def evaluate_model(
             "not_defined": not_defined}
 
 
+def _baselines(run_dir: Path, recipe, dataset, test: SplitData, x: str, y: Sequence[str], n_test: int,
+               budget: int, device: torch.device) -> dict:
+    """Chance and the paired-only classifiers on the run's own mask (``mask.npy``), scored on the
+    same ``n_test`` examples as the model."""
+    mask_path = Path(run_dir) / "mask.npy"
+    if not mask_path.is_file():
+        raise UserError(f"{run_dir} has no mask.npy (the training mask): retrain the run, or pass --no-baseline")
+    mask = np.load(mask_path)
+    train = SplitData(dataset, "train", device, mask, budget)
+    valid = SplitData(dataset, "valid", device, None, budget)
+    m = recipe.model
+    return paired_baselines(dataset.specs, x, y, mask, train.batch, valid.batch, min(VALID_LIMIT, valid.n),
+                            test.batch, n_test, latent_dim=m.latent_dim, hidden=m.hidden, image_net=m.image_net,
+                            seed=recipe.seed, device=device)
+
+
 def run_dataset_path(info: dict) -> Path:
     """The dataset file of a run (``run.json``): its path as given at training time where that
     still exists relative to the current directory, else its absolute path.
@@ -274,6 +293,7 @@ def evaluate_run(
     device: str = "auto",
     batch_size: int | None = None,
     progress: Progress | None = None,
+    baseline: bool = True,
 ) -> dict:
     """Evaluate a run directory and write ``RUN_DIR/eval.json`` atomically.
 
@@ -292,6 +312,8 @@ def evaluate_run(
         device: ``auto``, ``cpu`` or ``cuda``.
         batch_size: examples per batch (progress granularity).
         progress: ``progress(done, total)`` in examples.
+        baseline: also train the paired-only classifiers and report chance
+            (:func:`~mvae_cli.evaluate.baseline.paired_baselines`).
 
     Returns:
         The contents of ``eval.json``.
@@ -326,6 +348,9 @@ def evaluate_run(
         figures = evaluate_model(model, data, x=x, y=y, particles=particles, prior_samples=prior_samples,
                                  seed=seed, limit=limit, budget_bytes=budget, batch_size=batch_size,
                                  progress=progress, attributes=attribute_names(dataset.attrs, model.specs))
+        if baseline:
+            figures.update(_baselines(run_dir, recipe, dataset, data, x, y, figures["n_examples"], budget,
+                                      torch_device))
     result = {
         "particles": particles, "prior_samples": prior_samples, "split": split, "checkpoint": checkpoint,
         "n_examples": figures.pop("n_examples"), "x": x, "y": list(y),

@@ -39,6 +39,14 @@ def read_metrics(run_dir: Path) -> list[dict]:
     return lines
 
 
+def _beta_title(lines: list[dict]) -> str:
+    """"annealed" only when β changed over the run."""
+    betas = {line["beta"] for line in lines if isinstance(line.get("beta"), (int, float))}
+    if len(betas) == 1:
+        return f"β: weight of the KL term (constant, {betas.pop():g})"
+    return "β: weight of the KL term (annealed)"
+
+
 def curve_panels(lines: list[dict], image_modalities: set[str]) -> list[tuple[str, str, dict[str, str]]]:
     """``(title, y label, {metric: legend label})`` per panel, for the metrics present."""
     present = [k for k in lines[0] if k not in _NOT_CURVES and isinstance(lines[0][k], (int, float))]
@@ -53,7 +61,7 @@ def curve_panels(lines: list[dict], image_modalities: set[str]) -> list[tuple[st
               ("Log-likelihood, other modalities", "log p(y | z) [nats]",
                {k: k[len("log_lik_"):] for k in present if k.startswith("log_lik_")
                 and k[len("log_lik_"):] not in image_modalities}),
-              ("β: weight of the KL term (annealed)", "β", {"beta": "β"})]
+              (_beta_title(lines), "β", {"beta": "β"})]
     known = {k for _, _, series in panels for k in series}
     panels += [(k, k, {k: k}) for k in present if k not in known and k not in _ELBO_TERMS]
     return [(title, ylabel, {k: v for k, v in series.items() if k in present})

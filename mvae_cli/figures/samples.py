@@ -9,12 +9,15 @@ import torch
 
 
 @torch.no_grad()
-def sample_rows(model, n: int = 8, seed: int = 0) -> tuple[np.ndarray, list[str]] | None:
+def sample_rows(model, n: int = 8, seed: int = 0, class_names: dict[str, list[str]] | None = None
+                ) -> tuple[np.ndarray, list[str]] | None:
     """Decoded image means, one row per condition: ``(images [R, n, C, H, W] in [0, 1], labels)``.
 
     Row 0 draws z ~ p(z); then, for every categorical modality and class c, z ~ q(z | y = c)
     (``model.posterior`` of that modality alone), and for every single binary
-    attribute, z ~ q(z | y = 1). None without an image modality.
+    attribute, z ~ q(z | y = 1). None without an image modality. Rows are labelled with the
+    dataset's class names (:func:`~mvae_cli.data.format.class_names`) where it has them
+    ("shape = circle"), else with class ids ("shape = 1").
     """
     images = [s for s in model.specs if s.kind == "image"]
     if not images or model.conditional:  # a CVAE's decoder needs y as well as z
@@ -30,7 +33,8 @@ def sample_rows(model, n: int = 8, seed: int = 0) -> tuple[np.ndarray, list[str]
         if model.posterior_reason([spec.name]) is not None:  # the VAE infers from its image only
             continue
         if spec.kind == "categorical":
-            values, names = torch.arange(spec.classes, device=device), [f"{spec.name} = {c}" for c in range(spec.classes)]
+            named = (class_names or {}).get(spec.name) or [str(c) for c in range(spec.classes)]
+            values, names = torch.arange(spec.classes, device=device), [f"{spec.name} = {c}" for c in named]
         elif spec.kind == "binary" and spec.shape == (1,):  # one attribute per modality (CelebA19)
             values, names = torch.ones(1, 1, device=device), [f"{spec.name} = 1"]
         else:
@@ -45,11 +49,12 @@ def sample_rows(model, n: int = 8, seed: int = 0) -> tuple[np.ndarray, list[str]
     return out.reshape(len(labels), n, *out.shape[1:]), labels
 
 
-def save_sample_grid(model, path: str | Path, n: int = 8, seed: int = 0) -> Path | None:
+def save_sample_grid(model, path: str | Path, n: int = 8, seed: int = 0,
+                     class_names: dict[str, list[str]] | None = None) -> Path | None:
     """Draw :func:`sample_rows` into a labelled PNG at ``path`` (atomically)."""
     from mvae_cli.figures.draw import image_grid_figure, save_figure
 
-    rows = sample_rows(model, n, seed)
+    rows = sample_rows(model, n, seed, class_names)
     if rows is None:
         return None
     images, labels = rows

@@ -1,12 +1,14 @@
 """Figures of a sweep: eval figures against the grid key that varies, mean and 95% band over seeds.
 
-- supervision: accuracy per predicted modality and their mean, on a log axis (paper Fig. 4);
+- supervision: accuracy per predicted modality and their mean, on a log axis (paper Fig. 4),
+  one panel each beside the classifier trained on the paired rows only and chance;
 - keep_prob: accuracy and the log-likelihoods against p, on a log axis (paper Fig. 5);
 - k: log p(x, y) and the variance of the log importance weights against k (paper Fig. 3);
 - any other key: every eval figure against it.
 
 Every sweep also gets an overview of all eval figures. The numbers behind each figure are
-written next to it as CSV. A second varying key draws one line per value.
+written next to it as CSV. A second varying key (or a ``model`` column of the results) draws
+one line per value. Series that coincide at every point are named as such in the legend.
 """
 
 from __future__ import annotations
@@ -51,6 +53,11 @@ PAPER = {  # x key -> (file stem, families drawn, figure title)
 }
 PAPER["objective.k"] = PAPER["k"]  # k's place since objectives own their settings
 LOG_AXIS = ("supervision", "keep_prob")
+MAX_ACCURACY_PANELS = 9  # more predicted modalities (CelebA19's 18) share one panel
+REFERENCES = {  # eval.json families drawn beside the model's accuracy -> (legend label, line style)
+    "baseline": ("classifier on the paired rows only", {"linestyle": "--", "marker": "s", "markersize": 3}),
+    "chance": ("chance (most frequent class)", {"linestyle": ":", "color": "0.45", "marker": None}),
+}
 
 
 @dataclass
@@ -83,8 +90,33 @@ def panels_for(columns: list[str], families: list[str] | None = None) -> list[Pa
                 panel.series[column] = proposal_label(rest[: -len(".mean")])
         if family == "accuracy" and len(panel.series) == 2:  # one predicted modality: its mean is itself
             panel.series.pop(f"{family}.mean", None)
+        if family == "accuracy" and panel.series:
+            # beside the model: the paired-only classifier and chance, of the one modality or of the mean
+            (last,) = [c[len(prefix):] for c in panel.series][-1:]
+            for reference, (label, _) in REFERENCES.items():
+                if f"{reference}.{last}" in columns:
+                    panel.series[f"{reference}.{last}"] = label + (", mean" if last == "mean" else "")
         if panel.series:
             panels.append(panel)
+    return panels
+
+
+def accuracy_panels(columns: list[str]) -> list[Panel]:
+    """One panel per predicted modality (and their mean): the model's accuracy, the classifier
+    trained on the paired rows only and chance, where the results hold them. With more than
+    :data:`MAX_ACCURACY_PANELS` modalities, one panel of every accuracy (:func:`panels_for`)."""
+    names = [c[len("accuracy."):] for c in columns if c.startswith("accuracy.") and "/" not in c
+             and c != "accuracy.mean"]
+    if not names or len(names) > MAX_ACCURACY_PANELS:
+        return panels_for(columns, ["accuracy"])
+    panels = []
+    for name in names + (["mean"] if len(names) > 1 else []):
+        title = "mean over predicted modalities" if name == "mean" else f"{name} predicted from x alone"
+        panel = Panel(title, "test accuracy (fraction correct)", {f"accuracy.{name}": "multimodal model"})
+        for family, (label, _) in REFERENCES.items():
+            if f"{family}.{name}" in columns:
+                panel.series[f"{family}.{name}"] = label
+        panels.append(panel)
     return panels
 
 
@@ -106,17 +138,27 @@ def choose_axes(grid_keys: list[str], rows: list[dict]) -> tuple[str, list[str]]
     if not varying:
         return ("seed" if "seed" in grid_keys else grid_keys[0]), []
     x = next((k for k in ("supervision", "keep_prob", "k", "objective.k") if k in varying), varying[0])
-    return x, [k for k in varying if k != x]
+    lines = [k for k in varying if k != x]
+    # a sweep over models (a `model` column in the results) draws one line per model
+    if "model" not in grid_keys and len(_ordered([r.get("model") for r in rows if "model" in r])) > 1:
+        lines.append("model")
+    return x, lines
 
 
 def _draw(ax, stats: list[dict], panel: Panel, x: str, lines: list[str], positions: dict | None,
-          single: bool = False) -> int:
-    """Draw one panel: a line per (series, line-key values), band = 95% CI. Returns the most seeds seen."""
-    most = 0
+          single: bool = False, legend: bool = True) -> int:
+    """Draw one panel: a line per (series, line-key values), band = 95% CI. Returns the most seeds seen.
+
+    A series whose means equal an earlier one's at every point would hide under it: its legend
+    entry says which it coincides with."""
+    most, seen = 0, {}
     combos = _ordered([tuple(s[k] for k in lines) for s in stats]) if lines else [()]
     n_lines, drawn = len(panel.series) * len(combos), 0
+    # Beside references (baseline, chance), colour says which line (model) and the style which series.
+    by_combo = any(c.split(".", 1)[0] in REFERENCES for c in panel.series)
+    combined = sum(c.startswith("accuracy.") for c in panel.series) > 1  # the mean among its modalities
     for column, label in panel.series.items():
-        for combo in combos:
+        for c, combo in enumerate(combos):
             points = [s for s in stats if s["figure"] == column and tuple(s[k] for k in lines) == combo
                       and s["count"] > 0]
             if not points:
@@ -124,20 +166,29 @@ def _draw(ax, stats: list[dict], panel: Panel, x: str, lines: list[str], positio
             points.sort(key=lambda s: positions[format_value(s[x])] if positions else s[x])
             xs = [positions[format_value(s[x])] if positions else s[x] for s in points]
             means = [s["mean"] for s in points]
-            name = label + "".join(f", {k}={format_value(v)}" for k, v in zip(lines, combo))
+            family = column.split(".", 1)[0]
+            name = label + ("" if family == "chance" else "".join(f", {k}={format_value(v)}" for k, v in zip(lines, combo)))
+            key = (tuple(xs), tuple(round(m, 9) for m in means))
+            if key in seen:
+                if family == "chance":  # the same test examples for every line: drawn once
+                    continue
+                name += f" (coincides with {seen[key]})"
+            seen.setdefault(key, name)
             errors = [s["ci95"] if s["count"] > 1 and math.isfinite(s["ci95"]) else 0.0 for s in points]
             if positions:  # categories: side-by-side points with 95% error bars, no connecting line
                 xs = [xv + 0.06 * (drawn - (n_lines - 1) / 2) for xv in xs]
                 ax.errorbar(xs, means, yerr=errors, fmt="o", markersize=4, capsize=3, label=name)
             else:
-                style = {"color": "black", "linestyle": "--", "linewidth": 2.0} if column == "accuracy.mean" else {}
+                style = ({"color": "black", "linestyle": "--", "linewidth": 2.0} if column == "accuracy.mean" and combined
+                         else {"color": f"C{(c if by_combo else drawn) % 10}", **REFERENCES.get(family, ("", {}))[1]})
                 (line,) = ax.plot(xs, means, **{"marker": "o", "markersize": 3.5, "linewidth": 1.4, "label": name,
                                                 **style})
                 # An accuracy cannot leave [0, 1], nor a variance go below 0, whatever a t interval
                 # over few seeds says.
                 low, high = ((0.0, 1.0) if column.startswith("accuracy.")
                              else (0.0, math.inf) if column.startswith("var_log_w.") else (-math.inf, math.inf))
-                band = [(xv, max(low, m - e), min(high, m + e)) for xv, m, e in zip(xs, means, errors) if e > 0]
+                band = [(xv, max(low, m - e), min(high, m + e)) for xv, m, e in zip(xs, means, errors)
+                        if e > 0 and family != "chance"]
                 if band:
                     bx, lo, hi = zip(*band)
                     ax.fill_between(bx, lo, hi, color=line.get_color(), alpha=0.18, linewidth=0)
@@ -148,14 +199,15 @@ def _draw(ax, stats: list[dict], panel: Panel, x: str, lines: list[str], positio
     ax.set_ylabel(panel.ylabel, fontsize=8)
     ax.tick_params(labelsize=7)
     ax.grid(True, alpha=0.3)
-    if drawn:
-        outside = single or drawn > _LEGEND_INSIDE
-        where = {"loc": "center left", "bbox_to_anchor": (1.01, 0.5)} if outside else {}
+    if drawn and legend:
+        # Never over the data: beside a lone panel, below each panel of a grid of them.
+        where = ({"loc": "center left", "bbox_to_anchor": (1.01, 0.5)} if single
+                 else {"loc": "upper center", "bbox_to_anchor": (0.5, -0.12)})
         ax.legend(fontsize=6.5 if drawn > 6 else 7.5, frameon=False, ncol=_legend_columns(drawn), **where)
     return most
 
 
-_LEGEND_INSIDE = 8  # more entries than this (CelebA's 18 attributes) go outside, in columns
+_LEGEND_INSIDE = 8  # more entries than this (CelebA's 18 attributes) go in columns
 _LEGEND_ROWS = 14
 
 
@@ -163,7 +215,8 @@ def _legend_columns(entries: int) -> int:
     return max(1, math.ceil(entries / _LEGEND_ROWS)) if entries > _LEGEND_INSIDE else 1
 
 
-def _set_x_axis(ax, x: str, values: list, positions: dict | None) -> None:
+def _set_x_axis(ax, x: str, values: list, positions: dict | None, show_label: bool = True) -> str:
+    """Scale and tick the x axis; returns its label (set on the axis when ``show_label``)."""
     label = AXIS_LABELS.get(x, x)
     if positions:
         ax.set_xticks(list(positions.values()), list(positions.keys()))
@@ -179,7 +232,9 @@ def _set_x_axis(ax, x: str, values: list, positions: dict | None) -> None:
         ax.set_xticks([v for v in values if v > 0])  # tick the levels studied, not just the decades
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
         ax.xaxis.set_minor_formatter(NullFormatter())
-    ax.set_xlabel(label, fontsize=8)
+    if show_label:
+        ax.set_xlabel(label, fontsize=8)
+    return label
 
 
 def plot_figure(rows: list[dict], x: str, lines: list[str], panels: list[Panel], path: Path, title: str) -> list[Path]:
@@ -191,20 +246,43 @@ def plot_figure(rows: list[dict], x: str, lines: list[str], panels: list[Panel],
     single = len(panels) == 1
     ncols = min(len(panels), 2 if len(panels) <= 4 else 3)
     nrows = math.ceil(len(panels) / ncols)
-    entries = max(len(p.series) for p in panels)
-    outside = single or entries > _LEGEND_INSIDE  # legends beside their panel, on the right
-    legend_width = 2.3 * _legend_columns(entries) if outside else 0.0
-    width = (4.9 + (legend_width if not single else 0)) * ncols + (legend_width if single else 0)
-    height = max(3.7, 0.17 * min(entries, _LEGEND_ROWS) + 1.5)
+    combos = len(_ordered([tuple(r.get(k) for k in lines) for r in rows])) if lines else 1
+    entries = max(len(p.series) for p in panels) * combos  # legend entries of the fullest panel
+    # Panels that draw the same series (one per predicted modality) share one legend below them.
+    shared = not single and len({tuple(p.series.values()) for p in panels}) == 1
+    if single:  # the legend sits on the right
+        width, height = 4.9 + 2.6 * _legend_columns(entries), max(3.7, 0.17 * min(entries, _LEGEND_ROWS) + 1.5)
+    elif shared:
+        width, height = 4.9 * ncols, 3.4
+    else:  # each panel's legend sits below it
+        width = 5.6 * ncols
+        height = 3.4 + 0.16 * math.ceil(entries / _legend_columns(entries))
     fig, axes = plt.subplots(nrows, ncols, figsize=(width, height * nrows), squeeze=False, layout="constrained")
-    most = 0
+    most, label = 0, ""
+    spare = nrows * ncols > len(panels)  # an empty slot holds a shared legend
     for i, panel in enumerate(panels):
         ax = axes[i // ncols][i % ncols]
-        most = max(most, _draw(ax, stats, panel, x, lines, positions, single))
-        _set_x_axis(ax, x, values, positions)
+        most = max(most, _draw(ax, stats, panel, x, lines, positions, single, legend=not shared))
+        bottom = i // ncols == nrows - 1
+        label = _set_x_axis(ax, x, values, positions, show_label=single or (shared and not spare and bottom))
     for j in range(len(panels), nrows * ncols):
         axes[j // ncols][j % ncols].set_visible(False)
+    if not single and not (shared and not spare):  # one x label for the figure, not one per panel
+        fig.supxlabel(label, fontsize=8)
+    if shared:
+        handles, names = axes[0][0].get_legend_handles_labels()
+        if spare:
+            slot = axes[-1][-1]
+            slot.set_visible(True)
+            slot.axis("off")
+            slot.legend(handles, names, loc="center", fontsize=7.5, frameon=False)
+        else:
+            fig.legend(handles, names, loc="outside lower center", ncol=min(len(names), 3), fontsize=7.5,
+                       frameon=False)
     spread = f"mean ± 95% CI (Student t) over {most} seeds" if most > 1 else "one run per point"
+    scored = _ordered([r.get("n_examples") for r in rows if _is_number(r.get("n_examples"))])
+    if scored:
+        spread += f"; {' / '.join(f'{int(n):,}' for n in scored)} test examples scored per run"
     fig.suptitle(f"{title}\n{spread}", fontsize=9 if single else 10)
     save_figure(fig, path)
     csv_path = path.with_suffix(".csv")
@@ -232,7 +310,7 @@ def plot_sweep(grid_keys: list[str], rows: list[dict], out: str | Path, fmt: str
     written = []
     if x in PAPER:
         stem, families, title = PAPER[x]
-        panels = panels_for(columns, families)
+        panels = accuracy_panels(columns) if families == ["accuracy"] else panels_for(columns, families)
         if panels:
             written += plot_figure(rows, x, lines, panels, out / f"{stem}.{fmt}", title)
     overview = panels_for(columns)

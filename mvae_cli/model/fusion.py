@@ -1,4 +1,4 @@
-"""Fusions: posteriors over z built from the experts' tensors (DESIGN.md, "Math lives in one place").
+"""Fusions: posteriors over z built from the experts' tensors (docs/DESIGN.md, "Math lives in one place").
 
 Each takes expert parameters ``mu, logvar [B, M, D]`` and the experts that take part,
 ``mask bool [B, M]``, and returns a posterior (:mod:`~mvae_cli.model.posterior`):

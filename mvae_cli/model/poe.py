@@ -35,9 +35,14 @@ def product_of_experts(
     return (mu * precision).sum(dim=-2) / total, -torch.log(total)
 
 
+def gaussian_kl_per_unit(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL[N(mu_u, exp(logvar_u)) || N(0, 1)] of each unit: ``[..., D]``."""
+    return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)
+
+
 def gaussian_kl_to_prior(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """KL[N(mu, diag exp(logvar)) || N(0, I)], summed over the last dimension: ``[...]``."""
-    return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(dim=-1)
+    return gaussian_kl_per_unit(mu, logvar).sum(dim=-1)
 
 
 def gaussian_log_prob(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""Posteriors over z as objects: a diagonal Gaussian and a weighted mixture of them (DESIGN.md,
+"""Posteriors over z as objects: a diagonal Gaussian and a weighted mixture of them (docs/DESIGN.md,
 "Math lives in one place").
 
 Every posterior has a batch of B rows and works on particles laid out ``[B, K, D]``:

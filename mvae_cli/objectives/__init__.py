@@ -1,7 +1,8 @@
 """Training objectives over the shared networks: ``objective(model, batch, step) -> (loss, terms)``,
 each with ``bound(model, batch) -> [B]``, its own validation bound. Keyed by ``model.name``."""
 
-from mvae_cli.objectives.elbo import beta_at, subset_elbo
+from mvae_cli.objectives.elbo import subset_elbo
+from mvae_cli.objectives.regularize import beta_at, free_bits_kl
 from mvae_cli.objectives.mvae import MVAEObjective, mvae_subsets
 from mvae_cli.objectives.paired import BiVCCAObjective, CVAEObjective, JMVAEObjective, VAEObjective
 
@@ -9,4 +10,4 @@ OBJECTIVES = {"mvae": MVAEObjective, "mvae-q": MVAEObjective, "vae": VAEObjectiv
               "bivcca": BiVCCAObjective, "jmvae": JMVAEObjective}
 
 __all__ = ["OBJECTIVES", "BiVCCAObjective", "CVAEObjective", "JMVAEObjective", "MVAEObjective", "VAEObjective", "beta_at",
-           "mvae_subsets", "subset_elbo"]
+           "free_bits_kl", "mvae_subsets", "subset_elbo"]

@@ -8,12 +8,9 @@ from __future__ import annotations
 import torch
 
 
-
-def beta_at(step: int, anneal_steps: int) -> float:
-    """β annealed linearly from 0 to 1 over ``anneal_steps`` optimiser steps (paper §2.1, §4.1)."""
-    if anneal_steps <= 0:
-        return 1.0
-    return min(1.0, step / anneal_steps)
+from mvae_cli.model.poe import gaussian_kl_per_unit
+from mvae_cli.model.posterior import DiagonalGaussian
+from mvae_cli.objectives.regularize import beta_at, free_bits_kl  # noqa: F401 (beta_at: re-exported)
 
 
 def gather_rows(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
@@ -44,6 +41,7 @@ def subset_elbo(
     beta: float,
     eps: torch.Tensor | None = None,
     targets: torch.Tensor | None = None,
+    free_bits: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """ELBO(X) = E_q(z|X)[Σ_{i∈X} λ_i log p(x_i|z)] − β KL[q(z|X) || p(z)] (paper Eq. 4), one row per subset.
 
@@ -63,10 +61,14 @@ def subset_elbo(
         eps: ``[R, D]`` standard-normal noise; drawn here when None.
         targets: ``bool[R, M]``, the modalities each row reconstructs (default: ``subsets``;
             BiVCCA's q(z|x) reconstructs every observed modality).
+        free_bits: a KL floor in nats per latent unit on the rows' average
+            (:func:`~mvae_cli.objectives.regularize.free_bits_kl`); 0 for the plain ELBO. Needs a
+            Gaussian posterior (a per-unit KL).
 
     Returns:
         ``(elbo [R], log_lik [R, M], kl [R])``; ``log_lik[r, i]`` is the unweighted
-        single-sample log p(x_i | z_r), zero where modality i is not in row r's targets.
+        single-sample log p(x_i | z_r), zero where modality i is not in row r's targets; ``kl``
+        is the plain KL (the floor changes only what ``elbo`` charges).
     """
     targets = subsets if targets is None else targets
     q = model.posterior(None, subsets, experts=(gather_rows(mu, example).float(), gather_rows(logvar, example).float()))
@@ -90,5 +92,12 @@ def subset_elbo(
         columns.append(ll)
     log_lik = torch.stack(columns, dim=1)
     weights = torch.tensor(model.weights, device=log_lik.device, dtype=log_lik.dtype)
-    kl = q.kl_to_prior(eps.unsqueeze(1))
-    return (log_lik * weights).sum(dim=1) - beta * kl, log_lik, kl
+    if free_bits > 0:
+        if not isinstance(q, DiagonalGaussian):
+            raise ValueError("free bits need a Gaussian posterior (a KL per latent unit)")
+        kl_units = gaussian_kl_per_unit(q.mu, q.logvar)
+        kl = kl_units.sum(dim=-1)
+        charged = free_bits_kl(kl_units, free_bits)
+    else:
+        kl = charged = q.kl_to_prior(eps.unsqueeze(1))
+    return (log_lik * weights).sum(dim=1) - beta * charged, log_lik, kl

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import torch
 
-from mvae_cli.objectives.elbo import beta_at, subset_elbo
+from mvae_cli.objectives.elbo import subset_elbo
+from mvae_cli.objectives.regularize import beta_at
 
 KIND_FULL, KIND_SINGLE, KIND_RANDOM = 0, 1, 2
 _MAX_DRAWS = 64
@@ -78,12 +79,16 @@ class MVAEObjective:
 
     Args:
         k: random-subset ELBOs per example (the paper uses k = 1 for MVAE19).
-        anneal_steps: optimiser steps over which β rises linearly from 0 to 1.
+        anneal_steps: optimiser steps over which β rises linearly from 0 to ``beta``.
+        beta: the β target (1 in the paper; below 1 against posterior collapse).
+        free_bits: a KL floor in nats per latent unit (:func:`~mvae_cli.objectives.regularize.free_bits_kl`).
     """
 
-    def __init__(self, k: int = 0, anneal_steps: int = 0, **_):
+    def __init__(self, k: int = 0, anneal_steps: int = 0, beta: float = 1.0, free_bits: float = 0.0, **_):
         self.k = k
         self.anneal_steps = anneal_steps
+        self.beta = beta
+        self.free_bits = free_bits
 
     def bound(self, model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """The ELBO of every shown modality (β = 1, one sample), per example: ``[B]`` (validation)."""
@@ -94,10 +99,10 @@ class MVAEObjective:
 
     def __call__(self, model, batch: dict[str, torch.Tensor], step: int) -> tuple[torch.Tensor, dict[str, float]]:
         mask = batch["mask"]
-        beta = beta_at(step, self.anneal_steps)
+        beta = beta_at(step, self.anneal_steps, self.beta)
         mu, logvar = model.encode(batch, mask)
         example, subsets, kind = mvae_subsets(mask, self.k)
-        elbo, log_lik, kl = subset_elbo(model, batch, mu, logvar, example, subsets, beta)
+        elbo, log_lik, kl = subset_elbo(model, batch, mu, logvar, example, subsets, beta, free_bits=self.free_bits)
         n_examples = mask.shape[0]
         loss = -elbo.sum() / n_examples
         terms = {"beta": beta, "kl": kl.mean()}

@@ -20,7 +20,8 @@ from __future__ import annotations
 import torch
 
 from mvae_cli.model.poe import gaussian_kl
-from mvae_cli.objectives.elbo import beta_at, subset_elbo
+from mvae_cli.objectives.elbo import subset_elbo
+from mvae_cli.objectives.regularize import beta_at
 
 
 def _per_example(values: torch.Tensor, example: torch.Tensor, n: int) -> torch.Tensor:
@@ -32,10 +33,12 @@ class VAEObjective:
     """The ELBO of the primary modality (the model's one modelled modality).
 
     Args:
-        anneal_steps: optimiser steps over which β rises linearly from 0 to 1.
+        anneal_steps: optimiser steps over which β rises linearly from 0 to ``beta``.
+        beta, free_bits: the β target and the KL floor per unit (:mod:`~mvae_cli.objectives.regularize`).
     """
 
-    def __init__(self, anneal_steps: int = 0, **_):
+    def __init__(self, anneal_steps: int = 0, beta: float = 1.0, free_bits: float = 0.0, **_):
+        self.beta_target, self.free_bits = beta, free_bits
         self.anneal_steps = anneal_steps
 
     def _rows(self, model, mask):
@@ -45,11 +48,11 @@ class VAEObjective:
         subsets[:, j] = True
         return example, subsets
 
-    def per_example(self, model, batch, beta):
+    def per_example(self, model, batch, beta, free_bits=0.0):
         mask = batch["mask"]
         mu, logvar = model.encode(batch, mask)
         example, subsets = self._rows(model, mask)
-        elbo, log_lik, kl = subset_elbo(model, batch, mu, logvar, example, subsets, beta)
+        elbo, log_lik, kl = subset_elbo(model, batch, mu, logvar, example, subsets, beta, free_bits=free_bits)
         return _per_example(elbo, example, mask.shape[0]), {"kl": kl.mean(), "elbo_full": elbo.sum() / mask.shape[0],
                                                             f"log_lik_{model.encoded[0]}": log_lik.sum(1).mean()}
 
@@ -57,8 +60,8 @@ class VAEObjective:
         return self.per_example(model, batch, 1.0)[0]
 
     def __call__(self, model, batch, step):
-        beta = beta_at(step, self.anneal_steps)
-        values, terms = self.per_example(model, batch, beta)
+        beta = beta_at(step, self.anneal_steps, self.beta_target)
+        values, terms = self.per_example(model, batch, beta, self.free_bits)
         return -values.mean(), {"beta": beta, **terms}
 
 
@@ -67,19 +70,21 @@ class CVAEObjective:
     (the CVAE can use neither an unpaired x nor an unpaired y).
 
     Args:
-        anneal_steps: optimiser steps over which β rises linearly from 0 to 1.
+        anneal_steps: optimiser steps over which β rises linearly from 0 to ``beta``.
+        beta, free_bits: the β target and the KL floor per unit (:mod:`~mvae_cli.objectives.regularize`).
     """
 
-    def __init__(self, anneal_steps: int = 0, **_):
+    def __init__(self, anneal_steps: int = 0, beta: float = 1.0, free_bits: float = 0.0, **_):
+        self.beta_target, self.free_bits = beta, free_bits
         self.anneal_steps = anneal_steps
 
-    def per_example(self, model, batch, beta):
+    def per_example(self, model, batch, beta, free_bits=0.0):
         mask = batch["mask"]
         mu, logvar = model.encode(batch, mask)
         example = mask.all(dim=1).nonzero(as_tuple=True)[0]
         targets = torch.zeros(example.shape[0], mask.shape[1], dtype=torch.bool, device=mask.device)
         targets[:, model.names.index(model.x)] = True
-        elbo, log_lik, kl = subset_elbo(model, batch, mu, logvar, example, mask[example], beta, targets=targets)
+        elbo, log_lik, kl = subset_elbo(model, batch, mu, logvar, example, mask[example], beta, targets=targets, free_bits=free_bits)
         return _per_example(elbo, example, mask.shape[0]), {"kl": kl.mean(), "elbo_full": elbo.sum() / mask.shape[0],
                                                             f"log_lik_{model.x}": log_lik.sum(1).mean()}
 
@@ -87,8 +92,8 @@ class CVAEObjective:
         return self.per_example(model, batch, 1.0)[0]
 
     def __call__(self, model, batch, step):
-        beta = beta_at(step, self.anneal_steps)
-        values, terms = self.per_example(model, batch, beta)
+        beta = beta_at(step, self.anneal_steps, self.beta_target)
+        values, terms = self.per_example(model, batch, beta, self.free_bits)
         return -values.mean(), {"beta": beta, **terms}
 
 
@@ -98,13 +103,15 @@ class BiVCCAObjective:
 
     Args:
         mu: the weight μ of the primary modality's term, in [0, 1].
-        anneal_steps: optimiser steps over which β rises linearly from 0 to 1.
+        anneal_steps: optimiser steps over which β rises linearly from 0 to ``beta``.
+        beta, free_bits: the β target and the KL floor per unit (:mod:`~mvae_cli.objectives.regularize`).
     """
 
-    def __init__(self, mu: float = 0.5, anneal_steps: int = 0, **_):
+    def __init__(self, mu: float = 0.5, anneal_steps: int = 0, beta: float = 1.0, free_bits: float = 0.0, **_):
+        self.beta_target, self.free_bits = beta, free_bits
         self.mu, self.anneal_steps = mu, anneal_steps
 
-    def per_example(self, model, batch, beta):
+    def per_example(self, model, batch, beta, free_bits=0.0):
         from mvae_cli.model.registry import primary_modality
 
         mask = batch["mask"]
@@ -112,7 +119,7 @@ class BiVCCAObjective:
         mu, logvar = model.encode(batch, mask)
         example, modality = mask.nonzero(as_tuple=True)
         subsets = torch.nn.functional.one_hot(modality, M).bool()
-        elbo, log_lik, kl = subset_elbo(model, batch, mu, logvar, example, subsets, beta, targets=mask[example])
+        elbo, log_lik, kl = subset_elbo(model, batch, mu, logvar, example, subsets, beta, targets=mask[example], free_bits=free_bits)
         x = model.names.index(primary_modality(model.specs))
         weight = torch.where(modality == x, self.mu, (1.0 - self.mu) / max(1, M - 1)).to(elbo.dtype)
         terms = {"kl": kl.mean(), "elbo_single": elbo.sum() / mask.shape[0]}
@@ -125,8 +132,8 @@ class BiVCCAObjective:
         return self.per_example(model, batch, 1.0)[0]
 
     def __call__(self, model, batch, step):
-        beta = beta_at(step, self.anneal_steps)
-        values, terms = self.per_example(model, batch, beta)
+        beta = beta_at(step, self.anneal_steps, self.beta_target)
+        values, terms = self.per_example(model, batch, beta, self.free_bits)
         return -values.mean(), {"beta": beta, **terms}
 
 
@@ -137,13 +144,15 @@ class JMVAEObjective:
 
     Args:
         alpha: the weight α of the KL terms that pull the unimodal networks to the joint one.
-        anneal_steps: optimiser steps over which β rises linearly from 0 to 1.
+        anneal_steps: optimiser steps over which β rises linearly from 0 to ``beta``.
+        beta, free_bits: the β target and the KL floor per unit (:mod:`~mvae_cli.objectives.regularize`).
     """
 
-    def __init__(self, alpha: float = 0.1, anneal_steps: int = 0, **_):
+    def __init__(self, alpha: float = 0.1, anneal_steps: int = 0, beta: float = 1.0, free_bits: float = 0.0, **_):
+        self.beta_target, self.free_bits = beta, free_bits
         self.alpha, self.anneal_steps = alpha, anneal_steps
 
-    def per_example(self, model, batch, beta):
+    def per_example(self, model, batch, beta, free_bits=0.0):
         mask = batch["mask"]
         B, M = mask.shape
         mu, logvar = model.encode(batch, mask)  # [B, M + 1, D], the last the joint network's
@@ -154,7 +163,7 @@ class JMVAEObjective:
         slots = torch.cat([torch.full_like(joint_ex, M), single_mod])
         given = torch.nn.functional.one_hot(slots, M + 1).bool()  # the expert each row's posterior is
         targets = torch.cat([mask[joint_ex], torch.nn.functional.one_hot(single_mod, M).bool()])
-        elbo, log_lik, kl = subset_elbo(model, batch, mu, logvar, example, given, beta, targets=targets)
+        elbo, log_lik, kl = subset_elbo(model, batch, mu, logvar, example, given, beta, targets=targets, free_bits=free_bits)
         values = _per_example(elbo, example, B)
         kl_units = mu.new_zeros(())
         if joint_ex.numel():
@@ -174,6 +183,6 @@ class JMVAEObjective:
         return self.per_example(model, batch, 1.0)[0]
 
     def __call__(self, model, batch, step):
-        beta = beta_at(step, self.anneal_steps)
-        values, terms = self.per_example(model, batch, beta)
+        beta = beta_at(step, self.anneal_steps, self.beta_target)
+        values, terms = self.per_example(model, batch, beta, self.free_bits)
         return -values.mean(), {"beta": beta, **terms}

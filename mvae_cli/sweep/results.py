@@ -8,7 +8,8 @@ SWEEP_DIR/summary.csv   per grid point (every grid key but seed) and figure: mea
 
 A row holds the point name, its grid values, the seed, every number of ``eval.json``
 flattened with dots (``log_px.image.mean``, ``var_log_w.joint.image+label``,
-``accuracy.mean``), and ``train_seconds``, ``eval_seconds``, ``best_valid_elbo``.
+``accuracy.mean``, ``baseline.label``, ``chance.label``), ``n_examples`` (scored), and
+``train_seconds``, ``eval_seconds``, ``best_valid_elbo``.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ def build_row(name: str, values: dict[str, Any], seed: int, evaluation: dict, ru
     row: dict[str, Any] = {"point": name, **values}
     row.setdefault("seed", seed)
     row.update(flatten_eval(evaluation))
+    row["n_examples"] = evaluation.get("n_examples")  # how many test examples each figure scored
     row["train_seconds"] = run_info.get("train_seconds")
     row["eval_seconds"] = evaluation.get("seconds")
     row["best_valid_elbo"] = run_info.get("best_valid_elbo")

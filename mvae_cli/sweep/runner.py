@@ -136,6 +136,7 @@ def run_point(point: Point, run_dir: Path, trainer=None, evaluator=None, progres
     e = recipe.eval
     return evaluator(run_dir, particles=e.particles, prior_samples=e.prior_samples, split=e.split,
                      checkpoint=e.checkpoint, limit=e.limit, x=e.x, y=e.y, seed=e.seed, device=recipe.device,
+                     baseline=e.baseline,
                      progress=lambda done, total: report("evaluate", point=name, done=done, total=total))
 
 

@@ -79,3 +79,33 @@ def test_nan_loss_stops_with_the_step_and_keeps_last_good_checkpoint(data_path, 
     with pytest.raises(TrainingDiverged, match="at step 9 "):
         train(_recipe(data_path), tmp_path / "run")  # 7 steps per epoch: step 9 is in epoch 2
     assert load_checkpoint(tmp_path / "run" / "last.pt")["epoch"] == 1
+
+
+@pytest.mark.slow
+def test_checkpoint_every_n_epochs_resumes_exactly_from_the_last_one(data_path, tmp_path):
+    train(_recipe(data_path, "epochs=4"), tmp_path / "whole")
+
+    def interrupt(event, **info):
+        if event == "epoch" and info["epoch"] == 3:
+            raise KeyboardInterrupt  # epoch 3 is done but, at every 2 epochs, not checkpointed
+
+    cadence = "checkpoint_every=2"
+    with pytest.raises(KeyboardInterrupt):
+        train(_recipe(data_path, "epochs=4", cadence), tmp_path / "cut", progress=interrupt)
+    assert load_checkpoint(tmp_path / "cut" / "last.pt")["epoch"] == 2
+    result = train(_recipe(data_path, "epochs=4", cadence), tmp_path / "cut")  # replays epochs 3 and 4
+    assert result.resumed and result.epochs_done == 4
+    assert load_checkpoint(tmp_path / "cut" / "last.pt")["epoch"] == 4  # the final epoch is always written
+    whole, cut = _weights(tmp_path / "whole"), _weights(tmp_path / "cut")
+    assert all(torch.equal(whole[k], cut[k]) for k in whole)
+    epochs = [json.loads(l)["epoch"] for l in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()]
+    assert epochs == [1, 2, 3, 4]
+
+
+def test_checkpoint_by_time_and_cadence_rule():
+    from mvae_cli.engine.loop import _checkpoint_due
+
+    every3 = resolve_recipe(None, ["epochs=10", "checkpoint_every=3"])
+    assert [e for e in range(1, 11) if _checkpoint_due(every3, e, 0.0)] == [3, 6, 9, 10]
+    timed = resolve_recipe(None, ["epochs=10", "checkpoint_every=100", "checkpoint_minutes=5"])
+    assert not _checkpoint_due(timed, 4, 299.0) and _checkpoint_due(timed, 4, 300.0)

@@ -19,7 +19,8 @@ from tests.helpers import make_dataset
 
 runner = CliRunner()
 KEYS = ["particles", "prior_samples", "split", "checkpoint", "n_examples", "x", "y", "seconds",
-        "log_px", "log_pxy", "log_px_given_y", "var_log_w", "accuracy", "not_defined"]
+        "log_px", "log_pxy", "log_px_given_y", "var_log_w", "accuracy", "not_defined", "chance", "baseline",
+        "baseline_rows"]
 FAST = ["--particles", "20", "--prior-samples", "100", "--limit", "30"]
 
 
@@ -59,10 +60,18 @@ def test_eval_writes_eval_json_and_prints_the_table(run_dir):
         assert evaluation["var_log_w"]["conditional"][name] == pytest.approx(value, rel=1e-5)
     assert set(evaluation["accuracy"]) == {"label", "mean"} and 0 <= evaluation["accuracy"]["mean"] <= 1
     assert evaluation["not_defined"] == {}  # the MVAE defines every figure
+    # beside the model: a classifier on the paired rows (all 300, the run is fully paired) and chance
+    assert evaluation["baseline_rows"] == {"label": 300} and 0 <= evaluation["baseline"]["label"] <= 1
+    with read_dataset(json.loads((run_dir / "run.json").read_text())["dataset"]["abspath"]) as dataset:
+        labels = dataset.load("test")["label"][:30]
+    assert evaluation["chance"]["label"] == pytest.approx(np.bincount(labels).max() / 30)
+    assert "paired rows only" in result.output and "chance" in result.output
+    assert max(len(line) for line in result.output.splitlines() if "│" not in line and "wrote" not in line) <= 100
 
 
 def test_conditional_is_joint_minus_log_p_y_from_the_shared_prior_samples(run_dir):
-    evaluation = evaluate_run(run_dir, particles=10, prior_samples=300, limit=40, seed=3, device="cpu")
+    evaluation = evaluate_run(run_dir, particles=10, prior_samples=300, limit=40, seed=3, device="cpu",
+                              baseline=False)
     _, info, model = load_trained(run_dir, "best", "cpu")
     with read_dataset(info["dataset"]["abspath"]) as dataset:
         labels = torch.from_numpy(dataset.load("test")["label"][:40]).long()
@@ -75,8 +84,8 @@ def test_conditional_is_joint_minus_log_p_y_from_the_shared_prior_samples(run_di
 
 
 def test_the_figures_do_not_depend_on_batch_size_or_memory(run_dir):
-    a = evaluate_run(run_dir, particles=30, prior_samples=200, limit=20, seed=5, device="cpu")
-    b = evaluate_run(run_dir, particles=30, prior_samples=200, limit=20, seed=5, device="cpu",
+    a = evaluate_run(run_dir, particles=30, prior_samples=200, limit=20, seed=5, device="cpu", baseline=False)
+    b = evaluate_run(run_dir, particles=30, prior_samples=200, limit=20, seed=5, device="cpu", baseline=False,
                      batch_size=3, max_memory="100KB")
     for key in ("log_px", "log_pxy", "log_px_given_y"):
         for name, figure in a[key].items():
@@ -87,7 +96,8 @@ def test_the_figures_do_not_depend_on_batch_size_or_memory(run_dir):
 
 
 def test_explicit_x_and_y_and_the_default_run(run_dir, tmp_path, monkeypatch):
-    evaluation = evaluate_run(run_dir, particles=5, prior_samples=20, limit=8, x="label", y=["image"], device="cpu")
+    evaluation = evaluate_run(run_dir, particles=5, prior_samples=20, limit=8, x="label", y=["image"], device="cpu",
+                              baseline=False)
     assert evaluation["x"] == "label" and evaluation["y"] == ["image"]
     assert set(evaluation["log_px"]) == {"label", "label+image", "image"} and evaluation["accuracy"] == {}
     monkeypatch.chdir(tmp_path)  # RUN_DIR defaults to the newest run under runs/

@@ -119,3 +119,46 @@ def test_run_dir_curves_and_samples(tmp_path):
     assert (run / "figures" / "samples.png").read_bytes() == (run / "samples.png").read_bytes()
     result = CliRunner().invoke(app, ["plot", str(run), "--out", str(tmp_path / "elsewhere")])
     assert result.exit_code == 0 and (tmp_path / "elsewhere" / "curves.png").is_file()
+
+
+def _with_references(row, model=None):
+    out = dict(row)
+    for name in ("shape", "colour"):
+        out[f"baseline.{name}"] = row[f"accuracy.{name}"] + 0.2
+        out[f"chance.{name}"] = 0.34 if name == "shape" else 0.26
+    out["baseline.mean"], out["chance.mean"], out["n_examples"] = row["accuracy.mean"] + 0.2, 0.30, 1000
+    if model:
+        out["model"] = model
+    return out
+
+
+@pytest.mark.parametrize("key, values, stem", [
+    ("supervision", [0.01, 0.1, 1.0], "accuracy_vs_supervision"),
+    ("keep_prob", [0.1, 1.0], "figures_vs_keep_prob"),
+    ("k", [0, 1], "all_figures_vs_k"),
+    ("model.image_net", ["mlp", "conv"], "all_figures_vs_model.image_net"),
+])
+def test_every_grid_kind_draws_the_baseline_and_chance_beside_the_model(tmp_path, key, values, stem):
+    rows = [_with_references(r) for r in _rows(key, values)]
+    written = plot_sweep([key, "seed"], rows, tmp_path)
+    _assert_pngs(written)
+    table = _read_csv(tmp_path / f"{stem}.csv")
+    labels = {r["figure"]: r["series"] for r in table}
+    assert labels["baseline.mean"].startswith("classifier on the paired rows only")
+    assert labels["chance.mean"].startswith("chance (most frequent class)")
+    chance = [float(r["mean"]) for r in table if r["figure"] == "chance.mean"]
+    assert chance and all(c == pytest.approx(0.30) for c in chance)
+
+
+def test_supervision_figure_has_a_panel_per_modality_and_a_line_per_model(tmp_path):
+    rows = [_with_references(r, model) for model in ("mvae", "mmvae") for r in _rows("supervision", [0.01, 1.0])]
+    for r in rows:
+        if r["model"] == "mmvae":
+            r["accuracy.shape"] -= 0.1
+    plot_sweep(["supervision", "seed"], rows, tmp_path)
+    table = _read_csv(tmp_path / "accuracy_vs_supervision.csv")
+    panels = {r["panel"] for r in table}
+    assert panels == {"shape predicted from x alone", "colour predicted from x alone", "mean over predicted modalities"}
+    shape = {(r["model"], r["supervision"]): float(r["mean"]) for r in table if r["figure"] == "accuracy.shape"}
+    assert shape[("mvae", "0.01")] - shape[("mmvae", "0.01")] == pytest.approx(0.1)
+    assert choose_axes(["supervision", "seed"], rows) == ("supervision", ["model"])

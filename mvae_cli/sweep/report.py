@@ -1,0 +1,176 @@
+"""The MVAE paper's tables from a sweep's results (Wu & Goodman 2018, Tables 1–5).
+
+Rows are models (the grid key ``model.name``, else a ``model`` column of the results, else
+one row for the sweep's model); columns are datasets (``data.dataset`` or ``data.path`` in
+the grid) or, without them, the values of the other grid keys (seed excluded). A cell is the
+mean over seeds ± the half-width of its 95% Student-t interval (:func:`~mvae_cli.sweep.stats.summarize`).
+
+- Table 1: parameter counts, from each run's ``run.json`` (``parameters``) when present, else
+  counted on the model its recipe builds: the inference networks (encoders) and the total.
+- Tables 2–3: log-likelihoods, one table per figure (log p(x), log p(x, y), log p(x | y)) and
+  proposal, from the ``.mean`` columns.
+- Tables 4–5: the variance of the log importance weights, per figure and proposal.
+
+Written as Markdown (``report.md``) and as one long CSV (``report.csv``: table, row, column,
+mean, ci95, count).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from mvae_cli.atomic import write_text
+from mvae_cli.evaluate import proposal_label
+from mvae_cli.sweep.grid import format_value
+from mvae_cli.sweep.results import csv_text
+from mvae_cli.sweep.stats import summarize
+
+REPORT_MD, REPORT_CSV = "report.md", "report.csv"
+MODEL_KEYS = ("model.name", "model")
+DATASET_KEYS = ("data.dataset", "data.path")
+LIKELIHOODS = (("log_px", "log p(x)"), ("log_pxy", "log p(x, y)"), ("log_px_given_y", "log p(x | y)"))
+VARIANCES = (("var_log_w.marginal", "log p(x)"), ("var_log_w.joint", "log p(x, y)"),
+             ("var_log_w.conditional", "log p(x | y)"))
+
+
+def _row_key(grid_keys: list[str], rows: list[dict]) -> str | None:
+    return next((k for k in MODEL_KEYS if k in grid_keys or any(k in r for r in rows)), None)
+
+
+def _column_keys(grid_keys: list[str], model_key: str | None) -> list[str]:
+    datasets = [k for k in DATASET_KEYS if k in grid_keys]
+    if datasets:
+        return datasets[:1]
+    return [k for k in grid_keys if k not in ("seed", model_key)]
+
+
+def _label(row: dict, keys: list[str]) -> str:
+    if not keys:
+        return "all runs"
+    if len(keys) == 1 and keys[0] in DATASET_KEYS:
+        return Path(str(row.get(keys[0]))).stem if keys[0] == "data.path" else str(row.get(keys[0]))
+    return ",".join(f"{k}={format_value(row.get(k))}" for k in keys)
+
+
+def _ordered(values: list) -> list:
+    return list(dict.fromkeys(values))
+
+
+def _cell(stats, integer: bool = False) -> str:
+    if stats.count == 0:
+        return "–"
+    if integer:  # a count: the same for every seed
+        return f"{stats.mean:,.0f}"
+    if stats.count == 1 or not math.isfinite(stats.ci95):
+        return f"{stats.mean:.2f} (1 run)"
+    return f"{stats.mean:.2f} ± {stats.ci95:.2f}"
+
+
+def _table(title: str, column: str, rows: list[dict], row_key: str | None, col_keys: list[str],
+           default_row: str, integer: bool = False) -> tuple[str, list[dict]] | None:
+    """One Markdown table of ``column`` (rows × columns) and its long CSV rows; None when no run has it."""
+    if not any(isinstance(r.get(column), (int, float)) for r in rows):
+        return None
+    row_names = _ordered([str(r.get(row_key, default_row)) if row_key else default_row for r in rows])
+    col_names = _ordered([_label(r, col_keys) for r in rows])
+    lines = [f"### {title}", "", "| model | " + " | ".join(col_names) + " |",
+             "| --- |" + " ---: |" * len(col_names)]
+    long = []
+    for name in row_names:
+        cells = []
+        for col in col_names:
+            members = [r for r in rows if (str(r.get(row_key, default_row)) if row_key else default_row) == name
+                       and _label(r, col_keys) == col]
+            stats = summarize(r.get(column) for r in members)
+            cells.append(_cell(stats, integer))
+            long.append({"table": title, "figure": column, "row": name, "column": col, "mean": stats.mean,
+                         "ci95": stats.ci95, "count": stats.count})
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n", long
+
+
+def _proposals(rows: list[dict], prefix: str, suffix: str = "") -> list[str]:
+    found = []
+    for row in rows:
+        for key in row:
+            if key.startswith(prefix + ".") and key.endswith(suffix):
+                found.append(key[len(prefix) + 1:len(key) - len(suffix)] if suffix else key[len(prefix) + 1:])
+    return _ordered(found)
+
+
+def parameter_counts(run_dir: Path) -> dict[str, int] | None:
+    """``{"inference": n, "total": n}`` of a run: its ``run.json`` ``parameters`` when recorded,
+    else counted on the model its recipe builds; None when the run cannot be read."""
+    try:
+        info = json.loads((run_dir / "run.json").read_text())
+    except (OSError, ValueError):
+        return None
+    given = info.get("parameters")
+    if isinstance(given, dict):
+        return {k: int(v) for k, v in given.items() if isinstance(v, (int, float))}
+    if isinstance(given, (int, float)):
+        return {"total": int(given)}
+    try:
+        from mvae_cli.data.format import ModalitySpec
+        from mvae_cli.engine.run import build_model, read_config
+
+        specs = [ModalitySpec(**{**s, "shape": tuple(s["shape"])}) for s in info["modalities"]]
+        model = build_model(read_config(run_dir), specs)
+    except Exception:  # a run another version wrote: leave its counts out rather than fail the report
+        return None
+    inference = sum(p.numel() for p in model.encoders.parameters())
+    return {"inference": inference, "total": sum(p.numel() for p in model.parameters())}
+
+
+def build_report(grid_keys: list[str], rows: list[dict], sweep_dir: Path | None = None,
+                 model_name: str = "mvae") -> tuple[str, list[dict]]:
+    """The report's Markdown and its long CSV rows.
+
+    Args:
+        grid_keys: the sweep's grid keys.
+        rows: its results rows.
+        sweep_dir: where ``runs/<point>/run.json`` are, for Table 1 (left out when None).
+        model_name: the row name when the sweep does not vary the model.
+    """
+    row_key = _row_key(grid_keys, rows)
+    col_keys = _column_keys(grid_keys, row_key)
+    spread = "mean ± 95% CI (Student t) over seeds"
+    sections = [f"# Report\n\n{len(rows)} runs; cells are the {spread}; columns: "
+                f"{', '.join(col_keys) if col_keys else 'all runs'}.\n"]
+    long: list[dict] = []
+
+    if sweep_dir is not None:
+        counted = []
+        for row in rows:
+            counts = parameter_counts(Path(sweep_dir) / "runs" / str(row.get("point"))) or {}
+            counted.append({**row, **{f"parameters.{k}": v for k, v in counts.items()}})
+        for kind in ("inference", "total"):
+            table = _table(f"Table 1: parameters ({kind})", f"parameters.{kind}", counted, row_key, col_keys,
+                           model_name, integer=True)
+            if table:
+                sections.append(table[0])
+                long += table[1]
+
+    for number, families in (("2–3", LIKELIHOODS), ("4–5", VARIANCES)):
+        for prefix, figure in families:
+            suffix = ".mean" if number == "2–3" else ""
+            for proposal in _proposals(rows, prefix, suffix):
+                what = f"{figure} [nats]" if number == "2–3" else f"Var[log w] of {figure} [nats²]"
+                title = f"Tables {number}: {what} under {proposal_label(proposal)}"
+                table = _table(title, f"{prefix}.{proposal}{suffix}", rows, row_key, col_keys, model_name)
+                if table:
+                    sections.append(table[0])
+                    long += table[1]
+    return "\n".join(sections), long
+
+
+def write_report(sweep_dir: str | Path, grid_keys: list[str], rows: list[dict]) -> tuple[Path, Path, str]:
+    """Write ``report.md`` and ``report.csv`` into ``sweep_dir``; returns their paths and the Markdown."""
+    sweep_dir = Path(sweep_dir)
+    markdown, long = build_report(grid_keys, rows, sweep_dir)
+    md, table = sweep_dir / REPORT_MD, sweep_dir / REPORT_CSV
+    write_text(md, markdown)
+    write_text(table, csv_text(["table", "figure", "row", "column", "mean", "ci95", "count"], long))
+    return md, table, markdown

@@ -1,0 +1,55 @@
+"""The paired-only baseline reads the paired rows of the mask and nothing else; chance by hand."""
+
+import numpy as np
+import pytest
+import torch
+
+from mvae_cli.data.format import ModalitySpec
+from mvae_cli.evaluate.baseline import chance_accuracy, paired_baselines, paired_rows
+
+SPECS = [ModalitySpec("image", "image", "bernoulli", (1, 8, 8)), ModalitySpec("label", "categorical", "categorical", (), 4)]
+
+
+def _split(n, seed):
+    g = torch.Generator().manual_seed(seed)
+    label = torch.randint(0, 4, (n,), generator=g)
+    image = torch.rand(n, 1, 8, 8, generator=g) * 0.2
+    for c in range(4):  # a bright band per class
+        image[label == c, :, 2 * c:2 * c + 2, :] = 0.9
+    return {"image": image, "label": label}
+
+
+def _batches(split, seen=None):
+    def batch(rows):
+        if seen is not None:
+            seen.update(rows.tolist())
+        return {name: tensor[rows] for name, tensor in split.items()}
+    return batch
+
+
+def test_the_baseline_learns_from_the_paired_rows_only():
+    train, valid, test = _split(1000, 0), _split(200, 1), _split(400, 2)
+    mask = np.zeros((1000, 2), dtype=bool)
+    mask[:100] = True  # 100 paired rows
+    mask[100:550, 0] = True  # image only
+    mask[550:, 1] = True  # label only
+    # Every unpaired label is wrong: a classifier that read them would score near 0.
+    train["label"][100:] = (train["label"][100:] + 1) % 4
+    seen = set()
+    result = paired_baselines(SPECS, "image", ["label"], mask, _batches(train, seen), _batches(valid), 200,
+                              _batches(test), 400, latent_dim=4, hidden=32, image_net="mlp", seed=0, device="cpu")
+    assert seen == set(range(100))  # the rows it trained on: exactly the paired ones
+    assert result["baseline_rows"] == {"label": 100}
+    assert result["baseline"]["label"] >= 0.95
+    counts = np.bincount(test["label"].numpy(), minlength=4)
+    assert result["chance"]["label"] == pytest.approx(counts.max() / 400)
+    assert result["baseline"]["mean"] == result["baseline"]["label"]
+
+
+def test_paired_rows_and_chance_by_hand():
+    mask = np.array([[1, 1], [1, 0], [0, 1], [1, 1]], dtype=bool)
+    assert paired_rows(mask, 0, 1).tolist() == [0, 3]
+    categorical = ModalitySpec("y", "categorical", "categorical", (), 3)
+    assert chance_accuracy(categorical, torch.tensor([0, 2, 2, 1, 2])) == pytest.approx(0.6)
+    binary = ModalitySpec("a", "binary", "bernoulli", (2,))
+    assert chance_accuracy(binary, torch.tensor([[1, 0], [1, 0], [0, 0], [1, 1]])) == pytest.approx((0.75 + 0.75) / 2)

@@ -1,0 +1,76 @@
+"""`mvae report` on hand-made results: the paper's tables with mean ± 95% CI over seeds."""
+
+import csv
+import io
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from mvae_cli.cli.app import app
+from mvae_cli.sweep.report import build_report
+from mvae_cli.sweep.results import write_tables
+
+runner = CliRunner()
+GRID = ["model.name", "data.dataset", "seed"]
+
+
+def _rows():
+    rows = []
+    for model, shift in (("mvae", 0.0), ("jmvae", -2.0)):
+        for dataset, base in (("mnist", -90.0), ("fashion-mnist", -230.0)):
+            for seed, noise in zip((0, 1, 2), (-1.0, 0.0, 1.0)):
+                rows.append({"point": f"model.name={model},data.dataset={dataset},seed={seed}", "model.name": model,
+                             "data.dataset": dataset, "seed": seed,
+                             "log_px.image.mean": base + shift + noise, "log_px.image.se": 0.1,
+                             "log_pxy.image+label.mean": base + shift - 3.0,
+                             "var_log_w.joint.image+label": 4.0 + seed})
+    return rows
+
+
+def _long(text):
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+def test_tables_hold_the_mean_and_the_t_interval_over_seeds():
+    markdown, long = build_report(GRID, _rows())
+    # three seeds at −1, 0, +1 around the mean: std 1, CI half-width t(2) · 1 / √3 = 4.302653 / 1.732051 = 2.4841
+    cell = next(c for c in long if c["figure"] == "log_px.image.mean" and c["row"] == "jmvae"
+                and c["column"] == "fashion-mnist")
+    assert cell["mean"] == pytest.approx(-232.0) and cell["ci95"] == pytest.approx(2.4841, abs=1e-4)
+    assert cell["count"] == 3
+    assert "| model | mnist | fashion-mnist |" in markdown
+    assert "| mvae | -90.00 ± 2.48 | -230.00 ± 2.48 |" in markdown
+    assert "| jmvae | -92.00 ± 2.48 | -232.00 ± 2.48 |" in markdown
+    # a figure equal over seeds has a zero-width interval; the variance table is there too
+    assert "| mvae | -93.00 ± 0.00 | -233.00 ± 0.00 |" in markdown
+    assert "Var[log w] of log p(x, y)" in markdown and "| mvae | 5.00 ± 2.48 | 5.00 ± 2.48 |" in markdown
+    assert "log p(x) [nats] under q(z | image)" in markdown
+
+
+def test_without_a_model_or_dataset_key_columns_are_the_grid_values():
+    rows = [{"point": f"supervision={f},seed={s}", "supervision": f, "seed": s, "log_px.image.mean": -100.0 + s}
+            for f in (0.1, 1.0) for s in (0, 1)]
+    markdown, long = build_report(["supervision", "seed"], rows, model_name="mvae")
+    assert "| model | supervision=0.1 | supervision=1.0 |" in markdown
+    assert "| mvae | -99.50 ± 6.35 | -99.50 ± 6.35 |" in markdown  # t(1) · 0.7071 / √2 = 6.3531
+
+
+def test_report_command_writes_markdown_and_csv_with_parameter_counts(tmp_path):
+    rows = _rows()
+    write_tables(tmp_path, GRID, rows)
+    run = tmp_path / "runs" / rows[0]["point"]
+    run.mkdir(parents=True)
+    (run / "run.json").write_text(json.dumps({"parameters": {"inference": 1063680, "total": 2127360}}))
+    result = runner.invoke(app, ["report", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    markdown = (tmp_path / "report.md").read_text()
+    assert "### Table 1: parameters (inference)" in markdown and "| mvae | 1,063,680 | – |" in markdown
+    long = _long((tmp_path / "report.csv").read_text())
+    assert {r["table"] for r in long} >= {"Table 1: parameters (total)"}
+    assert "| jmvae | -92.00 ± 2.48 |" in result.output
+
+
+def test_report_on_a_directory_without_results_is_one_line(tmp_path):
+    result = runner.invoke(app, ["report", str(tmp_path)])
+    assert result.exit_code == 2 and "results.json" in result.output and "Traceback" not in result.output
