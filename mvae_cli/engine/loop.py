@@ -25,6 +25,8 @@ from mvae_cli.data.masks import build_mask
 from mvae_cli.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from mvae_cli.engine.data import SplitData
 from mvae_cli.engine.device import autocast, memory_budget, peak_memory_mb, select_device
+from mvae_cli.engine.distributed import (World, all_reduce_gradients, all_reduce_sum, broadcast_parameters,
+                                         current_world, gather_objects, shard)
 from mvae_cli.engine.run import build_model, is_run_dir, read_config, write_config
 from mvae_cli.errors import UserError
 from mvae_cli.objectives import OBJECTIVES, subset_elbo
@@ -32,7 +34,9 @@ from mvae_cli.recipe import Recipe, recipe_to_dict
 
 Progress = Callable[..., None]
 # Keys that may differ between a run on disk and the recipe that resumes it.
-_RESUMABLE_CHANGES = ("epochs", "device", "eval", "grid")
+_RESUMABLE_CHANGES = ("epochs", "device", "eval", "grid", "nproc", "trackers", "slurm")
+# Seconds between reads of the loss on the host (progress, divergence): each read waits for the device.
+READ_EVERY_S = 0.5
 
 
 class TrainingDiverged(UserError):
@@ -107,6 +111,18 @@ def validation_elbo(model, data: SplitData, device: torch.device, precision: str
     return total / data.n
 
 
+def _check_finite(step_losses: torch.Tensor, first_step: int, epoch: int, run_dir: Path, world: World) -> None:
+    """Raise :class:`TrainingDiverged` naming the first step (of this epoch's ``[S]`` losses) that
+    was not finite on any rank."""
+    bad = all_reduce_sum((~torch.isfinite(step_losses)).float(), world)
+    if bool(bad.any()):
+        b = int(bad.nonzero()[0])
+        value = float(step_losses[b]) if not math.isfinite(float(step_losses[b])) else math.nan  # another rank's
+        raise TrainingDiverged(
+            f"the loss became {value} at step {first_step + b} (epoch {epoch + 1}); "
+            f"the last good checkpoint is {run_dir / 'last.pt'}; lower the learning rate or use fp32")
+
+
 def train(recipe: Recipe, run_dir: str | Path, progress: Progress | None = None) -> TrainResult:
     """Train (or resume) the run in ``run_dir`` to ``recipe.epochs`` epochs.
 
@@ -121,18 +137,20 @@ def train(recipe: Recipe, run_dir: str | Path, progress: Progress | None = None)
             raise UserError(f"{run_dir} already holds a different run; choose another --out or resume it with --resume {run_dir}")
     elif run_dir.exists() and any(run_dir.iterdir()):
         raise UserError(f"{run_dir} exists, is not empty and is not a run directory; choose another --out")
+    world = current_world()
+    world.barrier()  # every rank has looked at run_dir before rank 0 writes to it
     device = select_device(recipe.device)
     autocast(device, recipe.precision)  # refuses mixed precision off CUDA before any work
     data_path = ensure_dataset(recipe)
     dataset = read_dataset(data_path)
     try:
-        return _train(recipe, run_dir, dataset, device, resumed, progress)
+        return _train(recipe, run_dir, dataset, device, resumed, progress, world)
     finally:
         dataset.close()
 
 
 def _train(recipe: Recipe, run_dir: Path, dataset: DatasetFile, device: torch.device, resumed: bool,
-           progress: Progress) -> TrainResult:
+           progress: Progress, world: World) -> TrainResult:
     if "valid" not in dataset.sizes:
         raise UserError(f"{dataset.path} has no valid split to validate on")
     specs = dataset.specs
@@ -142,9 +160,14 @@ def _train(recipe: Recipe, run_dir: Path, dataset: DatasetFile, device: torch.de
     train_rows = torch.from_numpy(np.flatnonzero(mask.any(axis=1)))
     if train_rows.numel() == 0:
         raise UserError("the training mask shows no modality of any example; raise the supervision or keep-prob level")
+    if world.size > recipe.batch_size:
+        raise UserError(f"{world.size} ranks cannot share batches of {recipe.batch_size}; use at most {recipe.batch_size} ranks")
     _seed_everything(recipe.seed)
     shuffle = torch.Generator().manual_seed(recipe.seed)
     model = build_model(recipe, specs).to(device)
+    broadcast_parameters(model, world)
+    if world.rank > 0:  # rank 0 draws the single-process noise; the others their own streams
+        torch.manual_seed(recipe.seed + 7919 * world.rank)
     # The fused kernel updates every parameter in one pass: on CPU it is ~20x faster than the
     # per-tensor loop for the paper's 2M-parameter MNIST model, and it is deterministic.
     optimizer = torch.optim.Adam(model.parameters(), lr=recipe.lr, fused=True)
@@ -163,15 +186,24 @@ def _train(recipe: Recipe, run_dir: Path, dataset: DatasetFile, device: torch.de
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scaler.load_state_dict(state["scaler"])
-        set_rng_state(state["rng"], shuffle)
+        ranks = state.get("rank_rng")
+        if ranks is not None and len(ranks) == world.size:
+            set_rng_state(ranks[world.rank], shuffle)
+        elif world.is_main:
+            set_rng_state(state["rng"], shuffle)
+        else:  # resumed with another number of ranks: same shuffle, fresh noise for this rank
+            shuffle.set_state(state["rng"]["shuffle"])
+            torch.manual_seed(recipe.seed + 7919 * world.rank + 104729 * state["epoch"])
         epoch, step, best, train_seconds = state["epoch"], state["step"], state["best_valid_elbo"], state["train_seconds"]
         lines = metrics_path.read_text().splitlines() if metrics_path.exists() else []
-        write_text(metrics_path, "".join(f"{l}\n" for l in lines if l and json.loads(l)["epoch"] <= epoch))
-    else:
+        if world.is_main:
+            write_text(metrics_path, "".join(f"{l}\n" for l in lines if l and json.loads(l)["epoch"] <= epoch))
+    elif world.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         np.save(run_dir / "mask.npy", mask)
         write_text(metrics_path, "")
-    write_config(run_dir, recipe)  # on resume too: it records a changed number of epochs
+    if world.is_main:
+        write_config(run_dir, recipe)  # on resume too: it records a changed number of epochs
     info = {
         "mvae_version": __version__,
         "dataset": {"name": dataset.name, "path": str(dataset.path), "abspath": str(dataset.path.resolve())},
@@ -180,8 +212,10 @@ def _train(recipe: Recipe, run_dir: Path, dataset: DatasetFile, device: torch.de
         "mask": {**mask_info, "n_train": int(mask.shape[0]), "n_shown": int(train_rows.numel()),
                  "n_paired": int(mask.all(axis=1).sum())},
         "k": k, "device": str(device), "status": "training", "epochs_done": epoch,
+        **({"ranks": world.size} if world.active else {}),
     }
-    write_json(run_dir / "run.json", info)
+    if world.is_main:
+        write_json(run_dir / "run.json", info)
 
     progress("start", epochs=recipe.epochs, start_epoch=epoch, steps_per_epoch=steps_per_epoch,
              n_examples=int(train_rows.numel()), device=str(device), resumed=resumed)
@@ -190,34 +224,52 @@ def _train(recipe: Recipe, run_dir: Path, dataset: DatasetFile, device: torch.de
         started = time.perf_counter()
         order = train_rows[torch.randperm(train_rows.numel(), generator=shuffle)]
         sums: dict[str, torch.Tensor | float] = {}
-        loss_sum = 0.0
+        # Each step's loss stays on the device (no host sync per step); read every READ_EVERY_S.
+        step_losses = torch.zeros(steps_per_epoch, device=device)
+        shown, first_step, loss_value, read_at = [], step, math.nan, -math.inf
         for b in range(steps_per_epoch):
             index = order[b * recipe.batch_size:(b + 1) * recipe.batch_size]
-            batch = train_data.batch(index)
-            with autocast(device, recipe.precision):
-                loss, terms = objective(model, batch, step)
+            local = shard(index, world)
+            n, n_local = index.numel(), local.numel()
             optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
+            if n_local:
+                batch = train_data.batch(local)
+                with autocast(device, recipe.precision):
+                    loss, terms = objective(model, batch, step)
+                # Mean loss over this rank's rows, weighted by its share: the rank sum is the batch mean.
+                scaler.scale(loss * (n_local / n) if world.active else loss).backward()
+                step_losses[b] = loss.detach()
+                for key, value in terms.items():
+                    sums[key] = sums.get(key, 0.0) + (value.detach() if torch.is_tensor(value) else value) * n_local
+            shown.append(n_local)
+            all_reduce_gradients(model, world)
             scaler.step(optimizer)
             scaler.update()
-            loss_value = loss.detach().item()
-            if not math.isfinite(loss_value):
-                raise TrainingDiverged(
-                    f"the loss became {loss_value} at step {step} (epoch {epoch + 1}); "
-                    f"the last good checkpoint is {run_dir / 'last.pt'}; lower the learning rate or use fp32")
-            n = index.numel()
-            loss_sum += loss_value * n
-            for key, value in terms.items():
-                sums[key] = sums.get(key, 0.0) + (value.detach() if torch.is_tensor(value) else value) * n
             step += 1
             elapsed = time.perf_counter() - started
+            if elapsed - read_at >= READ_EVERY_S or b + 1 == steps_per_epoch:
+                loss_value, read_at = float(step_losses[b]), elapsed
+                if not world.active:  # ranks read at different times; they check together below
+                    _check_finite(step_losses[:b + 1], first_step, epoch, run_dir, world)
             progress("step", epoch=epoch, step=b + 1, steps=steps_per_epoch, loss=loss_value,
                      examples_per_s=(b * recipe.batch_size + n) / max(elapsed, 1e-9))
         seconds = time.perf_counter() - started
         train_seconds += seconds
         n_rows = train_rows.numel()
-        valid = validation_elbo(model, valid_data, device, recipe.precision)
+        _check_finite(step_losses, first_step, epoch, run_dir, world)
+        # Weighted by the rows each step showed, summed over ranks, added up in float64 in step order.
+        weighted = all_reduce_sum(step_losses.double() * torch.tensor(shown, dtype=torch.float64, device=device), world)
+        loss_sum = sum(weighted.tolist())
+        if world.active:
+            keys = sorted(sums)
+            totals = all_reduce_sum(torch.tensor([float(sums[key]) for key in keys], dtype=torch.float64,
+                                                 device=device), world).tolist()
+            sums = dict(zip(keys, totals))
+        valid = validation_elbo(model, valid_data, device, recipe.precision) if world.is_main else math.nan
+        rngs = gather_objects(rng_state(shuffle), world)
         epoch += 1
+        if not world.is_main:
+            continue
         line = {"epoch": epoch, "step": step, "loss": loss_sum / n_rows,
                 **{key: float(value) / n_rows for key, value in sums.items()},
                 "valid_elbo": valid, "seconds": seconds, "examples_per_s": n_rows / seconds,
@@ -225,7 +277,7 @@ def _train(recipe: Recipe, run_dir: Path, dataset: DatasetFile, device: torch.de
         with metrics_path.open("a") as handle:
             handle.write(json.dumps(line) + "\n")
         payload = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
-                   "rng": rng_state(shuffle), "epoch": epoch, "step": step, "recipe": recipe_to_dict(recipe),
+                   "rng": rngs[0], **({"rank_rng": rngs} if world.active else {}), "epoch": epoch, "step": step, "recipe": recipe_to_dict(recipe),
                    "best_valid_elbo": max(best, valid), "train_seconds": train_seconds}
         if valid > best:
             best = valid
@@ -233,6 +285,8 @@ def _train(recipe: Recipe, run_dir: Path, dataset: DatasetFile, device: torch.de
         save_checkpoint(run_dir / "last.pt", payload)
         progress("epoch", **line)
 
+    if not world.is_main:
+        return TrainResult(run_dir, epoch, best, train_seconds, resumed)
     from mvae_cli.figures.samples import save_sample_grid
 
     save_sample_grid(model, run_dir / "samples.png", seed=recipe.seed)

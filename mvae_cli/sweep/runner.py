@@ -24,6 +24,7 @@ The library never prints: it reports through ``progress(event, **info)``:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import multiprocessing
 import os
@@ -91,7 +92,9 @@ def is_finished(run_dir: Path, recipe: Recipe) -> bool:
     if info.get("status") != "finished" or info.get("epochs_done", 0) < recipe.epochs:
         return False
     try:
-        if read_config(run_dir) != recipe:
+        # How a point ran (ranks, trackers, cluster resources) does not change what it computed.
+        how = {"nproc": 1, "trackers": [], "slurm": None}
+        if dataclasses.replace(read_config(run_dir), **how) != dataclasses.replace(recipe, **how):
             return False
     except UserError:
         return False
@@ -109,9 +112,9 @@ def plan(sweep: Sweep, out: Path) -> list[PointStatus]:
 
 
 def _default_trainer(recipe: Recipe, run_dir: Path, progress: Progress):
-    from mvae_cli.engine.loop import train
+    from mvae_cli.engine.distributed import train_on_ranks
 
-    return train(recipe, run_dir, progress=progress)
+    return train_on_ranks(recipe, run_dir, progress=progress)
 
 
 def _default_evaluator(run_dir: Path, **options) -> dict:
