@@ -76,6 +76,8 @@ def eval_command(
     device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu or cuda.")] = "auto",
     batch_size: Annotated[Optional[int], typer.Option(
         "--batch-size", help="Examples per batch (default: about 262,144 particles' worth).")] = None,
+    precision: Annotated[str, typer.Option(
+        help="fp32, or bf16: networks under bf16 autocast (CUDA, or a CPU with bf16 instructions), sums in fp32.")] = "fp32",
 ) -> None:
     """Estimate log p(x), log p(x,y) and log p(x|y) by importance sampling under q(z|x) and q(z|x,y),
     the variance of the log weights, and the accuracy of predicting y from x; write RUN_DIR/eval.json."""
@@ -96,7 +98,7 @@ def eval_command(
 
         result = evaluate_run(run_dir, particles=particles, prior_samples=prior_samples, split=split,
                               checkpoint=checkpoint, limit=limit, x=x, y=y_names, seed=seed, max_memory=max_memory,
-                              device=device, batch_size=batch_size, progress=report)
+                              device=device, batch_size=batch_size, precision=precision, progress=report)
     console = Console()
     console.print(results_table(result))
     console.print(f"wrote {Path(run_dir) / EVAL_FILE}")

@@ -53,6 +53,36 @@ def autocast(device: torch.device, precision: str):
     return torch.autocast("cpu", dtype=torch.bfloat16)
 
 
+class AutocastNetwork(torch.nn.Module):
+    """A network run under autocast whose floating outputs come back as float32, so that the
+    likelihoods and the estimator's sums computed from them stay in float32."""
+
+    def __init__(self, inner: torch.nn.Module, device: torch.device, precision: str):
+        super().__init__()
+        self.inner, self.device, self.precision = inner, device, precision
+        if hasattr(inner, "log_prob"):  # a decoder that owns its likelihood keeps it (in float32)
+            self.log_prob = inner.log_prob
+
+    def forward(self, *args, **kwargs):
+        with autocast(self.device, self.precision):  # entered in whichever thread calls it
+            out = self.inner(*args, **kwargs)
+        if isinstance(out, tuple):
+            return tuple(o.float() if o.is_floating_point() else o for o in out)
+        return out.float() if out.is_floating_point() else out
+
+
+def autocast_networks(model: torch.nn.Module, device: torch.device, precision: str) -> torch.nn.Module:
+    """Wrap ``model.encoders`` and ``model.decoders`` in :class:`AutocastNetwork` (for evaluation;
+    the wrapped model is not meant to be saved). fp32 leaves the model as it is."""
+    if precision == "fp32":
+        return model
+    autocast(device, precision)  # refuses what this device cannot do, before any work
+    for networks in (model.encoders, model.decoders):
+        for name in list(networks):
+            networks[name] = AutocastNetwork(networks[name], device, precision)
+    return model
+
+
 def memory_budget(device: torch.device, fraction: float = 0.5) -> int:
     """Bytes we allow ourselves on ``device``: a fraction of free GPU memory or of physical RAM."""
     if device.type == "cuda":

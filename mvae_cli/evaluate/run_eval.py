@@ -32,7 +32,7 @@ import torch
 from mvae_cli.atomic import write_json
 from mvae_cli.data.format import read_dataset
 from mvae_cli.engine.data import SplitData
-from mvae_cli.engine.device import memory_budget, select_device
+from mvae_cli.engine.device import autocast_networks, memory_budget, select_device
 from mvae_cli.engine.run import latest_run, load_trained, read_config
 from mvae_cli.errors import UserError
 from mvae_cli.evaluate.accuracy import AccuracyTally, attribute_names, posterior_mean
@@ -229,6 +229,7 @@ def evaluate_run(
     max_memory: int | str | None = None,
     device: str = "auto",
     batch_size: int | None = None,
+    precision: str = "fp32",
     progress: Progress | None = None,
 ) -> dict:
     """Evaluate a run directory and write ``RUN_DIR/eval.json`` atomically.
@@ -247,6 +248,8 @@ def evaluate_run(
             default a quarter of free RAM or GPU memory.
         device: ``auto``, ``cpu`` or ``cuda``.
         batch_size: examples per batch (progress granularity).
+        precision: ``fp32``, or ``bf16``: encoders and decoders under bf16 autocast (CUDA, or a
+            CPU with bf16 instructions), likelihoods and log weights in float32.
         progress: ``progress(done, total)`` in examples.
 
     Returns:
@@ -268,7 +271,10 @@ def evaluate_run(
         raise UserError(f"--checkpoint must be one of {', '.join(CHECKPOINTS)}, got {checkpoint!r}")
     budget = parse_size(max_memory) if max_memory is not None else None
     torch_device = select_device(device)
+    if precision not in ("fp32", "bf16"):
+        raise UserError(f"--precision must be fp32 or bf16, got {precision!r}")
     _, info, model = load_trained(run_dir, checkpoint, torch_device)
+    model = autocast_networks(model, torch_device, precision)
     x, y = resolve_modalities(model.specs, x, y)
     budget = budget or memory_budget(torch_device, MEMORY_FRACTION)
 
@@ -282,6 +288,7 @@ def evaluate_run(
                                  progress=progress, attributes=attribute_names(dataset.attrs, model.specs))
     result = {
         "particles": particles, "prior_samples": prior_samples, "split": split, "checkpoint": checkpoint,
+        "precision": precision,
         "n_examples": figures.pop("n_examples"), "x": x, "y": list(y),
         "seconds": time.perf_counter() - started, **figures,
     }

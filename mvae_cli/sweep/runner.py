@@ -44,7 +44,8 @@ from mvae_cli.sweep.results import build_row, write_tables
 
 Progress = Callable[..., None]
 SWEEP_JSON = "sweep.json"
-_EVAL_SETTINGS = ("particles", "prior_samples", "split", "checkpoint")
+_EVAL_SETTINGS = ("particles", "prior_samples", "split", "checkpoint", "precision")
+_EVAL_DEFAULTS = {"precision": "fp32"}  # eval.json files written before the setting existed
 _STEP_INTERVAL_S = 0.25  # workers forward at most this many step events per second (besides the last)
 
 
@@ -98,7 +99,7 @@ def is_finished(run_dir: Path, recipe: Recipe) -> bool:
             return False
     except UserError:
         return False
-    return all(evaluation.get(key) == getattr(recipe.eval, key) for key in _EVAL_SETTINGS)
+    return all(evaluation.get(key, _EVAL_DEFAULTS.get(key)) == getattr(recipe.eval, key) for key in _EVAL_SETTINGS)
 
 
 def plan(sweep: Sweep, out: Path) -> list[PointStatus]:
@@ -137,6 +138,7 @@ def run_point(point: Point, run_dir: Path, trainer=None, evaluator=None, progres
     e = recipe.eval
     return evaluator(run_dir, particles=e.particles, prior_samples=e.prior_samples, split=e.split,
                      checkpoint=e.checkpoint, limit=e.limit, x=e.x, y=e.y, seed=e.seed, device=recipe.device,
+                     precision=e.precision,
                      progress=lambda done, total: report("evaluate", point=name, done=done, total=total))
 
 
