@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import sys
 
+from mvae_cli.engine.threads import configure_threads
+
+configure_threads()  # before anything imports torch: OpenMP reads its wait policy once
+
 import typer
 from typer.core import TyperGroup
 

@@ -28,6 +28,7 @@ from mvae_cli.engine.device import autocast, memory_budget, peak_memory_mb, sele
 from mvae_cli.engine.distributed import (World, all_reduce_gradients, all_reduce_sum, broadcast_parameters,
                                          current_world, gather_objects, shard)
 from mvae_cli.engine.run import build_model, is_run_dir, read_config, write_config
+from mvae_cli.engine.trackers import Trackers, sweep_group
 from mvae_cli.errors import UserError
 from mvae_cli.objectives import OBJECTIVES, subset_elbo
 from mvae_cli.recipe import Recipe, recipe_to_dict
@@ -143,9 +144,15 @@ def train(recipe: Recipe, run_dir: str | Path, progress: Progress | None = None)
     autocast(device, recipe.precision)  # refuses mixed precision off CUDA before any work
     data_path = ensure_dataset(recipe)
     dataset = read_dataset(data_path)
+    names = recipe.trackers if world.is_main else []
+    trackers = Trackers(names, run_dir, recipe_to_dict(recipe), sweep_group(run_dir))
+    status = "failed"
     try:
-        return _train(recipe, run_dir, dataset, device, resumed, progress, world)
+        result = _train(recipe, run_dir, dataset, device, resumed, trackers.forward(progress), world)
+        status = "finished"
+        return result
     finally:
+        trackers.close(status)
         dataset.close()
 
 
