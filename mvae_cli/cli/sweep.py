@@ -146,6 +146,19 @@ def sweep_command(
         "--jobs", "-j", help="Points trained at once, each in its own process (and GPU, when there are several).")] = 1,
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="List the points and their run directories; train nothing.")] = False,
+    backend: Annotated[str, typer.Option(
+        "--backend", help="local (processes on this machine, --jobs) or slurm (a job array through submitit).")] = "local",
+    collect: Annotated[bool, typer.Option(
+        "--collect", help="Aggregate the points that have finished (e.g. on Slurm); run and submit nothing.")] = False,
+    partition: Annotated[Optional[str], typer.Option("--partition", help="Slurm partition (recipe: slurm.partition).")] = None,
+    account: Annotated[Optional[str], typer.Option("--account", help="Slurm account (recipe: slurm.account).")] = None,
+    time_min: Annotated[Optional[int], typer.Option(
+        "--time-min", help="Slurm time limit per point in minutes; past it a point is requeued and resumes.")] = None,
+    gpus: Annotated[Optional[int], typer.Option("--gpus", help="GPUs per point on Slurm [recipe default: 1].")] = None,
+    cpus: Annotated[Optional[int], typer.Option("--cpus", help="CPUs per point on Slurm [recipe default: 4].")] = None,
+    mem_gb: Annotated[Optional[float], typer.Option("--mem-gb", help="Memory per point on Slurm, GB [default: 16].")] = None,
+    tracker: Annotated[Optional[list[str]], typer.Option(
+        "--tracker", help="Also log every run to tensorboard or mlflow (repeatable), grouped by sweep.")] = None,
 ) -> None:
     """Train and evaluate every grid point of a study recipe, then write results.csv and summary.csv.
 
@@ -156,8 +169,27 @@ def sweep_command(
     from mvae_cli.sweep.grid import load_sweep
     from mvae_cli.sweep.runner import plan, prepare_datasets, run_sweep
 
-    sweep = load_sweep(recipe, overrides or [])
+    from mvae_cli.errors import UserError
+
+    if backend not in ("local", "slurm"):
+        raise UserError(f"--backend must be local or slurm, got {backend!r}")
+    given = {"partition": partition, "account": account, "time_min": time_min, "gpus": gpus, "cpus": cpus,
+             "mem_gb": mem_gb}
+    extra = [f"slurm.{key}={value}" for key, value in given.items() if value is not None]
+    if tracker:
+        extra.append(f"trackers=[{','.join(tracker)}]")
+    sweep = load_sweep(recipe, [*(overrides or []), *extra])
     out = out or Path("sweeps") / recipe.stem
+    if collect:
+        from mvae_cli.sweep.slurm import run_on_slurm
+
+        report = run_on_slurm(sweep, out, collect=True)
+        done = sum(s.status == "finished" for s in report.points)
+        console.print(f"collected {done} of {len(report.points)} finished points into {out / 'results.csv'}")
+        _print_summary(report, sweep.grid_keys, console)
+        if report.rows:
+            console.print(f"figures: {_draw_figures(sweep.grid_keys, report.rows, out)}")
+        return
     if dry_run:
         _print_dry_run(plan(sweep, out), console)
         return
@@ -169,7 +201,13 @@ def sweep_command(
         console.print(f"prepared the dataset {path}")
     console.print(f"sweep [bold]{recipe}[/]: {len(sweep.points)} points over {', '.join(sweep.grid_keys)} → {out}")
     with make_progress() as progress:
-        report = run_sweep(sweep, out, jobs=jobs, progress=SweepDisplay(progress, len(sweep.points)))
+        display = SweepDisplay(progress, len(sweep.points))
+        if backend == "slurm":
+            from mvae_cli.sweep.slurm import run_on_slurm
+
+            report = run_on_slurm(sweep, out, progress=display)
+        else:
+            report = run_sweep(sweep, out, jobs=jobs, progress=display)
     reused = sum(s.reused for s in report.points)
     if reused:
         console.print(f"{reused} point(s) were finished already and kept")
