@@ -288,9 +288,10 @@ def evaluate_run(
                                  progress=progress, attributes=attribute_names(dataset.attrs, model.specs))
     result = {
         "particles": particles, "prior_samples": prior_samples, "split": split, "checkpoint": checkpoint,
-        "precision": precision,
         "n_examples": figures.pop("n_examples"), "x": x, "y": list(y),
         "seconds": time.perf_counter() - started, **figures,
     }
+    if precision != "fp32":  # fp32 evaluations keep the keys they always had
+        result["precision"] = precision
     write_json(run_dir / EVAL_FILE, result)
     return result
