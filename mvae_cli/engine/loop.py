@@ -141,7 +141,7 @@ def train(recipe: Recipe, run_dir: str | Path, progress: Progress | None = None)
     world = current_world()
     world.barrier()  # every rank has looked at run_dir before rank 0 writes to it
     device = select_device(recipe.device)
-    autocast(device, recipe.precision)  # refuses mixed precision off CUDA before any work
+    autocast(device, recipe.precision)  # refuses a precision this device cannot run, before any work
     data_path = ensure_dataset(recipe)
     dataset = read_dataset(data_path)
     names = recipe.trackers if world.is_main else []
