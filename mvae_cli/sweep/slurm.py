@@ -15,6 +15,7 @@ scripts, each task's stdout/stderr and pickled result) are under ``SWEEP_DIR/slu
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from pathlib import Path
 
@@ -150,9 +151,22 @@ def run_on_slurm(sweep: Sweep, out: str | Path, *, progress: Progress | None = N
     return SweepReport(out, statuses, book.ordered_rows())
 
 
-def _wait(watched: dict, book: _Book, report: Progress, poll_s: float) -> None:
+def in_queue(job_ids: list[str]) -> set[str] | None:
+    """The jobs of ``job_ids`` that ``squeue`` still lists (pending, running, requeued), or None
+    when squeue cannot be asked. Array tasks are listed as ``<array>_<task>``."""
+    try:
+        out = subprocess.run(["squeue", "-h", "-r", "-o", "%i", "-j", ",".join(job_ids)], capture_output=True,
+                             text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return {line.strip() for line in out.stdout.splitlines() if line.strip()} if out.returncode == 0 else set()
+
+
+def _wait(watched: dict, book: _Book, report: Progress, poll_s: float, gone_polls: int = 3) -> None:
     shown: dict[str, int] = {}
+    gone: dict[str, int] = {}  # polls for which a task without a result was missing from the queue
     while watched:
+        queued = in_queue([str(job.job_id) for _, job in watched.values()])
         for name, (status, job) in list(watched.items()):
             epochs = _epochs_done(status.run_dir)
             if epochs and name not in shown:
@@ -164,11 +178,17 @@ def _wait(watched: dict, book: _Book, report: Progress, poll_s: float) -> None:
                 report("step", point=name, epoch=epochs - 1, step=1, steps=1, loss=_last_loss(status.run_dir),
                        examples_per_s=0.0)
             if not job.done():
-                continue
-            try:
-                outcome = job.result()
-            except Exception as error:  # the task died (killed, out of memory, node failure)
-                outcome = ("failed", None, f"Slurm job {job.job_id} failed: {str(error).splitlines()[0][:300]}", None)
+                # Without accounting (sacct), submitit never learns that a killed task ended.
+                gone[name] = gone.get(name, 0) + 1 if queued is not None and str(job.job_id) not in queued else 0
+                if gone[name] < gone_polls:
+                    continue
+                outcome = ("failed", None, f"Slurm job {job.job_id} left the queue without a result "
+                           f"(killed or cancelled?); run the sweep again to resume it", None)
+            else:
+                try:
+                    outcome = job.result()
+                except Exception as error:  # the task died (killed, out of memory, node failure)
+                    outcome = ("failed", None, f"Slurm job {job.job_id} failed: {str(error).splitlines()[0][:300]}", None)
             status.status, evaluation, status.error, status.traceback = outcome
             book.record(status, evaluation)
             report("done", point=name, status=status.status, error=status.error)

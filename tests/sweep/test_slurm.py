@@ -87,3 +87,25 @@ def test_a_sweep_runs_on_slurm_end_to_end(tmp_path):
                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": os.getcwd()})
     assert cli.returncode == 0, cli.stderr
     assert "collected 2 of 2 finished points" in cli.stdout + cli.stderr
+
+
+def test_a_task_that_leaves_the_queue_without_a_result_fails_instead_of_hanging(tmp_path, monkeypatch):
+    from mvae_cli.sweep import slurm
+    from mvae_cli.sweep.runner import _Book, plan
+
+    sweep = load_sweep(_sweep_recipe(tmp_path, tmp_path / "tiny.h5"))
+    statuses = plan(sweep, tmp_path / "out")
+
+    class Killed:  # what submitit shows for a cancelled task when sacct is unavailable
+        job_id = "7_0"
+
+        def done(self):
+            return False
+
+    queue = iter([{"7_0"}, set(), set(), set()])
+    monkeypatch.setattr(slurm, "in_queue", lambda ids: next(queue))
+    events = []
+    slurm._wait({"p": (statuses[0], Killed())}, _Book(sweep, tmp_path / "out", statuses, 0),
+                lambda event, **info: events.append((event, info.get("status"))), poll_s=0)
+    assert statuses[0].status == "failed" and "left the queue without a result" in statuses[0].error
+    assert events == [("done", "failed")]
