@@ -180,6 +180,10 @@ def sweep_command(
         extra.append(f"trackers=[{','.join(tracker)}]")
     sweep = load_sweep(recipe, [*(overrides or []), *extra])
     out = out or Path("sweeps") / recipe.stem
+    if backend == "slurm" and not (collect or dry_run):
+        from mvae_cli.sweep.slurm import require_submitit
+
+        require_submitit()  # before any dataset is prepared
     if collect:
         from mvae_cli.sweep.slurm import run_on_slurm
 

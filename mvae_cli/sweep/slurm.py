@@ -29,7 +29,7 @@ JOBS_FILE = "jobs.json"
 _ACTIVE = ("PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COMPLETING", "RESIZING", "SUSPENDED", "UNKNOWN")
 
 
-def _submitit():
+def require_submitit():
     try:
         import submitit
     except ImportError:
@@ -48,12 +48,12 @@ class PointTask:
         return _attempt(point, Path(run_dir), None, None, lambda event, **info: None)
 
     def checkpoint(self, point: Point, run_dir: str):
-        return _submitit().helpers.DelayedSubmission(PointTask(), point, run_dir)
+        return require_submitit().helpers.DelayedSubmission(PointTask(), point, run_dir)
 
 
 def executor_for(sweep: Sweep, folder: Path, n_tasks: int):
     """A submitit Slurm executor with the recipe's ``slurm:`` resources (one array task per point)."""
-    submitit = _submitit()
+    submitit = require_submitit()
     s = sweep.recipe.slurm
     executor = submitit.AutoExecutor(folder=str(folder / "%j"), cluster="slurm")
     params = {"timeout_min": s.time_min, "gpus_per_node": s.gpus, "cpus_per_task": s.cpus, "mem_gb": s.mem_gb,
@@ -114,7 +114,7 @@ def run_on_slurm(sweep: Sweep, out: str | Path, *, progress: Progress | None = N
     if collect:
         book.write()
         return SweepReport(out, statuses, book.ordered_rows())
-    submitit = _submitit()
+    submitit = require_submitit()
     prepare_datasets(statuses, report)  # once, here, so no two tasks race to write it
     book.write()
     folder = (out / "slurm").resolve()
