@@ -5,13 +5,20 @@ weight variances, the accuracy) with K = 1,000 particles and 5,000 prior samples
 the real library (`mvae_cli.evaluate.run_eval.evaluate_run`). The model (image 1×28×28
 Bernoulli + label with 10 classes, z = 64, MLPs of 512) is trained for one short epoch
 on MNIST-shaped synthetic data in a temporary directory, unless --run names a run or
---data a prepared dataset to train that epoch on. Prints seconds and examples/s.
+--data a prepared dataset to train that epoch on. Prints seconds and examples/s, and the
+matmul floor of the evaluation in its precision (`matmul_floor.py`: every decoder's GEMMs at
+4,096-row chunks, for the n × K particles of both proposals and the prior samples, timed
+alone; the encoders' n rows are left out) with the measured time's ratio to it.
 
     python benchmarks/eval_throughput.py [--limit 1000] [--particles 1000] [--prior-samples 5000]
-                                         [--device auto] [--run RUN_DIR | --data data/mnist.h5]
+                                         [--device auto] [--precision fp32|bf16] [--run RUN_DIR | --data data/mnist.h5]
 """
 
 from __future__ import annotations
+
+from mvae_cli.engine.threads import configure_threads
+
+configure_threads()  # as the CLI does, before torch is imported
 
 import argparse
 import tempfile
@@ -21,9 +28,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from matmul_floor import describe, gemm_floor, record_linear_shapes  # noqa: I001 (beside this file)
 from mvae_cli.data.format import ModalitySpec, write_dataset
+from mvae_cli.engine.run import load_trained
 from mvae_cli.engine.loop import train
-from mvae_cli.evaluate.run_eval import evaluate_run
+from mvae_cli.evaluate.run_eval import ROWS_PER_BATCH, evaluate_run
 from mvae_cli.recipe import resolve_recipe
 
 RECIPE = Path(__file__).parent.parent / "recipes" / "mnist.yaml"
@@ -54,6 +63,7 @@ def main() -> None:
     parser.add_argument("--particles", type=int, default=1000)
     parser.add_argument("--prior-samples", type=int, default=5000)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--precision", default="fp32")
     parser.add_argument("--max-memory", default=None)
     parser.add_argument("--run", type=Path, default=None, help="evaluate this run directory instead")
     parser.add_argument("--data", type=Path, default=None, help="train the short epoch on this dataset file")
@@ -68,8 +78,11 @@ def main() -> None:
             print(f"trained one epoch in {time.perf_counter() - started:.1f} s")
         started = time.perf_counter()
         result = evaluate_run(run_dir, particles=args.particles, prior_samples=args.prior_samples,
-                              limit=args.limit, device=args.device, max_memory=args.max_memory)
+                              limit=args.limit, device=args.device, max_memory=args.max_memory,
+                              precision=args.precision)
         wall = time.perf_counter() - started
+        _, _, model = load_trained(run_dir, "best", torch.device("cpu"))
+        floor = eval_floor(model, result["n_examples"], args.particles, args.prior_samples, args.precision)
     n = result["n_examples"]
     device = "cuda" if args.device != "cpu" and torch.cuda.is_available() else "cpu"
     print(f"device {device}, torch threads {torch.get_num_threads()}; {n:,} {result['split']} examples, "
@@ -82,6 +95,22 @@ def main() -> None:
     print(f"  accuracy       {result['accuracy']}")
     print(f"eval: {result['seconds']:.2f} s = {n / result['seconds']:,.1f} examples/s "
           f"(including the model load: {wall:.2f} s)")
+    print(describe(f"eval in {args.precision}", *floor, result["seconds"]))
+
+
+def eval_floor(model, n: int, particles: int, prior_samples: int, precision: str, chunk: int = 4096) -> tuple[float, float]:
+    """Seconds and flops of the decoders' GEMMs of an evaluation: the n × K particles of the two
+    proposals through every decoder, and the prior samples through y's decoders once per batch."""
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    batches = -(-n // max(1, ROWS_PER_BATCH // particles))
+    seconds = flops = 0.0
+    for index, name in enumerate(model.names):
+        with torch.no_grad():
+            shapes = record_linear_shapes(lambda: model.decode(name, torch.zeros(chunk, model.latent_dim)))
+        rows = n * particles * 2 + (batches * prior_samples if index > 0 else 0)
+        s, f = gemm_floor(shapes, dtype, backward=False)
+        seconds, flops = seconds + s * rows / chunk, flops + f * rows / chunk
+    return seconds, flops
 
 
 if __name__ == "__main__":

@@ -2,13 +2,19 @@
 
 MLP encoders/decoders 2×512 with Swish, z = 64, batch 100, 50,000 fully paired
 examples (image + label), through the real engine (`mvae_cli.engine.loop.train`).
-Prints examples/s and seconds per epoch. Uses real MNIST when --data names a prepared
-file, else MNIST-shaped synthetic data (the arithmetic is the same).
+Prints examples/s and seconds per epoch, and the matmul floor of an epoch in the run's
+precision (`matmul_floor.py`: the GEMMs of one real step at their shapes, timed alone, × the
+steps of an epoch) with the best epoch's ratio to it. Uses real MNIST when --data names a
+prepared file, else MNIST-shaped synthetic data (the arithmetic is the same).
 
     python benchmarks/train_throughput.py [--epochs 2] [--device auto] [--precision fp32] [--data data/mnist.h5]
 """
 
 from __future__ import annotations
+
+from mvae_cli.engine.threads import configure_threads
+
+configure_threads()  # as the CLI does, before torch is imported
 
 import argparse
 import json
@@ -19,8 +25,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mvae_cli.data.format import ModalitySpec, write_dataset
+from matmul_floor import describe, gemm_floor, record_linear_shapes  # noqa: I001 (beside this file)
+from mvae_cli.data.format import ModalitySpec, read_dataset, write_dataset
+from mvae_cli.engine.device import autocast
 from mvae_cli.engine.loop import train
+from mvae_cli.engine.run import build_model
+from mvae_cli.objectives import OBJECTIVES
 from mvae_cli.recipe import resolve_recipe
 
 
@@ -57,6 +67,30 @@ def main() -> None:
               f"(training steps only; validation excluded), peak memory {line['peak_memory_mb']:.0f} MB")
     best = min(l["seconds"] for l in lines)
     print(f"best epoch: {best:.2f} s = {50_000 / best:,.0f} examples/s; whole run incl. setup, validation, checkpoints: {wall:.1f} s")
+    steps = -(-50_000 // recipe.batch_size)
+    seconds, flops = step_floor(recipe, data if args.data else None)
+    print(describe(f"epoch of {steps} steps in {args.precision}", seconds * steps, flops * steps, best))
+
+
+def step_floor(recipe, data) -> tuple[float, float]:
+    """The matmul floor of one training step (batch of ``recipe.batch_size`` paired rows)."""
+    specs = [ModalitySpec("image", "image", "bernoulli", (1, 28, 28)),
+             ModalitySpec("label", "categorical", "categorical", (), 10)]
+    if data is not None:
+        with read_dataset(data) as dataset:
+            specs = dataset.specs
+    model = build_model(recipe, specs)
+    objective = OBJECTIVES[recipe.objective](k=recipe.k or 0)
+    n = recipe.batch_size
+    batch = {"image": torch.rand(n, 1, 28, 28).round(), "label": torch.randint(0, 10, (n,)),
+             "mask": torch.ones(n, 2, dtype=torch.bool)}
+
+    def step():
+        with autocast(torch.device("cpu"), recipe.precision):
+            objective(model, batch, 0)[0].backward()
+
+    dtype = torch.bfloat16 if recipe.precision == "bf16" else torch.float32
+    return gemm_floor(record_linear_shapes(step), dtype, backward=True)
 
 
 if __name__ == "__main__":

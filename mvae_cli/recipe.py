@@ -66,6 +66,20 @@ class EvalConfig:
     limit: int | None = None  # evaluate the first N examples only
     seed: int = 0
     baseline: bool = True  # chance and a classifier trained on the paired rows only, beside the accuracy
+    precision: str = "fp32"  # fp32 | bf16 (autocast of the networks; likelihoods stay fp32)
+
+
+@dataclass
+class SlurmConfig:
+    """Resources of each point's job under ``mvae sweep --backend slurm`` (one array task per point)."""
+
+    partition: str | None = None
+    account: str | None = None
+    time_min: int = 240  # wall-clock limit per task; a task that reaches it is requeued and resumes
+    gpus: int = 1  # per point
+    cpus: int = 4  # per point
+    mem_gb: float = 16.0  # per point
+    parallel: int | None = None  # array tasks running at once (default: all)
 
 
 @dataclass
@@ -87,6 +101,9 @@ class Recipe:
     device: str = "auto"  # auto | cpu | cuda
     precision: str = "fp32"  # fp32 | bf16 | fp16
     eval: EvalConfig = field(default_factory=EvalConfig)
+    nproc: int = 1  # data-parallel ranks of one run (one GPU each on CUDA)
+    trackers: list[str] = field(default_factory=list)  # tensorboard | mlflow, beside metrics.jsonl
+    slurm: SlurmConfig = field(default_factory=SlurmConfig)
     grid: dict[str, list] = field(default_factory=dict)  # sweep recipes only: key -> values
 
 
@@ -103,6 +120,7 @@ _CHOICES = {
     "model.image_net": ("mlp", "conv", "dcgan"),
     "eval.split": ("test", "valid"),
     "eval.checkpoint": ("best", "last"),
+    "eval.precision": ("fp32", "bf16"),
 }
 # key -> (low, high, low_open): the allowed interval
 _RANGES = {
@@ -125,6 +143,12 @@ _RANGES = {
     "eval.particles": (1, None, False),
     "eval.prior_samples": (1, None, False),
     "eval.limit": (1, None, False),
+    "nproc": (1, None, False),
+    "slurm.time_min": (1, None, False),
+    "slurm.gpus": (0, None, False),
+    "slurm.cpus": (1, None, False),
+    "slurm.mem_gb": (0.0, None, True),
+    "slurm.parallel": (1, None, False),
 }
 
 
@@ -200,6 +224,9 @@ def _build(cls, raw: dict, prefix: str = ""):
     return cls(**values)
 
 
+TRACKERS = ("tensorboard", "mlflow")
+
+
 def migrate_legacy(raw: dict) -> dict:
     """Read an older recipe's keys in their new place: ``objective: mvae`` (the model now names its
     objective) and a top-level ``k`` (now ``objective.k``; it wins over ``objective.k``)."""
@@ -225,6 +252,9 @@ def recipe_from_dict(raw: dict | None) -> Recipe:
 
     for name, value in recipe.model.likelihoods.items():
         parse_likelihood(f"model.likelihoods.{name}", value)
+    for name in recipe.trackers:
+        if name not in TRACKERS:
+            raise UserError(f"recipe key 'trackers' takes {', '.join(TRACKERS)}, got {name!r}")
     if recipe.supervision is not None and recipe.keep_prob is not None:
         raise UserError("a recipe takes supervision or keep_prob, not both")
     return recipe

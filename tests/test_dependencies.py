@@ -85,6 +85,8 @@ def undeclared_imports(paths, core: set[str], optional: set[str]) -> list[str]:
             top = name.split(".")[0]
             if top in sys.stdlib_module_names or top in LOCAL or top == "__future__":
                 continue
+            if (Path(path).parent / f"{top}.py").is_file():  # a sibling script's module (benchmarks/)
+                continue
             dist = _distribution(name if name in ALIASES else top)
             if dist in core:
                 continue

@@ -7,6 +7,10 @@ import re
 import signal
 import sys
 
+from mvae_cli.engine.threads import configure_threads
+
+configure_threads()  # before anything imports torch: OpenMP reads its wait policy once
+
 import typer
 from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 

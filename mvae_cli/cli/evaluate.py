@@ -119,6 +119,8 @@ def eval_command(
         "--batch-size", metavar="N", help="Examples per batch (default: about 262,144 particles' worth).")] = None,
     baseline: Annotated[bool, typer.Option(
         "--baseline/--no-baseline", help="Also report chance and a classifier trained on the paired rows only.")] = True,
+    precision: Annotated[str, typer.Option(
+        metavar="fp32|bf16", help="fp32, or bf16: networks under bf16 autocast (CUDA, or a CPU with bf16 instructions), sums in fp32.")] = "fp32",
 ) -> None:
     """Evaluate a run: importance-sampled log-likelihoods, weight variances and accuracy; write RUN_DIR/eval.json.
 
@@ -144,7 +146,7 @@ def eval_command(
         result = evaluate_run(run_dir, particles=particles, prior_samples=prior_samples, split=split,
                               checkpoint=checkpoint, limit=limit, x=x, y=y_names, seed=seed, max_memory=max_memory,
                               device=device, batch_size=batch_size, progress=report,
-                              baseline=baseline)
+                              baseline=baseline, precision=precision)
     from mvae_cli.evaluate.collapse import accuracy_warnings
 
     console = Console()

@@ -206,6 +206,19 @@ def sweep_command(
         "--jobs", "-j", metavar="N", help="Points trained at once, each in its own process (and GPU, when there are several).")] = 1,
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="List the points and their run directories; train nothing.")] = False,
+    backend: Annotated[str, typer.Option(
+        "--backend", metavar="local|slurm", help="local (processes on this machine, --jobs) or slurm (a job array through submitit).")] = "local",
+    collect: Annotated[bool, typer.Option(
+        "--collect", help="Aggregate the points that have finished (e.g. on Slurm); run and submit nothing.")] = False,
+    partition: Annotated[Optional[str], typer.Option("--partition", metavar="NAME", help="Slurm partition (recipe: slurm.partition).")] = None,
+    account: Annotated[Optional[str], typer.Option("--account", metavar="NAME", help="Slurm account (recipe: slurm.account).")] = None,
+    time_min: Annotated[Optional[int], typer.Option(
+        "--time-min", metavar="MIN", help="Slurm time limit per point in minutes; past it a point is requeued and resumes.")] = None,
+    gpus: Annotated[Optional[int], typer.Option("--gpus", metavar="N", help="GPUs per point on Slurm (recipe default: 1).")] = None,
+    cpus: Annotated[Optional[int], typer.Option("--cpus", metavar="N", help="CPUs per point on Slurm (recipe default: 4).")] = None,
+    mem_gb: Annotated[Optional[float], typer.Option("--mem-gb", metavar="GB", help="Memory per point on Slurm, GB (default: 16).")] = None,
+    tracker: Annotated[Optional[list[str]], typer.Option(
+        "--tracker", metavar="tensorboard|mlflow", help="Also log every run to tensorboard or mlflow (repeatable), grouped by sweep.")] = None,
 ) -> None:
     """Train and evaluate every grid point of a study recipe, then write results.csv and summary.csv.
 
@@ -220,11 +233,33 @@ def sweep_command(
 
     if jobs < 1:
         raise UserError(f"--jobs must be at least 1, got {jobs}")
-    sweep = load_sweep(recipe, overrides or [])
+    if backend not in ("local", "slurm"):
+        raise UserError(f"--backend must be local or slurm, got {backend!r}")
+    given = {"partition": partition, "account": account, "time_min": time_min, "gpus": gpus, "cpus": cpus,
+             "mem_gb": mem_gb}
+    extra = [f"slurm.{key}={value}" for key, value in given.items() if value is not None]
+    if tracker:
+        extra.append(f"trackers=[{','.join(tracker)}]")
+    sweep = load_sweep(recipe, [*(overrides or []), *extra])
     out = out or Path("sweeps") / recipe.stem
     check_folder(out, "the sweep directory")
     check_revision(sweep, out)
-    _check_devices(sweep)
+    if backend == "local":  # a Slurm job's devices are the cluster's, not this machine's
+        _check_devices(sweep)
+    if backend == "slurm" and not (collect or dry_run):
+        from mvae_cli.sweep.slurm import require_submitit
+
+        require_submitit()  # before any dataset is prepared
+    if collect:
+        from mvae_cli.sweep.slurm import run_on_slurm
+
+        report = run_on_slurm(sweep, out, collect=True)
+        done = sum(s.status == "finished" for s in report.points)
+        console.print(f"collected {done} of {len(report.points)} finished points into {out / 'results.csv'}")
+        _print_summary(report, sweep.grid_keys, console)
+        if report.rows:
+            console.print(f"figures: {_draw_figures(sweep.grid_keys, report.rows, out)}")
+        return
     if dry_run:
         _check_modalities(sweep)
         _print_dry_run(plan(sweep, out), console)
@@ -241,7 +276,12 @@ def sweep_command(
     try:
         with make_progress() as progress:
             display = SweepDisplay(progress, len(sweep.points))
-            report = run_sweep(sweep, out, jobs=jobs, progress=display)
+            if backend == "slurm":
+                from mvae_cli.sweep.slurm import run_on_slurm
+
+                report = run_on_slurm(sweep, out, progress=display)
+            else:
+                report = run_sweep(sweep, out, jobs=jobs, progress=display)
     except KeyboardInterrupt:
         done = len(display.finished) if display is not None else 0
         raise Interrupted(f"{done} of {len(sweep.points)} points of {out} are done (results.csv holds them); "

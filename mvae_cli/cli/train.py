@@ -33,11 +33,15 @@ def train_command(
     seed: Optional[int] = typer.Option(None, "--seed", metavar="N", help="Seed for the mask, initialisation and sampling."),
     out: Optional[Path] = typer.Option(None, "--out", metavar="RUN_DIR", help="Run directory (default: runs/<dataset>-<level>-seed=<n>-<time>)."),
     device: Optional[str] = typer.Option(None, "--device", metavar="auto|cpu|cuda", help="auto (CUDA when present), cpu or cuda."),
-    precision: Optional[str] = typer.Option(None, "--precision", metavar="fp32|bf16|fp16", help="fp32, or bf16/fp16 autocast on CUDA."),
+    precision: Optional[str] = typer.Option(None, "--precision", metavar="fp32|bf16|fp16", help="fp32; bf16 autocast on CUDA or on a CPU with bf16 instructions; fp16 on CUDA."),
     resume: Optional[Path] = typer.Option(None, "--resume", metavar="RUN_DIR", help="Continue the run in this directory from its last checkpoint."),
+    nproc: Optional[int] = typer.Option(None, "--nproc", metavar="N", help="Data-parallel ranks on this machine (gloo on CPU, NCCL with one GPU each)."),
+    tracker: Optional[list[str]] = typer.Option(None, "--tracker", metavar="tensorboard|mlflow", help="Also log to tensorboard or mlflow (repeatable)."),
 ) -> None:
     """Train the MVAE (product of experts, sub-sampled ELBOs) on a prepared dataset."""
     from mvae_cli.cli.progress import TrainingDisplay, console, make_progress
+    from mvae_cli.engine.device import select_device
+    from mvae_cli.engine.distributed import init_from_env, train_on_ranks
     from mvae_cli.engine.loop import train
     from mvae_cli.engine.run import read_config
     from mvae_cli.recipe import recipe_from_dict, recipe_to_dict, resolve_recipe, set_dotted
@@ -45,15 +49,15 @@ def train_command(
     if supervision is not None and keep_prob is not None:
         raise UserError("give --supervision or --keep-prob, not both")
     options = {"epochs": epochs, "seed": seed, "device": device, "precision": precision,
-               "supervision": supervision, "keep_prob": keep_prob}
+               "supervision": supervision, "keep_prob": keep_prob, "nproc": nproc, "trackers": tracker}
     if resume is not None:
         given = {"--data": data, "--recipe": recipe_path, "--supervision": supervision, "--keep-prob": keep_prob,
                  "--seed": seed, "--out": out, "--precision": precision}
         extra = [flag for flag, value in given.items() if value is not None] + (["KEY=VALUE"] if overrides else [])
         if extra:
-            raise UserError(f"--resume continues a run as it was recorded; it takes only --epochs and --device, not {', '.join(extra)}")
+            raise UserError(f"--resume continues a run as it was recorded; it takes only --epochs, --device, --nproc and --tracker, not {', '.join(extra)}")
         raw = recipe_to_dict(read_config(resume))
-        for key in ("epochs", "device"):
+        for key in ("epochs", "device", "nproc", "trackers"):
             if options[key] is not None:
                 set_dotted(raw, key, options[key])
         recipe, run_dir = recipe_from_dict(raw), resume
@@ -70,11 +74,17 @@ def train_command(
             raise UserError("this recipe has a grid: run the study with `mvae sweep`, or drop the grid")
         run_dir = out or _default_out(recipe)
 
+    world = init_from_env(select_device(recipe.device).type)  # launched by torchrun: this is one rank
+    if world.active and recipe.nproc > 1:
+        raise UserError("under torchrun the ranks are torchrun's; drop --nproc")
+    if not world.is_main:
+        train(recipe, run_dir)
+        return
     display = None
     try:
         with make_progress() as progress:
             display = TrainingDisplay(progress)
-            result = train(recipe, run_dir, progress=display)
+            result = train_on_ranks(recipe, run_dir, progress=display)
             display.close()
     except KeyboardInterrupt:
         done = display.done if display is not None else 0

@@ -38,7 +38,7 @@ import torch
 from mvae_cli.atomic import write_json
 from mvae_cli.data.format import read_dataset
 from mvae_cli.engine.data import SplitData, binarized_modalities
-from mvae_cli.engine.device import memory_budget, select_device
+from mvae_cli.engine.device import autocast_networks, memory_budget, select_device
 from mvae_cli.engine.run import check_dataset, latest_run, load_trained, read_config
 from mvae_cli.errors import UserError
 from mvae_cli.evaluate.accuracy import AccuracyTally, attribute_names, posterior_mean
@@ -292,6 +292,7 @@ def evaluate_run(
     max_memory: int | str | None = None,
     device: str = "auto",
     batch_size: int | None = None,
+    precision: str = "fp32",
     progress: Progress | None = None,
     baseline: bool = True,
 ) -> dict:
@@ -311,6 +312,8 @@ def evaluate_run(
             default a quarter of free RAM or GPU memory.
         device: ``auto``, ``cpu`` or ``cuda``.
         batch_size: examples per batch (progress granularity).
+        precision: ``fp32``, or ``bf16``: encoders and decoders under bf16 autocast (CUDA, or a
+            CPU with bf16 instructions), likelihoods and log weights in float32.
         progress: ``progress(done, total)`` in examples.
         baseline: also train the paired-only classifiers and report chance
             (:func:`~mvae_cli.evaluate.baseline.paired_baselines`).
@@ -334,7 +337,10 @@ def evaluate_run(
         raise UserError(f"--checkpoint must be one of {', '.join(CHECKPOINTS)}, got {checkpoint!r}")
     budget = parse_size(max_memory) if max_memory is not None else None
     torch_device = select_device(device)
+    if precision not in ("fp32", "bf16"):
+        raise UserError(f"--precision must be fp32 or bf16, got {precision!r}")
     recipe, info, model = load_trained(run_dir, checkpoint, torch_device)
+    model = autocast_networks(model, torch_device, precision)
     x, y = resolve_modalities(model.specs, x, y)
     budget = budget or memory_budget(torch_device, MEMORY_FRACTION)
 
@@ -356,5 +362,7 @@ def evaluate_run(
         "n_examples": figures.pop("n_examples"), "x": x, "y": list(y),
         "seconds": time.perf_counter() - started, **figures,
     }
+    if precision != "fp32":  # fp32 evaluations keep the keys they always had
+        result["precision"] = precision
     write_json(run_dir / EVAL_FILE, result)
     return result

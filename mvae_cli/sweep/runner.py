@@ -24,6 +24,7 @@ The library never prints: it reports through ``progress(event, **info)``:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import multiprocessing
 import os
@@ -45,7 +46,8 @@ from mvae_cli.sweep.results import build_row, write_tables
 
 Progress = Callable[..., None]
 SWEEP_JSON = "sweep.json"
-_EVAL_SETTINGS = ("particles", "prior_samples", "split", "checkpoint")
+_EVAL_SETTINGS = ("particles", "prior_samples", "split", "checkpoint", "precision")
+_EVAL_DEFAULTS = {"precision": "fp32"}  # eval.json files written before the setting existed
 _STEP_INTERVAL_S = 0.25  # workers forward at most this many step events per second (besides the last)
 
 
@@ -93,11 +95,13 @@ def is_finished(run_dir: Path, recipe: Recipe) -> bool:
     if info.get("status") != "finished" or info.get("epochs_done", 0) < recipe.epochs:
         return False
     try:
-        if read_config(run_dir) != recipe:
+        # How a point ran (ranks, trackers, cluster resources) does not change what it computed.
+        how = {"nproc": 1, "trackers": [], "slurm": None}
+        if dataclasses.replace(read_config(run_dir), **how) != dataclasses.replace(recipe, **how):
             return False
     except UserError:
         return False
-    return all(evaluation.get(key) == getattr(recipe.eval, key) for key in _EVAL_SETTINGS)
+    return all(evaluation.get(key, _EVAL_DEFAULTS.get(key)) == getattr(recipe.eval, key) for key in _EVAL_SETTINGS)
 
 
 def plan(sweep: Sweep, out: Path) -> list[PointStatus]:
@@ -111,9 +115,9 @@ def plan(sweep: Sweep, out: Path) -> list[PointStatus]:
 
 
 def _default_trainer(recipe: Recipe, run_dir: Path, progress: Progress):
-    from mvae_cli.engine.loop import train
+    from mvae_cli.engine.distributed import train_on_ranks
 
-    return train(recipe, run_dir, progress=progress)
+    return train_on_ranks(recipe, run_dir, progress=progress)
 
 
 def _default_evaluator(run_dir: Path, **options) -> dict:
@@ -137,6 +141,7 @@ def run_point(point: Point, run_dir: Path, trainer=None, evaluator=None, progres
     return evaluator(run_dir, particles=e.particles, prior_samples=e.prior_samples, split=e.split,
                      checkpoint=e.checkpoint, limit=e.limit, x=e.x, y=e.y, seed=e.seed, device=recipe.device,
                      baseline=e.baseline,
+                     precision=e.precision,
                      progress=lambda done, total: report("evaluate", point=name, done=done, total=total))
 
 

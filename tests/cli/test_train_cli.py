@@ -67,7 +67,7 @@ def test_resume_of_a_folder_that_is_not_a_run(tmp_path):
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
 def test_cuda_without_gpu(data_path):
     _fails(["train", "--data", str(data_path), "--device", "cuda"], "no CUDA device")
-    _fails(["train", "--data", str(data_path), "--precision", "bf16", "--device", "cpu"], "needs a CUDA device")
+    _fails(["train", "--data", str(data_path), "--precision", "fp16", "--device", "cpu"], "fp16 needs a CUDA device")
 
 
 def test_out_folder_holding_a_different_run(data_path, tmp_path):
