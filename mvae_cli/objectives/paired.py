@@ -29,8 +29,9 @@ def _per_example(values: torch.Tensor, example: torch.Tensor, n: int) -> torch.T
     return values.new_zeros(n).index_add(0, example, values)
 
 
-class VAEObjective:
-    """The ELBO of the primary modality (the model's one modelled modality).
+class _PerExampleObjective:
+    """What the comparison objectives share: β annealed towards its target, the training loss
+    (minus the mean of ``per_example``) and the validation bound (``per_example`` at β = 1).
 
     Args:
         anneal_steps: optimiser steps over which β rises linearly from 0 to ``beta``.
@@ -38,8 +39,28 @@ class VAEObjective:
     """
 
     def __init__(self, anneal_steps: int = 0, beta: float = 1.0, free_bits: float = 0.0, **_):
-        self.beta_target, self.free_bits = beta, free_bits
-        self.anneal_steps = anneal_steps
+        self.anneal_steps, self.beta_target, self.free_bits = anneal_steps, beta, free_bits
+
+    def per_example(self, model, batch, beta, free_bits=0.0) -> tuple[torch.Tensor, dict]:
+        """The objective of each example ``[B]`` and its terms for metrics."""
+        raise NotImplementedError
+
+    def bound(self, model, batch) -> torch.Tensor:
+        return self.per_example(model, batch, 1.0)[0]
+
+    def __call__(self, model, batch, step):
+        beta = beta_at(step, self.anneal_steps, self.beta_target)
+        values, terms = self.per_example(model, batch, beta, self.free_bits)
+        return -values.mean(), {"beta": beta, **terms}
+
+
+class VAEObjective(_PerExampleObjective):
+    """The ELBO of the primary modality (the model's one modelled modality).
+
+    Args:
+        anneal_steps: optimiser steps over which β rises linearly from 0 to ``beta``.
+        beta, free_bits: the β target and the KL floor per unit (:mod:`~mvae_cli.objectives.regularize`).
+    """
 
     def _rows(self, model, mask):
         j = model.names.index(model.encoded[0])
@@ -56,16 +77,8 @@ class VAEObjective:
         return _per_example(elbo, example, mask.shape[0]), {"kl": kl.mean(), "elbo_full": elbo.sum() / mask.shape[0],
                                                             f"log_lik_{model.encoded[0]}": log_lik.sum(1).mean()}
 
-    def bound(self, model, batch) -> torch.Tensor:
-        return self.per_example(model, batch, 1.0)[0]
 
-    def __call__(self, model, batch, step):
-        beta = beta_at(step, self.anneal_steps, self.beta_target)
-        values, terms = self.per_example(model, batch, beta, self.free_bits)
-        return -values.mean(), {"beta": beta, **terms}
-
-
-class CVAEObjective:
+class CVAEObjective(_PerExampleObjective):
     """The conditional ELBO of x given y under q(z|x,y); an example lacking a modality adds nothing
     (the CVAE can use neither an unpaired x nor an unpaired y).
 
@@ -73,10 +86,6 @@ class CVAEObjective:
         anneal_steps: optimiser steps over which β rises linearly from 0 to ``beta``.
         beta, free_bits: the β target and the KL floor per unit (:mod:`~mvae_cli.objectives.regularize`).
     """
-
-    def __init__(self, anneal_steps: int = 0, beta: float = 1.0, free_bits: float = 0.0, **_):
-        self.beta_target, self.free_bits = beta, free_bits
-        self.anneal_steps = anneal_steps
 
     def per_example(self, model, batch, beta, free_bits=0.0):
         mask = batch["mask"]
@@ -88,16 +97,8 @@ class CVAEObjective:
         return _per_example(elbo, example, mask.shape[0]), {"kl": kl.mean(), "elbo_full": elbo.sum() / mask.shape[0],
                                                             f"log_lik_{model.x}": log_lik.sum(1).mean()}
 
-    def bound(self, model, batch) -> torch.Tensor:
-        return self.per_example(model, batch, 1.0)[0]
 
-    def __call__(self, model, batch, step):
-        beta = beta_at(step, self.anneal_steps, self.beta_target)
-        values, terms = self.per_example(model, batch, beta, self.free_bits)
-        return -values.mean(), {"beta": beta, **terms}
-
-
-class BiVCCAObjective:
+class BiVCCAObjective(_PerExampleObjective):
     """μ·ELBO(q(z|x)) + (1 − μ)·ELBO(q(z|y)); with more than two modalities, 1 − μ is shared
     evenly by the others. Each ELBO reconstructs every modality the example shows.
 
@@ -107,9 +108,9 @@ class BiVCCAObjective:
         beta, free_bits: the β target and the KL floor per unit (:mod:`~mvae_cli.objectives.regularize`).
     """
 
-    def __init__(self, mu: float = 0.5, anneal_steps: int = 0, beta: float = 1.0, free_bits: float = 0.0, **_):
-        self.beta_target, self.free_bits = beta, free_bits
-        self.mu, self.anneal_steps = mu, anneal_steps
+    def __init__(self, mu: float = 0.5, **settings):
+        super().__init__(**settings)
+        self.mu = mu
 
     def per_example(self, model, batch, beta, free_bits=0.0):
         from mvae_cli.model.registry import primary_modality
@@ -128,16 +129,8 @@ class BiVCCAObjective:
             terms[f"log_lik_{name}"] = log_lik[rows, j].sum() / rows.sum().clamp(min=1)
         return _per_example(weight * elbo, example, mask.shape[0]), terms
 
-    def bound(self, model, batch) -> torch.Tensor:
-        return self.per_example(model, batch, 1.0)[0]
 
-    def __call__(self, model, batch, step):
-        beta = beta_at(step, self.anneal_steps, self.beta_target)
-        values, terms = self.per_example(model, batch, beta, self.free_bits)
-        return -values.mean(), {"beta": beta, **terms}
-
-
-class JMVAEObjective:
+class JMVAEObjective(_PerExampleObjective):
     """JMVAE-kl: ELBO(q(z|X), X) − α Σ_i KL[q(z|X) ‖ q(z|x_i)] for an example showing every
     modality X; the unimodal ELBO of each shown modality for the others. β weighs the KL to the
     prior only.
@@ -148,9 +141,9 @@ class JMVAEObjective:
         beta, free_bits: the β target and the KL floor per unit (:mod:`~mvae_cli.objectives.regularize`).
     """
 
-    def __init__(self, alpha: float = 0.1, anneal_steps: int = 0, beta: float = 1.0, free_bits: float = 0.0, **_):
-        self.beta_target, self.free_bits = beta, free_bits
-        self.alpha, self.anneal_steps = alpha, anneal_steps
+    def __init__(self, alpha: float = 0.1, **settings):
+        super().__init__(**settings)
+        self.alpha = alpha
 
     def per_example(self, model, batch, beta, free_bits=0.0):
         mask = batch["mask"]
@@ -178,11 +171,3 @@ class JMVAEObjective:
             rows = targets[:, j]
             terms[f"log_lik_{name}"] = log_lik[rows, j].sum() / rows.sum().clamp(min=1)
         return values, terms
-
-    def bound(self, model, batch) -> torch.Tensor:
-        return self.per_example(model, batch, 1.0)[0]
-
-    def __call__(self, model, batch, step):
-        beta = beta_at(step, self.anneal_steps, self.beta_target)
-        values, terms = self.per_example(model, batch, beta, self.free_bits)
-        return -values.mean(), {"beta": beta, **terms}
