@@ -161,7 +161,7 @@ def _print_warnings(rows: list[dict], grid_keys: list[str], console) -> None:
         if tables.get("chance"):
             lines += accuracy_warnings(tables.get("accuracy", {}), tables["chance"], tables.get("baseline"))
         for line in lines:
-            console.print(f"[yellow]warning[/] ({point}, mean over seeds): {line}", highlight=False)
+            console.print(f"[yellow]warning[/] ({point}, mean over seeds): {line}", highlight=False, soft_wrap=True)
 
 
 def _draw_figures(grid_keys: list[str], rows: list[dict], out: Path) -> Path | str:

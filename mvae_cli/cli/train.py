@@ -100,7 +100,7 @@ def train_command(
     from mvae_cli.evaluate.diagnostics import last_epoch_warnings
 
     for line in last_epoch_warnings(result.run_dir):  # from the last epoch's metrics.jsonl line
-        Console(stderr=True).print(f"[yellow]warning:[/] {line}", highlight=False)
+        Console(stderr=True).print(f"[yellow]warning:[/] {line}", highlight=False, soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:
