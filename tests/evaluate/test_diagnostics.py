@@ -172,7 +172,6 @@ def test_mvae_train_warns_at_the_end_from_the_last_epoch(data_path, tmp_path, mo
     assert "free_bits=0.25" in result.stderr
 
 
-@pytest.mark.slow
 def test_a_healthy_tiny_run_does_not_warn(data_path, tmp_path):
     # free bits (a remedy) with a brisk learning rate: every unit of both posteriors is used
     loop.train(_recipe(data_path, "epochs=2", "lr=0.01", "free_bits=1"), tmp_path / "run")
