@@ -154,9 +154,10 @@ def eval_command(
     accuracy = accuracy_table(result)
     if accuracy is not None:
         console.print(accuracy)
-    for line in accuracy_warnings(result.get("accuracy", {}), result.get("chance") or {}, result.get("baseline"),
-                                  result["x"]):
-        Console(stderr=True).print(f"[yellow]warning:[/] {line}", highlight=False)
+    for line in [*result.get("latent_warnings", []),
+                 *accuracy_warnings(result.get("accuracy") or {}, result.get("chance") or {}, result.get("baseline"),
+                                    result["x"])]:
+        Console(stderr=True).print(f"[yellow]warning:[/] {line}", highlight=False, soft_wrap=True)
     console.print(f"wrote {Path(run_dir) / EVAL_FILE}")
 
 

@@ -142,22 +142,26 @@ def _print_summary(report, grid_keys: list[str], console) -> None:
 
 
 def _print_warnings(rows: list[dict], grid_keys: list[str], console) -> None:
-    """Per grid point (means over seeds): a y predicted at chance, or worse than by the paired-only classifier."""
+    """Per grid point (means over seeds): an inactive latent (eval.json's ``latent``), a y predicted at
+    chance, or worse than by the paired-only classifier."""
     from mvae_cli.evaluate.collapse import accuracy_warnings
+    from mvae_cli.evaluate.diagnostics import warnings_from_flat
     from mvae_cli.sweep.results import figure_columns, summary_rows
 
     groups = [k for k in grid_keys if k != "seed"]
-    figures = [f for f in figure_columns(grid_keys, rows) if f.split(".", 1)[0] in ("accuracy", "chance", "baseline")]
-    if not any(f.startswith("chance.") for f in figures):
-        return
+    figures = [f for f in figure_columns(grid_keys, rows)
+               if f.split(".", 1)[0] in ("accuracy", "chance", "baseline", "latent")]
     by_point: dict[str, dict[str, dict[str, float]]] = {}
     for s in summary_rows(rows, groups, figures):
         point = ",".join(f"{k}={s[k]}" for k in groups) or "every run"
         family, name = s["figure"].split(".", 1)
         by_point.setdefault(point, {}).setdefault(family, {})[name] = s["mean"]
     for point, tables in by_point.items():
-        for line in accuracy_warnings(tables.get("accuracy", {}), tables.get("chance", {}), tables.get("baseline")):
-            console.print(f"[yellow]warning[/] ({point}, mean over seeds): {line}", highlight=False)
+        lines = warnings_from_flat({f"latent.{k}": v for k, v in tables.get("latent", {}).items()})
+        if tables.get("chance"):
+            lines += accuracy_warnings(tables.get("accuracy", {}), tables["chance"], tables.get("baseline"))
+        for line in lines:
+            console.print(f"[yellow]warning[/] ({point}, mean over seeds): {line}", highlight=False, soft_wrap=True)
 
 
 def _draw_figures(grid_keys: list[str], rows: list[dict], out: Path) -> Path | str:

@@ -95,6 +95,12 @@ def train_command(
                           f"continue with `mvae train --resume {run_dir}`") from None
     console.print(f"[green]done[/]: {result.epochs_done} epochs, best validation ELBO {result.best_valid_elbo:.3f}, "
                   f"{result.seconds:.1f} s of training → {result.run_dir}")
+    from rich.console import Console
+
+    from mvae_cli.evaluate.diagnostics import last_epoch_warnings
+
+    for line in last_epoch_warnings(result.run_dir):  # from the last epoch's metrics.jsonl line
+        Console(stderr=True).print(f"[yellow]warning:[/] {line}", highlight=False, soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:

@@ -32,6 +32,7 @@ from mvae_cli.engine.run import (build_model, check_dataset, is_run_dir, read_co
                                  write_config)
 from mvae_cli.engine.trackers import Trackers, sweep_group
 from mvae_cli.errors import UserError, file_fault
+from mvae_cli.evaluate.diagnostics import EPOCH_ROWS, flat_latent, latent_diagnostics
 from mvae_cli.model.registry import parameter_counts
 from mvae_cli.objectives import OBJECTIVES
 from mvae_cli.recipe import Recipe, recipe_to_dict
@@ -313,7 +314,9 @@ def _train(recipe: Recipe, run_dir: Path, dataset: DatasetFile, device: torch.de
         line = {"epoch": epoch, "step": step, "loss": loss_sum / n_rows,
                 **{key: float(value) / n_rows for key, value in sums.items()},
                 "valid_elbo": valid, "seconds": seconds, "examples_per_s": n_rows / seconds,
-                "peak_memory_mb": peak_memory_mb(device)}
+                "peak_memory_mb": peak_memory_mb(device),
+                # collapse shows here first: each unimodal posterior on a fixed valid subsample
+                **flat_latent(latent_diagnostics(model, valid_data, limit=EPOCH_ROWS))}
         try:
             with metrics_path.open("a") as handle:
                 handle.write(json.dumps(line) + "\n")

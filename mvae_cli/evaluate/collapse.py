@@ -19,9 +19,9 @@ KL_COLLAPSED = 0.1
 # standard error of an accuracy near 0.015).
 CHANCE_MARGIN = 0.02
 
-REMEDIES = ("remedies: a β target below 1 (`beta=0.5`), free bits, a KL floor per latent unit "
-            "(`free_bits=0.1`), more weight on the predicted modality (`model.weights.<name>=50`), "
-            "or a likelihood that does not drown the others")
+REMEDIES = ("remedies: a β target below 1 (`beta=0.5`), free bits, a KL floor in nats per latent unit "
+            "(`free_bits=0.25`), more weight on the predicted modality (λ: `model.weights.<name>=50`), "
+            "or a likelihood that does not drown the others (`model.likelihoods.<image>=continuous-bernoulli`)")
 
 
 def latent_warnings(name: str, active: int, latent_dim: int, kl: float) -> list[str]:

@@ -91,14 +91,15 @@ def mutual_information(mu: torch.Tensor, logvar: torch.Tensor, seed: int = 0, ch
 
 
 def latent_report(mu: torch.Tensor, logvar: torch.Tensor, threshold: float = ACTIVE_THRESHOLD,
-                  seed: int = 0) -> dict[str, float | int | list[float]]:
+                  seed: int = 0, chunk: int = 512) -> dict[str, float | int | list[float]]:
     """Every diagnostic of one posterior over a set of examples, as ``eval.json`` and ``metrics.jsonl`` hold them.
 
     Args:
         mu, logvar: ``[N, D]``.
+        chunk: rows of the mutual information's matrix at once (:func:`mutual_information`).
 
     Returns:
         ``{"active_units", "latent_dim", "kl", "kl_per_unit", "mutual_information"}``.
     """
     return {"active_units": active_units(mu, threshold), "latent_dim": int(mu.shape[1]),
-            **kl_summary(mu, logvar), "mutual_information": mutual_information(mu, logvar, seed)}
+            **kl_summary(mu, logvar), "mutual_information": mutual_information(mu, logvar, seed, chunk)}

@@ -43,6 +43,7 @@ from mvae_cli.engine.run import check_dataset, latest_run, load_trained, read_co
 from mvae_cli.errors import UserError
 from mvae_cli.evaluate.accuracy import AccuracyTally, attribute_names, posterior_mean
 from mvae_cli.evaluate.baseline import VALID_LIMIT, paired_baselines
+from mvae_cli.evaluate.diagnostics import eval_diagnostics
 from mvae_cli.evaluate.estimator import (
     chunk_rows_for,
     log_mean_exp,
@@ -354,6 +355,7 @@ def evaluate_run(
         figures = evaluate_model(model, data, x=x, y=y, particles=particles, prior_samples=prior_samples,
                                  seed=seed, limit=limit, budget_bytes=budget, batch_size=batch_size,
                                  progress=progress, attributes=attribute_names(dataset.attrs, model.specs))
+        figures.update(eval_diagnostics(model, data, figures["n_examples"], seed))  # "latent", "latent_warnings"
         if baseline:
             figures.update(_baselines(run_dir, recipe, dataset, data, x, y, figures["n_examples"], budget,
                                       torch_device))

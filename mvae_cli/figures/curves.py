@@ -20,6 +20,10 @@ _NOT_CURVES = {"epoch", "step", "seconds", "examples_per_s", "peak_memory_mb"}
 _ELBO_TERMS = {"elbo_full": "all observed modalities", "elbo_single": "each single modality",
                "elbo_subset": "random subsets (k)"}
 
+_LATENT_PANELS = (("active_units", "Active units of q(z | m), valid subsample (Cov E[z] > 0.01)", "active units"),
+                  ("kl", "KL(q(z | m) ‖ p(z)), valid subsample", "KL [nats]"),
+                  ("mutual_information", "I(x_m; z) estimate, valid subsample", "I [nats]"))
+
 
 def read_metrics(run_dir: Path) -> list[dict]:
     """The per-epoch lines of ``run_dir/metrics.jsonl``.
@@ -61,9 +65,14 @@ def curve_panels(lines: list[dict], image_modalities: set[str]) -> list[tuple[st
               ("Log-likelihood, other modalities", "log p(y | z) [nats]",
                {k: k[len("log_lik_"):] for k in present if k.startswith("log_lik_")
                 and k[len("log_lik_"):] not in image_modalities}),
-              (_beta_title(lines), "β", {"beta": "β"})]
+              (_beta_title(lines), "β", {"beta": "β"}),
+              # the latent diagnostics (latent.<m>.<figure>), one line per unimodal posterior
+              *[(title, ylabel, {k: f"q(z | {k.split('.')[1]})" for k in present
+                                 if k.startswith("latent.") and k.endswith("." + figure)})
+                for figure, title, ylabel in _LATENT_PANELS]]
     known = {k for _, _, series in panels for k in series}
-    panels += [(k, k, {k: k}) for k in present if k not in known and k not in _ELBO_TERMS]
+    panels += [(k, k, {k: k}) for k in present if k not in known and k not in _ELBO_TERMS
+               and not (k.startswith("latent.") and k.endswith(".latent_dim"))]
     return [(title, ylabel, {k: v for k, v in series.items() if k in present})
             for title, ylabel, series in panels if any(k in present for k in series)]
 
