@@ -32,7 +32,7 @@ class DataConfig:
         return Path(self.path) if self.path else Path("data") / f"{self.dataset}.h5"
 
 
-MODEL_NAMES = ("mvae", "mvae-q", "vae", "cvae", "bivcca", "jmvae")  # mvae_cli.model.registry builds them
+MODEL_NAMES = ("mvae", "mvae-q", "vae", "cvae", "bivcca", "jmvae", "mmvae", "mopoe")  # mvae_cli.model.registry builds them
 
 
 @dataclass
@@ -52,6 +52,8 @@ class ObjectiveConfig:
     k: int | None = None  # mvae, mvae-q: random-subset ELBOs; None: 1 with more than two modalities, else 0
     mu: float = 0.5  # bivcca: weight of the primary modality's ELBO (1 − mu for the others)
     alpha: float = 0.1  # jmvae: weight of the KL terms of JMVAE-kl
+    k_particles: int = 1  # mmvae: particles per expert of the stratified IWAE bound (1: the mixture ELBO)
+    estimator: str = "iwae"  # mmvae: gradient estimator, iwae | dreg
 
 
 @dataclass
@@ -95,6 +97,7 @@ _CHOICES = {
     "device": ("auto", "cpu", "cuda"),
     "precision": ("fp32", "bf16", "fp16"),
     "model.image_net": ("mlp", "conv", "dcgan"),
+    "objective.estimator": ("iwae", "dreg"),
     "eval.split": ("test", "valid"),
     "eval.checkpoint": ("best", "last"),
 }
@@ -105,6 +108,7 @@ _RANGES = {
     "objective.k": (0, None, False),
     "objective.mu": (0.0, 1.0, False),
     "objective.alpha": (0.0, None, False),
+    "objective.k_particles": (1, None, False),
     "seed": (0, None, False),
     "epochs": (1, None, False),
     "batch_size": (1, None, False),
