@@ -32,7 +32,7 @@ class DataConfig:
         return Path(self.path) if self.path else Path("data") / f"{self.dataset}.h5"
 
 
-MODEL_NAMES = ("mvae", "mvae-q", "vae", "cvae", "bivcca", "jmvae", "mmvae", "mopoe")  # mvae_cli.model.registry builds them
+MODEL_NAMES = ("mvae", "mvae-q", "vae", "cvae", "bivcca", "jmvae", "mmvae", "mopoe", "mmjsd")  # mvae_cli.model.registry builds them
 
 
 @dataclass
@@ -43,6 +43,7 @@ class ModelConfig:
     image_net: str = "mlp"  # mlp | conv (miniature DCGAN, 2 layers) | dcgan (4 layers)
     weights: dict[str, float] = field(default_factory=dict)  # λ per modality name, default 1
     likelihoods: dict[str, str] = field(default_factory=dict)  # modality -> likelihood, default the dataset's
+    private_dim: int = 4  # mmjsd: each modality's private latent block s_m (latent_dim is the shared c)
 
 
 @dataclass
@@ -116,6 +117,7 @@ _RANGES = {
     "anneal_epochs": (0.0, None, False),
     "model.latent_dim": (1, None, False),
     "model.hidden": (1, None, False),
+    "model.private_dim": (0, None, False),
     "eval.particles": (1, None, False),
     "eval.prior_samples": (1, None, False),
     "eval.limit": (1, None, False),

@@ -39,7 +39,7 @@ def build_model(recipe: Recipe, specs: list[ModalitySpec]) -> MultimodalVAE:
     """
     m = recipe.model
     try:
-        return build(m.name, specs, m.latent_dim, m.hidden, m.image_net, m.weights, m.likelihoods)
+        return build(m.name, specs, m.latent_dim, m.hidden, m.image_net, m.weights, m.likelihoods, m.private_dim)
     except ValueError as error:
         raise UserError(f"model.name={m.name}: {error}") from None
 

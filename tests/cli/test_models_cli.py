@@ -20,6 +20,7 @@ UNDEFINED = {
             | {"log_px_given_y.image", "log_px_given_y.label", "accuracy"},
     "mmvae": set(),
     "mopoe": set(),
+    "mmjsd": set(),
     "bivcca": {f"{key}.image+label" for key in ("log_px", "log_pxy", "log_px_given_y")},
     "vae": {f"{key}.{p}" for key in ("log_px", "log_pxy", "log_px_given_y") for p in ("image", "image+label", "label")}
            - {"log_px.image"} | {"accuracy"},

@@ -48,7 +48,7 @@ def test_cpu_run_is_reproducible_bit_for_bit(data_path, tmp_path):
 
 
 @pytest.mark.parametrize("model", ["mvae"] + [pytest.param(m, marks=pytest.mark.slow)
-                                               for m in ("mvae-q", "vae", "cvae", "bivcca", "jmvae", "mmvae", "mopoe")]
+                                               for m in ("mvae-q", "vae", "cvae", "bivcca", "jmvae", "mmvae", "mopoe", "mmjsd")]
                                    + [pytest.param("mmvae:dreg", marks=pytest.mark.slow)])
 def test_resume_after_interruption_equals_uninterrupted_run(data_path, tmp_path, model):
     name, _, estimator = model.partition(":")
