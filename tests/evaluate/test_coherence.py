@@ -1,0 +1,79 @@
+"""Coherence with a model whose decoders return the true class (1) or the next one (0), the
+classifier cache, and the latent probe on separable and on uninformative features."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from mvae_cli.data.format import ModalitySpec
+from mvae_cli.evaluate.coherence import coherence
+from mvae_cli.evaluate.latent_probe import fit_logistic, predict_logistic
+from mvae_cli.model.model import ExpertPosterior
+
+C = 4
+SPECS = [ModalitySpec("a", "image", "bernoulli", (C,)), ModalitySpec("b", "image", "bernoulli", (C,)),
+         ModalitySpec("label", "categorical", "categorical", (), C)]
+
+
+class Oracle(ExpertPosterior, nn.Module):
+    """Each expert puts z at 8·onehot(class) (sharply); decoders put their modality's class at
+    arg max z — shifted by ``shift`` for image ``b``."""
+
+    def __init__(self, shift: int = 0):
+        super().__init__()
+        self.specs, self.names, self.latent_dim, self.shift = SPECS, [s.name for s in SPECS], C, shift
+
+    def encode(self, batch, mask):
+        codes = [batch["a"], batch["b"], nn.functional.one_hot(batch["label"], C).float()]
+        mu = 8.0 * torch.stack(codes, dim=1)
+        return mu, torch.full_like(mu, -10.0)
+
+    def decode(self, name, z):
+        if name == "label":
+            return z
+        hot = nn.functional.one_hot(z.argmax(-1), C).float()
+        if name == "b":
+            hot = hot.roll(self.shift, dims=-1)
+        return 20.0 * (hot - 0.5)
+
+
+class Data:
+    def __init__(self, n=60):
+        g = torch.Generator().manual_seed(0)
+        self.label = torch.randint(0, C, (n,), generator=g)
+        self.n, self.device = n, torch.device("cpu")
+
+    def batch(self, index):
+        hot = nn.functional.one_hot(self.label[index], C).float()
+        return {"a": hot, "b": hot, "label": self.label[index], "mask": torch.ones(len(index), 3, dtype=torch.bool)}
+
+
+class PixelArgmax(nn.Module):
+    def forward(self, x):
+        return x
+
+
+def test_coherence_of_a_model_that_decodes_the_true_class_is_one():
+    classifiers = {"a": PixelArgmax(), "b": PixelArgmax()}
+    result = coherence(Oracle(), Data(), classifiers, prior_samples=200, batch_size=25)
+    assert result["cross"] == {t: {"1": 1.0, "2": 1.0} for t in ("a", "b", "label")}
+    assert result["cross_by_size"] == {"1": 1.0, "2": 1.0} and result["joint"] == 1.0
+    # b decoded as the next class: b is never right, the others always; joint never agrees
+    result = coherence(Oracle(shift=1), Data(), classifiers, prior_samples=200, batch_size=25)
+    assert result["cross"]["b"] == {"1": 0.0, "2": 0.0}
+    assert result["cross"]["a"] == {"1": 1.0, "2": 1.0} and result["cross"]["label"] == {"1": 1.0, "2": 1.0}
+    assert abs(result["cross_by_size"]["1"] - 2 / 3) < 1e-12 and result["joint"] == 0.0
+
+
+def test_logistic_probe_separates_separable_classes_and_is_at_chance_on_noise():
+    g = torch.Generator().manual_seed(0)
+    labels = torch.randint(0, 3, (600,), generator=g)
+    centres = torch.tensor([[3.0, 0.0], [0.0, 3.0], [-3.0, -3.0]])
+    features = centres[labels] + 0.3 * torch.randn(600, 2, generator=g)
+    fit = fit_logistic(features[:300], labels[:300], 3)
+    assert float((predict_logistic(fit, features[300:]) == labels[300:]).double().mean()) == 1.0
+    noise = torch.randn(600, 2, generator=g)
+    fit = fit_logistic(noise[:300], labels[:300], 3)
+    accuracy = float((predict_logistic(fit, noise[300:]) == labels[300:]).double().mean())
+    assert abs(accuracy - 1 / 3) < 0.12  # chance, within ~4.4 SE of 300 draws
