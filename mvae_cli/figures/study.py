@@ -1,6 +1,7 @@
 """Figures of a sweep: eval figures against the grid key that varies, mean and 95% band over seeds.
 
-- supervision: accuracy per predicted modality and their mean, on a log axis (paper Fig. 4);
+- supervision: accuracy per predicted modality and their mean, on a log axis (paper Fig. 4),
+  and coherence per subset size (MMVAE / MoPoE papers) where eval.json has it;
 - keep_prob: accuracy and the log-likelihoods against p, on a log axis (paper Fig. 5);
 - k: log p(x, y) and the variance of the log importance weights against k (paper Fig. 3);
 - any other key: every eval figure against it.
@@ -39,9 +40,11 @@ FAMILIES = {  # column prefix -> (panel title, y-axis label)
     "var_log_w.marginal": ("Variance of log weights, log p(x)", "Var[log w] [nats²]"),
     "var_log_w.joint": ("Variance of log weights, log p(x, y)", "Var[log w] [nats²]"),
     "var_log_w.conditional": ("Variance of log weights, log p(x | y)", "Var[log w] [nats²]"),
+    "coherence": ("Coherence: generated modalities of the right class", "coherence (fraction coherent)"),
+    "probe": ("Latent linear probe: class from the posterior mean of q(z | S)", "test accuracy (fraction correct)"),
 }
 PAPER = {  # x key -> (file stem, families drawn, figure title)
-    "supervision": ("accuracy_vs_supervision", ["accuracy"],
+    "supervision": ("accuracy_vs_supervision", ["accuracy", "coherence"],
                     "Accuracy of each y modality predicted from x alone\nagainst the supervision level "
                     "(cf. Wu & Goodman 2018, Fig. 4)"),
     "keep_prob": ("figures_vs_keep_prob", ["accuracy", "log_px", "log_pxy", "log_px_given_y"],
@@ -77,6 +80,14 @@ def panels_for(columns: list[str], families: list[str] | None = None) -> list[Pa
             rest = column[len(prefix):]
             if family == "accuracy":
                 panel.series[column] = "mean over predicted modalities" if rest == "mean" else rest
+            elif family == "coherence":  # per subset size, and joint; not per target nor the ceilings
+                if rest.startswith("cross_by_size."):
+                    size = rest[len("cross_by_size."):]
+                    panel.series[column] = f"cross-modal, {size} modalit{'y' if size == '1' else 'ies'} given"
+                elif rest == "joint":
+                    panel.series[column] = "joint (from the prior)"
+            elif family == "probe":
+                panel.series[column] = proposal_label(rest)
             elif family.startswith("var_log_w"):
                 panel.series[column] = proposal_label(rest)
             elif rest.endswith(".mean"):
@@ -135,7 +146,7 @@ def _draw(ax, stats: list[dict], panel: Panel, x: str, lines: list[str], positio
                                                 **style})
                 # An accuracy cannot leave [0, 1], nor a variance go below 0, whatever a t interval
                 # over few seeds says.
-                low, high = ((0.0, 1.0) if column.startswith("accuracy.")
+                low, high = ((0.0, 1.0) if column.startswith(("accuracy.", "coherence.", "probe."))
                              else (0.0, math.inf) if column.startswith("var_log_w.") else (-math.inf, math.inf))
                 band = [(xv, max(low, m - e), min(high, m + e)) for xv, m, e in zip(xs, means, errors) if e > 0]
                 if band:
