@@ -58,6 +58,15 @@ def results_table(result: dict):
     for name, value in (result["accuracy"] or {}).items():
         label = "accuracy, mean" if name == "mean" else f"accuracy, {name}"
         table.add_row(label, f"{value:.4f}", *([""] * (2 * len(proposals) - 1)))
+    blank = [""] * (2 * len(proposals) - 1)
+    coherence = result.get("coherence")
+    if coherence:
+        for size, value in coherence["cross_by_size"].items():
+            table.add_row(f"coherence, {size} given", f"{value:.4f}", *blank)
+        if coherence["joint"] is not None:
+            table.add_row("coherence, joint", f"{coherence['joint']:.4f}", *blank)
+    for subset, value in (result.get("probe") or {}).items():
+        table.add_row(f"latent probe, {subset}", f"{value:.4f}", *blank)
     return table
 
 
