@@ -33,7 +33,7 @@ class DataConfig:
         return Path(self.path) if self.path else Path("data") / f"{self.dataset}.h5"
 
 
-MODEL_NAMES = ("mvae", "mvae-q", "vae", "cvae", "bivcca", "jmvae")  # mvae_cli.model.registry builds them
+MODEL_NAMES = ("mvae", "mvae-q", "vae", "cvae", "bivcca", "jmvae", "mmvae", "mopoe", "mmjsd")  # mvae_cli.model.registry builds them
 
 
 @dataclass
@@ -44,6 +44,7 @@ class ModelConfig:
     image_net: str = "mlp"  # mlp | conv (miniature DCGAN, 2 layers) | dcgan (4 layers)
     weights: dict[str, float] = field(default_factory=dict)  # λ per modality name, default 1
     likelihoods: dict[str, str] = field(default_factory=dict)  # modality -> likelihood, default the dataset's
+    private_dim: int = 4  # mmjsd: each modality's private latent block s_m (latent_dim is the shared c)
 
 
 @dataclass
@@ -53,6 +54,8 @@ class ObjectiveConfig:
     k: int | None = None  # mvae, mvae-q: random-subset ELBOs; None: 1 with more than two modalities, else 0
     mu: float = 0.5  # bivcca: weight of the primary modality's ELBO (1 − mu for the others)
     alpha: float = 0.1  # jmvae: weight of the KL terms of JMVAE-kl
+    k_particles: int = 1  # mmvae: particles per expert of the stratified IWAE bound (1: the mixture ELBO)
+    estimator: str = "iwae"  # mmvae: gradient estimator, iwae | dreg
 
 
 @dataclass
@@ -118,6 +121,7 @@ _CHOICES = {
     "device": ("auto", "cpu", "cuda"),
     "precision": ("fp32", "bf16", "fp16"),
     "model.image_net": ("mlp", "conv", "dcgan"),
+    "objective.estimator": ("iwae", "dreg"),
     "eval.split": ("test", "valid"),
     "eval.checkpoint": ("best", "last"),
     "eval.precision": ("fp32", "bf16"),
@@ -129,6 +133,7 @@ _RANGES = {
     "objective.k": (0, None, False),
     "objective.mu": (0.0, 1.0, False),
     "objective.alpha": (0.0, None, False),
+    "objective.k_particles": (1, None, False),
     "seed": (0, None, False),
     "epochs": (1, None, False),
     "batch_size": (1, None, False),
@@ -140,6 +145,7 @@ _RANGES = {
     "checkpoint_minutes": (0.0, None, True),
     "model.latent_dim": (1, None, False),
     "model.hidden": (1, None, False),
+    "model.private_dim": (0, None, False),
     "eval.particles": (1, None, False),
     "eval.prior_samples": (1, None, False),
     "eval.limit": (1, None, False),

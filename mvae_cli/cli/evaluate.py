@@ -51,6 +51,15 @@ def results_table(result: dict):
     for key in ("marginal", "joint", "conditional"):
         table.add_row(f"var log w {key}", *("not defined" if result["var_log_w"][key][name] is None
                                             else f"{result['var_log_w'][key][name]:.4g}" for name in proposals))
+    blank = [""] * (len(proposals) - 1)
+    coherence = result.get("coherence")
+    if coherence:
+        for size, value in coherence["cross_by_size"].items():
+            table.add_row(f"coherence, {size} given", f"{value:.4f}", *blank)
+        if coherence["joint"] is not None:
+            table.add_row("coherence, joint", f"{coherence['joint']:.4f}", *blank)
+    for subset, value in (result.get("probe") or {}).items():
+        table.add_row(f"latent probe, {subset}", f"{value:.4f}", *blank)
     return table
 
 

@@ -207,6 +207,7 @@ def _train(recipe: Recipe, run_dir: Path, dataset: DatasetFile, device: torch.de
     settings = recipe.objective
     k = settings.k if settings.k is not None else default_k(len(specs))
     objective = OBJECTIVES[recipe.model.name](k=k, mu=settings.mu, alpha=settings.alpha,
+                                              k_particles=settings.k_particles, estimator=settings.estimator,
                                               anneal_steps=round(recipe.anneal_epochs * steps_per_epoch),
                                               beta=recipe.beta, free_bits=recipe.free_bits)
 

@@ -44,12 +44,14 @@ from mvae_cli.errors import UserError
 from mvae_cli.evaluate.accuracy import AccuracyTally, attribute_names, posterior_mean
 from mvae_cli.evaluate.baseline import VALID_LIMIT, paired_baselines
 from mvae_cli.evaluate.diagnostics import eval_diagnostics
+from mvae_cli.evaluate.coherence import class_modality, coherence, load_or_train_classifiers
 from mvae_cli.evaluate.estimator import (
     chunk_rows_for,
     log_mean_exp,
     log_prior_predictive,
     prior_noise,
 )
+from mvae_cli.evaluate.latent_probe import probe_accuracy
 from mvae_cli.evaluate.scorers import scorers as build_scorers
 from mvae_cli.evaluate.streaming import importance_statistics
 
@@ -264,6 +266,27 @@ def _baselines(run_dir: Path, recipe, dataset, test: SplitData, x: str, y: Seque
                             seed=recipe.seed, device=device)
 
 
+PROBE_TRAIN = 1000  # training examples the latent probe is fitted on
+
+
+def _class_figures(model, dataset, data: SplitData, split: str, recipe, device, budget: int, *, limit,
+                   prior_samples: int, seed: int) -> dict:
+    """Coherence and the latent probe (:mod:`~mvae_cli.evaluate.coherence`,
+    :mod:`~mvae_cli.evaluate.latent_probe`): null, with the reason under ``not_defined``, for a
+    dataset without a class modality or a training split."""
+    if class_modality(model.specs) is None or "train" not in dataset.sizes or "test" not in dataset.sizes:
+        why = "the dataset has no categorical (class) modality" if class_modality(model.specs) is None else \
+            "the dataset has no train and test splits to fit the classifiers on"
+        return {"coherence": None, "probe": None, "not_defined_class": why}
+    binarize = binarized_modalities(recipe.data.binarize, model)
+    train = SplitData(dataset, "train", device, None, budget, binarize=binarize)
+    test = data if split == "test" else SplitData(dataset, "test", device, None, budget, binarize=binarize)
+    classifiers, ceiling = load_or_train_classifiers(dataset.path, train, test, dataset.specs, device)
+    figures = coherence(model, data, classifiers, limit=limit, prior_samples=min(prior_samples, 1000), seed=seed)
+    return {"coherence": {**figures, "classifier_accuracy": ceiling},
+            "probe": probe_accuracy(model, train, data, n_train=PROBE_TRAIN, limit=limit)}
+
+
 def run_dataset_path(info: dict) -> Path:
     """The dataset file of a run (``run.json``): its path as given at training time where that
     still exists relative to the current directory, else its absolute path.
@@ -359,6 +382,11 @@ def evaluate_run(
         if baseline:
             figures.update(_baselines(run_dir, recipe, dataset, data, x, y, figures["n_examples"], budget,
                                       torch_device))
+        figures.update(_class_figures(model, dataset, data, split, recipe, torch_device, budget, limit=limit,
+                                      prior_samples=prior_samples, seed=seed))
+    class_reason = figures.pop("not_defined_class", None)
+    if class_reason:
+        figures["not_defined"].update({"coherence": class_reason, "probe": class_reason})
     result = {
         "particles": particles, "prior_samples": prior_samples, "split": split, "checkpoint": checkpoint,
         "n_examples": figures.pop("n_examples"), "x": x, "y": list(y),

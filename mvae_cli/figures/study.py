@@ -2,6 +2,7 @@
 
 - supervision: accuracy per predicted modality and their mean, on a log axis (paper Fig. 4),
   one panel each beside the classifier trained on the paired rows only and chance;
+  and coherence per subset size (MMVAE / MoPoE papers) where eval.json has it;
 - keep_prob: accuracy and the log-likelihoods against p, on a log axis (paper Fig. 5);
 - k: log p(x, y) and the variance of the log importance weights against k (paper Fig. 3);
 - any other key: every eval figure against it.
@@ -41,9 +42,11 @@ FAMILIES = {  # column prefix -> (panel title, y-axis label)
     "var_log_w.marginal": ("Variance of log weights, log p(x)", "Var[log w] [nats²]"),
     "var_log_w.joint": ("Variance of log weights, log p(x, y)", "Var[log w] [nats²]"),
     "var_log_w.conditional": ("Variance of log weights, log p(x | y)", "Var[log w] [nats²]"),
+    "coherence": ("Coherence: generated modalities of the right class", "coherence (fraction coherent)"),
+    "probe": ("Latent linear probe: class from the posterior mean of q(z | S)", "test accuracy (fraction correct)"),
 }
 PAPER = {  # x key -> (file stem, families drawn, figure title)
-    "supervision": ("accuracy_vs_supervision", ["accuracy"],
+    "supervision": ("accuracy_vs_supervision", ["accuracy", "coherence"],
                     "Accuracy of each y modality predicted from x alone\nagainst the supervision level "
                     "(cf. Wu & Goodman 2018, Fig. 4)"),
     "keep_prob": ("figures_vs_keep_prob", ["accuracy", "log_px", "log_pxy", "log_px_given_y"],
@@ -84,6 +87,14 @@ def panels_for(columns: list[str], families: list[str] | None = None) -> list[Pa
             rest = column[len(prefix):]
             if family == "accuracy":
                 panel.series[column] = "mean over predicted modalities" if rest == "mean" else rest
+            elif family == "coherence":  # per subset size, and joint; not per target nor the ceilings
+                if rest.startswith("cross_by_size."):
+                    size = rest[len("cross_by_size."):]
+                    panel.series[column] = f"cross-modal, {size} modalit{'y' if size == '1' else 'ies'} given"
+                elif rest == "joint":
+                    panel.series[column] = "joint (from the prior)"
+            elif family == "probe":
+                panel.series[column] = proposal_label(rest)
             elif family.startswith("var_log_w"):
                 panel.series[column] = proposal_label(rest)
             elif rest.endswith(".mean"):
@@ -185,7 +196,7 @@ def _draw(ax, stats: list[dict], panel: Panel, x: str, lines: list[str], positio
                                                 **style})
                 # An accuracy cannot leave [0, 1], nor a variance go below 0, whatever a t interval
                 # over few seeds says.
-                low, high = ((0.0, 1.0) if column.startswith("accuracy.")
+                low, high = ((0.0, 1.0) if column.startswith(("accuracy.", "coherence.", "probe."))
                              else (0.0, math.inf) if column.startswith("var_log_w.") else (-math.inf, math.inf))
                 band = [(xv, max(low, m - e), min(high, m + e)) for xv, m, e in zip(xs, means, errors)
                         if e > 0 and family != "chance"]
@@ -310,7 +321,9 @@ def plot_sweep(grid_keys: list[str], rows: list[dict], out: str | Path, fmt: str
     written = []
     if x in PAPER:
         stem, families, title = PAPER[x]
-        panels = accuracy_panels(columns) if families == ["accuracy"] else panels_for(columns, families)
+        # accuracy: a panel per predicted modality with its references; the other families as panels_for draws them
+        panels = ((accuracy_panels(columns) if "accuracy" in families else [])
+                  + panels_for(columns, [f for f in families if f != "accuracy"]))
         if panels:
             written += plot_figure(rows, x, lines, panels, out / f"{stem}.{fmt}", title)
     overview = panels_for(columns)

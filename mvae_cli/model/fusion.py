@@ -10,7 +10,9 @@ Each takes expert parameters ``mu, logvar [B, M, D]`` and the experts that take 
 - :func:`quotient_of_experts` — MVAE-Q: Π_i q(z|x_i) / p(z)^(N−1);
 - :func:`mixture_of_experts` — (1/N) Σ_i q(z|x_i) (MMVAE, Shi et al. 2019);
 - :func:`mixture_of_products` — the uniform mixture over the non-empty subsets S of the
-  experts of PoE(S) (MoPoE, Sutter et al. 2021).
+  experts of PoE(S) (MoPoE, Sutter et al. 2021);
+- :func:`dynamic_prior` — mmJSD's dynamic prior (Sutter et al. 2020): the geometric mean
+  p(z)^{π} Π_i q(z|x_i)^{π} of the prior and the experts, π = 1/(N + 1).
 """
 
 from __future__ import annotations
@@ -94,6 +96,18 @@ def mixture_of_products(mu: torch.Tensor, logvar: torch.Tensor, mask: torch.Tens
     q_mu, q_logvar = product_of_experts(mu.unsqueeze(-3), logvar.unsqueeze(-3), subsets)  # [B, C, D]
     inside = ~(subsets & ~mask.unsqueeze(-2)).any(dim=-1)  # [B, C]: S ⊆ mask
     return Mixture(DiagonalGaussian(q_mu, q_logvar), log_uniform_weights(inside, mu.dtype))
+
+
+def dynamic_prior(mu: torch.Tensor, logvar: torch.Tensor, mask: torch.Tensor) -> DiagonalGaussian:
+    """mmJSD's dynamic prior f(p(z), {q(z|x_i)}_{i ∈ mask}) ∝ p(z)^π Π_i q(z|x_i)^π, π = 1/(N + 1).
+
+    The weighted product of experts (:func:`~mvae_cli.model.poe.product_of_experts` with
+    exponents): for Gaussians precision π (1 + Σ_i λ_i) and mean Σ_i λ_i mu_i / (1 + Σ_i λ_i).
+    An empty row gives the prior.
+    """
+    pi = 1.0 / (1.0 + mask.sum(dim=-1).to(logvar.dtype))  # [B]
+    weights = pi.unsqueeze(-1).expand(mask.shape)
+    return DiagonalGaussian(*product_of_experts(mu, logvar, mask, weights=weights, prior_weight=pi))
 
 
 FUSIONS = {

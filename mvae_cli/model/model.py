@@ -58,7 +58,11 @@ class ExpertPosterior:
             mask = self.given_mask(given, rows, device)
         else:
             mask = self.given_mask(given, experts[0].shape[0], experts[0].device)
-        return FUSIONS[self.fusion](experts[0], experts[1], mask)
+        return self.fuse(experts[0], experts[1], mask)
+
+    def fuse(self, mu: torch.Tensor, logvar: torch.Tensor, mask: torch.Tensor):
+        """The model's fusion (:data:`~mvae_cli.model.fusion.FUSIONS`) of experts ``[B, M, D]`` given ``mask``."""
+        return FUSIONS[self.fusion](mu, logvar, mask)
 
     def posterior_reason(self, given) -> str | None:
         """Why q(z | given) is not defined by this model (None when it is), ``given`` a list of names."""
@@ -115,6 +119,7 @@ class MultimodalVAE(ExpertPosterior, nn.Module):
         self.specs = list(specs)
         self.names = [s.name for s in self.specs]
         self.latent_dim = latent_dim
+        self.expert_dim = latent_dim  # an expert's width (mmJSD's experts cover a part of z)
         modelled = [s for s in self.specs if modalities is None or s.name in modalities]
         self.encoded = self.decoded = [s.name for s in modelled]
         self.encoders = nn.ModuleDict({s.name: build_encoder(s, latent_dim, hidden, image_net) for s in modelled})
@@ -131,7 +136,7 @@ class MultimodalVAE(ExpertPosterior, nn.Module):
             mask: ``bool[B, M]``.
 
         Returns:
-            ``(mu, logvar)``, each ``[B, M, D]``; rows a modality does not show are zeros
+            ``(mu, logvar)``, each ``[B, M, D]`` (D = ``expert_dim``); rows a modality does not show are zeros
             (finite, and ignored by the product of experts through the mask).
         """
         mus, logvars = [], []
@@ -139,14 +144,14 @@ class MultimodalVAE(ExpertPosterior, nn.Module):
             column = mask[:, j]
             rows = None if bool(column.all()) else column.nonzero(as_tuple=True)[0]
             if name not in self.encoders:  # a modality the model does not infer from (the VAE's y)
-                mu = logvar = torch.zeros(mask.shape[0], self.latent_dim, device=mask.device)
+                mu = logvar = torch.zeros(mask.shape[0], self.expert_dim, device=mask.device)
             elif rows is None:
                 mu, logvar = self.encoders[name](batch[name])
             elif rows.numel() == 0:  # nobody shows this modality: its expert is dropped anyway
-                mu = logvar = torch.zeros(mask.shape[0], self.latent_dim, device=mask.device)
+                mu = logvar = torch.zeros(mask.shape[0], self.expert_dim, device=mask.device)
             else:
                 mu_rows, logvar_rows = self.encoders[name](batch[name][rows])
-                shape = (mask.shape[0], self.latent_dim)
+                shape = (mask.shape[0], self.expert_dim)
                 mu = mu_rows.new_zeros(shape).index_copy(0, rows, mu_rows)
                 logvar = logvar_rows.new_zeros(shape).index_copy(0, rows, logvar_rows)
             mus.append(mu)

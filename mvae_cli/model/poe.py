@@ -13,7 +13,8 @@ import torch
 
 
 def product_of_experts(
-    mu: torch.Tensor, logvar: torch.Tensor, mask: torch.Tensor
+    mu: torch.Tensor, logvar: torch.Tensor, mask: torch.Tensor, weights: torch.Tensor | None = None,
+    prior_weight: float | torch.Tensor = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Fuse diagonal Gaussian experts with the prior expert N(0, I).
 
@@ -22,16 +23,25 @@ def product_of_experts(
     (never by a huge log-variance), so a row with no expert gives the prior.
     Masked-out entries must be finite (the model fills never-computed rows with zeros).
 
+    With ``weights`` it is the weighted product p(z)^{π_0} Π_i q(z | x_i)^{π_i}, normalised
+    (for Gaussians: precisions π_i λ_i add, prior's π_0; the mean is their weighted mean) —
+    with Σ π = 1, the geometric mean of the experts that is mmJSD's dynamic prior.
+
     Args:
         mu: ``[..., M, D]`` expert means.
         logvar: ``[..., M, D]`` expert log-variances.
         mask: ``bool[..., M]``, which experts take part.
+        weights: ``[..., M]`` exponents π_i (default 1).
+        prior_weight: π_0, the prior expert's exponent, a number or ``[...]``.
 
     Returns:
         ``(mu, logvar)``, each ``[..., D]``.
     """
-    precision = torch.exp(-logvar) * mask.unsqueeze(-1).to(logvar.dtype)
-    total = 1.0 + precision.sum(dim=-2)  # the prior expert contributes precision 1, mean 0
+    shown = mask.to(logvar.dtype) if weights is None else torch.where(mask, weights.to(logvar.dtype), 0.0)
+    precision = torch.exp(-logvar) * shown.unsqueeze(-1)
+    if torch.is_tensor(prior_weight):
+        prior_weight = prior_weight.to(logvar.dtype).unsqueeze(-1)
+    total = prior_weight + precision.sum(dim=-2)  # the prior expert contributes precision π_0, mean 0
     return (mu * precision).sum(dim=-2) / total, -torch.log(total)
 
 

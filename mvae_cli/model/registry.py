@@ -8,6 +8,11 @@
   every modality (Wang et al. 2016).
 - ``jmvae``: those plus a joint inference network q(z|x, y) (Suzuki et al. 2016).
 - ``cvae``: q(z|x, y) and p(x|z, y) (Sohn et al. 2015); it defines log p(x|y) only.
+- ``mmvae``: the experts fused by their mixture, (1/|X|) Σ_{m∈X} q(z|x_m) (Shi et al. 2019).
+- ``mmjsd``: the mixture of experts over a shared block c, with a private block s_m per
+  modality (:mod:`~mvae_cli.model.mmjsd`), trained with the JS divergence to a dynamic prior.
+- ``mopoe``: the mixture over the products of experts of every non-empty subset of the observed
+  modalities (Sutter et al. 2021).
 
 ``x``, the primary modality, is the first image modality (else the first), as in ``mvae eval``.
 """
@@ -23,7 +28,7 @@ from mvae_cli.data.format import ModalitySpec
 from mvae_cli.model.linear import Linear
 from mvae_cli.model.model import MultimodalVAE
 
-MODEL_NAMES = ("mvae", "mvae-q", "vae", "cvae", "bivcca", "jmvae")
+MODEL_NAMES = ("mvae", "mvae-q", "vae", "cvae", "bivcca", "jmvae", "mmvae", "mopoe", "mmjsd")
 
 
 def primary_modality(specs: list[ModalitySpec]) -> str:
@@ -109,7 +114,8 @@ class JMVAE(MultimodalVAE):
 
 
 def build(name: str, specs: list[ModalitySpec], latent_dim: int, hidden: int = 512, image_net: str = "mlp",
-          weights: dict[str, float] | None = None, likelihoods: dict[str, str] | None = None) -> MultimodalVAE:
+          weights: dict[str, float] | None = None, likelihoods: dict[str, str] | None = None,
+          private_dim: int = 4) -> MultimodalVAE:
     """The model ``name`` (one of :data:`MODEL_NAMES`) over ``specs``.
 
     Raises:
@@ -124,6 +130,14 @@ def build(name: str, specs: list[ModalitySpec], latent_dim: int, hidden: int = 5
                               modalities=[primary_modality(specs)])
     elif name == "bivcca":
         model = MultimodalVAE(specs, latent_dim, hidden, image_net, weights, likelihoods, fusion="single")
+    elif name == "mmvae":
+        model = MultimodalVAE(specs, latent_dim, hidden, image_net, weights, likelihoods, fusion="moe")
+    elif name == "mopoe":
+        model = MultimodalVAE(specs, latent_dim, hidden, image_net, weights, likelihoods, fusion="mopoe")
+    elif name == "mmjsd":
+        from mvae_cli.model.mmjsd import MMJSD
+
+        return MMJSD(specs, latent_dim, hidden, image_net, weights, likelihoods, private_dim)
     elif name == "jmvae":
         return JMVAE(specs, latent_dim, hidden, image_net, weights, likelihoods)
     elif name == "cvae":

@@ -18,6 +18,9 @@ UNDEFINED = {
     "jmvae": set(),
     "cvae": {f"{key}.{p}" for key in ("log_px", "log_pxy") for p in ("image", "image+label", "label")}
             | {"log_px_given_y.image", "log_px_given_y.label", "accuracy"},
+    "mmvae": set(),
+    "mopoe": set(),
+    "mmjsd": set(),
     "bivcca": {f"{key}.image+label" for key in ("log_px", "log_pxy", "log_px_given_y")},
     "vae": {f"{key}.{p}" for key in ("log_px", "log_pxy", "log_px_given_y") for p in ("image", "image+label", "label")}
            - {"log_px.image"} | {"accuracy"},
@@ -49,3 +52,13 @@ def test_train_and_eval_every_model(data_path, tmp_path, name):
             else:
                 assert figure["mean"] < 0 and figure["se"] >= 0
     assert (evaluation["accuracy"] is None) == (name in ("vae", "cvae"))
+    # coherence and the probe, with classifiers cached beside the dataset (trained once)
+    cache = data_path.with_name(data_path.name + ".classifiers.pt")
+    assert cache.is_file() and 0 <= evaluation["coherence"]["classifier_accuracy"]["image"] <= 1
+    coherence, probe = evaluation["coherence"], evaluation["probe"]
+    assert all(0 <= share <= 1 for share in coherence["cross_by_size"].values())
+    assert (coherence["joint"] is None) == (name in ("vae", "cvae"))  # they do not generate both modalities
+    assert all(0 <= share <= 1 for share in probe.values())
+    assert ("image" in probe) == (name != "cvae")
+    stamp = cache.stat().st_mtime_ns
+    assert runner.invoke(app, ["eval", str(out), *EVAL]).exit_code == 0 and cache.stat().st_mtime_ns == stamp

@@ -48,9 +48,12 @@ def test_cpu_run_is_reproducible_bit_for_bit(data_path, tmp_path):
 
 
 @pytest.mark.parametrize("model", ["mvae"] + [pytest.param(m, marks=pytest.mark.slow)
-                                               for m in ("mvae-q", "vae", "cvae", "bivcca", "jmvae")])
+                                               for m in ("mvae-q", "vae", "cvae", "bivcca", "jmvae", "mmvae", "mopoe", "mmjsd")]
+                                   + [pytest.param("mmvae:dreg", marks=pytest.mark.slow)])
 def test_resume_after_interruption_equals_uninterrupted_run(data_path, tmp_path, model):
-    recipe = _recipe(data_path, f"model.name={model}")
+    name, _, estimator = model.partition(":")
+    recipe = _recipe(data_path, f"model.name={name}", *([f"objective.estimator={estimator}", "objective.k_particles=3"]
+                                                       if estimator else []))
     train(recipe, tmp_path / "whole")
 
     def interrupt(event, **info):

@@ -20,7 +20,7 @@ from tests.helpers import make_dataset
 runner = CliRunner()
 KEYS = ["particles", "prior_samples", "split", "checkpoint", "n_examples", "x", "y", "seconds",
         "log_px", "log_pxy", "log_px_given_y", "var_log_w", "accuracy", "not_defined", "latent", "latent_warnings",
-        "chance", "baseline", "baseline_rows"]
+        "chance", "baseline", "baseline_rows", "coherence", "probe"]
 FAST = ["--particles", "20", "--prior-samples", "100", "--limit", "30"]
 
 

@@ -78,7 +78,7 @@ def test_jmvae_kl_equals_plain_per_example_code():
     assert float(terms["kl_unimodal"]) > 0
 
 
-@pytest.mark.parametrize("name", MODEL_NAMES)
+@pytest.mark.parametrize("name", [n for n in MODEL_NAMES if n not in ("mmvae", "mopoe", "mmjsd")])  # Gaussian posteriors
 @torch.no_grad()
 def test_one_particle_of_the_estimator_is_the_single_sample_bound(name):
     # log w at K = 1 under q(z | P) for targets T is the single-sample ELBO of T under q(z | P)

@@ -1,0 +1,67 @@
+"""Coherence with a model whose decoders return the true class (1) or the next one (0), the
+classifier cache."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from mvae_cli.data.format import ModalitySpec
+from mvae_cli.evaluate.coherence import coherence
+from mvae_cli.model.likelihoods import build_likelihoods
+from mvae_cli.model.model import ExpertPosterior
+
+C = 4
+SPECS = [ModalitySpec("a", "image", "bernoulli", (C,)), ModalitySpec("b", "image", "bernoulli", (C,)),
+         ModalitySpec("label", "categorical", "categorical", (), C)]
+
+
+class Oracle(ExpertPosterior, nn.Module):
+    """Each expert puts z at 8·onehot(class) (sharply); decoders put their modality's class at
+    arg max z — shifted by ``shift`` for image ``b``."""
+
+    def __init__(self, shift: int = 0):
+        super().__init__()
+        self.specs, self.names, self.latent_dim, self.shift = SPECS, [s.name for s in SPECS], C, shift
+        self.likelihoods = build_likelihoods(SPECS, None)  # images drawn as σ(logits), the Bernoulli mean
+
+    def encode(self, batch, mask):
+        codes = [batch["a"], batch["b"], nn.functional.one_hot(batch["label"], C).float()]
+        mu = 8.0 * torch.stack(codes, dim=1)
+        return mu, torch.full_like(mu, -10.0)
+
+    def decode(self, name, z):
+        if name == "label":
+            return z
+        hot = nn.functional.one_hot(z.argmax(-1), C).float()
+        if name == "b":
+            hot = hot.roll(self.shift, dims=-1)
+        return 20.0 * (hot - 0.5)
+
+
+class Data:
+    def __init__(self, n=60):
+        g = torch.Generator().manual_seed(0)
+        self.label = torch.randint(0, C, (n,), generator=g)
+        self.n, self.device = n, torch.device("cpu")
+
+    def batch(self, index):
+        hot = nn.functional.one_hot(self.label[index], C).float()
+        return {"a": hot, "b": hot, "label": self.label[index], "mask": torch.ones(len(index), 3, dtype=torch.bool)}
+
+
+class PixelArgmax(nn.Module):
+    def forward(self, x):
+        return x
+
+
+def test_coherence_of_a_model_that_decodes_the_true_class_is_one():
+    classifiers = {"a": PixelArgmax(), "b": PixelArgmax()}
+    result = coherence(Oracle(), Data(), classifiers, prior_samples=200, batch_size=25)
+    assert result["cross"] == {t: {"1": 1.0, "2": 1.0} for t in ("a", "b", "label")}
+    assert result["cross_by_size"] == {"1": 1.0, "2": 1.0} and result["joint"] == 1.0
+    # b decoded as the next class: b is never right, the others always; joint never agrees
+    result = coherence(Oracle(shift=1), Data(), classifiers, prior_samples=200, batch_size=25)
+    assert result["cross"]["b"] == {"1": 0.0, "2": 0.0}
+    assert result["cross"]["a"] == {"1": 1.0, "2": 1.0} and result["cross"]["label"] == {"1": 1.0, "2": 1.0}
+    assert abs(result["cross_by_size"]["1"] - 2 / 3) < 1e-12 and result["joint"] == 0.0
