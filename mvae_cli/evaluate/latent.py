@@ -82,10 +82,14 @@ def mutual_information(mu: torch.Tensor, logvar: torch.Tensor, seed: int = 0, ch
     z = mu + eps * (0.5 * logvar).exp()
     log_q_own = -0.5 * (eps.pow(2) + logvar + math.log(2 * math.pi)).sum(dim=1)  # log q(z_i | x_i)
     precision = (-logvar).exp()
+    # Σ_d (z_id − μ_jd)² / σ²_jd expanded into matrix products: [chunk, N] at a time, no [chunk, N, D].
+    const_j = ((mu.pow(2) * precision) + logvar).sum(dim=1) + mu.shape[1] * math.log(2 * math.pi)  # [N]
+    weighted_mu = mu * precision
     log_qz = []
     for start in range(0, n, chunk):
-        diff = z[start:start + chunk, None, :] - mu[None, :, :]  # [c, N, D]
-        log_density = -0.5 * (diff.pow(2) * precision + logvar + math.log(2 * math.pi)).sum(dim=-1)
+        zc = z[start:start + chunk]
+        quad = zc.pow(2) @ precision.T - 2 * zc @ weighted_mu.T  # [c, N]
+        log_density = -0.5 * (quad + const_j)
         log_qz.append(torch.logsumexp(log_density, dim=1) - math.log(n))
     return float((log_q_own - torch.cat(log_qz)).mean())
 
