@@ -80,7 +80,7 @@ def step_floor(recipe, data) -> tuple[float, float]:
         with read_dataset(data) as dataset:
             specs = dataset.specs
     model = build_model(recipe, specs)
-    objective = OBJECTIVES[recipe.objective](k=recipe.k or 0)
+    objective = OBJECTIVES[recipe.model.name](k=recipe.objective.k or 0)
     n = recipe.batch_size
     batch = {"image": torch.rand(n, 1, 28, 28).round(), "label": torch.randint(0, 10, (n,)),
              "mask": torch.ones(n, 2, dtype=torch.bool)}
