@@ -144,7 +144,7 @@ def _print_summary(report, grid_keys: list[str], console) -> None:
 def _print_warnings(rows: list[dict], grid_keys: list[str], console) -> None:
     """Per grid point (means over seeds): an inactive latent (eval.json's ``latent``), a y predicted at
     chance, or worse than by the paired-only classifier."""
-    from mvae_cli.evaluate.collapse import accuracy_warnings
+    from mvae_cli.evaluate.collapse import REMEDIES, accuracy_warnings
     from mvae_cli.evaluate.diagnostics import warnings_from_flat
     from mvae_cli.sweep.results import figure_columns, summary_rows
 
@@ -156,12 +156,18 @@ def _print_warnings(rows: list[dict], grid_keys: list[str], console) -> None:
         point = ",".join(f"{k}={s[k]}" for k in groups) or "every run"
         family, name = s["figure"].split(".", 1)
         by_point.setdefault(point, {}).setdefault(family, {})[name] = s["mean"]
+    needs_remedies = False
     for point, tables in by_point.items():
         lines = warnings_from_flat({f"latent.{k}": v for k, v in tables.get("latent", {}).items()})
         if tables.get("chance"):
             lines += accuracy_warnings(tables.get("accuracy", {}), tables["chance"], tables.get("baseline"))
         for line in lines:
-            console.print(f"[yellow]warning[/] ({point}, mean over seeds): {line}", highlight=False, soft_wrap=True)
+            remedied = line.endswith(f"; {REMEDIES}")
+            shown = line[: -len(f"; {REMEDIES}")] if remedied else line
+            needs_remedies = needs_remedies or remedied
+            console.print(f"[yellow]warning[/] ({point}, mean over seeds): {shown}", highlight=False, soft_wrap=True)
+    if needs_remedies:  # once for the whole study, not on every line
+        console.print(f"[yellow]for the warnings above[/], {REMEDIES}", highlight=False, soft_wrap=True)
 
 
 def _draw_figures(grid_keys: list[str], rows: list[dict], out: Path) -> Path | str:

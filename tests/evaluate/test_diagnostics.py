@@ -190,6 +190,7 @@ def test_the_sweep_summary_warns_of_an_inactive_latent_per_grid_point():
     out = io.StringIO()
     _print_warnings(rows, ["beta", "seed"], Console(file=out, width=100))
     lines = out.getvalue().splitlines()
-    assert len(lines) == 1  # one line each, however narrow the terminal
+    assert len(lines) == 2  # one line each, however narrow the terminal, and the remedies once
     assert "(beta=1.0, mean over seeds): the latent is inactive: q(z | image) has 0 of 16 active units and KL 0.001" \
-        in lines[0]
+        in lines[0] and "remedies" not in lines[0]
+    assert lines[1].startswith("for the warnings above, remedies:") and "free_bits=0.25" in lines[1]
