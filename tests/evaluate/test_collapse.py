@@ -33,6 +33,7 @@ def test_the_sweep_summary_warns_per_grid_point_on_means_over_seeds():
     out = io.StringIO()
     _print_warnings(rows, ["supervision", "seed"], Console(file=out, width=400))
     lines = out.getvalue().splitlines()
-    assert len(lines) == 2
+    assert len(lines) == 3  # a line per warning, then the remedies once
     assert "(supervision=0.02, mean over seeds): label is predicted from x at chance (0.110; chance 0.110)" in lines[0]
     assert "(supervision=1.0, mean over seeds): label is predicted from x worse (0.770)" in lines[1]
+    assert lines[2].startswith("for the warnings above, remedies:")
