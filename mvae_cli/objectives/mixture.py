@@ -154,7 +154,37 @@ class MMVAEObjective:
         return -surrogate.mean(), {"beta": beta, **terms}
 
 
-class MoPoEObjective:
+class OneSampleMixtureObjective:
+    """What MoPoE's and mmJSD's bounds share: one z per example from a component of the mixture
+    q(z|X), β annealed towards its target, the loss (minus the mean of ``per_example``) and the
+    validation bound (``per_example`` at β = 1). Free bits need a KL per unit of a Gaussian
+    posterior, so these objectives refuse them.
+
+    Args:
+        anneal_steps: optimiser steps over which β rises linearly from 0 to ``beta``.
+        beta: the β target.
+    """
+
+    def __init__(self, anneal_steps: int = 0, beta: float = 1.0, free_bits: float = 0.0, **_):
+        if free_bits > 0:
+            raise UserError("free_bits needs a Gaussian posterior (a KL per latent unit); "
+                            "this model's posterior is a mixture: use beta below 1 instead")
+        self.beta_target = beta
+        self.anneal_steps = anneal_steps
+
+    def per_example(self, model, batch, beta: float) -> tuple[torch.Tensor, dict]:
+        raise NotImplementedError
+
+    def bound(self, model, batch) -> torch.Tensor:
+        return self.per_example(model, batch, 1.0)[0]
+
+    def __call__(self, model, batch, step):
+        beta = beta_at(step, self.anneal_steps, self.beta_target)
+        elbo, terms = self.per_example(model, batch, beta)
+        return -elbo.mean(), {"beta": beta, "elbo_full": elbo.detach().mean(), **terms}
+
+
+class MoPoEObjective(OneSampleMixtureObjective):
     """The MoPoE-VAE ELBO: E_{q(z|X)}[Σ_{i∈X} λ_i log p(x_i|z)] − β Σ_S π_S KL[q(z|X_S) ‖ p(z)].
 
     q(z|X) = Σ_S π_S q(z|X_S) over the non-empty subsets S of the observed X (π uniform), each
@@ -165,13 +195,6 @@ class MoPoEObjective:
     Args:
         anneal_steps: optimiser steps over which β rises linearly from 0 to 1.
     """
-
-    def __init__(self, anneal_steps: int = 0, beta: float = 1.0, free_bits: float = 0.0, **_):
-        if free_bits > 0:
-            raise UserError("free_bits needs a Gaussian posterior (a KL per latent unit); "
-                            "this model's posterior is a mixture: use beta below 1 instead")
-        self.beta_target = beta
-        self.anneal_steps = anneal_steps
 
     def per_example(self, model, batch, beta: float, eps: torch.Tensor | None = None,
                     component: torch.Tensor | None = None):
@@ -196,11 +219,3 @@ class MoPoEObjective:
             shown = mask[:, j]
             terms[f"log_lik_{name}"] = log_lik[shown, j].detach().sum() / shown.sum().clamp(min=1)
         return recon - beta * kl, terms
-
-    def bound(self, model, batch) -> torch.Tensor:
-        return self.per_example(model, batch, 1.0)[0]
-
-    def __call__(self, model, batch, step):
-        beta = beta_at(step, self.anneal_steps, self.beta_target)
-        elbo, terms = self.per_example(model, batch, beta)
-        return -elbo.mean(), {"beta": beta, "elbo_full": elbo.detach().mean(), **terms}

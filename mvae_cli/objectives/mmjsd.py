@@ -17,9 +17,7 @@ import torch
 
 from mvae_cli.model.fusion import dynamic_prior
 from mvae_cli.model.poe import gaussian_kl, gaussian_kl_to_prior
-from mvae_cli.errors import UserError
-from mvae_cli.objectives.regularize import beta_at
-from mvae_cli.objectives.mixture import targets_log_lik
+from mvae_cli.objectives.mixture import OneSampleMixtureObjective, targets_log_lik
 
 
 def js_divergence(mu: torch.Tensor, logvar: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -37,19 +35,12 @@ def js_divergence(mu: torch.Tensor, logvar: torch.Tensor, mask: torch.Tensor) ->
     return pi * (experts + prior)
 
 
-class MMJSDObjective:
+class MMJSDObjective(OneSampleMixtureObjective):
     """The mmJSD bound above, β annealed per step.
 
     Args:
         anneal_steps: optimiser steps over which β rises linearly from 0 to 1.
     """
-
-    def __init__(self, anneal_steps: int = 0, beta: float = 1.0, free_bits: float = 0.0, **_):
-        if free_bits > 0:
-            raise UserError("free_bits needs a Gaussian posterior (a KL per latent unit); "
-                            "this model's posterior is a mixture: use beta below 1 instead")
-        self.beta_target = beta
-        self.anneal_steps = anneal_steps
 
     def per_example(self, model, batch, beta: float, eps: torch.Tensor | None = None,
                     component: torch.Tensor | None = None):
@@ -77,11 +68,3 @@ class MMJSDObjective:
             shown = mask[:, j]
             terms[f"log_lik_{name}"] = log_lik[shown, j].detach().sum() / shown.sum().clamp(min=1)
         return recon - beta * (private + js), terms
-
-    def bound(self, model, batch) -> torch.Tensor:
-        return self.per_example(model, batch, 1.0)[0]
-
-    def __call__(self, model, batch, step):
-        beta = beta_at(step, self.anneal_steps, self.beta_target)
-        values, terms = self.per_example(model, batch, beta)
-        return -values.mean(), {"beta": beta, "elbo_full": values.detach().mean(), **terms}
