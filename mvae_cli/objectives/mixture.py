@@ -172,6 +172,24 @@ class OneSampleMixtureObjective:
         self.beta_target = beta
         self.anneal_steps = anneal_steps
 
+    @staticmethod
+    def one_sample(q, component: torch.Tensor | None, eps: torch.Tensor | None) -> torch.Tensor:
+        """One z ``[B, D]`` per example from component ``component long [B]`` of the mixture ``q``
+        (drawn by its weights when None), with noise ``eps [B, D]`` (drawn when None)."""
+        mu, logvar = q.components.mu, q.components.logvar  # [B, C, D]
+        if component is None:
+            component = torch.multinomial(torch.softmax(q.log_weights, dim=-1), 1).squeeze(1)
+        if eps is None:
+            eps = torch.randn(mu.shape[0], mu.shape[-1], device=mu.device, dtype=mu.dtype)
+        pick = component[:, None, None].expand(-1, 1, mu.shape[-1])
+        return mu.gather(1, pick).squeeze(1) + torch.exp(0.5 * logvar.gather(1, pick).squeeze(1)) * eps
+
+    @staticmethod
+    def log_lik_terms(model, mask: torch.Tensor, log_lik: torch.Tensor) -> dict:
+        """The mean log-likelihood of each modality over the rows that show it (metrics)."""
+        return {f"log_lik_{name}": log_lik[mask[:, j], j].detach().sum() / mask[:, j].sum().clamp(min=1)
+                for j, name in enumerate(model.names)}
+
     def per_example(self, model, batch, beta: float) -> tuple[torch.Tensor, dict]:
         raise NotImplementedError
 
@@ -204,18 +222,10 @@ class MoPoEObjective(OneSampleMixtureObjective):
         q = model.posterior(None, mask, experts=(_wide(mu), _wide(logvar)))
         comp_mu, comp_logvar = q.components.mu, q.components.logvar  # [B, C, D]
         weights = torch.softmax(q.log_weights, dim=-1)  # [B, C], 0 off the observed subsets
-        if component is None:
-            component = torch.multinomial(weights, 1).squeeze(1)
-        if eps is None:
-            eps = torch.randn(mask.shape[0], comp_mu.shape[-1], device=comp_mu.device, dtype=comp_mu.dtype)
-        pick = component[:, None, None].expand(-1, 1, comp_mu.shape[-1])
-        z = comp_mu.gather(1, pick).squeeze(1) + torch.exp(0.5 * comp_logvar.gather(1, pick).squeeze(1)) * eps
+        z = self.one_sample(q, component, eps)
         rows = torch.arange(mask.shape[0], device=mask.device)
         recon, log_lik = targets_log_lik(model, batch, z, rows, mask)
         kls = gaussian_kl_to_prior(comp_mu, comp_logvar)  # [B, C]
         kl = torch.where(weights > 0, weights * kls, torch.zeros_like(kls)).sum(dim=1)
-        terms = {"kl": kl.detach().mean()}
-        for j, name in enumerate(model.names):
-            shown = mask[:, j]
-            terms[f"log_lik_{name}"] = log_lik[shown, j].detach().sum() / shown.sum().clamp(min=1)
+        terms = {"kl": kl.detach().mean(), **self.log_lik_terms(model, mask, log_lik)}
         return recon - beta * kl, terms

@@ -39,7 +39,7 @@ class MMJSDObjective(OneSampleMixtureObjective):
     """The mmJSD bound above, β annealed per step.
 
     Args:
-        anneal_steps: optimiser steps over which β rises linearly from 0 to 1.
+        anneal_steps, beta: see :class:`~mvae_cli.objectives.mixture.OneSampleMixtureObjective`.
     """
 
     def per_example(self, model, batch, beta: float, eps: torch.Tensor | None = None,
@@ -50,21 +50,13 @@ class MMJSDObjective(OneSampleMixtureObjective):
         if mu.dtype in (torch.float16, torch.bfloat16):
             mu, logvar = mu.float(), logvar.float()
         q = model.posterior(None, mask, experts=(mu, logvar))  # mixture over the whole z
-        if component is None:
-            component = torch.multinomial(torch.softmax(q.log_weights, dim=-1), 1).squeeze(1)
-        comp = q.components
-        if eps is None:
-            eps = torch.randn(mask.shape[0], comp.mu.shape[-1], device=mu.device, dtype=mu.dtype)
-        pick = component[:, None, None].expand(-1, 1, comp.mu.shape[-1])
-        z = comp.mu.gather(1, pick).squeeze(1) + torch.exp(0.5 * comp.logvar.gather(1, pick).squeeze(1)) * eps
+        z = self.one_sample(q, component, eps)
         rows = torch.arange(mask.shape[0], device=mask.device)
         recon, log_lik = targets_log_lik(model, batch, z, rows, mask)
         (c_mu, c_logvar), (s_mu, s_logvar) = model.split(mu, logvar)
         private = gaussian_kl_to_prior(s_mu, s_logvar)  # [B, M]
         private = torch.where(mask, private, torch.zeros_like(private)).sum(dim=-1)
         js = js_divergence(c_mu, c_logvar, mask)
-        terms = {"js": js.detach().mean(), "kl_private": private.detach().mean()}
-        for j, name in enumerate(model.names):
-            shown = mask[:, j]
-            terms[f"log_lik_{name}"] = log_lik[shown, j].detach().sum() / shown.sum().clamp(min=1)
+        terms = {"js": js.detach().mean(), "kl_private": private.detach().mean(),
+                 **self.log_lik_terms(model, mask, log_lik)}
         return recon - beta * (private + js), terms
