@@ -332,6 +332,17 @@ def set_dotted(raw: dict, key: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
+def set_key(raw: dict, key: str, value: Any) -> None:
+    """:func:`set_dotted`, except that a grid key is itself dotted: ``grid.model.name`` sets ``grid["model.name"]``."""
+    if not key.startswith("grid."):
+        set_dotted(raw, key, value)
+        return
+    grid = raw.setdefault("grid", {})
+    if not isinstance(grid, dict):
+        raise UserError(f"recipe key 'grid' is not a mapping, so {key!r} cannot be set")
+    grid[key[len("grid."):]] = value
+
+
 def get_dotted(raw: dict, key: str) -> Any:
     node = raw
     for part in key.split("."):
@@ -360,5 +371,5 @@ def resolve_recipe(path: str | Path | None, overrides: list[str] = (), extra: di
         key = LEGACY_KEYS.get(key, key)
         if key not in known_keys() and not key.startswith(DICT_KEYS + ("grid.",)):
             raise UserError(f"unknown recipe key {key!r} in override {text!r}")
-        set_dotted(raw, key, value)
+        set_key(raw, key, value)
     return recipe_from_dict(raw)

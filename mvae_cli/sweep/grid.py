@@ -16,7 +16,8 @@ from typing import Any
 
 from mvae_cli.errors import UserError
 from mvae_cli.recipe import (DICT_KEYS, LEGACY_KEYS, Recipe, get_dotted, known_keys, load_recipe_dict,
-                             migrate_legacy, parse_override, recipe_from_dict, recipe_to_dict, set_dotted)
+                             migrate_legacy, parse_override, recipe_from_dict, recipe_to_dict, set_dotted,
+                             set_key)
 
 _SECTIONS = {"data", "model", "eval", *(key.rstrip(".") for key in DICT_KEYS)}
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+\-]")
@@ -147,7 +148,7 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
         if isinstance(grid, dict) and key in grid:
             raise UserError(f"override {text!r} sets {key!r}, which the grid varies; "
                             f"replace its values with grid.{key}=[...] instead")
-        set_dotted(raw, key, value)
+        set_key(raw, key, value)
     return raw
 
 

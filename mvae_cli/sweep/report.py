@@ -11,8 +11,12 @@ mean over seeds ± the half-width of its 95% Student-t interval (:func:`~mvae_cl
   proposal, from the ``.mean`` columns.
 - Tables 4–5: the variance of the log importance weights, per figure and proposal.
 
-Written as Markdown (``report.md``) and as one long CSV (``report.csv``: table, row, column,
-mean, ci95, count).
+With the sweep's run directories at hand, a first section sets every figure the MVAE paper
+publishes beside it (:mod:`mvae_cli.paper.compare`): the difference in nats, a flag beyond the
+tolerance, and whether the models come in the paper's order.
+
+Written as Markdown (``report.md``), as one long CSV (``report.csv``: table, row, column,
+mean, ci95, count) and the comparison as ``paper.csv``.
 """
 
 from __future__ import annotations
@@ -23,11 +27,13 @@ from pathlib import Path
 
 from mvae_cli.atomic import write_text
 from mvae_cli.evaluate import proposal_label
+from mvae_cli.paper.compare import RunFacts, compare
+from mvae_cli.paper.compare import markdown as paper_markdown
 from mvae_cli.sweep.grid import format_value
 from mvae_cli.sweep.results import csv_text
 from mvae_cli.sweep.stats import summarize
 
-REPORT_MD, REPORT_CSV = "report.md", "report.csv"
+REPORT_MD, REPORT_CSV, PAPER_CSV = "report.md", "report.csv", "paper.csv"
 MODEL_KEYS = ("model.name", "model")
 DATASET_KEYS = ("data.dataset", "data.path")
 LIKELIHOODS = (("log_px", "log p(x)"), ("log_pxy", "log p(x, y)"), ("log_px_given_y", "log p(x | y)"))
@@ -101,13 +107,13 @@ def _proposals(rows: list[dict], prefix: str, suffix: str = "") -> list[str]:
 
 
 def parameter_counts(run_dir: Path) -> dict[str, int] | None:
-    """``{"inference": n, "total": n}`` of a run: its ``run.json`` ``parameters`` when recorded,
+    """``{"inference": n, "total": n}`` of a run: what its ``run.json`` recorded (``model.parameters``),
     else counted on the model its recipe builds; None when the run cannot be read."""
-    try:
-        info = json.loads((run_dir / "run.json").read_text())
-    except (OSError, ValueError):
+    info = _read_json(run_dir / "run.json")
+    if info is None:
         return None
-    given = info.get("parameters")
+    given = (info.get("model") or {}).get("parameters") if isinstance(info.get("model"), dict) else None
+    given = info.get("parameters") if given is None else given  # older run.json files
     if isinstance(given, dict):
         return {k: int(v) for k, v in given.items() if isinstance(v, (int, float))}
     if isinstance(given, (int, float)):
@@ -115,24 +121,53 @@ def parameter_counts(run_dir: Path) -> dict[str, int] | None:
     try:
         from mvae_cli.data.format import ModalitySpec
         from mvae_cli.engine.run import build_model, read_config
+        from mvae_cli.model.registry import parameter_counts as count
 
         specs = [ModalitySpec(**{**s, "shape": tuple(s["shape"])}) for s in info["modalities"]]
-        model = build_model(read_config(run_dir), specs)
+        return count(build_model(read_config(run_dir), specs))
     except Exception:  # a run another version wrote: leave its counts out rather than fail the report
         return None
-    inference = sum(p.numel() for p in model.encoders.parameters())
-    return {"inference": inference, "total": sum(p.numel() for p in model.parameters())}
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def run_facts(run_dir: Path, row: dict, counts: dict[str, int] | None = None) -> RunFacts | None:
+    """What the paper comparison needs of one run, from its config.yaml and eval.json; None when unreadable."""
+    try:
+        from mvae_cli.engine.run import read_config
+
+        recipe = read_config(run_dir)
+    except Exception:  # not a run directory, or one another version wrote
+        return None
+    evaluation = _read_json(run_dir / "eval.json") or {}
+    y = evaluation.get("y")
+    return RunFacts(
+        model=recipe.model.name, dataset=recipe.data.dataset, x=evaluation.get("x"),
+        y=list(y) if isinstance(y, list) else ([y] if isinstance(y, str) else []),
+        supervision=recipe.supervision, keep_prob=recipe.keep_prob, epochs=recipe.epochs,
+        anneal_epochs=recipe.anneal_epochs, particles=evaluation.get("particles"),
+        prior_samples=evaluation.get("prior_samples"), n_examples=evaluation.get("n_examples"),
+        inference_parameters=(counts or {}).get("inference"))
 
 
 def build_report(grid_keys: list[str], rows: list[dict], sweep_dir: Path | None = None,
-                 model_name: str = "mvae") -> tuple[str, list[dict]]:
-    """The report's Markdown and its long CSV rows.
+                 model_name: str = "mvae", tolerance: float = 0.5,
+                 variance_factor: float = 2.0) -> tuple[str, list[dict], list[dict]]:
+    """The report's Markdown, its long CSV rows and the rows of its comparison with the paper.
 
     Args:
         grid_keys: the sweep's grid keys.
         rows: its results rows.
-        sweep_dir: where ``runs/<point>/run.json`` are, for Table 1 (left out when None).
+        sweep_dir: where ``runs/<point>/`` are, for Table 1 and the comparison with the paper (both
+            left out when None).
         model_name: the row name when the sweep does not vary the model.
+        tolerance, variance_factor: the comparison's tolerances (:mod:`mvae_cli.paper.compare`).
     """
     row_key = _row_key(grid_keys, rows)
     col_keys = _column_keys(grid_keys, row_key)
@@ -141,11 +176,14 @@ def build_report(grid_keys: list[str], rows: list[dict], sweep_dir: Path | None 
                 f"{', '.join(col_keys) if col_keys else 'all runs'}.\n"]
     long: list[dict] = []
 
+    facts: list[RunFacts | None] = []
     if sweep_dir is not None:
         counted = []
         for row in rows:
-            counts = parameter_counts(Path(sweep_dir) / "runs" / str(row.get("point"))) or {}
+            run_dir = Path(sweep_dir) / "runs" / str(row.get("point"))
+            counts = parameter_counts(run_dir) or {}
             counted.append({**row, **{f"parameters.{k}": v for k, v in counts.items()}})
+            facts.append(run_facts(run_dir, row, counts))
         for kind in ("inference", "total"):
             table = _table(f"Table 1: parameters ({kind})", f"parameters.{kind}", counted, row_key, col_keys,
                            model_name, integer=True)
@@ -163,14 +201,22 @@ def build_report(grid_keys: list[str], rows: list[dict], sweep_dir: Path | None 
                 if table:
                     sections.append(table[0])
                     long += table[1]
-    return "\n".join(sections), long
+    compared = compare(rows, facts, tolerance, variance_factor) if facts else []
+    if facts:
+        sections.insert(1, paper_markdown(compared, facts, tolerance, variance_factor))
+    return "\n".join(sections), long, [c.as_row() for c in compared]
 
 
-def write_report(sweep_dir: str | Path, grid_keys: list[str], rows: list[dict]) -> tuple[Path, Path, str]:
-    """Write ``report.md`` and ``report.csv`` into ``sweep_dir``; returns their paths and the Markdown."""
+def write_report(sweep_dir: str | Path, grid_keys: list[str], rows: list[dict], tolerance: float = 0.5,
+                 variance_factor: float = 2.0) -> tuple[list[Path], str, list[dict]]:
+    """Write ``report.md``, ``report.csv`` and ``paper.csv`` (ours beside the paper's) into ``sweep_dir``;
+    returns the paths written, the Markdown and the comparison rows."""
     sweep_dir = Path(sweep_dir)
-    markdown, long = build_report(grid_keys, rows, sweep_dir)
-    md, table = sweep_dir / REPORT_MD, sweep_dir / REPORT_CSV
+    markdown, long, compared = build_report(grid_keys, rows, sweep_dir, tolerance=tolerance,
+                                            variance_factor=variance_factor)
+    md, table, paper = sweep_dir / REPORT_MD, sweep_dir / REPORT_CSV, sweep_dir / PAPER_CSV
     write_text(md, markdown)
     write_text(table, csv_text(["table", "figure", "row", "column", "mean", "ci95", "count"], long))
-    return md, table, markdown
+    write_text(paper, csv_text(["table", "figure", "model", "dataset", "ours", "ci95", "count", "paper", "difference",
+                                "beyond_tolerance"], compared))
+    return [md, table, paper], markdown, compared

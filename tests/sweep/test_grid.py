@@ -36,6 +36,13 @@ def test_grid_can_be_replaced_by_an_override(tmp_path):
     assert len(load_sweep(path, ["grid.seed=[0]"]).points) == 2
 
 
+def test_a_dotted_grid_key_can_be_replaced_by_an_override(tmp_path):
+    path = _write(tmp_path, {"grid": {"model.name": ["mvae", "vae"], "data.dataset": ["mnist", "binary-mnist"]}})
+    sweep = load_sweep(path, ["grid.data.dataset=[mnist]", "grid.model.hidden=[16]"])
+    assert [p.name for p in sweep.points] == ["model.name=mvae,data.dataset=mnist,model.hidden=16",
+                                              "model.name=vae,data.dataset=mnist,model.hidden=16"]
+
+
 @pytest.mark.parametrize("recipe, message", [
     ({"epochs": 2}, "has no grid"),
     ({"grid": {}}, "has no grid"),

@@ -33,7 +33,7 @@ def _long(text):
 
 
 def test_tables_hold_the_mean_and_the_t_interval_over_seeds():
-    markdown, long = build_report(GRID, _rows())
+    markdown, long, _ = build_report(GRID, _rows())
     # three seeds at −1, 0, +1 around the mean: std 1, CI half-width t(2) · 1 / √3 = 4.302653 / 1.732051 = 2.4841
     cell = next(c for c in long if c["figure"] == "log_px.image.mean" and c["row"] == "jmvae"
                 and c["column"] == "fashion-mnist")
@@ -51,7 +51,7 @@ def test_tables_hold_the_mean_and_the_t_interval_over_seeds():
 def test_without_a_model_or_dataset_key_columns_are_the_grid_values():
     rows = [{"point": f"supervision={f},seed={s}", "supervision": f, "seed": s, "log_px.image.mean": -100.0 + s}
             for f in (0.1, 1.0) for s in (0, 1)]
-    markdown, long = build_report(["supervision", "seed"], rows, model_name="mvae")
+    markdown, long, _ = build_report(["supervision", "seed"], rows, model_name="mvae")
     assert "| model | supervision=0.1 | supervision=1.0 |" in markdown
     assert "| mvae | -99.50 ± 6.35 | -99.50 ± 6.35 |" in markdown  # t(1) · 0.7071 / √2 = 6.3531
 

@@ -1,0 +1,221 @@
+"""Our figures beside a paper's published ones: the difference, a tolerance flag, the order of models.
+
+The MVAE paper's tables (``wu_goodman_2018.json``) are fully paired runs, so only runs trained
+fully paired (supervision 1, no keep-probability) are compared. A figure is placed in the
+paper's table by its proposal: q(z | x) → Tables 2 and 4, q(z | x, y) → Tables 3 and 5, where x
+and y are the run's eval ``x`` and ``y``. Tolerances:
+
+- log-likelihoods (Tables 2–3): ``|ours − paper|`` above ``tolerance`` nats (default 0.5);
+- variances of the log weights (Tables 4–5): ours more than ``variance_factor`` (default 2)
+  times above or below the paper's;
+- inference-network parameters (Table 1): any difference.
+
+The order of models on each column (higher log-likelihood, lower variance, fewer parameters
+first) is compared with the paper's where at least two models have both.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from mvae_cli.paper import paper_tables
+from mvae_cli.sweep.stats import summarize
+
+LIKELIHOOD_FIGURES = ("log_px", "log_pxy", "log_px_given_y")
+VARIANCE_FIGURES = {"marginal": "var_px", "joint": "var_pxy", "conditional": "var_px_given_y"}
+FIGURE_LABELS = {"log_px": "log p(x)", "log_pxy": "log p(x, y)", "log_px_given_y": "log p(x | y)",
+                 "var_px": "Var[log w], log p(x)", "var_pxy": "Var[log w], log p(x, y)",
+                 "var_px_given_y": "Var[log w], log p(x | y)", "inference_parameters": "inference parameters"}
+TABLE_OF = {("likelihood", "x"): "2", ("likelihood", "x,y"): "3", ("variance", "x"): "4", ("variance", "x,y"): "5"}
+
+
+@dataclass
+class RunFacts:
+    """What the comparison needs to know of one run besides its results row."""
+
+    model: str
+    dataset: str
+    x: str | None = None
+    y: list[str] = field(default_factory=list)
+    supervision: float | None = None
+    keep_prob: float | None = None
+    epochs: int | None = None
+    anneal_epochs: float | None = None
+    particles: int | None = None
+    prior_samples: int | None = None
+    n_examples: int | None = None
+    inference_parameters: int | None = None
+
+
+@dataclass
+class Compared:
+    table: str
+    figure: str
+    model: str
+    dataset: str
+    ours: float
+    ci95: float
+    count: int
+    paper: float
+    difference: float
+    beyond: bool
+
+    def as_row(self) -> dict:
+        return {"table": self.table, "figure": self.figure, "model": self.model, "dataset": self.dataset,
+                "ours": self.ours, "ci95": self.ci95, "count": self.count, "paper": self.paper,
+                "difference": self.difference, "beyond_tolerance": self.beyond}
+
+
+def paper_keys(model: str, dataset: str) -> tuple[str, str]:
+    """The paper's (model, column) of one of our (model, dataset): MVAE19 is our mvae on celeba19."""
+    if dataset == "celeba19":
+        return ("mvae19" if model == "mvae" else f"{model}19"), "celeba"
+    return model, dataset
+
+
+def _role(proposal: str, facts: RunFacts) -> str | None:
+    if facts.x is None:
+        return None
+    given = set(proposal.split("+"))
+    if given == {facts.x}:
+        return "x"
+    if facts.y and given == {facts.x, *facts.y}:
+        return "x,y"
+    return None
+
+
+def _figures_of(row: dict, facts: RunFacts):
+    """``(table, figure, value)`` of every figure of a results row that one of the paper's tables holds."""
+    if facts.inference_parameters is not None:
+        yield "1", "inference_parameters", float(facts.inference_parameters)
+    for key, value in row.items():
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            continue
+        parts = key.split(".")
+        if parts[0] in LIKELIHOOD_FIGURES and len(parts) == 3 and parts[2] == "mean":
+            role, kind, figure = _role(parts[1], facts), "likelihood", parts[0]
+        elif parts[0] == "var_log_w" and len(parts) == 3 and parts[1] in VARIANCE_FIGURES:
+            role, kind, figure = _role(parts[2], facts), "variance", VARIANCE_FIGURES[parts[1]]
+        else:
+            continue
+        if role is not None:
+            yield TABLE_OF[(kind, role)], figure, float(value)
+
+
+def _beyond(table: str, ours: float, paper: float, tolerance: float, variance_factor: float) -> bool:
+    if table == "1":
+        return round(ours) != round(paper)
+    if table in ("4", "5"):
+        return not (paper / variance_factor <= ours <= paper * variance_factor)
+    return abs(ours - paper) > tolerance
+
+
+def compare(rows: list[dict], facts: list[RunFacts | None], tolerance: float = 0.5, variance_factor: float = 2.0,
+            paper: str = "wu-goodman-2018") -> list[Compared]:
+    """Every (table, figure, model, dataset) that our fully paired runs and the paper both have.
+
+    Args:
+        rows: results rows (``results.json``).
+        facts: the :class:`RunFacts` of each row (None where its run cannot be read).
+        tolerance: nats allowed between our log-likelihood and the paper's.
+        variance_factor: the factor allowed between our variance of the log weights and the paper's.
+    """
+    tables = paper_tables(paper)["tables"]
+    groups: dict[tuple[str, str, str, str], list[float]] = {}
+    for row, fact in zip(rows, facts):
+        if fact is None or fact.keep_prob is not None or (fact.supervision is not None and fact.supervision < 1.0):
+            continue
+        model, dataset = paper_keys(fact.model, fact.dataset)
+        for table, figure, value in _figures_of(row, fact):
+            groups.setdefault((table, figure, model, dataset), []).append(value)
+    found = []
+    for (table, figure, model, dataset), values in groups.items():
+        published = tables.get(table, {}).get("figures", {}).get(figure, {}).get(model, {}).get(dataset)
+        if published is None:
+            continue
+        stats = summarize(values)
+        if stats.count == 0:
+            continue
+        found.append(Compared(table, figure, model, dataset, stats.mean, stats.ci95, stats.count, float(published),
+                              stats.mean - published, _beyond(table, stats.mean, published, tolerance, variance_factor)))
+    order = {t: i for i, t in enumerate("12345")}
+    found.sort(key=lambda c: (order[c.table], c.figure, c.dataset, c.model))
+    return found
+
+
+def orderings(compared: list[Compared]) -> list[tuple[str, str, str, list[str], list[str]]]:
+    """Per (table, figure, dataset) with two models or more: ``(table, figure, dataset, ours, paper)``,
+    the models best first (highest log-likelihood; lowest variance or parameter count)."""
+    columns: dict[tuple[str, str, str], list[Compared]] = {}
+    for c in compared:
+        columns.setdefault((c.table, c.figure, c.dataset), []).append(c)
+    out = []
+    for (table, figure, dataset), cells in columns.items():
+        if len(cells) < 2:
+            continue
+        sign = -1.0 if table in ("2", "3") else 1.0
+        ours = [c.model for c in sorted(cells, key=lambda c: sign * c.ours)]
+        theirs = [c.model for c in sorted(cells, key=lambda c: sign * c.paper)]
+        out.append((table, figure, dataset, ours, theirs))
+    return out
+
+
+def _number(table: str, value: float) -> str:
+    if table == "1":
+        return f"{value:,.0f}"
+    return f"{value:.2f}"
+
+
+def markdown(compared: list[Compared], facts: list[RunFacts | None], tolerance: float = 0.5,
+             variance_factor: float = 2.0, paper: str = "wu-goodman-2018") -> str:
+    """The "beside the paper" section of a report: a table, the model orderings, the runs' schedule."""
+    data = paper_tables(paper)
+    lines = [f"## Beside the paper\n\n{data['citation']}\n",
+             f"Δ = ours − paper. ⚠ marks a log-likelihood more than {tolerance:g} nat from the paper's, a variance "
+             f"of the log weights more than {variance_factor:g}× off, or a parameter count that differs. Only fully "
+             "paired runs are compared (the paper's tables are).\n"]
+    if not compared:
+        lines.append("No figure of these runs is in the paper's tables (its models on its datasets, fully paired).\n")
+        return "\n".join(lines)
+    lines.append(_schedule(facts, data))
+    beyond = sum(c.beyond for c in compared)
+    lines.append(f"{len(compared) - beyond} of {len(compared)} figures within tolerance"
+                 + (f"; {beyond} beyond (⚠)." if beyond else ".") + "\n")
+    lines += ["| table | figure | model | dataset | ours | paper | Δ | |", "| --- | --- | --- | --- | ---: | ---: | ---: | --- |"]
+    for c in compared:
+        ours = _number(c.table, c.ours)
+        if c.count > 1 and math.isfinite(c.ci95):
+            ours += f" ± {c.ci95:.2f}"
+        diff = f"{c.difference:+,.0f}" if c.table == "1" else f"{c.difference:+.2f}"
+        lines.append(f"| {c.table} | {FIGURE_LABELS[c.figure]} | {c.model} | {c.dataset} | {ours} | "
+                     f"{_number(c.table, c.paper)} | {diff} | {'⚠' if c.beyond else ''} |")
+    ranked = orderings(compared)
+    if ranked:
+        lines += ["", "Order of models per column (best first):", ""]
+        for table, figure, dataset, ours, theirs in ranked:
+            verdict = "same order" if ours == theirs else "**differs**"
+            lines.append(f"- Table {table}, {FIGURE_LABELS[figure]}, {dataset}: ours {' > '.join(ours)}; "
+                         f"paper {' > '.join(theirs)} — {verdict}")
+    return "\n".join(lines) + "\n"
+
+
+def _schedule(facts: list[RunFacts | None], data: dict) -> str:
+    """One line on how the compared runs were trained and scored against the paper's setting."""
+    known = [f for f in facts if f is not None]
+    epochs = sorted({f.epochs for f in known if f.epochs is not None})
+    anneal = sorted({f.anneal_epochs for f in known if f.anneal_epochs is not None})
+    particles = sorted({f.particles for f in known if f.particles is not None})
+    examples = sorted({f.n_examples for f in known if f.n_examples is not None})
+    ours = (f"These runs: {', '.join(map(str, epochs)) or '?'} epochs, β annealed over "
+            f"{', '.join(f'{a:g}' for a in anneal) or '?'}, {', '.join(map(str, particles)) or '?'} particles on "
+            f"{', '.join(f'{n:,}' for n in examples) or '?'} test examples.")
+    setting = data.get("settings", {}).get("mnist")
+    if not setting:
+        return ours + "\n"
+    theirs = (f" The paper (MNIST family): {setting['epochs']} epochs, β over {setting['anneal_epochs']}, "
+              f"{setting['particles']:,} particles on {setting['test_examples']:,} test images.")
+    short = any(e < setting["epochs"] for e in epochs)
+    caution = (" A shorter schedule than the paper's gives lower likelihoods: read Δ against the expected values of "
+               "that schedule (docs/reproduction.md), not against zero.") if short else ""
+    return ours + theirs + caution + "\n"

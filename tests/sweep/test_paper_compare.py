@@ -1,0 +1,101 @@
+"""`mvae report` beside the paper: differences against the published values, the tolerance flags, the
+order of models, and the run facts read from real run directories."""
+
+import csv
+import io
+import json
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from mvae_cli.cli.app import app
+from mvae_cli.paper import paper_value
+from mvae_cli.paper.compare import RunFacts, compare, orderings
+from mvae_cli.recipe import recipe_to_dict, resolve_recipe
+from mvae_cli.sweep.results import write_tables
+
+runner = CliRunner()
+GRID = ["model.name", "seed"]
+
+
+def _facts(model, supervision=1.0, inference=None):
+    return RunFacts(model=model, dataset="mnist", x="image", y=["label"], supervision=supervision, epochs=50,
+                    anneal_epochs=20, particles=1000, n_examples=2000, inference_parameters=inference)
+
+
+def _row(model, seed, shift, var=None):
+    """Our figures as the paper's MNIST column plus ``shift`` nats (variances times ``var``)."""
+    row = {"point": f"model.name={model},seed={seed}", "model.name": model, "seed": seed}
+    for figure in ("log_px", "log_pxy", "log_px_given_y"):
+        for proposal, table in (("image", "2"), ("image+label", "3"), ("label", None)):
+            published = paper_value(table, figure, model, "mnist") if table else -500.0
+            if published is not None:
+                row[f"{figure}.{proposal}.mean"] = published + shift
+    if var is not None:
+        row["var_log_w.marginal.image"] = paper_value("4", "var_px", model, "mnist") * var
+    return row
+
+
+def test_differences_flags_and_the_paper_tables_each_figure_belongs_to():
+    rows = [_row("mvae", 0, +0.3, var=1.5), _row("mvae", 1, +0.1, var=1.5), _row("jmvae", 0, -0.7, var=2.5)]
+    found = compare(rows, [_facts("mvae", inference=1063680), _facts("mvae", inference=1063680),
+                           _facts("jmvae", inference=1063680)])
+    cell = {(c.table, c.figure, c.model): c for c in found}
+    # mvae: two seeds at paper + 0.3 and + 0.1: mean paper + 0.2, within 0.5 nat
+    mvae = cell[("2", "log_px", "mvae")]
+    assert mvae.paper == -90.619 and mvae.ours == pytest.approx(-90.419) and mvae.count == 2
+    assert mvae.difference == pytest.approx(0.2) and not mvae.beyond
+    assert cell[("3", "log_px_given_y", "mvae")].paper == -88.558  # q(z | image, label) → Table 3
+    jmvae = cell[("2", "log_pxy", "jmvae")]
+    assert jmvae.difference == pytest.approx(-0.7) and jmvae.beyond
+    # the variance: 1.5× is inside a factor of 2, 2.5× is not
+    assert not cell[("4", "var_px", "mvae")].beyond and cell[("4", "var_px", "jmvae")].beyond
+    # Table 1 counts must be exact: JMVAE's inference networks are 2,061,184, not 1,063,680
+    assert not cell[("1", "inference_parameters", "mvae")].beyond
+    assert cell[("1", "inference_parameters", "jmvae")].beyond
+    assert cell[("1", "inference_parameters", "jmvae")].difference == 1063680 - 2061184
+    # q(z | label) is in none of the paper's tables
+    assert all(c.ours != pytest.approx(-500.0 + 0.3) for c in found)
+
+
+def test_only_fully_paired_runs_are_compared():
+    rows = [_row("mvae", 0, 0.0)]
+    assert compare(rows, [_facts("mvae", supervision=0.1)]) == []
+    assert compare(rows, [None]) == []
+    assert compare(rows, [RunFacts("mvae", "shapes", "image", ["label"])]) == []  # not a column of the paper
+
+
+def test_the_order_of_models_against_the_papers():
+    # the paper: mvae −90.619 > jmvae −90.697 on log p(x) under q(z | x); ours swaps them
+    rows = [_row("mvae", 0, -0.2), _row("jmvae", 0, 0.0)]
+    ranked = {(t, f, d): (ours, paper) for t, f, d, ours, paper in orderings(compare(rows, [_facts("mvae"), _facts("jmvae")]))}
+    assert ranked[("2", "log_px", "mnist")] == (["jmvae", "mvae"], ["mvae", "jmvae"])
+    # log p(x, y): jmvae −90.769 > mvae −90.859 in the paper, and ours (mvae 0.2 lower) keep the order
+    assert ranked[("2", "log_pxy", "mnist")] == (["jmvae", "mvae"], ["jmvae", "mvae"])
+
+
+def _run_dir(root, point, model, evaluation):
+    run = root / "runs" / point
+    run.mkdir(parents=True)
+    recipe = resolve_recipe(None, [f"model.name={model}", "data.dataset=mnist", "epochs=50", "anneal_epochs=20"])
+    (run / "config.yaml").write_text(yaml.safe_dump(recipe_to_dict(recipe)))
+    (run / "run.json").write_text(json.dumps({"model": {"name": model, "parameters": {"inference": 2061184}}}))
+    (run / "eval.json").write_text(json.dumps(evaluation))
+
+
+def test_report_command_sets_ours_beside_the_paper(tmp_path):
+    row = _row("jmvae", 0, -0.7)
+    write_tables(tmp_path, GRID, [row])
+    _run_dir(tmp_path, row["point"], "jmvae", {"x": "image", "y": ["label"], "particles": 1000, "n_examples": 2000})
+    result = runner.invoke(app, ["report", str(tmp_path), "--tolerance", "1.0"])
+    assert result.exit_code == 0, result.output
+    markdown = (tmp_path / "report.md").read_text()
+    assert "## Beside the paper" in markdown and "Mike Wu and Noah Goodman" in markdown
+    assert "| 2 | log p(x) | jmvae | mnist | -91.40 | -90.70 | -0.70 |  |" in markdown  # within 1 nat
+    assert "| 1 | inference parameters | jmvae | mnist | 2,061,184 | 2,061,184 | +0 |  |" in markdown
+    assert "50 epochs" in markdown and "The paper (MNIST family): 500 epochs" in markdown
+    compared = list(csv.DictReader(io.StringIO((tmp_path / "paper.csv").read_text())))
+    assert {r["beyond_tolerance"] for r in compared} == {"False"}
+    tight = runner.invoke(app, ["report", str(tmp_path)])  # the default 0.5 nat flags −0.70
+    assert "| -0.70 | ⚠ |" in tight.output and "beyond (⚠)" in tight.output
