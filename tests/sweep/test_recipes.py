@@ -37,3 +37,19 @@ def test_mnist_supervision_is_the_papers_figure_4_setup():
     assert (r.data.dataset, r.model.latent_dim, r.model.hidden, r.model.image_net) == ("mnist", 64, 512, "mlp")
     assert (r.lr, r.batch_size, r.epochs, r.anneal_epochs) == (1e-3, 100, 500, 200)
     assert (r.eval.particles, r.eval.prior_samples) == (1000, 5000)
+
+
+def test_paper_mnist_is_the_papers_table_setup():
+    sweep = load_sweep(RECIPES[0].parent / "paper-mnist.yaml")
+    assert sweep.grid_keys == ["model.name", "data.dataset", "seed"] and len(sweep.points) == 10
+    assert {p.recipe.model.name for p in sweep.points} == {"mvae", "jmvae", "vae", "cvae", "bivcca"}
+    assert {p.recipe.data.dataset for p in sweep.points} == {"mnist", "binary-mnist"}
+    r = sweep.points[0].recipe
+    assert (r.model.latent_dim, r.model.hidden, r.lr, r.batch_size, r.epochs, r.anneal_epochs) == (64, 512, 1e-3, 100, 500, 200)
+    assert (r.supervision, r.model.weights, r.eval.particles, r.eval.prior_samples, r.eval.limit) == (1.0, {}, 1000, 5000, None)
+
+
+def test_paper_fig3_varies_k_over_three_seeds_on_a_many_modality_dataset():
+    sweep = load_sweep(RECIPES[0].parent / "paper-fig3-shapes.yaml")
+    assert sorted({p.recipe.objective.k for p in sweep.points}) == [0, 1, 5, 10, 25, 50]
+    assert sorted({p.recipe.seed for p in sweep.points}) == [0, 1, 2]
