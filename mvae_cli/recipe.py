@@ -45,6 +45,7 @@ class ModelConfig:
     weights: dict[str, float] = field(default_factory=dict)  # λ per modality name, default 1
     likelihoods: dict[str, str] = field(default_factory=dict)  # modality -> likelihood, default the dataset's
     private_dim: int = 4  # mmjsd: each modality's private latent block s_m (latent_dim is the shared c)
+    posterior: str = "gaussian"  # mmvae: gaussian | laplace, the experts' and the prior's family (Shi et al. use laplace)
 
 
 @dataclass
@@ -121,6 +122,7 @@ _CHOICES = {
     "device": ("auto", "cpu", "cuda"),
     "precision": ("fp32", "bf16", "fp16"),
     "model.image_net": ("mlp", "conv", "dcgan"),
+    "model.posterior": ("gaussian", "laplace"),
     "objective.estimator": ("iwae", "dreg"),
     "eval.split": ("test", "valid"),
     "eval.checkpoint": ("best", "last"),

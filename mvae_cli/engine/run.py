@@ -42,7 +42,8 @@ def build_model(recipe: Recipe, specs: list[ModalitySpec]) -> MultimodalVAE:
     check_modality_keys(recipe, [s.name for s in specs])
     m = recipe.model
     try:
-        return build(m.name, specs, m.latent_dim, m.hidden, m.image_net, m.weights, m.likelihoods, m.private_dim)
+        return build(m.name, specs, m.latent_dim, m.hidden, m.image_net, m.weights, m.likelihoods, m.private_dim,
+                     m.posterior)
     except ValueError as error:
         raise UserError(f"model.name={m.name}: {error}") from None
 

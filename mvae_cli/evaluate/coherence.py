@@ -167,7 +167,7 @@ def coherence(model, data, classifiers: dict, *, limit: int | None = None, prior
             by_size.setdefault(s, []).append(share)
     joint = None
     if len(scorable) >= 2:
-        z = torch.randn(prior_samples, model.latent_dim, generator=generator).to(data.device)
+        z = model.prior_from_noise(torch.randn(prior_samples, model.latent_dim, generator=generator).to(data.device))
         predictions = torch.stack([_classify(model, t, z, classifiers, label) for t in scorable])
         joint = float((predictions == predictions[:1]).all(dim=0).double().mean())
     return {"cross": cross, "cross_by_size": {s: sum(v) / len(v) for s, v in sorted(by_size.items())}, "joint": joint}

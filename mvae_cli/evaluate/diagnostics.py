@@ -35,8 +35,8 @@ def unimodal_names(model) -> list[str]:
 
 
 def gaussian_parameters(posterior) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(mu, logvar) [B, D]`` of a Gaussian posterior, or of a mixture with one component per row
-    (a mixture given one modality is that modality's expert).
+    """``(mu, logvar) [B, D]`` of a Gaussian (or Laplace) posterior, or of a mixture with one component
+    per row (a mixture given one modality is that modality's expert).
 
     Raises:
         ValueError: a mixture with more than one component of positive weight in some row.
@@ -82,7 +82,9 @@ def latent_diagnostics(model, data, limit: int | None = None, batch_size: int = 
         params: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {m: [] for m in names}
         for _, batch in data.batches(batch_size, limit=n):
             for m in names:
-                mu, logvar = gaussian_parameters(model.posterior(batch, [m]))
+                posterior = model.posterior(batch, [m])
+                family = type(posterior.components if isinstance(posterior, Mixture) else posterior)
+                mu, logvar = gaussian_parameters(posterior)
                 params[m].append((mu.float(), logvar.float()))
     finally:
         model.train(training)
@@ -90,7 +92,7 @@ def latent_diagnostics(model, data, limit: int | None = None, batch_size: int = 
     for m in names:
         mu = torch.cat([p[0] for p in params[m]])
         logvar = torch.cat([p[1] for p in params[m]])
-        report[m] = latent_report(mu, logvar, seed=seed, chunk=max(1, MI_ELEMENTS // (n * mu.shape[1])))
+        report[m] = latent_report(mu, logvar, seed=seed, chunk=max(1, MI_ELEMENTS // (n * mu.shape[1])), family=family)
     return report
 
 

@@ -12,7 +12,7 @@ import math
 
 import torch
 
-from mvae_cli.model.poe import gaussian_kl_per_unit
+from mvae_cli.model.posterior import DiagonalGaussian
 
 # Burda, Grosse & Salakhutdinov (2016), §5.2: a unit u is active when Cov_x(E_q[z_u | x]) > 0.01.
 ACTIVE_THRESHOLD = 0.01
@@ -42,21 +42,23 @@ def active_units(mu: torch.Tensor, threshold: float = ACTIVE_THRESHOLD) -> int:
     return int((unit_activity(mu) > threshold).sum())
 
 
-def kl_summary(mu: torch.Tensor, logvar: torch.Tensor) -> dict[str, float | list[float]]:
+def kl_summary(mu: torch.Tensor, logvar: torch.Tensor, family=DiagonalGaussian) -> dict[str, float | list[float]]:
     """The KL of a posterior to the prior over a set of examples.
 
     Args:
         mu, logvar: ``[N, D]``.
+        family: the posterior family (:mod:`~mvae_cli.model.posterior`), whose prior the KL is to.
 
     Returns:
         ``{"kl": mean over examples of the KL summed over units, "kl_per_unit": [D] means over
         examples}`` in nats.
     """
-    per_unit = gaussian_kl_per_unit(mu.detach().double(), logvar.detach().double()).mean(dim=0)
+    per_unit = family.kl_per_unit(mu.detach().double(), logvar.detach().double()).mean(dim=0)
     return {"kl": float(per_unit.sum()), "kl_per_unit": per_unit.tolist()}
 
 
-def mutual_information(mu: torch.Tensor, logvar: torch.Tensor, seed: int = 0, chunk: int = 512) -> float:
+def mutual_information(mu: torch.Tensor, logvar: torch.Tensor, seed: int = 0, chunk: int = 512,
+                       family=DiagonalGaussian) -> float:
     """I(x; z) under q(x, z) = p_data(x) q(z | x), by the aggregate-posterior Monte Carlo estimate.
 
     I(x; z) = E_x E_q(z|x)[log q(z | x) − log q(z)] with q(z) = (1/N) Σ_j q(z | x_j), the
@@ -71,6 +73,8 @@ def mutual_information(mu: torch.Tensor, logvar: torch.Tensor, seed: int = 0, ch
         mu, logvar: ``[N, D]`` posterior parameters of N examples.
         seed: seeds the one z drawn per example.
         chunk: rows of the ``[chunk, N]`` matrix of log densities computed at once.
+        family: the posterior family (:mod:`~mvae_cli.model.posterior`); a non-Gaussian one
+            takes its densities unit by unit (``[chunk, N, D]`` at a time).
 
     Returns:
         The estimate in nats.
@@ -79,6 +83,13 @@ def mutual_information(mu: torch.Tensor, logvar: torch.Tensor, seed: int = 0, ch
     n = mu.shape[0]
     generator = torch.Generator(device=mu.device).manual_seed(seed)
     eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+    if family is not DiagonalGaussian:
+        z = family(mu, logvar).rsample(eps.unsqueeze(1)).squeeze(1)
+        log_q_own = family.log_density(z, mu, logvar)
+        step = max(1, chunk // max(1, mu.shape[1]))
+        log_qz = [torch.logsumexp(family.log_density(z[s:s + step, None], mu[None], logvar[None]), dim=1) - math.log(n)
+                  for s in range(0, n, step)]
+        return float((log_q_own - torch.cat(log_qz)).mean())
     z = mu + eps * (0.5 * logvar).exp()
     log_q_own = -0.5 * (eps.pow(2) + logvar + math.log(2 * math.pi)).sum(dim=1)  # log q(z_i | x_i)
     precision = (-logvar).exp()
@@ -95,7 +106,7 @@ def mutual_information(mu: torch.Tensor, logvar: torch.Tensor, seed: int = 0, ch
 
 
 def latent_report(mu: torch.Tensor, logvar: torch.Tensor, threshold: float = ACTIVE_THRESHOLD,
-                  seed: int = 0, chunk: int = 512) -> dict[str, float | int | list[float]]:
+                  seed: int = 0, chunk: int = 512, family=DiagonalGaussian) -> dict[str, float | int | list[float]]:
     """Every diagnostic of one posterior over a set of examples, as ``eval.json`` and ``metrics.jsonl`` hold them.
 
     Args:
@@ -106,4 +117,4 @@ def latent_report(mu: torch.Tensor, logvar: torch.Tensor, threshold: float = ACT
         ``{"active_units", "latent_dim", "kl", "kl_per_unit", "mutual_information"}``.
     """
     return {"active_units": active_units(mu, threshold), "latent_dim": int(mu.shape[1]),
-            **kl_summary(mu, logvar), "mutual_information": mutual_information(mu, logvar, seed, chunk)}
+            **kl_summary(mu, logvar, family), "mutual_information": mutual_information(mu, logvar, seed, chunk, family)}

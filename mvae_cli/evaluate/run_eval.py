@@ -178,7 +178,7 @@ def evaluate_model(
         batch_size = max(1, ROWS_PER_BATCH // particles)
     dtype = next(model.parameters(), torch.zeros(())).dtype
     scorers = build_scorers(model, decoded, data.device, rows_hint=chunk_rows)
-    z_prior = prior_noise(seed, prior_samples, model.latent_dim, dtype, data.device)
+    z_prior = model.prior_from_noise(prior_noise(seed, prior_samples, model.latent_dim, dtype, data.device))
     predicts = model.posterior_reason([x]) is None
     tally = AccuracyTally(model.specs, [n for n in y if model.generation_reason([n]) is None] if predicts else [],
                           attributes)

@@ -28,7 +28,7 @@ def sample_rows(model, n: int = 8, seed: int = 0, class_names: dict[str, list[st
     model.eval()
     generator = torch.Generator(device="cpu").manual_seed(seed)
     noise = lambda rows: torch.randn(rows, model.latent_dim, generator=generator).to(device)  # noqa: E731
-    zs, labels = [noise(n)], ["prior p(z)"]
+    zs, labels = [model.prior_from_noise(noise(n))], ["prior p(z)"]
     for spec in model.specs:
         if model.posterior_reason([spec.name]) is not None:  # the VAE infers from its image only
             continue

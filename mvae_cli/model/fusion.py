@@ -28,8 +28,8 @@ from mvae_cli.model.posterior import DiagonalGaussian, Mixture, log_uniform_weig
 MAX_MOPOE_EXPERTS = 12
 
 
-def single_expert(mu: torch.Tensor, logvar: torch.Tensor, mask: torch.Tensor) -> DiagonalGaussian:
-    """The one expert ``mask`` selects in each row, unchanged: a Gaussian ``[B, D]``.
+def single_expert(mu: torch.Tensor, logvar: torch.Tensor, mask: torch.Tensor, family=DiagonalGaussian) -> DiagonalGaussian:
+    """The one expert ``mask`` selects in each row, unchanged: a ``family`` posterior ``[B, D]``.
 
     Raises:
         ValueError: a row selecting no expert or more than one.
@@ -37,7 +37,7 @@ def single_expert(mu: torch.Tensor, logvar: torch.Tensor, mask: torch.Tensor) ->
     if not bool((mask.sum(dim=-1) == 1).all()):
         raise ValueError("this model's posterior is defined given exactly one of its inference networks")
     index = mask.long().argmax(dim=-1)[:, None, None].expand(-1, 1, mu.shape[-1])
-    return DiagonalGaussian(mu.gather(-2, index).squeeze(-2), logvar.gather(-2, index).squeeze(-2))
+    return family(mu.gather(-2, index).squeeze(-2), logvar.gather(-2, index).squeeze(-2))
 
 
 def poe(mu: torch.Tensor, logvar: torch.Tensor, mask: torch.Tensor) -> DiagonalGaussian:
@@ -60,15 +60,15 @@ def quotient_of_experts(mu: torch.Tensor, logvar: torch.Tensor, mask: torch.Tens
     return DiagonalGaussian((mu * precision).sum(dim=-2) / total, -torch.log(total))
 
 
-def mixture_of_experts(mu: torch.Tensor, logvar: torch.Tensor, mask: torch.Tensor) -> Mixture:
-    """(1/N) Σ_{i ∈ mask} N(mu_i, diag exp(logvar_i)): a mixture of M components ``[B, M, D]``.
+def mixture_of_experts(mu: torch.Tensor, logvar: torch.Tensor, mask: torch.Tensor, family=DiagonalGaussian) -> Mixture:
+    """(1/N) Σ_{i ∈ mask} q_i(z): a mixture of M components ``[B, M, D]`` of ``family`` (Gaussian or Laplace).
 
     Raises:
         ValueError: a row with no expert (the mixture would be empty).
     """
     if not bool(mask.any(dim=-1).all()):
         raise ValueError("a mixture of experts needs at least one expert in every row")
-    return Mixture(DiagonalGaussian(mu, logvar), log_uniform_weights(mask, mu.dtype))
+    return Mixture(family(mu, logvar), log_uniform_weights(mask, mu.dtype))
 
 
 def nonempty_subsets(m: int, device: torch.device | str = "cpu") -> torch.Tensor:
@@ -109,6 +109,9 @@ def dynamic_prior(mu: torch.Tensor, logvar: torch.Tensor, mask: torch.Tensor) ->
     weights = pi.unsqueeze(-1).expand(mask.shape)
     return DiagonalGaussian(*product_of_experts(mu, logvar, mask, weights=weights, prior_weight=pi))
 
+
+# The fusions defined for experts of any family (the products need Gaussians).
+ANY_FAMILY = ("single", "moe")
 
 FUSIONS = {
     "single": single_expert,

@@ -10,10 +10,10 @@ import torch
 from torch import nn
 
 from mvae_cli.data.format import ModalitySpec
-from mvae_cli.model.fusion import FUSIONS
+from mvae_cli.model.fusion import ANY_FAMILY, FUSIONS
 from mvae_cli.model.likelihoods import build_likelihoods
 from mvae_cli.model.nets import build_decoder, build_encoder
-from mvae_cli.model.poe import standard_normal_log_prob
+from mvae_cli.model.posterior import FAMILIES, DiagonalGaussian
 
 
 class ExpertPosterior:
@@ -21,6 +21,7 @@ class ExpertPosterior:
     ``fusion`` and ``encode(batch, mask) -> (mu, logvar) [B, M, D]`` (the test models use it too)."""
 
     fusion = "poe"
+    family = DiagonalGaussian  # the experts' and the prior's family (:data:`~mvae_cli.model.posterior.FAMILIES`)
     conditional = False  # True where a decoder also takes y (the CVAE's p(x | z, y))
 
     def decoder_context(self, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
@@ -62,6 +63,8 @@ class ExpertPosterior:
 
     def fuse(self, mu: torch.Tensor, logvar: torch.Tensor, mask: torch.Tensor):
         """The model's fusion (:data:`~mvae_cli.model.fusion.FUSIONS`) of experts ``[B, M, D]`` given ``mask``."""
+        if self.family is not DiagonalGaussian:
+            return FUSIONS[self.fusion](mu, logvar, mask, family=self.family)
         return FUSIONS[self.fusion](mu, logvar, mask)
 
     def posterior_reason(self, given) -> str | None:
@@ -84,8 +87,12 @@ class ExpertPosterior:
         return None
 
     def prior_log_prob(self, z: torch.Tensor) -> torch.Tensor:
-        """log p(z) = log N(z; 0, I): ``[..., D]`` → ``[...]``."""
-        return standard_normal_log_prob(z)
+        """log p(z), N(0, I) or the family's prior: ``[..., D]`` → ``[...]``."""
+        return self.family.prior_log_prob(z)
+
+    def prior_from_noise(self, eps: torch.Tensor) -> torch.Tensor:
+        """Draws of p(z) from standard-normal noise ``eps [..., D]`` (itself for N(0, I))."""
+        return self.family.noise(eps)
 
 
 class MultimodalVAE(ExpertPosterior, nn.Module):
@@ -102,6 +109,8 @@ class MultimodalVAE(ExpertPosterior, nn.Module):
             Learned scales are parameters of ``self.likelihoods``.
         fusion: how experts combine (:data:`~mvae_cli.model.fusion.FUSIONS`): ``poe`` (MVAE),
             ``qoe`` (MVAE-Q), ``moe``, ``mopoe``, ``single``.
+        posterior: the family of the experts and the prior, ``gaussian`` or ``laplace``
+            (mixtures and single experts only).
         modalities: the modalities that get an encoder and a decoder (default: all; the VAE
             models one). Mask columns still follow ``specs``.
     """
@@ -111,11 +120,17 @@ class MultimodalVAE(ExpertPosterior, nn.Module):
     def __init__(self, specs: list[ModalitySpec], latent_dim: int, hidden: int = 512,
                  image_net: str = "mlp", weights: dict[str, float] | None = None,
                  likelihoods: dict[str, str] | None = None, fusion: str = "poe",
-                 modalities: list[str] | None = None):
+                 modalities: list[str] | None = None, posterior: str = "gaussian"):
         super().__init__()
         if fusion not in FUSIONS:
             raise ValueError(f"unknown fusion {fusion!r} (known: {', '.join(FUSIONS)})")
+        if posterior not in FAMILIES:
+            raise ValueError(f"unknown posterior family {posterior!r} (known: {', '.join(FAMILIES)})")
+        if posterior != "gaussian" and fusion not in ANY_FAMILY:
+            raise ValueError(f"model.posterior={posterior} needs a mixture of experts (mmvae): a product of "
+                             f"{posterior} experts has no closed form")
         self.fusion = fusion
+        self.family = FAMILIES[posterior]
         self.specs = list(specs)
         self.names = [s.name for s in self.specs]
         self.latent_dim = latent_dim

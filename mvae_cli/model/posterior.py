@@ -12,7 +12,12 @@ Every posterior has a batch of B rows and works on particles laid out ``[B, K, D
 - ``log_prob(z [B, K, D]) -> [B, K]``, ``mean [B, D]``, ``kl_to_prior(eps=None) -> [B]``
   (analytic for the Gaussian, stratified Monte Carlo from the given noise for a mixture).
 
-The prior is N(0, I) (:func:`~mvae_cli.model.poe.standard_normal_log_prob`).
+A posterior family also names its prior and how standard-normal noise becomes its own noise
+(``noise``: the identity for the Gaussian, the inverse CDF for the Laplace), so every caller
+keeps drawing ``torch.randn`` and the same seeds give the same draws in either family:
+
+- :class:`DiagonalGaussian`, prior N(0, I) (:func:`~mvae_cli.model.poe.standard_normal_log_prob`);
+- :class:`DiagonalLaplace`, prior Laplace(0, 1) per unit, as the MMVAE (Shi et al. 2019) uses.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import math
 
 import torch
 
-from mvae_cli.model.poe import gaussian_kl_to_prior, gaussian_log_prob, standard_normal_log_prob
+from mvae_cli.model.poe import gaussian_kl_per_unit, gaussian_kl_to_prior, gaussian_log_prob, standard_normal_log_prob
 
 
 class DiagonalGaussian:
@@ -31,6 +36,8 @@ class DiagonalGaussian:
         mu: ``[B, D]`` (any leading shape ``[..., D]`` for the closed forms).
         logvar: same shape as ``mu``.
     """
+
+    family = "gaussian"
 
     def __init__(self, mu: torch.Tensor, logvar: torch.Tensor):
         self.mu, self.logvar = mu, logvar
@@ -43,13 +50,38 @@ class DiagonalGaussian:
     def std(self) -> torch.Tensor:
         return torch.exp(0.5 * self.logvar)
 
+    @staticmethod
+    def scale_of(logvar: torch.Tensor) -> torch.Tensor:
+        """The scale that multiplies the family's standard noise: σ."""
+        return torch.exp(0.5 * logvar)
+
+    @staticmethod
+    def noise(eps: torch.Tensor) -> torch.Tensor:
+        """The family's standard noise from standard-normal ``eps``: itself."""
+        return eps
+
+    @staticmethod
+    def log_density(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+        """log N(z; mu, diag exp(logvar)) summed over the last dimension (broadcasting)."""
+        return gaussian_log_prob(z, mu, logvar)
+
+    @staticmethod
+    def prior_log_prob(z: torch.Tensor) -> torch.Tensor:
+        """log N(z; 0, I): ``[..., D]`` → ``[...]``."""
+        return standard_normal_log_prob(z)
+
+    @staticmethod
+    def kl_per_unit(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+        """KL to the prior of each unit: ``[..., D]``."""
+        return gaussian_kl_per_unit(mu, logvar)
+
     def rows(self, start: int, stop: int) -> "DiagonalGaussian":
         """The posterior of rows ``start:stop``."""
-        return DiagonalGaussian(self.mu[start:stop], self.logvar[start:stop])
+        return type(self)(self.mu[start:stop], self.logvar[start:stop])
 
     def rsample(self, eps: torch.Tensor, offset: int = 0, total: int | None = None) -> torch.Tensor:
-        """``mu + sigma * eps``: ``eps [B, k, D]`` → ``z [B, k, D]``."""
-        return self.mu.unsqueeze(-2) + self.std.unsqueeze(-2) * eps
+        """``mu + scale * noise(eps)``: ``eps [B, k, D]`` → ``z [B, k, D]``."""
+        return self.mu.unsqueeze(-2) + self.scale_of(self.logvar).unsqueeze(-2) * self.noise(eps)
 
     def particle_log_weights(self, k: int, offset: int = 0, total: int | None = None) -> None:
         """None: every particle of a Gaussian weighs the same (no correction)."""
@@ -57,11 +89,61 @@ class DiagonalGaussian:
 
     def log_prob(self, z: torch.Tensor) -> torch.Tensor:
         """log q(z): ``z [B, K, D]`` → ``[B, K]``."""
-        return gaussian_log_prob(z, self.mu.unsqueeze(-2), self.logvar.unsqueeze(-2))
+        return self.log_density(z, self.mu.unsqueeze(-2), self.logvar.unsqueeze(-2))
 
     def kl_to_prior(self, eps: torch.Tensor | None = None) -> torch.Tensor:
         """KL[q || N(0, I)] in closed form: ``[B]`` (``eps`` is ignored)."""
         return gaussian_kl_to_prior(self.mu, self.logvar)
+
+
+_LOG2 = math.log(2.0)
+
+
+class DiagonalLaplace(DiagonalGaussian):
+    """Laplace(mu, b) per unit, parameterised as the Gaussian is, by its variance 2b² = exp(logvar).
+
+    Its prior is Laplace(0, 1) per unit (the MMVAE's). Standard-normal noise ε becomes standard
+    Laplace noise by the inverse CDFs, sign(ε) · (−log 2Φ(−|ε|)), computed through log Φ so
+    that it stays finite for any ε. No product of Laplace experts has a closed form: the family
+    goes with mixtures of experts and single experts only.
+    """
+
+    family = "laplace"
+
+    @staticmethod
+    def scale_of(logvar: torch.Tensor) -> torch.Tensor:
+        """b = σ / √2."""
+        return torch.exp(0.5 * logvar) / math.sqrt(2.0)
+
+    @staticmethod
+    def noise(eps: torch.Tensor) -> torch.Tensor:
+        """Standard Laplace noise F⁻¹(Φ(ε)): ``[...]`` → ``[...]``."""
+        return -torch.sign(eps) * (_LOG2 + torch.special.log_ndtr(-eps.abs()))
+
+    @staticmethod
+    def log_density(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+        """log Laplace(z; mu, b) = −log 2b − |z − mu| / b, summed over the last dimension (broadcasting)."""
+        log_b = 0.5 * logvar - 0.5 * _LOG2
+        return (-(_LOG2 + log_b) - (z - mu).abs() * torch.exp(-log_b)).sum(dim=-1)
+
+    @staticmethod
+    def prior_log_prob(z: torch.Tensor) -> torch.Tensor:
+        """log Laplace(z; 0, 1) per unit, summed: ``[..., D]`` → ``[...]``."""
+        return (-_LOG2 - z.abs()).sum(dim=-1)
+
+    @staticmethod
+    def kl_per_unit(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+        """KL[Laplace(mu, b) || Laplace(0, 1)] = −log b + |mu| + b e^(−|mu|/b) − 1 per unit: ``[..., D]``."""
+        log_b = 0.5 * logvar - 0.5 * _LOG2
+        b = torch.exp(log_b)
+        return -log_b + mu.abs() + b * torch.exp(-mu.abs() / b) - 1.0
+
+    def kl_to_prior(self, eps: torch.Tensor | None = None) -> torch.Tensor:
+        """KL[q || Laplace(0, 1)] in closed form (:meth:`kl_per_unit` summed): ``[B]``."""
+        return self.kl_per_unit(self.mu, self.logvar).sum(dim=-1)
+
+
+FAMILIES = {"gaussian": DiagonalGaussian, "laplace": DiagonalLaplace}
 
 
 def strata_bounds(log_weights: torch.Tensor, total: int) -> torch.Tensor:
@@ -87,10 +169,11 @@ def strata_bounds(log_weights: torch.Tensor, total: int) -> torch.Tensor:
 
 
 class Mixture:
-    """Σ_c π_c N(mu_c, diag exp(logvar_c)) per row, sampled by strata (particles per component).
+    """Σ_c π_c q_c(z) per row, sampled by strata (particles per component); the components are of
+    one family (:class:`DiagonalGaussian` or :class:`DiagonalLaplace`), whose prior is the mixture's.
 
     Args:
-        components: a :class:`DiagonalGaussian` with ``mu, logvar [B, C, D]``.
+        components: a :class:`DiagonalGaussian` (or Laplace) with ``mu, logvar [B, C, D]``.
         log_weights: ``[B, C]`` log π, each row normalised (−inf for a component left out).
     """
 
@@ -118,9 +201,10 @@ class Mixture:
         """Particle j of K is drawn from its stratum's component: ``eps [B, k, D]`` → ``z [B, k, D]``."""
         index, _ = self._component(eps.shape[-2], offset, total)
         pick = index.unsqueeze(-1).expand(-1, -1, eps.shape[-1])
+        family = type(self.components)
         mu = self.components.mu.gather(-2, pick)
-        std = self.components.std.gather(-2, pick)
-        return mu + std * eps
+        scale = family.scale_of(self.components.logvar.gather(-2, pick))
+        return mu + scale * family.noise(eps)
 
     def particle_log_weights(self, k: int, offset: int = 0, total: int | None = None) -> torch.Tensor:
         """log π_c − log(n_c / K) of each particle's component c: ``[B, k]``.
@@ -136,13 +220,13 @@ class Mixture:
         return log_share.gather(-1, index).to(self.components.mu.dtype)
 
     def log_prob(self, z: torch.Tensor) -> torch.Tensor:
-        """log Σ_c π_c N(z; mu_c, σ_c²): ``z [B, K, D]`` → ``[B, K]``."""
+        """log Σ_c π_c q_c(z): ``z [B, K, D]`` → ``[B, K]``."""
         mu, logvar = self.components.mu.unsqueeze(-2), self.components.logvar.unsqueeze(-2)  # [B, C, 1, D]
-        per_component = gaussian_log_prob(z.unsqueeze(-3), mu, logvar)  # [B, C, K]
+        per_component = type(self.components).log_density(z.unsqueeze(-3), mu, logvar)  # [B, C, K]
         return torch.logsumexp(per_component + self.log_weights.unsqueeze(-1).to(z.dtype), dim=-2)
 
     def kl_to_prior(self, eps: torch.Tensor | None = None) -> torch.Tensor:
-        """Stratified Monte Carlo KL[q || N(0, I)] from noise ``eps [B, K, D]``: ``[B]``.
+        """Stratified Monte Carlo KL[q || p(z)] from standard-normal noise ``eps [B, K, D]``: ``[B]``.
 
         Without noise, one particle per component (K = C) is drawn from torch's generator.
         """
@@ -151,7 +235,7 @@ class Mixture:
             eps = torch.randn(mu.shape[0], mu.shape[-2], mu.shape[-1], dtype=mu.dtype, device=mu.device)
         total = eps.shape[-2]
         z = self.rsample(eps, 0, total)
-        log_ratio = self.log_prob(z) - standard_normal_log_prob(z)
+        log_ratio = self.log_prob(z) - type(self.components).prior_log_prob(z)
         return (self.particle_log_weights(total, 0, total).exp() * log_ratio).sum(dim=-1) / total
 
 

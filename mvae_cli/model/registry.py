@@ -115,12 +115,15 @@ class JMVAE(MultimodalVAE):
 
 def build(name: str, specs: list[ModalitySpec], latent_dim: int, hidden: int = 512, image_net: str = "mlp",
           weights: dict[str, float] | None = None, likelihoods: dict[str, str] | None = None,
-          private_dim: int = 4) -> MultimodalVAE:
-    """The model ``name`` (one of :data:`MODEL_NAMES`) over ``specs``.
+          private_dim: int = 4, posterior: str = "gaussian") -> MultimodalVAE:
+    """The model ``name`` (one of :data:`MODEL_NAMES`) over ``specs``; ``posterior`` (the experts'
+    and the prior's family) may be ``laplace`` for the MMVAE, as its paper uses.
 
     Raises:
         ValueError: an unknown name, or a model that cannot be built for these modalities.
     """
+    if posterior != "gaussian" and name != "mmvae":
+        raise ValueError(f"model.posterior={posterior} is for mmvae (a mixture of experts); {name} takes gaussian")
     if name == "mvae":
         return MultimodalVAE(specs, latent_dim, hidden, image_net, weights, likelihoods)
     if name == "mvae-q":
@@ -131,7 +134,8 @@ def build(name: str, specs: list[ModalitySpec], latent_dim: int, hidden: int = 5
     elif name == "bivcca":
         model = MultimodalVAE(specs, latent_dim, hidden, image_net, weights, likelihoods, fusion="single")
     elif name == "mmvae":
-        model = MultimodalVAE(specs, latent_dim, hidden, image_net, weights, likelihoods, fusion="moe")
+        model = MultimodalVAE(specs, latent_dim, hidden, image_net, weights, likelihoods, fusion="moe",
+                              posterior=posterior)
     elif name == "mopoe":
         model = MultimodalVAE(specs, latent_dim, hidden, image_net, weights, likelihoods, fusion="mopoe")
     elif name == "mmjsd":

@@ -110,7 +110,7 @@ class MMVAEObjective:
         R, K, D = example.shape[0], self.k_particles, mu.shape[-1]
         if eps is None:
             eps = torch.randn(R, K, D, device=mu.device, dtype=mu.dtype)
-        z = mu[example, expert].unsqueeze(1) + torch.exp(0.5 * logvar[example, expert]).unsqueeze(1) * eps
+        z = model.family(mu[example, expert], logvar[example, expert]).rsample(eps)  # [R, K, D]
         given = gather_rows(mask, example)
         row_mu, row_logvar = gather_rows(mu, example), gather_rows(logvar, example)
         if dreg:

@@ -62,3 +62,20 @@ def test_train_and_eval_every_model(data_path, tmp_path, name):
     assert ("image" in probe) == (name != "cvae")
     stamp = cache.stat().st_mtime_ns
     assert runner.invoke(app, ["eval", str(out), *EVAL]).exit_code == 0 and cache.stat().st_mtime_ns == stamp
+
+
+def test_the_mmvae_with_laplace_posteriors_and_likelihood_trains_and_evaluates(data_path, tmp_path):
+    out = tmp_path / "laplace"
+    result = runner.invoke(app, ["train", "--data", str(data_path), "--supervision", "0.5", "--out", str(out),
+                                 "model.name=mmvae", "model.posterior=laplace", "model.likelihoods.image=laplace",
+                                 *SMALL])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["eval", str(out), *EVAL])
+    assert result.exit_code == 0, result.output
+    evaluation = json.loads((out / "eval.json").read_text())
+    assert all(f["mean"] < 0 for f in evaluation["log_px"].values())
+    assert evaluation["latent"]["image"]["kl"] > 0  # the KL to the Laplace prior, in closed form
+    refused = runner.invoke(app, ["train", "--data", str(data_path), "--out", str(tmp_path / "no"),
+                                  "model.name=mvae", "model.posterior=laplace", *SMALL])
+    assert refused.exit_code == 2 and "model.posterior=laplace is for mmvae" in refused.output
+    assert "Traceback" not in refused.output and not (tmp_path / "no").exists()

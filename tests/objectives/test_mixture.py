@@ -28,9 +28,9 @@ def _batch(mask=MASK):
             "bits": (torch.rand(n, 4, generator=g) < 0.5).float(), "mask": mask}
 
 
-def _model(name, latent=2):
+def _model(name, latent=2, posterior="gaussian"):
     torch.manual_seed(0)
-    model = build(name, SPECS, latent_dim=latent, hidden=8)
+    model = build(name, SPECS, latent_dim=latent, hidden=8, posterior=posterior)
     model.eval()
     return model.double()
 
@@ -39,14 +39,18 @@ def _double(batch):
     return {k: v.double() if v.is_floating_point() else v for k, v in batch.items()}
 
 
+@pytest.mark.parametrize("posterior", ["gaussian", "laplace"])
 @torch.no_grad()
-def test_stratified_iwae_with_one_particle_is_the_mixture_elbo():
+def test_stratified_iwae_with_one_particle_is_the_mixture_elbo(posterior):
     # K = 1: (1/|X|) Σ_m log w(z_m), z_m from expert m — the mixture ELBO E_q[log p(X|z)] − KL[q ‖ p]
     # by strata: the mixture sampled with one particle per observed component (Mixture.rsample,
     # |X| particles) and its stratified Monte Carlo KL, from the same noise.
-    model, batch = _model("mmvae"), _double(_batch())
+    model, batch = _model("mmvae", posterior=posterior), _double(_batch())
     example, expert = MASK.nonzero(as_tuple=True)
     eps = torch.randn(example.shape[0], 1, 2, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    # the expert's own noise: ε itself, or Laplace noise F⁻¹(Φ(ε)) with scale σ/√2
+    noise_of = (lambda e: e) if posterior == "gaussian" else (
+        lambda e: torch.distributions.Laplace(0.0, 1.0).icdf(torch.distributions.Normal(0.0, 1.0).cdf(e)) / math.sqrt(2))
     bound, surrogate, _ = MMVAEObjective(k_particles=1).per_example(model, batch, 1.0, eps=eps)
     torch.testing.assert_close(bound, surrogate)
     mu, logvar = model.encode(batch, MASK)
@@ -56,7 +60,7 @@ def test_stratified_iwae_with_one_particle_is_the_mixture_elbo():
         noise[0, :shown.numel()] = eps[example == b, 0]
         q = model.posterior(None, MASK[b:b + 1], experts=(mu[b:b + 1], logvar[b:b + 1]))
         z = q.rsample(noise[:, :shown.numel()], 0, shown.numel())[0]  # [|X|, D]
-        torch.testing.assert_close(z, mu[b, shown] + torch.exp(0.5 * logvar[b, shown]) * eps[example == b, 0])
+        torch.testing.assert_close(z, mu[b, shown] + torch.exp(0.5 * logvar[b, shown]) * noise_of(eps[example == b, 0]))
         lik = 0
         for j in shown.tolist():
             x = batch[model.names[j]][b:b + 1]
