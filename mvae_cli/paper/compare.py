@@ -142,7 +142,8 @@ def compare(rows: list[dict], facts: list[RunFacts | None], tolerance: float = 0
         found.append(Compared(table, figure, model, dataset, stats.mean, stats.ci95, stats.count, float(published),
                               stats.mean - published, _beyond(table, stats.mean, published, tolerance, variance_factor)))
     order = {t: i for i, t in enumerate("12345")}
-    found.sort(key=lambda c: (order[c.table], c.figure, c.dataset, c.model))
+    figures = {f: i for i, f in enumerate(FIGURE_LABELS)}
+    found.sort(key=lambda c: (order[c.table], figures[c.figure], c.dataset, c.model))
     return found
 
 
@@ -190,7 +191,8 @@ def markdown(compared: list[Compared], facts: list[RunFacts | None], tolerance: 
         if c.count > 1 and math.isfinite(c.ci95):
             ours += f" ± {c.ci95:.2f}"
         diff = f"{c.difference:+,.0f}" if c.table == "1" else f"{c.difference:+.2f}"
-        lines.append(f"| {c.table} | {FIGURE_LABELS[c.figure]} | {c.model} | {c.dataset} | {ours} | "
+        label = FIGURE_LABELS[c.figure].replace("|", "\\|")  # a bar inside a cell would end it
+        lines.append(f"| {c.table} | {label} | {c.model} | {c.dataset} | {ours} | "
                      f"{_number(c.table, c.paper)} | {diff} | {'⚠' if c.beyond else ''} |")
     ranked = orderings(compared)
     if ranked:
