@@ -2,7 +2,7 @@
 
 Every model trains through the real engine (`mvae_cli.engine.loop.train`) on the same prepared
 file with the same recipe (default: recipes/polymnist.yaml without its grid), one after the
-other, for --epochs epochs; the figure is the best epoch's training seconds (validation and
+other, for --epochs epochs (default 2); the figure is the best epoch's training seconds (validation and
 checkpoints excluded, as metrics.jsonl reports them). Run it on a quiet machine.
 
     python benchmarks/model_epoch.py --data data/polymnist.h5 [--models mvae,mmvae,mopoe,mmjsd]
@@ -34,7 +34,7 @@ def main() -> None:
     parser.add_argument("--models", default="mvae,mmvae,mopoe,mmjsd")
     parser.add_argument("--recipe", type=Path, default=ROOT / "recipes" / "polymnist.yaml")
     parser.add_argument("--supervision", type=float, default=1.0)
-    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--epochs", type=int, default=2, help="the best epoch counts (the first pays for warm-up)")
     parser.add_argument("overrides", nargs="*", help="recipe KEY=VALUE for every model")
     args = parser.parse_args()
     models = args.models.split(",")
