@@ -71,7 +71,12 @@ def _jobs(folder: Path) -> dict[str, str]:
     return read_json(folder / JOBS_FILE) or {}
 
 
-def _active(job) -> bool:
+def _active(job, queued: set[str] | None) -> bool:
+    """Whether an earlier call's task is still queued or running: squeue's answer (``queued``) when it
+    gave one (a cluster without accounting has no sacct, so submitit's state would never say done),
+    else submitit's state."""
+    if queued is not None:
+        return str(job.job_id) in queued
     try:
         return job.state.split()[0].upper() in _ACTIVE
     except Exception:  # sacct/squeue unavailable for a moment: assume it still runs
@@ -121,6 +126,8 @@ def run_on_slurm(sweep: Sweep, out: str | Path, *, progress: Progress | None = N
     recorded = _jobs(folder)
     watched: dict[str, tuple[PointStatus, object]] = {}
     to_submit = []
+    earlier = [recorded[s.point.name] for s in statuses if not s.reused and s.point.name in recorded]
+    queued = in_queue([str(j) for j in earlier]) if earlier else set()
     for index, status in enumerate(statuses):
         report("point", point=status.point.name, index=index, total=len(statuses), reused=status.reused)
         if status.reused:
@@ -128,7 +135,7 @@ def run_on_slurm(sweep: Sweep, out: str | Path, *, progress: Progress | None = N
             continue
         job_id = recorded.get(status.point.name)
         job = submitit.SlurmJob(folder=str(folder / "%j"), job_id=job_id) if job_id else None
-        if job is not None and _active(job):
+        if job is not None and _active(job, queued):
             watched[status.point.name] = (status, job)  # still queued or running from an earlier call
         else:
             to_submit.append(status)

@@ -109,3 +109,19 @@ def test_a_task_that_leaves_the_queue_without_a_result_fails_instead_of_hanging(
                 lambda event, **info: events.append((event, info.get("status"))), poll_s=0)
     assert statuses[0].status == "failed" and "left the queue without a result" in statuses[0].error
     assert events == [("done", "failed")]
+
+
+def test_an_earlier_task_is_waited_for_only_while_squeue_lists_it():
+    # Without accounting (no sacct) submitit's state never says a task ended: a point whose task
+    # failed was watched again on the next call instead of being resubmitted.
+    from mvae_cli.sweep.slurm import _active
+
+    class Job:
+        job_id = "7_0"
+
+        @property
+        def state(self):
+            raise RuntimeError("sacct: Slurm accounting storage is disabled")
+
+    assert _active(Job(), {"7_0", "8_1"}) and not _active(Job(), set()) and not _active(Job(), {"7_1"})
+    assert _active(Job(), None)  # squeue unreachable for a moment and no state: assume it still runs
