@@ -28,7 +28,9 @@ from torch import nn
 from mvae_cli.atomic import atomic_path
 
 CLASSIFIER_KINDS = ("image", "binary")
-EPOCHS, BATCH, MAX_TRAIN, HIDDEN = 3, 128, 20_000, 128
+EPOCHS, BATCH, MAX_TRAIN, HIDDEN, MIN_STEPS, MAX_EPOCHS = 3, 128, 20_000, 128, 600, 20
+# Bumped whenever the classifiers change, so that caches of an older kind are retrained.
+CLASSIFIER_VERSION = 2
 
 
 def class_modality(specs) -> str | None:
@@ -37,11 +39,23 @@ def class_modality(specs) -> str | None:
 
 
 class Classifier(nn.Module):
-    """x ``[B, *shape]`` in [0, 1] → class logits ``[B, C]``: flatten, HIDDEN, SiLU, C."""
+    """x ``[B, *shape]`` in [0, 1] → class logits ``[B, C]``.
+
+    An image of at least 8×8 pixels goes through two strided convolutions (32 and 64 channels,
+    4×4, stride 2, SiLU) before the linear layers, so that a digit on a textured background
+    (PolyMNIST) is told apart; anything else is flattened: HIDDEN, SiLU, C.
+    """
 
     def __init__(self, shape, classes: int, hidden: int = HIDDEN):
         super().__init__()
-        self.net = nn.Sequential(nn.Flatten(), nn.Linear(math.prod(shape), hidden), nn.SiLU(), nn.Linear(hidden, classes))
+        shape = tuple(shape)
+        if len(shape) == 3 and min(shape[1:]) >= 8:
+            channels, height, width = shape
+            features = nn.Sequential(nn.Conv2d(channels, 32, 4, 2, 1), nn.SiLU(), nn.Conv2d(32, 64, 4, 2, 1), nn.SiLU())
+            size = 64 * (height // 4) * (width // 4)
+        else:
+            features, size = nn.Identity(), math.prod(shape)
+        self.net = nn.Sequential(features, nn.Flatten(), nn.Linear(size, hidden), nn.SiLU(), nn.Linear(hidden, classes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x.float())
@@ -74,7 +88,9 @@ def train_classifiers(train, test, specs, seed: int = 0) -> dict:
         torch.manual_seed(seed)
         model = Classifier(spec.shape, classes).to(train.device)
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-        for _ in range(EPOCHS):
+        steps_per_epoch = -(-n // BATCH)
+        # a small training split gets more epochs, towards MIN_STEPS steps (at most MAX_EPOCHS)
+        for _ in range(max(EPOCHS, min(MAX_EPOCHS, -(-MIN_STEPS // steps_per_epoch)))):
             order = torch.randperm(n, generator=generator)
             for start in range(0, n, BATCH):
                 b = train.batch(order[start:start + BATCH])
@@ -101,7 +117,8 @@ def load_or_train_classifiers(dataset_path, train, test, specs, device) -> tuple
         ``({name: Classifier in eval mode}, {name: test accuracy})``.
     """
     path, stat = classifiers_path(dataset_path), Path(dataset_path).stat()
-    key = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "modalities": [s.name for s in specs]}
+    key = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "modalities": [s.name for s in specs],
+           "version": CLASSIFIER_VERSION}
     cached = torch.load(path, map_location="cpu", weights_only=True) if path.is_file() else None
     if cached is None or cached.get("key") != key:
         cached = {"key": key, **train_classifiers(train, test, specs)}

@@ -65,3 +65,24 @@ def test_coherence_of_a_model_that_decodes_the_true_class_is_one():
     assert result["cross"]["b"] == {"1": 0.0, "2": 0.0}
     assert result["cross"]["a"] == {"1": 1.0, "2": 1.0} and result["cross"]["label"] == {"1": 1.0, "2": 1.0}
     assert abs(result["cross_by_size"]["1"] - 2 / 3) < 1e-12 and result["joint"] == 0.0
+
+
+def test_the_classifiers_learn_their_class_and_a_cache_of_an_older_kind_is_retrained(tmp_path):
+    from mvae_cli.data.format import read_dataset
+    from mvae_cli.engine.data import SplitData
+    from mvae_cli.evaluate.coherence import CLASSIFIER_VERSION, Classifier, classifiers_path, load_or_train_classifiers
+    from tests.helpers import make_dataset
+
+    path = make_dataset(tmp_path / "blocks.h5")  # a bright block per class on noise, 1×8×8: the convolutional kind
+    assert isinstance(Classifier((1, 8, 8), 4).net[0], nn.Sequential) and isinstance(Classifier((4,), 4).net[0], nn.Identity)
+    with read_dataset(path) as data:
+        train, test = SplitData(data, "train", "cpu", None, None), SplitData(data, "test", "cpu", None, None)
+        models, accuracy = load_or_train_classifiers(path, train, test, data.specs, "cpu")
+        assert accuracy["image"] >= 0.9  # chance is 0.25
+        cache = torch.load(classifiers_path(path), weights_only=True)
+        assert cache["key"]["version"] == CLASSIFIER_VERSION
+        cache["key"]["version"] = CLASSIFIER_VERSION - 1  # written by an older mvae: retrained, not loaded
+        cache["accuracy"]["image"] = -1.0
+        torch.save(cache, classifiers_path(path))
+        _, again = load_or_train_classifiers(path, train, test, data.specs, "cpu")
+        assert again == accuracy
