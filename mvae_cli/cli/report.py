@@ -17,11 +17,14 @@ def report_command(
         "--variance-factor", min=1.0, metavar="X",
         help="Flag a variance of the log weights more than X times above or below the paper's.")] = 2.0,
 ) -> None:
-    """Write SWEEP_DIR/report.md, report.csv and paper.csv: parameter counts (Table 1), log-likelihoods
-    (Tables 2–3) and variances of the log weights (Tables 4–5); rows models, columns datasets or grid values,
-    mean ± 95% CI over seeds. Every figure the MVAE paper publishes is set beside ours, with the difference
-    and a flag beyond the tolerance. The Markdown is printed too; the exit code is 0 even when figures are
-    flagged."""
+    """Write SWEEP_DIR/report.md, report.csv and paper.csv: the MVAE paper's Tables 1–5 from a sweep, beside the paper's.
+
+    Tables: parameter counts (1), log-likelihoods (2–3), variances of the log weights (4–5); rows models,
+    columns datasets or grid values, mean ± 95% CI over seeds.
+
+    Every figure the paper publishes is set beside ours with the difference and a flag beyond the tolerance.
+    The Markdown is printed too; the exit code is 0 even when figures are flagged.
+    """
     from mvae_cli.cli.progress import console
     from mvae_cli.sweep.report import write_report
     from mvae_cli.sweep.results import read_results

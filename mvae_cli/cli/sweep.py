@@ -106,6 +106,8 @@ def _summary_columns(figures: list[str]) -> list[tuple[str, str]]:
             column = f"{family}.mean" if f"{family}.mean" in figures else None
         else:
             candidates = [f for f in figures if f.startswith(family + ".") and f.endswith(".mean")]
+            if which == "last":  # q(z|x,y): the proposal given the most modalities (not q(z|y), listed after it)
+                candidates = sorted(candidates, key=lambda f: f.split(".")[1].count("+"))
             column = (candidates[0] if which == "first" else candidates[-1]) if candidates else None
         if column:
             shown.append((column, heading))

@@ -11,6 +11,8 @@ the valid split) and the sweep's ``results.csv`` (``eval.json``'s ``latent`` key
 
 from __future__ import annotations
 
+import math
+
 from typing import Mapping
 
 import torch
@@ -107,7 +109,8 @@ def warnings_from_flat(values: Mapping[str, float]) -> list[str]:
     found: dict[str, dict[str, float]] = {}
     for key, value in values.items():
         parts = key.split(".")
-        if len(parts) == 3 and parts[0] == "latent" and parts[2] in _SCALARS and isinstance(value, (int, float)):
+        if (len(parts) == 3 and parts[0] == "latent" and parts[2] in _SCALARS and isinstance(value, (int, float))
+                and math.isfinite(value)):  # NaN: a mean over no run (a model without that posterior)
             found.setdefault(parts[1], {})[parts[2]] = float(value)
     lines = []
     for m, figures in found.items():

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from mvae_cli.errors import UserError
-from mvae_cli.recipe import recipe_to_dict
+from mvae_cli.recipe import migrate_legacy, recipe_from_dict, recipe_to_dict
 from mvae_cli.sweep.grid import Sweep
 from mvae_cli.sweep.runner import SWEEP_JSON, read_json
 
@@ -29,6 +29,15 @@ def _flatten(mapping: dict, prefix: str = "") -> dict:
     return flat
 
 
+def _with_defaults(raw: dict) -> dict:
+    """A stored recipe with this version's defaults for the keys it predates (a key added since, at
+    its default, changes nothing); as stored when this version cannot read it."""
+    try:
+        return recipe_to_dict(recipe_from_dict(migrate_legacy(dict(raw))))
+    except Exception:  # noqa: BLE001 (any reason: compare what is there)
+        return raw
+
+
 def check_revision(sweep: Sweep, out: Path) -> None:
     """Refuse to re-run a sweep directory holding results with a recipe that would make them
     another study's (before anything is written: the results there stay as they are).
@@ -40,7 +49,7 @@ def check_revision(sweep: Sweep, out: Path) -> None:
     stored = read_json(Path(out) / SWEEP_JSON)
     if not stored or not any(p.get("status") == "finished" for p in stored.get("points", [])):
         return
-    old, new = _flatten(stored.get("recipe", {})), _flatten(recipe_to_dict(sweep.recipe))
+    old, new = _flatten(_with_defaults(stored.get("recipe", {}))), _flatten(recipe_to_dict(sweep.recipe))
     changed = sorted(key for key in set(old) | set(new)
                      if old.get(key) != new.get(key) and key.split(".")[0] not in _REVISABLE)
     if isinstance(old.get("epochs"), int) and new["epochs"] < old["epochs"]:

@@ -194,3 +194,12 @@ def test_the_sweep_summary_warns_of_an_inactive_latent_per_grid_point():
     assert "(beta=1.0, mean over seeds): the latent is inactive: q(z | image) has 0 of 16 active units and KL 0.001" \
         in lines[0] and "remedies" not in lines[0]
     assert lines[1].startswith("for the warnings above, remedies:") and "free_bits=0.25" in lines[1]
+
+
+def test_a_mean_over_no_run_is_left_out_of_the_warnings():
+    # a sweep over models where the VAE has no q(z | label): the mean over its seeds is NaN
+    nan = float("nan")
+    flat = {"latent.label.active_units": nan, "latent.label.latent_dim": nan, "latent.label.kl": nan,
+            "latent.image.active_units": 0.0, "latent.image.latent_dim": 64.0, "latent.image.kl": 0.001}
+    lines = warnings_from_flat(flat)
+    assert len(lines) == 1 and "q(z | image)" in lines[0]

@@ -103,3 +103,15 @@ def test_bad_recipes_are_one_line_and_exit_2(tmp_path, shapes, grid, message):
     assert result.exit_code == 2 and message in result.output
     assert len(result.output.strip().splitlines()) == 1
     assert not (tmp_path / "s").exists()
+
+
+def test_the_summary_shows_the_joint_proposal_not_q_z_given_y():
+    from mvae_cli.cli.sweep import _summary_columns
+
+    figures = ["accuracy.mean", "log_px.image.mean", "log_px.image+label.mean", "log_px.label.mean",
+               "log_pxy.image.mean", "log_pxy.image+label.mean", "log_pxy.label.mean",
+               "log_px_given_y.image.mean", "log_px_given_y.image+label.mean", "log_px_given_y.label.mean"]
+    shown = dict(_summary_columns(figures))
+    assert shown["log_px.image.mean"] == "log p(x)"
+    assert shown["log_pxy.image+label.mean"] == "log p(x,y)"  # Eq. 7's q(z|y) comes last in eval.json
+    assert shown["log_px_given_y.image+label.mean"] == "log p(x|y)"
