@@ -141,6 +141,7 @@ def _rank_main(rank: int, size: int, port: int, device_type: str, fn: Callable, 
     init_from_env(device_type)
     try:
         fn(*args)
+        dist.barrier()  # every rank is done before any tears down (rank 0 hosts the store)
     finally:
         dist.destroy_process_group()
 
@@ -185,10 +186,11 @@ def launch(fn: Callable, args: tuple, nproc: int, device_type: str, main_args: t
         init_from_env(device_type)
         try:
             result = fn(*(main_args or args))
+            dist.barrier()
+            for child in children:  # they leave while this rank's store still serves them
+                child.join()
         finally:
             dist.destroy_process_group()
-        for child in children:
-            child.join()
     finally:
         torch.set_num_threads(threads)
         for key, value in saved.items():
