@@ -84,12 +84,11 @@ def latent_diagnostics(model, data, limit: int | None = None, batch_size: int = 
         params: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {m: [] for m in names}
         for _, batch in data.batches(batch_size, limit=n):
             for m in names:
-                posterior = model.posterior(batch, [m])
-                family = type(posterior.components if isinstance(posterior, Mixture) else posterior)
-                mu, logvar = gaussian_parameters(posterior)
+                mu, logvar = gaussian_parameters(model.posterior(batch, [m]))
                 params[m].append((mu.float(), logvar.float()))
     finally:
         model.train(training)
+    family = getattr(model, "family", DiagonalGaussian)
     report = {}
     for m in names:
         mu = torch.cat([p[0] for p in params[m]])

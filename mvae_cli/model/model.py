@@ -63,7 +63,7 @@ class ExpertPosterior:
 
     def fuse(self, mu: torch.Tensor, logvar: torch.Tensor, mask: torch.Tensor):
         """The model's fusion (:data:`~mvae_cli.model.fusion.FUSIONS`) of experts ``[B, M, D]`` given ``mask``."""
-        if self.family is not DiagonalGaussian:
+        if self.fusion in ANY_FAMILY:  # the products take Gaussians only (checked when the model is built)
             return FUSIONS[self.fusion](mu, logvar, mask, family=self.family)
         return FUSIONS[self.fusion](mu, logvar, mask)
 

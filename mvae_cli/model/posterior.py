@@ -26,7 +26,7 @@ import math
 
 import torch
 
-from mvae_cli.model.poe import gaussian_kl_per_unit, gaussian_kl_to_prior, gaussian_log_prob, standard_normal_log_prob
+from mvae_cli.model.poe import gaussian_kl_per_unit, gaussian_log_prob, standard_normal_log_prob
 
 
 class DiagonalGaussian:
@@ -36,8 +36,6 @@ class DiagonalGaussian:
         mu: ``[B, D]`` (any leading shape ``[..., D]`` for the closed forms).
         logvar: same shape as ``mu``.
     """
-
-    family = "gaussian"
 
     def __init__(self, mu: torch.Tensor, logvar: torch.Tensor):
         self.mu, self.logvar = mu, logvar
@@ -92,8 +90,8 @@ class DiagonalGaussian:
         return self.log_density(z, self.mu.unsqueeze(-2), self.logvar.unsqueeze(-2))
 
     def kl_to_prior(self, eps: torch.Tensor | None = None) -> torch.Tensor:
-        """KL[q || N(0, I)] in closed form: ``[B]`` (``eps`` is ignored)."""
-        return gaussian_kl_to_prior(self.mu, self.logvar)
+        """KL[q || the family's prior] in closed form (:meth:`kl_per_unit` summed): ``[B]`` (``eps`` is ignored)."""
+        return self.kl_per_unit(self.mu, self.logvar).sum(dim=-1)
 
 
 _LOG2 = math.log(2.0)
@@ -108,12 +106,15 @@ class DiagonalLaplace(DiagonalGaussian):
     goes with mixtures of experts and single experts only.
     """
 
-    family = "laplace"
+    @staticmethod
+    def log_scale(logvar: torch.Tensor) -> torch.Tensor:
+        """log b = log σ − ½ log 2."""
+        return 0.5 * (logvar - _LOG2)
 
     @staticmethod
     def scale_of(logvar: torch.Tensor) -> torch.Tensor:
         """b = σ / √2."""
-        return torch.exp(0.5 * logvar) / math.sqrt(2.0)
+        return torch.exp(DiagonalLaplace.log_scale(logvar))
 
     @staticmethod
     def noise(eps: torch.Tensor) -> torch.Tensor:
@@ -123,7 +124,7 @@ class DiagonalLaplace(DiagonalGaussian):
     @staticmethod
     def log_density(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
         """log Laplace(z; mu, b) = −log 2b − |z − mu| / b, summed over the last dimension (broadcasting)."""
-        log_b = 0.5 * logvar - 0.5 * _LOG2
+        log_b = DiagonalLaplace.log_scale(logvar)
         return (-(_LOG2 + log_b) - (z - mu).abs() * torch.exp(-log_b)).sum(dim=-1)
 
     @staticmethod
@@ -134,13 +135,9 @@ class DiagonalLaplace(DiagonalGaussian):
     @staticmethod
     def kl_per_unit(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
         """KL[Laplace(mu, b) || Laplace(0, 1)] = −log b + |mu| + b e^(−|mu|/b) − 1 per unit: ``[..., D]``."""
-        log_b = 0.5 * logvar - 0.5 * _LOG2
+        log_b = DiagonalLaplace.log_scale(logvar)
         b = torch.exp(log_b)
         return -log_b + mu.abs() + b * torch.exp(-mu.abs() / b) - 1.0
-
-    def kl_to_prior(self, eps: torch.Tensor | None = None) -> torch.Tensor:
-        """KL[q || Laplace(0, 1)] in closed form (:meth:`kl_per_unit` summed): ``[B]``."""
-        return self.kl_per_unit(self.mu, self.logvar).sum(dim=-1)
 
 
 FAMILIES = {"gaussian": DiagonalGaussian, "laplace": DiagonalLaplace}

@@ -43,7 +43,6 @@ class RunFacts:
     epochs: int | None = None
     anneal_epochs: float | None = None
     particles: int | None = None
-    prior_samples: int | None = None
     n_examples: int | None = None
     inference_parameters: int | None = None
 

@@ -5,7 +5,7 @@ one row for the sweep's model); columns are datasets (``data.dataset`` or ``data
 the grid) or, without them, the values of the other grid keys (seed excluded). A cell is the
 mean over seeds ± the half-width of its 95% Student-t interval (:func:`~mvae_cli.sweep.stats.summarize`).
 
-- Table 1: parameter counts, from each run's ``run.json`` (``parameters``) when present, else
+- Table 1: parameter counts, from each run's ``run.json`` (``model.parameters``) when present, else
   counted on the model its recipe builds: the inference networks (encoders) and the total.
 - Tables 2–3: log-likelihoods, one table per figure (log p(x), log p(x, y), log p(x | y)) and
   proposal, from the ``.mean`` columns.
@@ -21,7 +21,6 @@ mean, ci95, count) and the comparison as ``paper.csv``.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -31,6 +30,7 @@ from mvae_cli.paper.compare import RunFacts, compare
 from mvae_cli.paper.compare import markdown as paper_markdown
 from mvae_cli.sweep.grid import format_value
 from mvae_cli.sweep.results import csv_text
+from mvae_cli.sweep.runner import read_json
 from mvae_cli.sweep.stats import summarize
 
 REPORT_MD, REPORT_CSV, PAPER_CSV = "report.md", "report.csv", "paper.csv"
@@ -109,10 +109,11 @@ def _proposals(rows: list[dict], prefix: str, suffix: str = "") -> list[str]:
 def parameter_counts(run_dir: Path) -> dict[str, int] | None:
     """``{"inference": n, "total": n}`` of a run: what its ``run.json`` recorded (``model.parameters``),
     else counted on the model its recipe builds; None when the run cannot be read."""
-    info = _read_json(run_dir / "run.json")
+    info = read_json(run_dir / "run.json")
     if info is None:
         return None
-    given = (info.get("model") or {}).get("parameters") if isinstance(info.get("model"), dict) else None
+    model = info.get("model")
+    given = model.get("parameters") if isinstance(model, dict) else None
     given = info.get("parameters") if given is None else given  # older run.json files
     if isinstance(given, dict):
         return {k: int(v) for k, v in given.items() if isinstance(v, (int, float))}
@@ -129,15 +130,7 @@ def parameter_counts(run_dir: Path) -> dict[str, int] | None:
         return None
 
 
-def _read_json(path: Path) -> dict | None:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def run_facts(run_dir: Path, row: dict, counts: dict[str, int] | None = None) -> RunFacts | None:
+def run_facts(run_dir: Path, counts: dict[str, int] | None = None) -> RunFacts | None:
     """What the paper comparison needs of one run, from its config.yaml and eval.json; None when unreadable."""
     try:
         from mvae_cli.engine.run import read_config
@@ -145,14 +138,14 @@ def run_facts(run_dir: Path, row: dict, counts: dict[str, int] | None = None) ->
         recipe = read_config(run_dir)
     except Exception:  # not a run directory, or one another version wrote
         return None
-    evaluation = _read_json(run_dir / "eval.json") or {}
+    evaluation = read_json(run_dir / "eval.json") or {}
     y = evaluation.get("y")
     return RunFacts(
         model=recipe.model.name, dataset=recipe.data.dataset, x=evaluation.get("x"),
         y=list(y) if isinstance(y, list) else ([y] if isinstance(y, str) else []),
         supervision=recipe.supervision, keep_prob=recipe.keep_prob, epochs=recipe.epochs,
         anneal_epochs=recipe.anneal_epochs, particles=evaluation.get("particles"),
-        prior_samples=evaluation.get("prior_samples"), n_examples=evaluation.get("n_examples"),
+        n_examples=evaluation.get("n_examples"),
         inference_parameters=(counts or {}).get("inference"))
 
 
@@ -183,7 +176,7 @@ def build_report(grid_keys: list[str], rows: list[dict], sweep_dir: Path | None 
             run_dir = Path(sweep_dir) / "runs" / str(row.get("point"))
             counts = parameter_counts(run_dir) or {}
             counted.append({**row, **{f"parameters.{k}": v for k, v in counts.items()}})
-            facts.append(run_facts(run_dir, row, counts))
+            facts.append(run_facts(run_dir, counts))
         for kind in ("inference", "total"):
             table = _table(f"Table 1: parameters ({kind})", f"parameters.{kind}", counted, row_key, col_keys,
                            model_name, integer=True)

@@ -79,10 +79,12 @@ def run_dir_of(out: Path, point: Point) -> Path:
 
 
 def read_json(path: Path) -> dict | None:
+    """A JSON object from ``path``; None when it is missing, unreadable or not an object."""
     try:
-        return json.loads(path.read_text())
+        data = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
+    return data if isinstance(data, dict) else None
 
 
 def is_finished(run_dir: Path, recipe: Recipe) -> bool:
