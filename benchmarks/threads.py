@@ -26,7 +26,10 @@ import time
 
 SETTINGS = {
     "default": {},
+    "active": {"OMP_WAIT_POLICY": "ACTIVE"},
     "passive": {"OMP_WAIT_POLICY": "PASSIVE"},
+    # libgomp spins this many times at a barrier before it sleeps (passive is 0, active unbounded)
+    **{f"spin{n}": {"GOMP_SPINCOUNT": str(n)} for n in (300, 500, 1_000, 3_000, 10_000, 100_000)},
     "one": {"OMP_NUM_THREADS": "1"},
     "mvae": {"MVAE_CONFIGURE_THREADS": "1"},
 }
@@ -66,11 +69,12 @@ def child(steps: int) -> None:
     for i in range(steps):
         step(i)
     print(json.dumps({"seconds": time.perf_counter() - started, "threads": torch.get_num_threads(),
-                      "wait": os.environ.get("OMP_WAIT_POLICY", "default")}))
+                      "wait": os.environ.get("OMP_WAIT_POLICY") or (f"spin {os.environ['GOMP_SPINCOUNT']}" if "GOMP_SPINCOUNT" in os.environ else "default")}))
 
 
 def run(setting: str, steps: int) -> dict:
-    env = {**os.environ, **SETTINGS[setting]}
+    inherited = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_NUM_THREADS")}
+    env = {**inherited, **SETTINGS[setting]}
     out = subprocess.run([sys.executable, __file__, "--child", "--steps", str(steps)], env=env,
                          capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -80,19 +84,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--settings", default=",".join(SETTINGS), help="comma-separated, of: " + ", ".join(SETTINGS))
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(args.steps)
         return
     print(f"{os.cpu_count()} cores; load average before: {os.getloadavg()}")
-    times = {(s, busy): [] for s in SETTINGS for busy in (False, True)}
+    settings = args.settings.split(",")
+    unknown = sorted(set(settings) - set(SETTINGS))
+    if unknown:
+        parser.error(f"unknown settings {unknown}; choose from {', '.join(SETTINGS)}")
+    times = {(s, busy): [] for s in settings for busy in (False, True)}
     info = {}
     for _ in range(args.repeats):
         for busy in (False, True):
             spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if busy else None
             try:
-                for setting in SETTINGS:
+                for setting in settings:
                     result = run(setting, args.steps)
                     times[(setting, busy)].append(result["seconds"])
                     info[setting] = result
@@ -102,9 +111,9 @@ def main() -> None:
                     spinner.wait()
     print(f"load average after: {os.getloadavg()}")
     print(f"{args.steps} training steps of the MNIST MVAE (batch 100); best of {args.repeats}")
-    for setting in SETTINGS:
+    for setting in settings:
         alone, busy = min(times[(setting, False)]), min(times[(setting, True)])
-        print(f"  {setting:8s} threads {info[setting]['threads']}, wait {info[setting]['wait']:8s}: "
+        print(f"  {setting:8s} threads {info[setting]['threads']}, wait {info[setting]['wait']:12s}: "
               f"alone {alone:6.2f} s, beside one busy process {busy:6.2f} s, ratio {busy / alone:5.2f}×")
 
 

@@ -100,6 +100,7 @@ class Recipe:
     anneal_epochs: float = 0.0  # β rises linearly from 0 to `beta` over this many epochs
     beta: float = 1.0  # the β target; below 1 against posterior collapse
     free_bits: float = 0.0  # KL floor in nats per latent unit (batch average); 0: plain ELBO
+    paired_repeat: int = 1  # each fully observed row is shown this many times per epoch; 1: the paper
     checkpoint_every: int = 1  # write last.pt every N epochs (and at the end)
     checkpoint_minutes: float | None = None  # ... or when this many minutes passed since the last one
     device: str = "auto"  # auto | cpu | cuda
@@ -143,6 +144,7 @@ _RANGES = {
     "anneal_epochs": (0.0, None, False),
     "beta": (0.0, None, True),
     "free_bits": (0.0, None, False),
+    "paired_repeat": (1, None, False),
     "checkpoint_every": (1, None, False),
     "checkpoint_minutes": (0.0, None, True),
     "model.latent_dim": (1, None, False),

@@ -165,7 +165,7 @@ def eval_command(
         console.print(accuracy)
     for line in [*result.get("latent_warnings", []),
                  *accuracy_warnings(result.get("accuracy") or {}, result.get("chance") or {}, result.get("baseline"),
-                                    result["x"])]:
+                                    result["x"], probe=result.get("probe"))]:
         Console(stderr=True).print(f"[yellow]warning:[/] {line}", highlight=False, soft_wrap=True)
     console.print(f"wrote {Path(run_dir) / EVAL_FILE}")
 

@@ -152,7 +152,7 @@ def _print_warnings(rows: list[dict], grid_keys: list[str], console) -> None:
 
     groups = [k for k in grid_keys if k != "seed"]
     figures = [f for f in figure_columns(grid_keys, rows)
-               if f.split(".", 1)[0] in ("accuracy", "chance", "baseline", "latent")]
+               if f.split(".", 1)[0] in ("accuracy", "chance", "baseline", "latent", "probe")]
     by_point: dict[str, dict[str, dict[str, float]]] = {}
     for s in summary_rows(rows, groups, figures):
         point = ",".join(f"{k}={s[k]}" for k in groups) or "every run"
@@ -162,7 +162,9 @@ def _print_warnings(rows: list[dict], grid_keys: list[str], console) -> None:
     for point, tables in by_point.items():
         lines = warnings_from_flat({f"latent.{k}": v for k, v in tables.get("latent", {}).items()})
         if tables.get("chance"):
-            lines += accuracy_warnings(tables.get("accuracy", {}), tables["chance"], tables.get("baseline"))
+            probe = tables.get("probe", {})
+            x = next(iter(probe)) if len(probe) == 1 else "x"  # one input modality: the one predicted from
+            lines += accuracy_warnings(tables.get("accuracy", {}), tables["chance"], tables.get("baseline"), x, probe)
         for line in lines:
             remedied = line.endswith(f"; {REMEDIES}")
             shown = line[: -len(f"; {REMEDIES}")] if remedied else line

@@ -187,6 +187,9 @@ def _train(recipe: Recipe, run_dir: Path, dataset: DatasetFile, device: torch.de
     train_rows = torch.from_numpy(np.flatnonzero(mask.any(axis=1)))
     if train_rows.numel() == 0:
         raise UserError("the training mask shows no modality of any example; raise the supervision or keep-prob level")
+    if recipe.paired_repeat > 1:  # oversampling: the fully observed rows again, shuffled in with the rest
+        paired_rows = torch.from_numpy(np.flatnonzero(mask.all(axis=1)))
+        train_rows = torch.cat([train_rows, paired_rows.repeat(recipe.paired_repeat - 1)])
     if world.size > recipe.batch_size:
         raise UserError(f"{world.size} ranks cannot share batches of {recipe.batch_size}; use at most {recipe.batch_size} ranks")
     _seed_everything(recipe.seed)
@@ -248,7 +251,7 @@ def _train(recipe: Recipe, run_dir: Path, dataset: DatasetFile, device: torch.de
                         "classes": s.classes} for s in specs],
         "likelihoods": {name: likelihood.describe() for name, likelihood in model.likelihoods.items()},
         "mask": {**mask_info, "n_train": int(mask.shape[0]), "n_shown": int(train_rows.numel()),
-                 "n_paired": int(mask.all(axis=1).sum())},
+                 "n_paired": int(mask.all(axis=1).sum()), "paired_repeat": recipe.paired_repeat},
         "model": {"name": recipe.model.name, "parameters": parameter_counts(model)},
         "k": k, "device": str(device), "status": "training", "epochs_done": epoch,
         **({"ranks": world.size} if world.active else {}),

@@ -19,6 +19,10 @@ KL_COLLAPSED = 0.1
 # standard error of an accuracy near 0.015).
 CHANCE_MARGIN = 0.02
 
+# A probe this far above chance says the code carries the class.
+ALIGNED_MARGIN = 0.2
+PAIRED_REMEDY = "`paired_repeat=10`"
+
 REMEDIES = ("remedies: a β target below 1 (`beta=0.5`), free bits, a KL floor in nats per latent unit "
             "(`free_bits=0.25`), more weight on the predicted modality (λ: `model.weights.<name>=50`), "
             "or a likelihood that does not drown the others (`model.likelihoods.<image>=continuous-bernoulli`)")
@@ -40,20 +44,36 @@ def latent_warnings(name: str, active: int, latent_dim: int, kl: float) -> list[
 
 
 def accuracy_warnings(accuracy: Mapping[str, float], chance: Mapping[str, float],
-                      baseline: Mapping[str, float] | None = None, x: str = "x") -> list[str]:
+                      baseline: Mapping[str, float] | None = None, x: str = "x",
+                      probe: Mapping[str, float] | None = None) -> list[str]:
     """Warnings for each predicted modality at chance, and for one below its paired-only baseline.
+
+    A prediction at chance has two causes with different cures. Either the code of ``x`` carries
+    nothing about the target (the remedies against collapse), or it does but the target's decoder
+    reads the target elsewhere in the latent space: the unimodal codes are not aligned, which only
+    more paired rows fix. A linear probe on the mean of q(z | x) that reads the class well above
+    chance tells the second from the first.
 
     Args:
         accuracy: ``{modality: accuracy}`` of the model (``mean`` and ``name/attribute`` keys ignored).
         chance: ``{modality: accuracy of always predicting the most frequent class}``.
         baseline: ``{modality: accuracy of the classifier trained on the paired rows only}``.
         x: the modality predicted from.
+        probe: ``{subset: accuracy of a linear probe reading the class from q(z | subset)}``
+            (:mod:`~mvae_cli.evaluate.latent_probe`); its entry for ``x`` is used.
     """
     lines = []
+    read = (probe or {}).get(x)
     for name, value in accuracy.items():
         if name == "mean" or "/" in name or name not in chance:
             continue
-        if value <= chance[name] + CHANCE_MARGIN:
+        if value <= chance[name] + CHANCE_MARGIN and read is not None and read > chance[name] + ALIGNED_MARGIN:
+            lines.append(f"{name} is predicted from {x} at chance ({value:.3f}; chance {chance[name]:.3f}), yet a "
+                         f"linear probe reads the class from the mean of q(z | {x}) at {read:.3f}: the code of {x} "
+                         f"carries it, but p({name} | z) reads {name} in another part of the latent space (the "
+                         f"unimodal codes are not aligned). More paired rows align them: a higher supervision "
+                         f"level, or the paired rows shown more often ({PAIRED_REMEDY})")
+        elif value <= chance[name] + CHANCE_MARGIN:
             lines.append(f"{name} is predicted from {x} at chance ({value:.3f}; chance {chance[name]:.3f}): "
                          f"the model has learnt nothing usable about {name}; {REMEDIES}")
         elif baseline and name in baseline and value < baseline[name] - CHANCE_MARGIN:

@@ -112,3 +112,26 @@ def test_checkpoint_by_time_and_cadence_rule():
     assert [e for e in range(1, 11) if _checkpoint_due(every3, e, 0.0)] == [3, 6, 9, 10]
     timed = resolve_recipe(None, ["epochs=10", "checkpoint_every=100", "checkpoint_minutes=5"])
     assert not _checkpoint_due(timed, 4, 299.0) and _checkpoint_due(timed, 4, 300.0)
+
+
+def test_paired_repeat_shows_each_paired_row_that_many_times_per_epoch(data_path, tmp_path, monkeypatch):
+    from mvae_cli.engine import data as engine_data
+
+    seen = []
+    original = engine_data.SplitData.batch
+
+    def recording(self, index):
+        out = original(self, index)
+        if self.n == 200:  # the train split (valid batches are read too)
+            seen.append(index.clone())
+        return out
+
+    monkeypatch.setattr(engine_data.SplitData, "batch", recording)
+    train(_recipe(data_path, "epochs=1", "paired_repeat=3"), tmp_path / "run")
+    mask = np.load(tmp_path / "run" / "mask.npy")
+    counts = np.bincount(torch.cat(seen).numpy(), minlength=200)
+    assert (counts[mask.all(1)] == 3).all() and (counts[~mask.all(1) & mask.any(1)] == 1).all()
+    info = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert info["mask"]["n_shown"] == 400 and info["mask"]["paired_repeat"] == 3
+    line = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[0])
+    assert line["step"] == 13  # ceil(400 / 32)

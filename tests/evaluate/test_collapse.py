@@ -37,3 +37,33 @@ def test_the_sweep_summary_warns_per_grid_point_on_means_over_seeds():
     assert "(supervision=0.02, mean over seeds): label is predicted from x at chance (0.110; chance 0.110)" in lines[0]
     assert "(supervision=1.0, mean over seeds): label is predicted from x worse (0.770)" in lines[1]
     assert lines[2].startswith("for the warnings above, remedies:")
+
+
+def test_a_code_that_carries_the_class_at_chance_is_called_unaligned_not_collapsed():
+    from mvae_cli.evaluate.collapse import REMEDIES
+
+    chance = {"label": 0.117}
+    (line,) = accuracy_warnings({"label": 0.11}, chance, {"label": 0.84}, x="image", probe={"image": 0.853})
+    assert "a linear probe reads the class from the mean of q(z | image) at 0.853" in line
+    assert "not aligned" in line and "paired_repeat=" in line and not line.endswith(REMEDIES)
+    # a probe near chance: the code carries nothing, so the collapse remedies stand
+    (line,) = accuracy_warnings({"label": 0.11}, chance, None, x="image", probe={"image": 0.2})
+    assert line.endswith(REMEDIES) and "not aligned" not in line
+    # the probe of another modality says nothing about this one
+    (line,) = accuracy_warnings({"label": 0.11}, chance, None, x="image", probe={"m1": 0.9})
+    assert line.endswith(REMEDIES)
+
+
+def test_the_sweep_summary_tells_unaligned_codes_from_collapse():
+    import io
+
+    from rich.console import Console
+
+    from mvae_cli.cli.sweep import _print_warnings
+
+    rows = [{"point": f"supervision=0.01,seed={s}", "supervision": 0.01, "seed": s, "accuracy.label": 0.11,
+             "chance.label": 0.117, "baseline.label": 0.84, "probe.image": 0.85} for s in (0, 1)]
+    out = io.StringIO()
+    _print_warnings(rows, ["supervision", "seed"], Console(file=out, width=600))
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 1 and "label is predicted from image at chance" in lines[0] and "not aligned" in lines[0]
