@@ -1,14 +1,15 @@
 """Evaluation throughput of the paper's MNIST MVAE: the default `mvae eval` on 1,000 test images.
 
-Every figure of eval.json (log p(x), log p(x,y), log p(x|y) under q(z|x) and q(z|x,y), the
-weight variances, the accuracy) with K = 1,000 particles and 5,000 prior samples, through
-the real library (`mvae_cli.evaluate.run_eval.evaluate_run`). The model (image 1×28×28
+Every figure of eval.json (log p(x), log p(x,y), log p(x|y) under q(z|x), q(z|x,y) and q(z|y),
+the weight variances, the accuracy, the diagnostics, the paired-only baseline, coherence) with
+K = 1,000 particles and 5,000 prior samples, through the real library (`mvae_cli.evaluate.run_eval.evaluate_run`). The model (image 1×28×28
 Bernoulli + label with 10 classes, z = 64, MLPs of 512) is trained for one short epoch
 on MNIST-shaped synthetic data in a temporary directory, unless --run names a run or
 --data a prepared dataset to train that epoch on. Prints seconds and examples/s, and the
 matmul floor of the evaluation in its precision (`matmul_floor.py`: every decoder's GEMMs at
-4,096-row chunks, for the n × K particles of both proposals and the prior samples, timed
-alone; the encoders' n rows are left out) with the measured time's ratio to it.
+4,096-row chunks, for the n × K particles of every proposal and the prior samples, timed
+alone; the encoders' n rows are left out) with the ratio to it of the importance-sampling
+part (eval.json's ``seconds_by_part.likelihoods``) and of the whole evaluation.
 
     python benchmarks/eval_throughput.py [--limit 1000] [--particles 1000] [--prior-samples 5000]
                                          [--device auto] [--precision fp32|bf16] [--run RUN_DIR | --data data/mnist.h5]
@@ -82,7 +83,8 @@ def main() -> None:
                               precision=args.precision)
         wall = time.perf_counter() - started
         _, _, model = load_trained(run_dir, "best", torch.device("cpu"))
-        floor = eval_floor(model, result["n_examples"], args.particles, args.prior_samples, args.precision)
+        floor = eval_floor(model, result["n_examples"], args.particles, args.prior_samples, args.precision,
+                           proposals=len(result["log_px"]))
     n = result["n_examples"]
     device = "cuda" if args.device != "cpu" and torch.cuda.is_available() else "cpu"
     print(f"device {device}, torch threads {torch.get_num_threads()}; {n:,} {result['split']} examples, "
@@ -95,19 +97,24 @@ def main() -> None:
     print(f"  accuracy       {result['accuracy']}")
     print(f"eval: {result['seconds']:.2f} s = {n / result['seconds']:,.1f} examples/s "
           f"(including the model load: {wall:.2f} s)")
-    print(describe(f"eval in {args.precision}", *floor, result["seconds"]))
+    print("  by part: " + ", ".join(f"{part} {s:.2f} s" for part, s in result["seconds_by_part"].items())
+          + " (coherence includes training its classifiers once per dataset file; later evals load them)")
+    likelihoods = result["seconds_by_part"]["likelihoods"]
+    print(describe(f"importance sampling ({len(result['log_px'])} proposals) in {args.precision}", *floor, likelihoods))
+    print(describe(f"whole eval in {args.precision}", *floor, result["seconds"]))
 
 
-def eval_floor(model, n: int, particles: int, prior_samples: int, precision: str, chunk: int = 4096) -> tuple[float, float]:
-    """Seconds and flops of the decoders' GEMMs of an evaluation: the n × K particles of the two
-    proposals through every decoder, and the prior samples through y's decoders once per batch."""
+def eval_floor(model, n: int, particles: int, prior_samples: int, precision: str, chunk: int = 4096,
+               proposals: int = 3) -> tuple[float, float]:
+    """Seconds and flops of the decoders' GEMMs of an evaluation: the n × K particles of every
+    proposal through every decoder, and the prior samples through y's decoders once per batch."""
     dtype = torch.bfloat16 if precision == "bf16" else torch.float32
     batches = -(-n // max(1, ROWS_PER_BATCH // particles))
     seconds = flops = 0.0
     for index, name in enumerate(model.names):
         with torch.no_grad():
             shapes = record_linear_shapes(lambda: model.decode(name, torch.zeros(chunk, model.latent_dim)))
-        rows = n * particles * 2 + (batches * prior_samples if index > 0 else 0)
+        rows = n * particles * proposals + (batches * prior_samples if index > 0 else 0)
         s, f = gemm_floor(shapes, dtype, backward=False)
         seconds, flops = seconds + s * rows / chunk, flops + f * rows / chunk
     return seconds, flops

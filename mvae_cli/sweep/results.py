@@ -26,7 +26,8 @@ from mvae_cli.errors import UserError
 from mvae_cli.sweep.stats import summarize
 
 # eval.json keys that describe the evaluation rather than measure the model.
-EVAL_SETTINGS = ("particles", "prior_samples", "split", "checkpoint", "n_examples", "x", "y", "seconds")
+EVAL_SETTINGS = ("particles", "prior_samples", "split", "checkpoint", "n_examples", "x", "y", "seconds",
+                 "seconds_by_part")
 RESULTS_JSON, RESULTS_CSV, SUMMARY_CSV = "results.json", "results.csv", "summary.csv"
 SUMMARY_STATS = ("mean", "std", "ci95", "count")
 
