@@ -19,6 +19,7 @@ from tests.helpers import make_dataset
 
 runner = CliRunner()
 KEYS = ["particles", "prior_samples", "split", "checkpoint", "n_examples", "x", "y", "seconds",
+        "seconds_by_part",
         "log_px", "log_pxy", "log_px_given_y", "var_log_w", "accuracy", "not_defined", "latent", "latent_warnings",
         "chance", "baseline", "baseline_rows", "coherence", "probe"]
 FAST = ["--particles", "20", "--prior-samples", "100", "--limit", "30"]
@@ -50,6 +51,9 @@ def test_eval_writes_eval_json_and_prints_the_table(run_dir):
     evaluation = json.loads((run_dir / "eval.json").read_text())
     assert list(evaluation) == KEYS
     assert evaluation["x"] == "image" and evaluation["y"] == ["label"] and evaluation["n_examples"] == 30
+    parts = evaluation["seconds_by_part"]
+    assert list(parts) == ["likelihoods", "latent_diagnostics", "baseline", "coherence_and_probe"]
+    assert all(s >= 0 for s in parts.values()) and sum(parts.values()) <= evaluation["seconds"]
     for key in ("log_px", "log_pxy", "log_px_given_y"):
         assert set(evaluation[key]) == {"image", "image+label", "label"}  # label: Eq. 7's q(z|y)
         for figure in evaluation[key].values():
