@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Annotated, Optional
 
 import typer
@@ -165,9 +166,19 @@ def eval_command(
         console.print(accuracy)
     for line in [*result.get("latent_warnings", []),
                  *accuracy_warnings(result.get("accuracy") or {}, result.get("chance") or {}, result.get("baseline"),
-                                    result["x"], probe=result.get("probe"))]:
+                                    result["x"], probe=result.get("probe"), probed=_class_name(run_dir))]:
         Console(stderr=True).print(f"[yellow]warning:[/] {line}", highlight=False, soft_wrap=True)
     console.print(f"wrote {Path(run_dir) / EVAL_FILE}")
+
+
+def _class_name(run_dir) -> str | None:
+    """The modality the latent probe reads: the run's first categorical one (run.json)."""
+    from mvae_cli.evaluate.coherence import class_modality
+    from mvae_cli.sweep.runner import read_json
+
+    info = read_json(Path(run_dir) / "run.json") or {}
+    modalities = [m for m in info.get("modalities", []) if isinstance(m, dict)]
+    return class_modality([SimpleNamespace(name=m.get("name"), kind=m.get("kind")) for m in modalities])
 
 
 def register(app: typer.Typer) -> None:

@@ -162,9 +162,12 @@ def _print_warnings(rows: list[dict], grid_keys: list[str], console) -> None:
     for point, tables in by_point.items():
         lines = warnings_from_flat({f"latent.{k}": v for k, v in tables.get("latent", {}).items()})
         if tables.get("chance"):
-            probe = tables.get("probe", {})
-            x = next(iter(probe)) if len(probe) == 1 else "x"  # one input modality: the one predicted from
-            lines += accuracy_warnings(tables.get("accuracy", {}), tables["chance"], tables.get("baseline"), x, probe)
+            # One input modality and one predicted class (MNIST's image → label): the probe reads that class.
+            probe, accuracy = tables.get("probe", {}), tables.get("accuracy", {})
+            predicted = [k for k in accuracy if k != "mean" and "/" not in k]
+            x = next(iter(probe)) if len(probe) == 1 else "x"
+            probed = predicted[0] if len(probe) == 1 and len(predicted) == 1 else None
+            lines += accuracy_warnings(accuracy, tables["chance"], tables.get("baseline"), x, probe, probed)
         for line in lines:
             remedied = line.endswith(f"; {REMEDIES}")
             shown = line[: -len(f"; {REMEDIES}")] if remedied else line

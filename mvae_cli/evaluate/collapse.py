@@ -45,7 +45,7 @@ def latent_warnings(name: str, active: int, latent_dim: int, kl: float) -> list[
 
 def accuracy_warnings(accuracy: Mapping[str, float], chance: Mapping[str, float],
                       baseline: Mapping[str, float] | None = None, x: str = "x",
-                      probe: Mapping[str, float] | None = None) -> list[str]:
+                      probe: Mapping[str, float] | None = None, probed: str | None = None) -> list[str]:
     """Warnings for each predicted modality at chance, and for one below its paired-only baseline.
 
     A prediction at chance has two causes with different cures. Either the code of ``x`` carries
@@ -61,13 +61,15 @@ def accuracy_warnings(accuracy: Mapping[str, float], chance: Mapping[str, float]
         x: the modality predicted from.
         probe: ``{subset: accuracy of a linear probe reading the class from q(z | subset)}``
             (:mod:`~mvae_cli.evaluate.latent_probe`); its entry for ``x`` is used.
+        probed: the modality the probe reads (the class); the probe says nothing of the others.
     """
     lines = []
     read = (probe or {}).get(x)
     for name, value in accuracy.items():
         if name == "mean" or "/" in name or name not in chance:
             continue
-        if value <= chance[name] + CHANCE_MARGIN and read is not None and read > chance[name] + ALIGNED_MARGIN:
+        aligned_question = name == probed and read is not None
+        if value <= chance[name] + CHANCE_MARGIN and aligned_question and read > chance[name] + ALIGNED_MARGIN:
             lines.append(f"{name} is predicted from {x} at chance ({value:.3f}; chance {chance[name]:.3f}), yet a "
                          f"linear probe reads the class from the mean of q(z | {x}) at {read:.3f}: the code of {x} "
                          f"carries it, but p({name} | z) reads {name} in another part of the latent space (the "

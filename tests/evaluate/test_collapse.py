@@ -43,14 +43,19 @@ def test_a_code_that_carries_the_class_at_chance_is_called_unaligned_not_collaps
     from mvae_cli.evaluate.collapse import REMEDIES
 
     chance = {"label": 0.117}
-    (line,) = accuracy_warnings({"label": 0.11}, chance, {"label": 0.84}, x="image", probe={"image": 0.853})
+    (line,) = accuracy_warnings({"label": 0.11}, chance, {"label": 0.84}, x="image", probe={"image": 0.853},
+                                probed="label")
     assert "a linear probe reads the class from the mean of q(z | image) at 0.853" in line
     assert "not aligned" in line and "paired_repeat=" in line and not line.endswith(REMEDIES)
     # a probe near chance: the code carries nothing, so the collapse remedies stand
-    (line,) = accuracy_warnings({"label": 0.11}, chance, None, x="image", probe={"image": 0.2})
+    (line,) = accuracy_warnings({"label": 0.11}, chance, None, x="image", probe={"image": 0.2}, probed="label")
     assert line.endswith(REMEDIES) and "not aligned" not in line
     # the probe of another modality says nothing about this one
-    (line,) = accuracy_warnings({"label": 0.11}, chance, None, x="image", probe={"m1": 0.9})
+    (line,) = accuracy_warnings({"label": 0.11}, chance, None, x="image", probe={"m1": 0.9}, probed="label")
+    assert line.endswith(REMEDIES)
+    # nor does a probe of the class say anything about another predicted modality
+    (line,) = accuracy_warnings({"colour": 0.26}, {"colour": 0.25}, None, x="image", probe={"image": 0.9},
+                                probed="digit")
     assert line.endswith(REMEDIES)
 
 

@@ -170,3 +170,10 @@ def test_a_run_directory_of_an_earlier_version_still_evaluates(run_dir, tmp_path
     before = evaluate_run(run_dir, particles=5, prior_samples=20, limit=6, device="cpu")
     after = evaluate_run(old, particles=5, prior_samples=20, limit=6, device="cpu")
     assert after["log_pxy"] == before["log_pxy"] and after["accuracy"] == before["accuracy"]
+
+
+def test_the_probed_class_is_read_from_run_json(run_dir, tmp_path):
+    from mvae_cli.cli.evaluate import _class_name
+
+    assert _class_name(run_dir) == "label"
+    assert _class_name(tmp_path) is None  # no run.json: no probe diagnosis, never a traceback
