@@ -151,27 +151,29 @@ class _GuardedFile:
         self._file.close()
 
     def write(self, data) -> int:
-        if self.fault is None:
+        if self.fault is None and not self._file.closed:
             try:
                 return self._file.write(data)
             except OSError as error:
                 self.fault = error
         return len(memoryview(data).cast("B"))
 
+    # Once closed (an interrupt unwound the `with` before h5py freed its file), HDF5's last calls
+    # from the garbage collector find nothing to do instead of printing a traceback at exit.
     def read(self, size: int = -1) -> bytes:
-        return self._file.read(size)
+        return b"" if self._file.closed else self._file.read(size)
 
     def readinto(self, buffer) -> int:
-        return self._file.readinto(buffer)
+        return 0 if self._file.closed else self._file.readinto(buffer)
 
     def seek(self, offset: int, whence: int = 0) -> int:
-        return self._file.seek(offset, whence)
+        return offset if self._file.closed else self._file.seek(offset, whence)
 
     def tell(self) -> int:
-        return self._file.tell()
+        return 0 if self._file.closed else self._file.tell()
 
     def truncate(self, size: int | None = None) -> int:
-        if self.fault is None:
+        if self.fault is None and not self._file.closed:
             try:
                 return self._file.truncate(size)
             except OSError as error:
@@ -179,7 +181,7 @@ class _GuardedFile:
         return size if size is not None else self.tell()
 
     def flush(self) -> None:
-        if self.fault is None:
+        if self.fault is None and not self._file.closed:
             try:
                 self._file.flush()
             except OSError as error:
