@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Annotated, Optional
 
 import typer
@@ -172,13 +171,13 @@ def eval_command(
 
 
 def _class_name(run_dir) -> str | None:
-    """The modality the latent probe reads: the run's first categorical one (run.json)."""
+    """The modality the latent probe reads: the run's class (:func:`~mvae_cli.evaluate.coherence.class_modality`)."""
+    from mvae_cli.engine.run import run_specs
     from mvae_cli.evaluate.coherence import class_modality
     from mvae_cli.sweep.runner import read_json
 
-    info = read_json(Path(run_dir) / "run.json") or {}
-    modalities = [m for m in info.get("modalities", []) if isinstance(m, dict)]
-    return class_modality([SimpleNamespace(name=m.get("name"), kind=m.get("kind")) for m in modalities])
+    info = read_json(Path(run_dir) / "run.json")
+    return class_modality(run_specs(info)) if info else None
 
 
 def register(app: typer.Typer) -> None:

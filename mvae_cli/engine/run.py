@@ -147,6 +147,11 @@ def latest_run(root: Path = RUNS_ROOT) -> Path:
     return max(candidates, key=lambda p: (p / "run.json").stat().st_mtime)
 
 
+def run_specs(info: dict) -> list[ModalitySpec]:
+    """The modalities a run was trained on, from its ``run.json`` mapping."""
+    return [ModalitySpec(**{**s, "shape": tuple(s["shape"])}) for s in info["modalities"]]
+
+
 def load_trained(run_dir: Path, checkpoint: str = "best", device: torch.device | str = "cpu"):
     """Load a run for evaluation: ``(recipe, run_info, model in eval mode)``.
 
@@ -162,8 +167,7 @@ def load_trained(run_dir: Path, checkpoint: str = "best", device: torch.device |
     if not path.is_file():
         raise UserError(f"{run_dir} has no {checkpoint}.pt checkpoint; train it (or resume it) first")
     state = load_checkpoint(path, map_location=device)
-    specs = [ModalitySpec(**{**s, "shape": tuple(s["shape"])}) for s in info["modalities"]]
-    model = build_model(recipe, specs).to(device)
+    model = build_model(recipe, run_specs(info)).to(device)
     try:
         model.load_state_dict(state["model"])
     except RuntimeError:

@@ -375,21 +375,25 @@ def evaluate_run(
             raise UserError(f"{dataset.path} has no {split!r} split (it has: {', '.join(dataset.sizes)})")
         data = SplitData(dataset, split, torch_device, None, budget,
                          binarize=binarized_modalities(recipe.data.binarize, model))
-        timings = {}
+        timings, lap = {}, [started]
+
+        def timed(part: str) -> None:  # seconds since the previous part ended
+            now = time.perf_counter()
+            timings[part], lap[0] = now - lap[0], now
+
         figures = evaluate_model(model, data, x=x, y=y, particles=particles, prior_samples=prior_samples,
                                  seed=seed, limit=limit, budget_bytes=budget, batch_size=batch_size,
                                  progress=progress, attributes=attribute_names(dataset.attrs, model.specs))
-        timings["likelihoods"] = time.perf_counter() - started
-        mark = time.perf_counter()
+        timed("likelihoods")
         figures.update(eval_diagnostics(model, data, figures["n_examples"], seed))  # "latent", "latent_warnings"
-        timings["latent_diagnostics"], mark = time.perf_counter() - mark, time.perf_counter()
+        timed("latent_diagnostics")
         if baseline:
             figures.update(_baselines(run_dir, recipe, dataset, data, x, y, figures["n_examples"], budget,
                                       torch_device))
-            timings["baseline"], mark = time.perf_counter() - mark, time.perf_counter()
+            timed("baseline")
         figures.update(_class_figures(model, dataset, data, split, recipe, torch_device, budget, limit=limit,
                                       prior_samples=prior_samples, seed=seed))
-        timings["coherence_and_probe"] = time.perf_counter() - mark  # the classifiers' first training too
+        timed("coherence_and_probe")  # the coherence classifiers' first training too
     class_reason = figures.pop("not_defined_class", None)
     if class_reason:
         figures["not_defined"].update({"coherence": class_reason, "probe": class_reason})

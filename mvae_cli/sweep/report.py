@@ -120,12 +120,10 @@ def parameter_counts(run_dir: Path) -> dict[str, int] | None:
     if isinstance(given, (int, float)):
         return {"total": int(given)}
     try:
-        from mvae_cli.data.format import ModalitySpec
-        from mvae_cli.engine.run import build_model, read_config
+        from mvae_cli.engine.run import build_model, read_config, run_specs
         from mvae_cli.model.registry import parameter_counts as count
 
-        specs = [ModalitySpec(**{**s, "shape": tuple(s["shape"])}) for s in info["modalities"]]
-        return count(build_model(read_config(run_dir), specs))
+        return count(build_model(read_config(run_dir), run_specs(info)))
     except Exception:  # a run another version wrote: leave its counts out rather than fail the report
         return None
 
