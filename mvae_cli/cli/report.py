@@ -1,15 +1,23 @@
-"""``mvae report SWEEP_DIR``: the MVAE paper's tables (1–5) from a sweep's results, beside the paper's values."""
+"""``mvae report SWEEP_DIR`` or ``mvae report RUN_DIR... --out DIR``: the MVAE paper's tables (1–5) from a
+sweep's results or from runs trained one by one, beside the paper's values."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
 
 def report_command(
-    sweep_dir: Annotated[Path, typer.Argument(help="A directory written by `mvae sweep` (it has results.json).")],
+    paths: Annotated[list[Path], typer.Argument(
+        metavar="SWEEP_DIR | RUN_DIR...",
+        help="A directory written by `mvae sweep` (it has results.json), or run directories trained with "
+             "`mvae train` and evaluated with `mvae eval`.")],
+    out: Annotated[Optional[Path], typer.Option(
+        "--out", metavar="DIR",
+        help="Where report.md, report.csv and paper.csv go (default: the sweep directory; needed with run "
+             "directories).")] = None,
     tolerance: Annotated[float, typer.Option(
         "--tolerance", min=0.0, metavar="NATS",
         help="Flag a log-likelihood further than this from the paper's.")] = 0.5,
@@ -17,7 +25,10 @@ def report_command(
         "--variance-factor", min=1.0, metavar="X",
         help="Flag a variance of the log weights more than X times above or below the paper's.")] = 2.0,
 ) -> None:
-    """Write SWEEP_DIR/report.md, report.csv and paper.csv: the MVAE paper's Tables 1–5 from a sweep, beside the paper's.
+    """Write report.md, report.csv and paper.csv: the MVAE paper's Tables 1–5 from a sweep, beside the paper's.
+
+    Given run directories instead of a sweep (`mvae report full-mvae full-jmvae --out report/`), each run is a
+    row of its model, its dataset (the name its data file records) and its seed.
 
     Tables: parameter counts (1), log-likelihoods (2–3), variances of the log weights (4–5); rows models,
     columns datasets or grid values, mean ± 95% CI over seeds.
@@ -26,13 +37,30 @@ def report_command(
     The Markdown is printed too; the exit code is 0 even when figures are flagged.
     """
     from mvae_cli.cli.progress import console
-    from mvae_cli.sweep.report import write_report
-    from mvae_cli.sweep.results import read_results
+    from mvae_cli.errors import UserError
+    from mvae_cli.sweep.report import runs_results, write_report
+    from mvae_cli.sweep.results import RESULTS_JSON, read_results
 
-    grid_keys, rows = read_results(sweep_dir)
-    paths, markdown, _ = write_report(sweep_dir, grid_keys, rows, tolerance=tolerance, variance_factor=variance_factor)
+    if len(paths) == 1 and not (paths[0] / "run.json").is_file():
+        sweep_dir, run_dirs = paths[0], None
+        if not (sweep_dir / RESULTS_JSON).is_file():
+            raise UserError(f"{sweep_dir} is neither a sweep (no {RESULTS_JSON}: run the study with `mvae sweep` "
+                            f"first) nor a run directory (no run.json)")
+        grid_keys, rows = read_results(sweep_dir)
+    else:
+        sweep_dir = None
+        if out is None:
+            raise UserError("reporting run directories needs --out DIR: where report.md, report.csv and "
+                            "paper.csv are written")
+        sweeps = [str(p) for p in paths if (p / RESULTS_JSON).is_file()]
+        if sweeps:
+            raise UserError(f"{sweeps[0]} is a sweep: report it alone (`mvae report {sweeps[0]}`), not among runs")
+        grid_keys, rows = runs_results(paths)
+        run_dirs = paths
+    paths_written, markdown, _ = write_report(sweep_dir, grid_keys, rows, tolerance=tolerance,
+                                              variance_factor=variance_factor, run_dirs=run_dirs, out=out)
     typer.echo(markdown)
-    for path in paths:
+    for path in paths_written:
         console.print(f"wrote {path}")
 
 

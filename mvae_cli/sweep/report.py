@@ -17,6 +17,10 @@ tolerance, and whether the models come in the paper's order.
 
 Written as Markdown (``report.md``), as one long CSV (``report.csv``: table, row, column,
 mean, ci95, count) and the comparison as ``paper.csv``.
+
+Runs trained and evaluated one by one (``mvae train`` + ``mvae eval``, no sweep) are reported the
+same way (:func:`runs_results`): each becomes a results row keyed by its model, its dataset (the
+name the data file records) and its seed.
 """
 
 from __future__ import annotations
@@ -29,7 +33,8 @@ from mvae_cli.evaluate import proposal_label
 from mvae_cli.paper.compare import RunFacts, compare
 from mvae_cli.paper.compare import markdown as paper_markdown
 from mvae_cli.sweep.grid import format_value
-from mvae_cli.sweep.results import csv_text
+from mvae_cli.errors import UserError
+from mvae_cli.sweep.results import build_row, csv_text
 from mvae_cli.sweep.runner import read_json
 from mvae_cli.sweep.stats import summarize
 
@@ -128,6 +133,40 @@ def parameter_counts(run_dir: Path) -> dict[str, int] | None:
         return None
 
 
+def _dataset_name(run_dir: Path, recipe) -> str:
+    """The dataset a run trained on: the name its data file records (run.json), else the recipe's."""
+    info = read_json(Path(run_dir) / "run.json") or {}
+    name = info.get("dataset", {}).get("name") if isinstance(info.get("dataset"), dict) else None
+    return name if isinstance(name, str) and name else recipe.data.dataset
+
+
+RUN_GRID = ["model.name", "data.dataset", "seed"]
+
+
+def runs_results(run_dirs: list[Path]) -> tuple[list[str], list[dict]]:
+    """``(grid keys, rows)`` of runs trained and evaluated one by one, as a sweep would have them.
+
+    Each run's row is named by its directory and keyed by ``model.name``, ``data.dataset`` (the name
+    its data file records, so a BinaryMNIST file trained with the MNIST recipe is BinaryMNIST) and
+    ``seed``; runs with the same model and dataset are seeds of one cell.
+
+    Raises:
+        UserError: a path that is not a run directory, or a run not evaluated yet.
+    """
+    from mvae_cli.engine.run import read_config
+
+    rows = []
+    for run_dir in run_dirs:
+        recipe = read_config(run_dir)
+        evaluation = read_json(Path(run_dir) / "eval.json")
+        if evaluation is None:
+            raise UserError(f"{run_dir} has no eval.json yet: evaluate it first with `mvae eval {run_dir}`")
+        values = {"model.name": recipe.model.name, "data.dataset": _dataset_name(run_dir, recipe)}
+        rows.append(build_row(str(run_dir), values, recipe.seed, evaluation,
+                              read_json(Path(run_dir) / "run.json") or {}))
+    return list(RUN_GRID), rows
+
+
 def run_facts(run_dir: Path, counts: dict[str, int] | None = None) -> RunFacts | None:
     """What the paper comparison needs of one run, from its config.yaml and eval.json; None when unreadable."""
     try:
@@ -139,7 +178,7 @@ def run_facts(run_dir: Path, counts: dict[str, int] | None = None) -> RunFacts |
     evaluation = read_json(run_dir / "eval.json") or {}
     y = evaluation.get("y")
     return RunFacts(
-        model=recipe.model.name, dataset=recipe.data.dataset, x=evaluation.get("x"),
+        model=recipe.model.name, dataset=_dataset_name(run_dir, recipe), x=evaluation.get("x"),
         y=list(y) if isinstance(y, list) else ([y] if isinstance(y, str) else []),
         supervision=recipe.supervision, keep_prob=recipe.keep_prob, epochs=recipe.epochs,
         anneal_epochs=recipe.anneal_epochs, particles=evaluation.get("particles"),
@@ -148,18 +187,21 @@ def run_facts(run_dir: Path, counts: dict[str, int] | None = None) -> RunFacts |
 
 
 def build_report(grid_keys: list[str], rows: list[dict], sweep_dir: Path | None = None,
-                 model_name: str = "mvae", tolerance: float = 0.5,
-                 variance_factor: float = 2.0) -> tuple[str, list[dict], list[dict]]:
+                 model_name: str = "mvae", tolerance: float = 0.5, variance_factor: float = 2.0,
+                 run_dirs: list[Path] | None = None) -> tuple[str, list[dict], list[dict]]:
     """The report's Markdown, its long CSV rows and the rows of its comparison with the paper.
 
     Args:
         grid_keys: the sweep's grid keys.
         rows: its results rows.
         sweep_dir: where ``runs/<point>/`` are, for Table 1 and the comparison with the paper (both
-            left out when None).
+            left out when None and no ``run_dirs`` are given).
         model_name: the row name when the sweep does not vary the model.
         tolerance, variance_factor: the comparison's tolerances (:mod:`mvae_cli.paper.compare`).
+        run_dirs: each row's run directory, when the rows are not a sweep's (:func:`runs_results`).
     """
+    if run_dirs is None and sweep_dir is not None:
+        run_dirs = [Path(sweep_dir) / "runs" / str(row.get("point")) for row in rows]
     row_key = _row_key(grid_keys, rows)
     col_keys = _column_keys(grid_keys, row_key)
     spread = "mean ± 95% CI (Student t) over seeds"
@@ -168,10 +210,9 @@ def build_report(grid_keys: list[str], rows: list[dict], sweep_dir: Path | None 
     long: list[dict] = []
 
     facts: list[RunFacts | None] = []
-    if sweep_dir is not None:
+    if run_dirs is not None:
         counted = []
-        for row in rows:
-            run_dir = Path(sweep_dir) / "runs" / str(row.get("point"))
+        for row, run_dir in zip(rows, run_dirs):
             counts = parameter_counts(run_dir) or {}
             counted.append({**row, **{f"parameters.{k}": v for k, v in counts.items()}})
             facts.append(run_facts(run_dir, counts))
@@ -250,13 +291,16 @@ def _plain(stats) -> str:
 
 
 def write_report(sweep_dir: str | Path, grid_keys: list[str], rows: list[dict], tolerance: float = 0.5,
-                 variance_factor: float = 2.0) -> tuple[list[Path], str, list[dict]]:
-    """Write ``report.md``, ``report.csv`` and ``paper.csv`` (ours beside the paper's) into ``sweep_dir``;
-    returns the paths written, the Markdown and the comparison rows."""
-    sweep_dir = Path(sweep_dir)
-    markdown, long, compared = build_report(grid_keys, rows, sweep_dir, tolerance=tolerance,
-                                            variance_factor=variance_factor)
-    md, table, paper = sweep_dir / REPORT_MD, sweep_dir / REPORT_CSV, sweep_dir / PAPER_CSV
+                 variance_factor: float = 2.0, run_dirs: list[Path] | None = None,
+                 out: str | Path | None = None) -> tuple[list[Path], str, list[dict]]:
+    """Write ``report.md``, ``report.csv`` and ``paper.csv`` (ours beside the paper's) into ``out``
+    (default ``sweep_dir``); returns the paths written, the Markdown and the comparison rows.
+    ``run_dirs``: the rows' run directories when they are not ``sweep_dir``'s (``sweep_dir`` None)."""
+    markdown, long, compared = build_report(grid_keys, rows, None if sweep_dir is None else Path(sweep_dir),
+                                            tolerance=tolerance, variance_factor=variance_factor, run_dirs=run_dirs)
+    out = Path(sweep_dir if out is None else out)
+    out.mkdir(parents=True, exist_ok=True)
+    md, table, paper = out / REPORT_MD, out / REPORT_CSV, out / PAPER_CSV
     write_text(md, markdown)
     write_text(table, csv_text(["table", "figure", "row", "column", "mean", "ci95", "count"], long))
     write_text(paper, csv_text(["table", "figure", "model", "dataset", "ours", "ci95", "count", "paper", "difference",

@@ -99,3 +99,50 @@ def test_report_command_sets_ours_beside_the_paper(tmp_path):
     assert {r["beyond_tolerance"] for r in compared} == {"False"}
     tight = runner.invoke(app, ["report", str(tmp_path)])  # the default 0.5 nat flags −0.70
     assert "| -0.70 | ⚠ |" in tight.output and "beyond (⚠)" in tight.output
+
+
+def _evaluation(row):
+    """``eval.json`` as `mvae eval` nests it, holding a results row's log-likelihood means."""
+    nested = {"x": "image", "y": ["label"], "particles": 1000, "n_examples": 10000}
+    for key, value in row.items():
+        if key.startswith("log_"):
+            figure, proposal, stat = key.split(".")
+            nested.setdefault(figure, {}).setdefault(proposal, {})[stat] = value
+    return nested
+
+
+def test_report_of_runs_trained_one_by_one_keys_them_by_model_dataset_file_and_seed(tmp_path):
+    runs = []
+    for name, model, shift, dataset, seed in (("a", "mvae", 0.1, "mnist", 0), ("b", "mvae", -0.1, "mnist", 1),
+                                              ("c", "jmvae", -0.7, "binary-mnist", 0)):
+        _run_dir(tmp_path, name, model, _evaluation(_row(model, seed, shift)))
+        run = tmp_path / "runs" / name
+        # the data file's own name is in run.json: c used the MNIST recipe on a BinaryMNIST file
+        info = json.loads((run / "run.json").read_text())
+        (run / "run.json").write_text(json.dumps({**info, "dataset": {"name": dataset}}))
+        (run / "config.yaml").write_text((run / "config.yaml").read_text().replace("seed: 0", f"seed: {seed}"))
+        runs.append(str(run))
+
+    missing = runner.invoke(app, ["report", *runs])
+    assert missing.exit_code == 2 and "--out" in missing.output and "Traceback" not in missing.output
+    result = runner.invoke(app, ["report", *runs, "--out", str(tmp_path / "report")])
+    assert result.exit_code == 0, result.output
+    markdown = (tmp_path / "report" / "report.md").read_text()
+    assert "3 runs" in markdown
+    # a and b are two seeds of one cell: the mean of paper + 0.1 and paper − 0.1
+    assert "| 2 | log p(x) | mvae | mnist | -90.62 ± 1.27 | -90.62 | +0.00 |  |" in markdown  # t(1)·0.141/√2
+    # c is BinaryMNIST, the name its data file records, though its recipe said mnist
+    assert "| 2 | log p(x) | jmvae | binary-mnist |" in markdown
+    compared = list(csv.DictReader(io.StringIO((tmp_path / "report" / "paper.csv").read_text())))
+    mvae = next(r for r in compared if r["table"] == "2" and r["figure"] == "log_px" and r["model"] == "mvae")
+    assert mvae["count"] == "2" and mvae["dataset"] == "mnist"
+
+
+def test_report_refuses_a_run_without_eval_and_a_directory_that_is_neither(tmp_path):
+    _run_dir(tmp_path, "a", "mvae", {})
+    (tmp_path / "runs" / "a" / "eval.json").unlink()
+    result = runner.invoke(app, ["report", str(tmp_path / "runs" / "a"), "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2 and "mvae eval" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "r").exists()
+    neither = runner.invoke(app, ["report", str(tmp_path / "runs")])
+    assert neither.exit_code == 2 and "neither a sweep" in neither.output
