@@ -12,12 +12,20 @@ the same f·N pairs. For each predicted modality y with classes (categorical, bi
   of the run's mask that show both x and y — nothing else — and early-stopped on the valid
   split (validated every max(1 epoch, 1,000 examples), patience 5, at most 100 rounds and
   20,000 steps); its accuracy on the same test examples as the model's.
+
+Training the baseline is the same work for every run of a study with the same mask (the models of
+one supervision level and seed): its figures are kept beside the dataset file
+(``<dataset>.baselines.json``, :func:`cached_baselines`), keyed by everything they depend on, and
+computed once.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
-from typing import Callable, Sequence
+from pathlib import Path
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -35,6 +43,7 @@ BATCH_SIZE = 100
 LR = 1e-3
 
 Batches = Callable[[torch.Tensor], dict]  # rows long[B] -> {name: model input [B, ...]}
+BASELINE_VERSION = 1  # bump when the classifier, its training or its figures change: old entries are not read
 
 
 class PairedClassifier(nn.Module):
@@ -182,3 +191,47 @@ def paired_baselines(specs: Sequence, x: str, y: Sequence[str], mask: np.ndarray
         if table:
             table["mean"] = sum(table.values()) / len(table)
     return {"chance": chance, "baseline": baseline, "baseline_rows": used}
+
+
+def baselines_path(dataset_path: str | Path) -> Path:
+    dataset_path = Path(dataset_path)
+    return dataset_path.with_name(dataset_path.name + ".baselines.json")
+
+
+def _read_cache(path: Path) -> dict:
+    try:
+        cache = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return cache if isinstance(cache, dict) else {}
+
+
+def cached_baselines(dataset_path: str | Path, mask: np.ndarray, settings: dict[str, Any],
+                     compute: Callable[[], dict]) -> dict:
+    """The figures of :func:`paired_baselines` for this dataset file, mask and settings: read from
+    ``<dataset>.baselines.json`` when computed before, else ``compute()`` and kept there.
+
+    The key is the file (size and modification time, as the coherence classifiers' cache), the whole
+    mask, every setting the classifier and its scoring depend on (``settings``: modalities, model
+    sizes, seed, rows scored, split, binarisation) and :data:`BASELINE_VERSION`. A damaged cache is
+    ignored, and one that cannot be written (a read-only folder) only costs the time.
+    """
+    path, stat = baselines_path(dataset_path), Path(dataset_path).stat()
+    mask = np.ascontiguousarray(mask, dtype=bool)
+    key = json.dumps({"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "version": BASELINE_VERSION,
+                      "mask": [list(mask.shape), hashlib.sha256(mask.tobytes()).hexdigest()], **settings},
+                     sort_keys=True)
+    digest = hashlib.sha256(key.encode()).hexdigest()
+    found = _read_cache(path).get(digest)
+    if isinstance(found, dict):
+        return found
+    result = compute()
+    cache = _read_cache(path)  # read again: another evaluation may have added its own entry meanwhile
+    cache[digest] = result
+    try:
+        from mvae_cli.atomic import write_json
+
+        write_json(path, cache)
+    except OSError:
+        pass
+    return result

@@ -42,7 +42,7 @@ from mvae_cli.engine.device import autocast_networks, memory_budget, select_devi
 from mvae_cli.engine.run import check_dataset, latest_run, load_trained, read_config
 from mvae_cli.errors import UserError
 from mvae_cli.evaluate.accuracy import AccuracyTally, attribute_names, posterior_mean
-from mvae_cli.evaluate.baseline import VALID_LIMIT, paired_baselines
+from mvae_cli.evaluate.baseline import VALID_LIMIT, cached_baselines, paired_baselines
 from mvae_cli.evaluate.diagnostics import eval_diagnostics
 from mvae_cli.evaluate.coherence import class_modality, coherence, load_or_train_classifiers
 from mvae_cli.evaluate.estimator import (
@@ -250,20 +250,27 @@ def evaluate_model(
             "not_defined": not_defined}
 
 
-def _baselines(run_dir: Path, recipe, dataset, test: SplitData, x: str, y: Sequence[str], n_test: int,
-               budget: int, device: torch.device) -> dict:
+def _baselines(run_dir: Path, recipe, dataset, test: SplitData, split: str, x: str, y: Sequence[str], n_test: int,
+               budget: int, device: torch.device, binarize) -> dict:
     """Chance and the paired-only classifiers on the run's own mask (``mask.npy``), scored on the
-    same ``n_test`` examples as the model."""
+    same ``n_test`` examples as the model; computed once per dataset file, mask and settings
+    (:func:`~mvae_cli.evaluate.baseline.cached_baselines`)."""
     mask_path = Path(run_dir) / "mask.npy"
     if not mask_path.is_file():
         raise UserError(f"{run_dir} has no mask.npy (the training mask): retrain the run, or pass --no-baseline")
     mask = np.load(mask_path)
-    train = SplitData(dataset, "train", device, mask, budget)
-    valid = SplitData(dataset, "valid", device, None, budget)
     m = recipe.model
-    return paired_baselines(dataset.specs, x, y, mask, train.batch, valid.batch, min(VALID_LIMIT, valid.n),
-                            test.batch, n_test, latent_dim=m.latent_dim, hidden=m.hidden, image_net=m.image_net,
-                            seed=recipe.seed, device=device)
+
+    def compute() -> dict:
+        train = SplitData(dataset, "train", device, mask, budget, binarize=binarize)
+        valid = SplitData(dataset, "valid", device, None, budget, binarize=binarize)
+        return paired_baselines(dataset.specs, x, y, mask, train.batch, valid.batch, min(VALID_LIMIT, valid.n),
+                                test.batch, n_test, latent_dim=m.latent_dim, hidden=m.hidden,
+                                image_net=m.image_net, seed=recipe.seed, device=device)
+
+    settings = {"x": x, "y": list(y), "latent_dim": m.latent_dim, "hidden": m.hidden, "image_net": m.image_net,
+                "seed": recipe.seed, "n_test": n_test, "split": split, "binarize": sorted(binarize or [])}
+    return cached_baselines(dataset.path, mask, settings, compute)
 
 
 PROBE_TRAIN = 1000  # training examples the latent probe is fitted on
@@ -388,8 +395,8 @@ def evaluate_run(
         figures.update(eval_diagnostics(model, data, figures["n_examples"], seed))  # "latent", "latent_warnings"
         timed("latent_diagnostics")
         if baseline:
-            figures.update(_baselines(run_dir, recipe, dataset, data, x, y, figures["n_examples"], budget,
-                                      torch_device))
+            figures.update(_baselines(run_dir, recipe, dataset, data, split, x, y, figures["n_examples"], budget,
+                                      torch_device, binarized_modalities(recipe.data.binarize, model)))
             timed("baseline")
         figures.update(_class_figures(model, dataset, data, split, recipe, torch_device, budget, limit=limit,
                                       prior_samples=prior_samples, seed=seed))

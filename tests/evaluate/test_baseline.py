@@ -53,3 +53,49 @@ def test_paired_rows_and_chance_by_hand():
     assert chance_accuracy(categorical, torch.tensor([0, 2, 2, 1, 2])) == pytest.approx(0.6)
     binary = ModalitySpec("a", "binary", "bernoulli", (2,))
     assert chance_accuracy(binary, torch.tensor([[1, 0], [1, 0], [0, 0], [1, 1]])) == pytest.approx((0.75 + 0.75) / 2)
+
+
+def test_the_baseline_figures_are_computed_once_per_file_mask_and_settings(tmp_path):
+    from mvae_cli.evaluate.baseline import baselines_path, cached_baselines
+
+    data = tmp_path / "d.h5"
+    data.write_bytes(b"x" * 10)
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return {"baseline": {"label": 0.5 + len(calls) / 100}, "baseline_rows": {"label": 3}}
+
+    mask = np.array([[True, True], [True, False], [False, True]])
+    settings = {"x": "image", "y": ["label"], "seed": 0}
+    first = cached_baselines(data, mask, settings, compute)
+    assert first == {"baseline": {"label": 0.51}, "baseline_rows": {"label": 3}} and len(calls) == 1
+    assert cached_baselines(data, mask.copy(), dict(settings), compute) == first and len(calls) == 1
+    # another mask, another setting: computed again; both entries kept
+    other = mask.copy()
+    other[2, 0] = True
+    assert cached_baselines(data, other, settings, compute)["baseline"]["label"] == 0.52
+    assert cached_baselines(data, mask, {**settings, "seed": 1}, compute)["baseline"]["label"] == 0.53
+    assert cached_baselines(data, other, settings, compute)["baseline"]["label"] == 0.52 and len(calls) == 3
+    # a rewritten data file (another size) is another dataset
+    data.write_bytes(b"y" * 11)
+    assert cached_baselines(data, mask, settings, compute)["baseline"]["label"] == 0.54
+    # a damaged cache is recomputed and rewritten, not a crash
+    baselines_path(data).write_text("{not json")
+    assert cached_baselines(data, mask, settings, compute)["baseline"]["label"] == 0.55
+    assert cached_baselines(data, mask, settings, compute)["baseline"]["label"] == 0.55 and len(calls) == 5
+
+
+def test_a_cache_that_cannot_be_written_costs_only_the_time(tmp_path, monkeypatch):
+    import mvae_cli.atomic as atomic
+    from mvae_cli.evaluate.baseline import baselines_path, cached_baselines
+
+    data = tmp_path / "d.h5"
+    data.write_bytes(b"x")
+
+    def refuse(path, obj):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(atomic, "write_json", refuse)
+    result = cached_baselines(data, np.ones((2, 2), bool), {}, lambda: {"baseline": {"label": 0.9}})
+    assert result == {"baseline": {"label": 0.9}} and not baselines_path(data).exists()

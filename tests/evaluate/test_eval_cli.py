@@ -177,3 +177,26 @@ def test_the_probed_class_is_read_from_run_json(run_dir, tmp_path):
 
     assert _class_name(run_dir) == "label"
     assert _class_name(tmp_path) is None  # no run.json: no probe diagnosis, never a traceback
+
+
+def test_a_second_evaluation_with_the_same_mask_reuses_the_paired_only_classifier(run_dir, monkeypatch):
+    import mvae_cli.evaluate.baseline as baseline
+
+    info = json.loads((run_dir / "run.json").read_text())
+    baseline.baselines_path(info["dataset"]["path"]).unlink(missing_ok=True)
+    first = runner.invoke(app, ["eval", str(run_dir), *FAST])
+    assert first.exit_code == 0, first.output
+    before = json.loads((run_dir / "eval.json").read_text())
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the paired-only classifier was trained again")
+
+    monkeypatch.setattr(baseline, "train_paired_classifier", no_training)
+    again = runner.invoke(app, ["eval", str(run_dir), *FAST])
+    assert again.exit_code == 0, again.output
+    after = json.loads((run_dir / "eval.json").read_text())
+    assert after["baseline"] == before["baseline"] and after["chance"] == before["chance"]
+    assert after["baseline_rows"] == before["baseline_rows"]
+    # scored on other test rows, it is trained again
+    other = runner.invoke(app, ["eval", str(run_dir), "--particles", "20", "--prior-samples", "100", "--limit", "31"])
+    assert other.exit_code == 1 and "trained again" in str(other.exception)
