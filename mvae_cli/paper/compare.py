@@ -12,12 +12,17 @@ and y are the run's eval ``x`` and ``y`` (the CVAE's one network, q(z | x, y), i
 
 The order of models on each column (higher log-likelihood, lower variance, fewer parameters
 first) is compared with the paper's where at least two models have both.
+
+Runs that differ in a setting other than the seed (``split_by``: a sweep's other grid keys, e.g. two
+label weights, both fully paired) are compared separately, each cell naming its setting; only seeds
+are pooled.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Sequence
 
 from mvae_cli.paper import paper_tables
 from mvae_cli.sweep.stats import summarize
@@ -59,10 +64,15 @@ class Compared:
     paper: float
     difference: float
     beyond: bool
+    setting: str = ""  # the other grid values of the pooled runs ("" when none varies)
+
+    @property
+    def column(self) -> str:
+        return f"{self.dataset} ({self.setting})" if self.setting else self.dataset
 
     def as_row(self) -> dict:
         return {"table": self.table, "figure": self.figure, "model": self.model, "dataset": self.dataset,
-                "ours": self.ours, "ci95": self.ci95, "count": self.count, "paper": self.paper,
+                "setting": self.setting, "ours": self.ours, "ci95": self.ci95, "count": self.count, "paper": self.paper,
                 "difference": self.difference, "beyond_tolerance": self.beyond}
 
 
@@ -113,7 +123,7 @@ def _beyond(table: str, ours: float, paper: float, tolerance: float, variance_fa
 
 
 def compare(rows: list[dict], facts: list[RunFacts | None], tolerance: float = 0.5, variance_factor: float = 2.0,
-            paper: str = "wu-goodman-2018") -> list[Compared]:
+            paper: str = "wu-goodman-2018", split_by: Sequence[str] = ()) -> list[Compared]:
     """Every (table, figure, model, dataset) that our fully paired runs and the paper both have.
 
     Args:
@@ -121,17 +131,21 @@ def compare(rows: list[dict], facts: list[RunFacts | None], tolerance: float = 0
         facts: the :class:`RunFacts` of each row (None where its run cannot be read).
         tolerance: nats allowed between our log-likelihood and the paper's.
         variance_factor: the factor allowed between our variance of the log weights and the paper's.
+        split_by: the row keys (besides model, dataset and seed) whose values keep runs apart.
     """
+    from mvae_cli.sweep.grid import format_value
+
     tables = paper_tables(paper)["tables"]
-    groups: dict[tuple[str, str, str, str], list[float]] = {}
+    groups: dict[tuple[str, str, str, str, str], list[float]] = {}
     for row, fact in zip(rows, facts):
         if fact is None or fact.keep_prob is not None or (fact.supervision is not None and fact.supervision < 1.0):
             continue
         model, dataset = paper_keys(fact.model, fact.dataset)
+        setting = ",".join(f"{key}={format_value(row.get(key))}" for key in split_by)
         for table, figure, value in _figures_of(row, fact):
-            groups.setdefault((table, figure, model, dataset), []).append(value)
+            groups.setdefault((table, figure, model, dataset, setting), []).append(value)
     found = []
-    for (table, figure, model, dataset), values in groups.items():
+    for (table, figure, model, dataset, setting), values in groups.items():
         published = tables.get(table, {}).get("figures", {}).get(figure, {}).get(model, {}).get(dataset)
         if published is None:
             continue
@@ -139,10 +153,11 @@ def compare(rows: list[dict], facts: list[RunFacts | None], tolerance: float = 0
         if stats.count == 0:
             continue
         found.append(Compared(table, figure, model, dataset, stats.mean, stats.ci95, stats.count, float(published),
-                              stats.mean - published, _beyond(table, stats.mean, published, tolerance, variance_factor)))
+                              stats.mean - published, _beyond(table, stats.mean, published, tolerance, variance_factor),
+                              setting))
     order = {t: i for i, t in enumerate("12345")}
     figures = {f: i for i, f in enumerate(FIGURE_LABELS)}
-    found.sort(key=lambda c: (order[c.table], figures[c.figure], c.dataset, c.model))
+    found.sort(key=lambda c: (order[c.table], figures[c.figure], c.dataset, c.setting, c.model))
     return found
 
 
@@ -151,7 +166,7 @@ def orderings(compared: list[Compared]) -> list[tuple[str, str, str, list[str], 
     the models best first (highest log-likelihood; lowest variance or parameter count)."""
     columns: dict[tuple[str, str, str], list[Compared]] = {}
     for c in compared:
-        columns.setdefault((c.table, c.figure, c.dataset), []).append(c)
+        columns.setdefault((c.table, c.figure, c.column), []).append(c)
     out = []
     for (table, figure, dataset), cells in columns.items():
         if len(cells) < 2:
@@ -191,7 +206,7 @@ def markdown(compared: list[Compared], facts: list[RunFacts | None], tolerance: 
             ours += f" ± {c.ci95:.2f}"
         diff = f"{c.difference:+,.0f}" if c.table == "1" else f"{c.difference:+.2f}"
         label = FIGURE_LABELS[c.figure].replace("|", "\\|")  # a bar inside a cell would end it
-        lines.append(f"| {c.table} | {label} | {c.model} | {c.dataset} | {ours} | "
+        lines.append(f"| {c.table} | {label} | {c.model} | {c.column} | {ours} | "
                      f"{_number(c.table, c.paper)} | {diff} | {'⚠' if c.beyond else ''} |")
     ranked = orderings(compared)
     if ranked:

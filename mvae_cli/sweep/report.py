@@ -25,15 +25,16 @@ name the data file records) and its seed.
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
 from mvae_cli.atomic import write_text
+from mvae_cli.errors import UserError
 from mvae_cli.evaluate import proposal_label
 from mvae_cli.paper.compare import RunFacts, compare
 from mvae_cli.paper.compare import markdown as paper_markdown
 from mvae_cli.sweep.grid import format_value
-from mvae_cli.errors import UserError
 from mvae_cli.sweep.results import build_row, csv_text
 from mvae_cli.sweep.runner import read_json
 from mvae_cli.sweep.stats import summarize
@@ -51,18 +52,24 @@ def _row_key(grid_keys: list[str], rows: list[dict]) -> str | None:
 
 
 def _column_keys(grid_keys: list[str], model_key: str | None) -> list[str]:
+    """The dataset key, then every other grid key but the model and the seed: only seeds share a cell."""
     datasets = [k for k in DATASET_KEYS if k in grid_keys]
-    if datasets:
-        return datasets[:1]
-    return [k for k in grid_keys if k not in ("seed", model_key)]
+    return datasets[:1] + [k for k in grid_keys if k not in ("seed", model_key, *DATASET_KEYS)]
 
 
 def _label(row: dict, keys: list[str]) -> str:
+    """A column's name: the dataset (a file's stem for ``data.path``), then ``key=value`` of the others."""
     if not keys:
         return "all runs"
-    if len(keys) == 1 and keys[0] in DATASET_KEYS:
-        return Path(str(row.get(keys[0]))).stem if keys[0] == "data.path" else str(row.get(keys[0]))
-    return ",".join(f"{k}={format_value(row.get(k))}" for k in keys)
+    parts = []
+    for key in keys:
+        if key in DATASET_KEYS:
+            parts.append(Path(str(row.get(key))).stem if key == "data.path" else str(row.get(key)))
+        else:
+            parts.append(f"{key}={format_value(row.get(key))}")
+    if keys[0] in DATASET_KEYS and len(parts) > 1:
+        return f"{parts[0]} ({','.join(parts[1:])})"
+    return ",".join(parts)
 
 
 def _ordered(values: list) -> list:
@@ -140,31 +147,59 @@ def _dataset_name(run_dir: Path, recipe) -> str:
     return name if isinstance(name, str) and name else recipe.data.dataset
 
 
-RUN_GRID = ["model.name", "data.dataset", "seed"]
+# Recipe keys that say where and how a run ran, not what it computed: runs differing in them are pooled.
+_HOW = ("seed", "data.path", "data.source", "data.dataset", "model.name", "checkpoint_every", "checkpoint_minutes",
+        "device", "nproc", "trackers", "slurm", "grid", "eval")
+_EVAL_HOW = ("particles", "prior_samples", "split", "checkpoint", "n_examples")  # eval.json's settings
+
+
+def _flat(node, prefix: str = "") -> dict[str, str]:
+    """A recipe mapping as ``{dotted key: JSON of the value}`` (lists and scalars are leaves; an empty
+    mapping, e.g. no ``model.weights``, has none)."""
+    if isinstance(node, dict):
+        out = {}
+        for key, value in node.items():
+            out.update(_flat(value, f"{prefix}.{key}" if prefix else str(key)))
+        return out
+    return {prefix: json.dumps(node, sort_keys=True)}
 
 
 def runs_results(run_dirs: list[Path]) -> tuple[list[str], list[dict]]:
     """``(grid keys, rows)`` of runs trained and evaluated one by one, as a sweep would have them.
 
     Each run's row is named by its directory and keyed by ``model.name``, ``data.dataset`` (the name
-    its data file records, so a BinaryMNIST file trained with the MNIST recipe is BinaryMNIST) and
-    ``seed``; runs with the same model and dataset are seeds of one cell.
+    its data file records, so a BinaryMNIST file trained with the MNIST recipe is BinaryMNIST), every
+    recipe key the runs do not all share (``epochs``, ``supervision``, ``model.weights.label``, …;
+    where and how they ran — paths, device, checkpoints — left out), the eval settings they do not
+    all share (``eval.particles``, ``eval.n_examples``, …) and ``seed``: only runs that differ in
+    nothing but the seed share a cell.
 
     Raises:
         UserError: a path that is not a run directory, or a run not evaluated yet.
     """
     from mvae_cli.engine.run import read_config
+    from mvae_cli.recipe import recipe_to_dict
 
-    rows = []
+    runs = []
     for run_dir in run_dirs:
         recipe = read_config(run_dir)
         evaluation = read_json(Path(run_dir) / "eval.json")
         if evaluation is None:
             raise UserError(f"{run_dir} has no eval.json yet: evaluate it first with `mvae eval {run_dir}`")
-        values = {"model.name": recipe.model.name, "data.dataset": _dataset_name(run_dir, recipe)}
+        flat = {k: v for k, v in _flat(recipe_to_dict(recipe)).items()
+                if not any(k == how or k.startswith(how + ".") for how in _HOW)}
+        flat.update({f"eval.{k}": json.dumps(evaluation.get(k), sort_keys=True) for k in _EVAL_HOW})
+        runs.append((run_dir, recipe, evaluation, flat))
+    keys = list(dict.fromkeys(k for *_, flat in runs for k in flat))
+    differing = sorted((k for k in keys if len({flat.get(k, "absent") for *_, flat in runs}) > 1),
+                       key=lambda k: k.startswith("eval."))  # the recipe's keys first, then eval's
+    rows = []
+    for run_dir, recipe, evaluation, flat in runs:
+        values = {"model.name": recipe.model.name, "data.dataset": _dataset_name(run_dir, recipe),
+                  **{k: json.loads(flat[k]) if k in flat else None for k in differing}}
         rows.append(build_row(str(run_dir), values, recipe.seed, evaluation,
                               read_json(Path(run_dir) / "run.json") or {}))
-    return list(RUN_GRID), rows
+    return ["model.name", "data.dataset", *differing, "seed"], rows
 
 
 def run_facts(run_dir: Path, counts: dict[str, int] | None = None) -> RunFacts | None:
@@ -237,7 +272,8 @@ def build_report(grid_keys: list[str], rows: list[dict], sweep_dir: Path | None 
     if supervision:
         sections.append(supervision[0])
         long += supervision[1]
-    compared = compare(rows, facts, tolerance, variance_factor) if facts else []
+    split_by = [k for k in col_keys if k not in DATASET_KEYS]
+    compared = compare(rows, facts, tolerance, variance_factor, split_by=split_by) if facts else []
     if facts:
         sections.insert(1, paper_markdown(compared, facts, tolerance, variance_factor))
     return "\n".join(sections), long, [c.as_row() for c in compared]
@@ -303,6 +339,6 @@ def write_report(sweep_dir: str | Path, grid_keys: list[str], rows: list[dict], 
     md, table, paper = out / REPORT_MD, out / REPORT_CSV, out / PAPER_CSV
     write_text(md, markdown)
     write_text(table, csv_text(["table", "figure", "row", "column", "mean", "ci95", "count"], long))
-    write_text(paper, csv_text(["table", "figure", "model", "dataset", "ours", "ci95", "count", "paper", "difference",
+    write_text(paper, csv_text(["table", "figure", "model", "dataset", "setting", "ours", "ci95", "count", "paper", "difference",
                                 "beyond_tolerance"], compared))
     return [md, table, paper], markdown, compared

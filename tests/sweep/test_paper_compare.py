@@ -137,6 +137,17 @@ def test_report_of_runs_trained_one_by_one_keys_them_by_model_dataset_file_and_s
     mvae = next(r for r in compared if r["table"] == "2" and r["figure"] == "log_px" and r["model"] == "mvae")
     assert mvae["count"] == "2" and mvae["dataset"] == "mnist"
 
+    # a fourth run that differs in more than the seed (the label's weight, the particles) is kept apart
+    _run_dir(tmp_path, "d", "mvae", {**_evaluation(_row("mvae", 2, -0.3)), "particles": 100})
+    run = tmp_path / "runs" / "d"
+    (run / "config.yaml").write_text((run / "config.yaml").read_text().replace("weights: {}", "weights:\n    label: 10.0"))
+    result = runner.invoke(app, ["report", *runs, str(run), "--out", str(tmp_path / "report4")])
+    assert result.exit_code == 0, result.output
+    markdown = (tmp_path / "report4" / "report.md").read_text()
+    assert "| 2 | log p(x) | mvae | mnist (model.weights.label=null,eval.particles=1000) | -90.62 ± 1.27 |" in markdown
+    assert "| 2 | log p(x) | mvae | mnist (model.weights.label=10.0,eval.particles=100) | -90.92 | -90.62 | -0.30 |" in markdown
+    assert "| model | mnist (model.weights.label=null,eval.particles=1000) |" in markdown
+
 
 def test_report_refuses_a_run_without_eval_and_a_directory_that_is_neither(tmp_path):
     _run_dir(tmp_path, "a", "mvae", {})

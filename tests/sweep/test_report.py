@@ -87,3 +87,13 @@ def test_a_supervision_sweep_reports_fig4_against_full_supervision_and_the_basel
     assert ("- mvae: at 0.01 paired, accuracy 0.905 is 0.060 below the fully paired 0.965 (outside the paper's "
             "0.02 on MNIST); above the paired-only classifier's 0.840.") in markdown
     assert any(r["table"].startswith("Fig. 4") and r["column"] == "supervision=0.01" for r in long)
+
+
+def test_a_grid_key_beside_the_dataset_keeps_its_runs_apart():
+    # model × dataset × supervision × seed: the two levels must not be averaged into one cell
+    rows = [{"point": f"p{f}{s}", "model.name": "mvae", "data.dataset": "mnist", "supervision": f, "seed": s,
+             "log_px.image.mean": (-100.0 if f == 0.1 else -90.0) + s} for f in (0.1, 1.0) for s in (0, 1)]
+    markdown, long, _ = build_report(["model.name", "data.dataset", "supervision", "seed"], rows)
+    assert "| model | mnist (supervision=0.1) | mnist (supervision=1.0) |" in markdown
+    assert "| mvae | -99.50 ± 6.35 | -89.50 ± 6.35 |" in markdown
+    assert {c["count"] for c in long} == {2}
