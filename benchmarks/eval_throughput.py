@@ -11,6 +11,10 @@ matmul floor of the evaluation in its precision (`matmul_floor.py`: every decode
 alone; the encoders' n rows are left out) with the ratio to it of the importance-sampling
 part (eval.json's ``seconds_by_part.likelihoods``) and of the whole evaluation.
 
+The run is evaluated twice. The first evaluation of a dataset file trains the coherence classifiers
+and the first of a mask the paired-only classifier; both are kept beside the file, so every later
+evaluation of a study (the second here) loads them: the whole-eval ratio is printed for both.
+
     python benchmarks/eval_throughput.py [--limit 1000] [--particles 1000] [--prior-samples 5000]
                                          [--device auto] [--precision fp32|bf16] [--run RUN_DIR | --data data/mnist.h5]
 """
@@ -77,11 +81,14 @@ def main() -> None:
             started = time.perf_counter()
             train(resolve_recipe(RECIPE, [f"data.path={data}", "epochs=1", f"device={args.device}"]), run_dir)
             print(f"trained one epoch in {time.perf_counter() - started:.1f} s")
-        started = time.perf_counter()
-        result = evaluate_run(run_dir, particles=args.particles, prior_samples=args.prior_samples,
-                              limit=args.limit, device=args.device, max_memory=args.max_memory,
-                              precision=args.precision)
-        wall = time.perf_counter() - started
+        results, walls = [], []
+        for _ in range(2):  # the first trains what is kept beside the data file; the second loads it
+            started = time.perf_counter()
+            results.append(evaluate_run(run_dir, particles=args.particles, prior_samples=args.prior_samples,
+                                        limit=args.limit, device=args.device, max_memory=args.max_memory,
+                                        precision=args.precision))
+            walls.append(time.perf_counter() - started)
+        result, wall = results[0], walls[0]
         _, _, model = load_trained(run_dir, "best", torch.device("cpu"))
         floor = eval_floor(model, result["n_examples"], args.particles, args.prior_samples, args.precision,
                            proposals=len(result["log_px"]))
@@ -95,13 +102,15 @@ def main() -> None:
     for kind, values in result["var_log_w"].items():
         print(f"  var log w, {kind:<12}" + "  ".join(f"q({name}): {v:.4g}" for name, v in values.items()))
     print(f"  accuracy       {result['accuracy']}")
-    print(f"eval: {result['seconds']:.2f} s = {n / result['seconds']:,.1f} examples/s "
-          f"(including the model load: {wall:.2f} s)")
-    print("  by part: " + ", ".join(f"{part} {s:.2f} s" for part, s in result["seconds_by_part"].items())
-          + " (coherence includes training its classifiers once per dataset file; later evals load them)")
-    likelihoods = result["seconds_by_part"]["likelihoods"]
+    for which, result, wall in zip(("first eval of the data file", "a later eval (classifiers loaded)"),
+                                   results, walls):
+        print(f"{which}: {result['seconds']:.2f} s = {n / result['seconds']:,.1f} examples/s "
+              f"(including the model load: {wall:.2f} s)")
+        print("  by part: " + ", ".join(f"{part} {s:.2f} s" for part, s in result["seconds_by_part"].items()))
+    likelihoods = min(r["seconds_by_part"]["likelihoods"] for r in results)
     print(describe(f"importance sampling ({len(result['log_px'])} proposals) in {args.precision}", *floor, likelihoods))
-    print(describe(f"whole eval in {args.precision}", *floor, result["seconds"]))
+    print(describe(f"whole eval in {args.precision}, first of the data file", *floor, results[0]["seconds"]))
+    print(describe(f"whole eval in {args.precision}, later (classifiers loaded)", *floor, results[1]["seconds"]))
 
 
 def eval_floor(model, n: int, particles: int, prior_samples: int, precision: str, chunk: int = 4096,
