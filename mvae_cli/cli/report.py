@@ -27,8 +27,9 @@ def report_command(
 ) -> None:
     """Write report.md, report.csv and paper.csv: the MVAE paper's Tables 1–5 from a sweep, beside the paper's.
 
-    Given run directories instead of a sweep (`mvae report full-mvae full-jmvae --out report/`), each run is a
-    row of its model, its dataset (the name its data file records) and its seed.
+    Given run directories instead of a sweep (`mvae report full-mvae full-jmvae --out report/`), each run is keyed
+    by its model, its dataset (the name its data file records), any recipe key or eval setting the runs do not
+    share, and its seed: only seeds are averaged.
 
     Tables: parameter counts (1), log-likelihoods (2–3), variances of the log weights (4–5); rows models,
     columns datasets or grid values, mean ± 95% CI over seeds.
