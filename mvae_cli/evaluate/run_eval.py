@@ -35,7 +35,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from mvae_cli.atomic import write_json
+from mvae_cli.atomic import atomic_path, write_json
 from mvae_cli.data.format import read_dataset
 from mvae_cli.engine.data import SplitData, binarized_modalities
 from mvae_cli.engine.device import autocast_networks, memory_budget, select_device
@@ -56,6 +56,7 @@ from mvae_cli.evaluate.scorers import scorers as build_scorers
 from mvae_cli.evaluate.streaming import importance_statistics
 
 EVAL_FILE = "eval.json"
+EXAMPLES_FILE = "eval_examples.npz"  # every figure per test example, for paired comparisons between runs
 SPLITS = ("test", "valid")
 CHECKPOINTS = ("best", "last")
 # Default budget: this fraction of free RAM (CPU) or free GPU memory.
@@ -212,6 +213,7 @@ def evaluate_model(
     not_defined: dict[str, str] = {}
     figures: dict = {"log_px": {}, "log_pxy": {}, "log_px_given_y": {}}
     variances: dict = {"marginal": {}, "joint": {}, "conditional": {}}
+    per_example: dict[str, np.ndarray] = {}  # eval.json's path of a figure → its value per example
     if est:
         est, ess, var = (torch.cat(t, dim=-1).numpy() for t in (est, ess, var))
     if log_py:
@@ -224,11 +226,15 @@ def evaluate_model(
             variances["conditional"][name] = None if why else float(var[p, 0].mean())
             if why:
                 not_defined[f"log_px_given_y.{name}"] = why
+            else:
+                per_example[f"log_px_given_y.{name}"] = est[p, 0]
+                per_example[f"var_log_w.conditional.{name}"] = var[p, 0]
         for key, var_key, target in (("log_px", "marginal", [x]), ("log_pxy", "joint", scored)):
             why = reason or target_reasons[key]
             if why is None:
                 t = targets.index(target)
                 figures[key][name], variances[var_key][name] = _stats(est[p, t], ess[p, t]), float(var[p, t].mean())
+                per_example[f"{key}.{name}"], per_example[f"var_log_w.{var_key}.{name}"] = est[p, t], var[p, t]
             else:
                 figures[key][name] = variances[var_key][name] = None
                 not_defined[f"{key}.{name}"] = why
@@ -238,6 +244,8 @@ def evaluate_model(
         if why is None:
             figures["log_px_given_y"][name] = _stats(est[p, joint] - log_py, ess[p, joint])
             variances["conditional"][name] = float(var_cond[p].mean())
+            per_example[f"log_px_given_y.{name}"] = est[p, joint] - log_py
+            per_example[f"var_log_w.conditional.{name}"] = var_cond[p]
         else:
             figures["log_px_given_y"][name] = variances["conditional"][name] = None
             not_defined[f"log_px_given_y.{name}"] = why
@@ -247,7 +255,7 @@ def evaluate_model(
         accuracy = None
         not_defined["accuracy"] = model.posterior_reason([x]) or model.generation_reason(predictable)
     return {"n_examples": n, **figures, "var_log_w": variances, "accuracy": accuracy,
-            "not_defined": not_defined}
+            "not_defined": not_defined, "per_example": per_example}
 
 
 def _baselines(run_dir: Path, recipe, dataset, test: SplitData, split: str, x: str, y: Sequence[str], n_test: int,
@@ -411,5 +419,9 @@ def evaluate_run(
     }
     if precision != "fp32":  # fp32 evaluations keep the keys they always had
         result["precision"] = precision
+    per_example = result.pop("per_example")
+    with atomic_path(run_dir / EXAMPLES_FILE) as tmp, open(tmp, "wb") as handle:
+        np.savez(handle, split=np.array(split), n_examples=np.array(result["n_examples"]),
+                 **{key: np.asarray(values, dtype=np.float64) for key, values in per_example.items()})
     write_json(run_dir / EVAL_FILE, result)
     return result

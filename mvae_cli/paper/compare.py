@@ -13,6 +13,12 @@ and y are the run's eval ``x`` and ``y`` (the CVAE's one network, q(z | x, y), i
 The order of models on each column (higher log-likelihood, lower variance, fewer parameters
 first) is compared with the paper's where at least two models have both.
 
+Where the runs saved their figures per test example (``eval_examples.npz``), each ordering also
+gives the gap between neighbouring models with its 95% interval, paired over the test examples
+(both models scored the same ones), and an ordering that differs from the paper's only by swaps
+inside those intervals says so: one seed's test-set noise cannot order them (training noise, seed
+to seed, is not in that interval).
+
 Runs that differ in a setting other than the seed (``split_by``: a sweep's other grid keys, e.g. two
 label weights, both fully paired) are compared separately, each cell naming its setting; only seeds
 are pooled.
@@ -24,6 +30,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Sequence
 
+import numpy as np
+
 from mvae_cli.paper import paper_tables
 from mvae_cli.sweep.stats import summarize
 
@@ -32,6 +40,7 @@ VARIANCE_FIGURES = {"marginal": "var_px", "joint": "var_pxy", "conditional": "va
 FIGURE_LABELS = {"log_px": "log p(x)", "log_pxy": "log p(x, y)", "log_px_given_y": "log p(x | y)",
                  "var_px": "Var[log w], log p(x)", "var_pxy": "Var[log w], log p(x, y)",
                  "var_px_given_y": "Var[log w], log p(x | y)", "inference_parameters": "inference parameters"}
+Z95 = 1.959963984540054  # the normal quantile of a two-sided 95% interval
 TABLE_OF = {("likelihood", "x"): "2", ("likelihood", "x,y"): "3", ("variance", "x"): "4", ("variance", "x,y"): "5"}
 
 
@@ -65,6 +74,7 @@ class Compared:
     difference: float
     beyond: bool
     setting: str = ""  # the other grid values of the pooled runs ("" when none varies)
+    examples: np.ndarray | None = field(default=None, repr=False, compare=False)  # per test example, seeds averaged
 
     @property
     def column(self) -> str:
@@ -95,23 +105,24 @@ def _role(proposal: str, facts: RunFacts) -> str | None:
 
 
 def _figures_of(row: dict, facts: RunFacts):
-    """``(table, figure, value)`` of every figure of a results row that one of the paper's tables holds."""
+    """``(table, figure, value, key)`` of every figure of a results row that one of the paper's tables holds;
+    ``key`` names the figure in ``eval_examples.npz`` (None for the parameter count)."""
     if facts.inference_parameters is not None:
-        yield "1", "inference_parameters", float(facts.inference_parameters)
+        yield "1", "inference_parameters", float(facts.inference_parameters), None
     for key, value in row.items():
         if not isinstance(value, (int, float)) or isinstance(value, bool):
             continue
         parts = key.split(".")
         if parts[0] in LIKELIHOOD_FIGURES and len(parts) == 3 and parts[2] == "mean":
-            role, kind, figure = _role(parts[1], facts), "likelihood", parts[0]
+            role, kind, figure, example_key = _role(parts[1], facts), "likelihood", parts[0], ".".join(parts[:2])
         elif parts[0] == "var_log_w" and len(parts) == 3 and parts[1] in VARIANCE_FIGURES:
-            role, kind, figure = _role(parts[2], facts), "variance", VARIANCE_FIGURES[parts[1]]
+            role, kind, figure, example_key = _role(parts[2], facts), "variance", VARIANCE_FIGURES[parts[1]], key
         else:
             continue
         if role == "x,y" and facts.model == "cvae":
             role = "x"  # q(z | x, y) is the CVAE's only inference network: the paper lists it in Tables 2 and 4
         if role is not None:
-            yield TABLE_OF[(kind, role)], figure, float(value)
+            yield TABLE_OF[(kind, role)], figure, float(value), example_key
 
 
 def _beyond(table: str, ours: float, paper: float, tolerance: float, variance_factor: float) -> bool:
@@ -123,7 +134,8 @@ def _beyond(table: str, ours: float, paper: float, tolerance: float, variance_fa
 
 
 def compare(rows: list[dict], facts: list[RunFacts | None], tolerance: float = 0.5, variance_factor: float = 2.0,
-            paper: str = "wu-goodman-2018", split_by: Sequence[str] = ()) -> list[Compared]:
+            paper: str = "wu-goodman-2018", split_by: Sequence[str] = (),
+            examples: Sequence[dict | None] | None = None) -> list[Compared]:
     """Every (table, figure, model, dataset) that our fully paired runs and the paper both have.
 
     Args:
@@ -132,18 +144,22 @@ def compare(rows: list[dict], facts: list[RunFacts | None], tolerance: float = 0
         tolerance: nats allowed between our log-likelihood and the paper's.
         variance_factor: the factor allowed between our variance of the log weights and the paper's.
         split_by: the row keys (besides model, dataset and seed) whose values keep runs apart.
+        examples: each row's figures per test example (``eval_examples.npz`` as ``{key: array}``), or None.
     """
     from mvae_cli.sweep.grid import format_value
 
     tables = paper_tables(paper)["tables"]
     groups: dict[tuple[str, str, str, str, str], list[float]] = {}
-    for row, fact in zip(rows, facts):
+    per_example: dict[tuple[str, str, str, str, str], list] = {}
+    for row, fact, found_examples in zip(rows, facts, examples or [None] * len(rows)):
         if fact is None or fact.keep_prob is not None or (fact.supervision is not None and fact.supervision < 1.0):
             continue
         model, dataset = paper_keys(fact.model, fact.dataset)
         setting = ",".join(f"{key}={format_value(row.get(key))}" for key in split_by)
-        for table, figure, value in _figures_of(row, fact):
+        for table, figure, value, example_key in _figures_of(row, fact):
             groups.setdefault((table, figure, model, dataset, setting), []).append(value)
+            per_example.setdefault((table, figure, model, dataset, setting), []).append(
+                (found_examples or {}).get(example_key) if example_key else None)
     found = []
     for (table, figure, model, dataset, setting), values in groups.items():
         published = tables.get(table, {}).get("figures", {}).get(figure, {}).get(model, {}).get(dataset)
@@ -152,9 +168,13 @@ def compare(rows: list[dict], facts: list[RunFacts | None], tolerance: float = 0
         stats = summarize(values)
         if stats.count == 0:
             continue
+        arrays = per_example[(table, figure, model, dataset, setting)]
+        pooled = None  # every seed's values on the same examples, averaged per example
+        if all(a is not None for a in arrays) and len({a.shape for a in arrays}) == 1:
+            pooled = np.mean(np.stack(arrays), axis=0)
         found.append(Compared(table, figure, model, dataset, stats.mean, stats.ci95, stats.count, float(published),
                               stats.mean - published, _beyond(table, stats.mean, published, tolerance, variance_factor),
-                              setting))
+                              setting, pooled))
     order = {t: i for i, t in enumerate("12345")}
     figures = {f: i for i, f in enumerate(FIGURE_LABELS)}
     found.sort(key=lambda c: (order[c.table], figures[c.figure], c.dataset, c.setting, c.model))
@@ -176,6 +196,52 @@ def orderings(compared: list[Compared]) -> list[tuple[str, str, str, list[str], 
         theirs = [c.model for c in sorted(cells, key=lambda c: sign * c.paper)]
         out.append((table, figure, dataset, ours, theirs))
     return out
+
+
+@dataclass
+class Gap:
+    """How far ``ahead`` is from ``behind`` on one figure, in the direction that is better (positive:
+    ``ahead`` better), with the half-width of its 95% interval paired over the test examples."""
+
+    ahead: str
+    behind: str
+    difference: float
+    half_width: float
+
+    @property
+    def resolved(self) -> bool:
+        return abs(self.difference) > self.half_width
+
+
+def paired_gap(ahead: Compared, behind: Compared) -> Gap | None:
+    """The gap between two cells of one column from their per-example figures; None without them."""
+    a, b = ahead.examples, behind.examples
+    if a is None or b is None or a.shape != b.shape or a.size < 2:
+        return None
+    better = 1.0 if ahead.table in ("2", "3") else -1.0  # likelihoods: higher; variances: lower
+    d = better * (a - b)
+    return Gap(ahead.model, behind.model, float(d.mean()), Z95 * float(d.std(ddof=1)) / math.sqrt(d.size))
+
+
+def _ordering_line(table: str, figure: str, column: str, ours: list[str], theirs: list[str],
+                   cells: dict[str, Compared]) -> str:
+    gaps = [paired_gap(cells[a], cells[b]) for a, b in zip(ours, ours[1:])]
+    if all(g is not None for g in gaps):
+        ranked = ours[0] + "".join(f" > {g.behind} ({g.difference:+.2f} ± {g.half_width:.2f})" for g in gaps)
+    else:
+        ranked = " > ".join(ours)
+    if ours == theirs:
+        verdict = "same order"
+    else:
+        swapped = [paired_gap(cells[a], cells[b]) for i, a in enumerate(ours) for b in ours[i + 1:]
+                   if theirs.index(b) < theirs.index(a)]
+        if swapped and all(g is not None and not g.resolved for g in swapped):
+            verdict = ("differs only within noise: every swapped pair is closer than its 95% interval "
+                       "over the test examples")
+        else:
+            verdict = "**differs**"
+    return (f"- Table {table}, {FIGURE_LABELS[figure]}, {column}: ours {ranked}; "
+            f"paper {' > '.join(theirs)} — {verdict}")
 
 
 def _number(table: str, value: float) -> str:
@@ -210,11 +276,14 @@ def markdown(compared: list[Compared], facts: list[RunFacts | None], tolerance: 
                      f"{_number(c.table, c.paper)} | {diff} | {'⚠' if c.beyond else ''} |")
     ranked = orderings(compared)
     if ranked:
-        lines += ["", "Order of models per column (best first):", ""]
-        for table, figure, dataset, ours, theirs in ranked:
-            verdict = "same order" if ours == theirs else "**differs**"
-            lines.append(f"- Table {table}, {FIGURE_LABELS[figure]}, {dataset}: ours {' > '.join(ours)}; "
-                         f"paper {' > '.join(theirs)} — {verdict}")
+        paired = any(c.examples is not None for c in compared)
+        lines += ["", "Order of models per column (best first)"
+                  + ("; in brackets, each model's gap to the one before it with its 95% interval, paired over the "
+                     "test examples (test-set noise only: seed-to-seed training noise is not in it):" if paired
+                     else ":"), ""]
+        for table, figure, column, ours, theirs in ranked:
+            cells = {c.model: c for c in compared if (c.table, c.figure, c.column) == (table, figure, column)}
+            lines.append(_ordering_line(table, figure, column, ours, theirs, cells))
     return "\n".join(lines) + "\n"
 
 

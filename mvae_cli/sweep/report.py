@@ -202,6 +202,20 @@ def runs_results(run_dirs: list[Path]) -> tuple[list[str], list[dict]]:
     return ["model.name", "data.dataset", *differing, "seed"], rows
 
 
+def run_examples(run_dir: Path) -> dict | None:
+    """A run's figures per test example (``eval_examples.npz``: ``{key: float64 array}``); None when it has
+    none (evaluated by an earlier version) or it cannot be read."""
+    import numpy as np
+
+    from mvae_cli.evaluate.run_eval import EXAMPLES_FILE
+
+    try:
+        with np.load(Path(run_dir) / EXAMPLES_FILE) as data:
+            return {key: data[key] for key in data.files if key not in ("split", "n_examples")}
+    except (OSError, ValueError, KeyError):
+        return None
+
+
 def run_facts(run_dir: Path, counts: dict[str, int] | None = None) -> RunFacts | None:
     """What the paper comparison needs of one run, from its config.yaml and eval.json; None when unreadable."""
     try:
@@ -245,12 +259,14 @@ def build_report(grid_keys: list[str], rows: list[dict], sweep_dir: Path | None 
     long: list[dict] = []
 
     facts: list[RunFacts | None] = []
+    examples: list[dict | None] = []
     if run_dirs is not None:
         counted = []
         for row, run_dir in zip(rows, run_dirs):
             counts = parameter_counts(run_dir) or {}
             counted.append({**row, **{f"parameters.{k}": v for k, v in counts.items()}})
             facts.append(run_facts(run_dir, counts))
+            examples.append(run_examples(run_dir))
         for kind in ("inference", "total"):
             table = _table(f"Table 1: parameters ({kind})", f"parameters.{kind}", counted, row_key, col_keys,
                            model_name, integer=True)
@@ -273,7 +289,7 @@ def build_report(grid_keys: list[str], rows: list[dict], sweep_dir: Path | None 
         sections.append(supervision[0])
         long += supervision[1]
     split_by = [k for k in col_keys if k not in DATASET_KEYS]
-    compared = compare(rows, facts, tolerance, variance_factor, split_by=split_by) if facts else []
+    compared = compare(rows, facts, tolerance, variance_factor, split_by=split_by, examples=examples) if facts else []
     if facts:
         sections.insert(1, paper_markdown(compared, facts, tolerance, variance_factor))
     return "\n".join(sections), long, [c.as_row() for c in compared]

@@ -210,6 +210,8 @@ def _flatten(node):
     if isinstance(node, dict):
         for key in sorted(node):
             yield from _flatten(node[key])
+    elif isinstance(node, np.ndarray):  # the per-example figures
+        yield from (float(v) for v in node)
     else:
         yield float(node)
 

@@ -200,3 +200,29 @@ def test_a_second_evaluation_with_the_same_mask_reuses_the_paired_only_classifie
     # scored on other test rows, it is trained again
     other = runner.invoke(app, ["eval", str(run_dir), "--particles", "20", "--prior-samples", "100", "--limit", "31"])
     assert other.exit_code == 1 and "trained again" in str(other.exception)
+
+
+def test_every_figure_is_also_saved_per_example_and_averages_to_eval_json(run_dir):
+    result = runner.invoke(app, ["eval", str(run_dir), *FAST])
+    assert result.exit_code == 0, result.output
+    evaluation = json.loads((run_dir / "eval.json").read_text())
+    with np.load(run_dir / "eval_examples.npz") as examples:
+        assert str(examples["split"]) == "test" and int(examples["n_examples"]) == 30
+        keys = set(examples.files) - {"split", "n_examples"}
+        assert {"log_px.image", "log_pxy.image+label", "log_px_given_y.image",
+                "var_log_w.joint.image+label"} <= keys
+        for key in keys:
+            values = examples[key]
+            assert values.shape == (30,)
+            figure, *path = key.split(".")
+            stored = evaluation[figure]
+            for part in path:
+                stored = stored[part]
+            mean = stored["mean"] if isinstance(stored, dict) else stored
+            se = stored["se"] if isinstance(stored, dict) else None
+            assert values.mean() == pytest.approx(mean, rel=1e-9, abs=1e-9), key
+            if se is not None:
+                assert values.std(ddof=1) / np.sqrt(30) == pytest.approx(se, rel=1e-9), key
+    from mvae_cli.sweep.report import run_examples  # what `mvae report` pairs models with
+
+    assert set(run_examples(run_dir)) == keys and run_examples(run_dir.parent) is None

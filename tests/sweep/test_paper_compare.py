@@ -157,3 +157,45 @@ def test_report_refuses_a_run_without_eval_and_a_directory_that_is_neither(tmp_p
     assert not (tmp_path / "r").exists()
     neither = runner.invoke(app, ["report", str(tmp_path / "runs")])
     assert neither.exit_code == 2 and "neither a sweep" in neither.output
+
+
+def _paired_rows(gap, noise, n=1000):
+    """mvae and jmvae scored on the same n test examples: log p(x, y) under q(z | image), mvae ahead by ``gap``
+    (the paper has jmvae ahead by 0.09), with per-example differences of spread ``noise``."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    base = rng.normal(-90.8, 5.0, n)  # what both models share: how hard each test image is
+    jmvae = base + rng.normal(0.0, noise, n)
+    mvae = base + gap + rng.normal(0.0, noise, n)
+    rows, examples = [], []
+    for model, values in (("mvae", mvae), ("jmvae", jmvae)):
+        rows.append({"point": model, "model.name": model, "seed": 0, "log_pxy.image.mean": float(values.mean())})
+        examples.append({"log_pxy.image": values})
+    return rows, examples
+
+
+def test_an_order_that_differs_only_inside_the_paired_interval_says_so():
+    import numpy as np
+
+    from mvae_cli.paper.compare import markdown, paired_gap
+
+    rows, examples = _paired_rows(gap=0.05, noise=1.0)
+    facts = [_facts("mvae"), _facts("jmvae")]
+    found = compare(rows, facts, examples=examples)
+    cells = {c.model: c for c in found if c.figure == "log_pxy"}
+    gap = paired_gap(cells["mvae"], cells["jmvae"])
+    d = examples[0]["log_pxy.image"] - examples[1]["log_pxy.image"]
+    assert gap.difference == pytest.approx(d.mean()) and gap.difference > 0
+    assert gap.half_width == pytest.approx(1.959964 * d.std(ddof=1) / np.sqrt(d.size), rel=1e-5)
+    assert not gap.resolved  # ≈ 0.05 against ≈ 0.09: one seed cannot order them
+    text = markdown(found, facts)
+    assert f"ours mvae > jmvae ({gap.difference:+.2f} ± {gap.half_width:.2f}); paper jmvae > mvae — differs only " \
+           "within noise" in text
+    # the same gap with little per-example noise is resolved: the orders differ
+    rows, examples = _paired_rows(gap=0.05, noise=0.1)
+    found = compare(rows, facts, examples=examples)
+    assert "paper jmvae > mvae — **differs**" in markdown(found, facts)
+    # without per-example figures (an earlier version's runs) there is no interval and no excuse
+    found = compare(rows, facts)
+    assert "ours mvae > jmvae; paper jmvae > mvae — **differs**" in markdown(found, facts)
