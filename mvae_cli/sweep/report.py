@@ -16,7 +16,8 @@ publishes beside it (:mod:`mvae_cli.paper.compare`): the difference in nats, a f
 tolerance, and whether the models come in the paper's order.
 
 Written as Markdown (``report.md``), as one long CSV (``report.csv``: table, row, column,
-mean, ci95, count) and the comparison as ``paper.csv``.
+mean, ci95, count) and the comparison as ``paper.csv`` and drawn as ``paper.png``
+(:mod:`mvae_cli.figures.paper`).
 
 Runs trained and evaluated one by one (``mvae train`` + ``mvae eval``, no sweep) are reported the
 same way (:func:`runs_results`): each becomes a results row keyed by its model, its dataset (the
@@ -39,7 +40,7 @@ from mvae_cli.sweep.results import build_row, csv_text
 from mvae_cli.sweep.runner import read_json
 from mvae_cli.sweep.stats import summarize
 
-REPORT_MD, REPORT_CSV, PAPER_CSV = "report.md", "report.csv", "paper.csv"
+REPORT_MD, REPORT_CSV, PAPER_CSV, PAPER_PNG = "report.md", "report.csv", "paper.csv", "paper.png"
 MODEL_KEYS = ("model.name", "model")
 DATASET_KEYS = ("data.dataset", "data.path")
 LIKELIHOODS = (("log_px", "log p(x)"), ("log_pxy", "log p(x, y)"), ("log_px_given_y", "log p(x | y)"))
@@ -355,6 +356,14 @@ def write_report(sweep_dir: str | Path, grid_keys: list[str], rows: list[dict], 
     md, table, paper = out / REPORT_MD, out / REPORT_CSV, out / PAPER_CSV
     write_text(md, markdown)
     write_text(table, csv_text(["table", "figure", "row", "column", "mean", "ci95", "count"], long))
-    write_text(paper, csv_text(["table", "figure", "model", "dataset", "setting", "ours", "ci95", "count", "paper", "difference",
-                                "beyond_tolerance"], compared))
-    return [md, table, paper], markdown, compared
+    write_text(paper, csv_text(["table", "figure", "model", "dataset", "setting", "ours", "ci95", "count", "paper",
+                                "difference", "beyond_tolerance"], compared))
+    written = [md, table, paper]
+    if compared:
+        from mvae_cli.figures.paper import plot_comparison
+        from mvae_cli.paper import paper_tables
+
+        figure = plot_comparison(compared, out / PAPER_PNG, tolerance, variance_factor,
+                                 paper_tables("wu-goodman-2018")["citation"])
+        written += [figure] if figure else []
+    return written, markdown, compared

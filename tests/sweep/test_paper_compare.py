@@ -97,6 +97,8 @@ def test_report_command_sets_ours_beside_the_paper(tmp_path):
     assert "50 epochs" in markdown and "The paper (MNIST family): 500 epochs" in markdown
     compared = list(csv.DictReader(io.StringIO((tmp_path / "paper.csv").read_text())))
     assert {r["beyond_tolerance"] for r in compared} == {"False"}
+    # drawn too: Δ per figure against the tolerance band
+    assert (tmp_path / "paper.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "paper.png" in result.output
     tight = runner.invoke(app, ["report", str(tmp_path)])  # the default 0.5 nat flags −0.70
     assert "| -0.70 | ⚠ |" in tight.output and "beyond (⚠)" in tight.output
 

@@ -69,6 +69,7 @@ def test_report_command_writes_markdown_and_csv_with_parameter_counts(tmp_path):
     long = _long((tmp_path / "report.csv").read_text())
     assert {r["table"] for r in long} >= {"Table 1: parameters (total)"}
     assert "| jmvae | -92.00 ± 2.48 |" in result.output
+    assert not (tmp_path / "paper.png").exists()  # nothing of these runs is in the paper's tables
 
 
 def test_report_on_a_directory_without_results_is_one_line(tmp_path):
