@@ -140,7 +140,7 @@ def eval_command(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from mvae_cli.engine.run import latest_run
-    from mvae_cli.evaluate.run_eval import EVAL_FILE, evaluate_run
+    from mvae_cli.evaluate.run_eval import EVAL_FILE, EXAMPLES_FILE, evaluate_run
 
     y_names = parse_names(y, "--y")
     run_dir = run_dir if run_dir is not None else latest_run()
@@ -167,7 +167,7 @@ def eval_command(
                  *accuracy_warnings(result.get("accuracy") or {}, result.get("chance") or {}, result.get("baseline"),
                                     result["x"], probe=result.get("probe"), probed=_class_name(run_dir))]:
         Console(stderr=True).print(f"[yellow]warning:[/] {line}", highlight=False, soft_wrap=True)
-    console.print(f"wrote {Path(run_dir) / EVAL_FILE}")
+    console.print(f"wrote {Path(run_dir) / EVAL_FILE} (and every figure per example: {EXAMPLES_FILE})")
 
 
 def _class_name(run_dir) -> str | None:
