@@ -189,6 +189,8 @@ def runs_results(run_dirs: list[Path]) -> tuple[list[str], list[dict]]:
             raise UserError(f"{run_dir} has no eval.json yet: evaluate it first with `mvae eval {run_dir}`")
         flat = {k: v for k, v in _flat(recipe_to_dict(recipe)).items()
                 if not any(k == how or k.startswith(how + ".") for how in _HOW)}
+        if recipe.supervision is None and recipe.keep_prob is None:  # no mask drawn: every row paired
+            flat["supervision"] = json.dumps(1.0)
         flat.update({f"eval.{k}": json.dumps(evaluation.get(k), sort_keys=True) for k in _EVAL_HOW})
         runs.append((run_dir, recipe, evaluation, flat))
     keys = list(dict.fromkeys(k for *_, flat in runs for k in flat))

@@ -201,3 +201,21 @@ def test_an_order_that_differs_only_inside_the_paired_interval_says_so():
     # without per-example figures (an earlier version's runs) there is no interval and no excuse
     found = compare(rows, facts)
     assert "ours mvae > jmvae; paper jmvae > mvae — **differs**" in markdown(found, facts)
+
+
+def test_runs_at_two_supervision_levels_give_fig4_in_numbers(tmp_path):
+    # a run without a supervision level (every row paired) is the fully paired level
+    runs = []
+    for name, supervision, accuracy in (("full", None, 0.97), ("one", 0.01, 0.78)):
+        _run_dir(tmp_path, name, "mvae", {**_evaluation(_row("mvae", 0, 0.0)), "accuracy": {"label": accuracy, "mean": accuracy},
+                                          "baseline": {"label": 0.84, "mean": 0.84}, "chance": {"label": 0.11, "mean": 0.11}})
+        run = tmp_path / "runs" / name
+        if supervision is not None:
+            (run / "config.yaml").write_text((run / "config.yaml").read_text().replace("supervision: null",
+                                                                                       f"supervision: {supervision}"))
+        runs.append(str(run))
+    result = runner.invoke(app, ["report", *runs, "--out", str(tmp_path / "report")])
+    assert result.exit_code == 0, result.output
+    markdown = (tmp_path / "report" / "report.md").read_text()
+    assert "| mvae | 0.01 | 0.780 | -0.190 | 0.840 | 0.110 |" in markdown
+    assert "accuracy 0.780 is 0.190 below the fully paired 0.970 (outside the paper's 0.02" in markdown
