@@ -19,6 +19,7 @@ from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 from mvae_cli.figures.draw import save_figure
 
 _LIKELIHOOD_TABLES, _VARIANCE_TABLES = ("2", "3"), ("4", "5")
+_MODEL_ORDER = ("mvae", "jmvae", "vae", "cvae", "bivcca", "mvae19")  # the paper's models, in its tables' order
 
 
 class _Cell:
@@ -48,7 +49,8 @@ def plot_comparison(rows: list[dict], path: str | Path, tolerance: float = 0.5, 
     panels = [p for p in panels if p[1]]
     if not panels:
         return None
-    models = list(dict.fromkeys(c.model for c in compared if c.table in _LIKELIHOOD_TABLES + _VARIANCE_TABLES))
+    found = set(c.model for c in compared if c.table in _LIKELIHOOD_TABLES + _VARIANCE_TABLES)
+    models = [m for m in _MODEL_ORDER if m in found] + sorted(found - set(_MODEL_ORDER))  # a model keeps its colour
     colors = {m: plt.get_cmap("tab10")(i % 10) for i, m in enumerate(models)}
     offsets = {m: (i - (len(models) - 1) / 2) * min(0.12, 0.6 / max(1, len(models))) for i, m in enumerate(models)}
     tallest = max(len(keys) for _, keys, _ in panels)
