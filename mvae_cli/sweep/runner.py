@@ -2,7 +2,7 @@
 
 ```
 SWEEP_DIR/sweep.json          the recipe, the points and their status
-SWEEP_DIR/runs/<point>/       a normal run directory per point, plus its eval.json
+SWEEP_DIR/runs/<point>/       a normal run directory per point, plus its eval.json (and eval_examples.npz)
 SWEEP_DIR/results.{json,csv}  one row per finished run      (see sweep.results)
 SWEEP_DIR/summary.csv         per grid point over seeds
 ```
