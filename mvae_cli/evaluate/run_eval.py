@@ -388,8 +388,8 @@ def evaluate_run(
     with read_dataset(run_dataset_path(info)) as dataset:
         if split not in dataset.sizes:
             raise UserError(f"{dataset.path} has no {split!r} split (it has: {', '.join(dataset.sizes)})")
-        data = SplitData(dataset, split, torch_device, None, budget,
-                         binarize=binarized_modalities(recipe.data.binarize, model))
+        binarize = binarized_modalities(recipe.data.binarize, model)
+        data = SplitData(dataset, split, torch_device, None, budget, binarize=binarize)
         timings, lap = {}, [started]
 
         def timed(part: str) -> None:  # seconds since the previous part ended
@@ -404,7 +404,7 @@ def evaluate_run(
         timed("latent_diagnostics")
         if baseline:
             figures.update(_baselines(run_dir, recipe, dataset, data, split, x, y, figures["n_examples"], budget,
-                                      torch_device, binarized_modalities(recipe.data.binarize, model)))
+                                      torch_device, binarize))
             timed("baseline")
         figures.update(_class_figures(model, dataset, data, split, recipe, torch_device, budget, limit=limit,
                                       prior_samples=prior_samples, seed=seed))

@@ -22,16 +22,6 @@ _LIKELIHOOD_TABLES, _VARIANCE_TABLES = ("2", "3"), ("4", "5")
 _MODEL_ORDER = ("mvae", "jmvae", "vae", "cvae", "bivcca", "mvae19")  # the paper's models, in its tables' order
 
 
-class _Cell:
-    """One row of ``paper.csv`` (:meth:`~mvae_cli.paper.compare.Compared.as_row`)."""
-
-    def __init__(self, row: dict):
-        self.table, self.figure, self.model = str(row["table"]), row["figure"], row["model"]
-        self.column = f"{row['dataset']} ({row['setting']})" if row.get("setting") else row["dataset"]
-        self.ours, self.paper, self.difference = float(row["ours"]), float(row["paper"]), float(row["difference"])
-        self.ci95, self.count, self.beyond = float(row["ci95"]), int(row["count"]), bool(row["beyond_tolerance"])
-
-
 def _rows(compared: list, tables: tuple[str, ...]) -> tuple[list[tuple[str, str, str]], list]:
     cells = [c for c in compared if c.table in tables]
     keys = list(dict.fromkeys((c.table, c.figure, c.column) for c in cells))
@@ -42,9 +32,9 @@ def plot_comparison(rows: list[dict], path: str | Path, tolerance: float = 0.5, 
                     citation: str = "") -> Path | None:
     """Draw the likelihood and variance comparisons of ``rows`` (``paper.csv``'s rows) into ``path``;
     None when no likelihood or variance was compared."""
-    from mvae_cli.paper.compare import FIGURE_LABELS
+    from mvae_cli.paper.compare import FIGURE_LABELS, Compared
 
-    compared = [_Cell(r) for r in rows]
+    compared = [Compared.from_row(r) for r in rows]
     panels = [(tables, *_rows(compared, tables)) for tables in (_LIKELIHOOD_TABLES, _VARIANCE_TABLES)]
     panels = [p for p in panels if p[1]]
     if not panels:

@@ -80,6 +80,13 @@ class Compared:
     def column(self) -> str:
         return f"{self.dataset} ({self.setting})" if self.setting else self.dataset
 
+    @classmethod
+    def from_row(cls, row: dict) -> Compared:
+        """The inverse of :meth:`as_row` (per-example figures are not in a row)."""
+        return cls(str(row["table"]), row["figure"], row["model"], row["dataset"], float(row["ours"]),
+                   float(row["ci95"]), int(row["count"]), float(row["paper"]), float(row["difference"]),
+                   bool(row["beyond_tolerance"]), row.get("setting") or "")
+
     def as_row(self) -> dict:
         return {"table": self.table, "figure": self.figure, "model": self.model, "dataset": self.dataset,
                 "setting": self.setting, "ours": self.ours, "ci95": self.ci95, "count": self.count, "paper": self.paper,

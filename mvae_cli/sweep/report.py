@@ -154,17 +154,6 @@ _HOW = ("seed", "data.path", "data.source", "data.dataset", "model.name", "check
 _EVAL_HOW = ("particles", "prior_samples", "split", "checkpoint", "n_examples")  # eval.json's settings
 
 
-def _flat(node, prefix: str = "") -> dict[str, str]:
-    """A recipe mapping as ``{dotted key: JSON of the value}`` (lists and scalars are leaves; an empty
-    mapping, e.g. no ``model.weights``, has none)."""
-    if isinstance(node, dict):
-        out = {}
-        for key, value in node.items():
-            out.update(_flat(value, f"{prefix}.{key}" if prefix else str(key)))
-        return out
-    return {prefix: json.dumps(node, sort_keys=True)}
-
-
 def runs_results(run_dirs: list[Path]) -> tuple[list[str], list[dict]]:
     """``(grid keys, rows)`` of runs trained and evaluated one by one, as a sweep would have them.
 
@@ -180,6 +169,7 @@ def runs_results(run_dirs: list[Path]) -> tuple[list[str], list[dict]]:
     """
     from mvae_cli.engine.run import read_config
     from mvae_cli.recipe import recipe_to_dict
+    from mvae_cli.sweep.revision import flatten_recipe
 
     runs = []
     for run_dir in run_dirs:
@@ -187,19 +177,22 @@ def runs_results(run_dirs: list[Path]) -> tuple[list[str], list[dict]]:
         evaluation = read_json(Path(run_dir) / "eval.json")
         if evaluation is None:
             raise UserError(f"{run_dir} has no eval.json yet: evaluate it first with `mvae eval {run_dir}`")
-        flat = {k: v for k, v in _flat(recipe_to_dict(recipe)).items()
-                if not any(k == how or k.startswith(how + ".") for how in _HOW)}
+        flat = {k: v for k, v in flatten_recipe(recipe_to_dict(recipe)).items()  # no model.weights is not a key
+                if v != {} and not any(k == how or k.startswith(how + ".") for how in _HOW)}
         if recipe.supervision is None and recipe.keep_prob is None:  # no mask drawn: every row paired
-            flat["supervision"] = json.dumps(1.0)
-        flat.update({f"eval.{k}": json.dumps(evaluation.get(k), sort_keys=True) for k in _EVAL_HOW})
+            flat["supervision"] = 1.0
+        flat.update({f"eval.{k}": evaluation.get(k) for k in _EVAL_HOW})
         runs.append((run_dir, recipe, evaluation, flat))
     keys = list(dict.fromkeys(k for *_, flat in runs for k in flat))
-    differing = sorted((k for k in keys if len({flat.get(k, "absent") for *_, flat in runs}) > 1),
-                       key=lambda k: k.startswith("eval."))  # the recipe's keys first, then eval's
+
+    def differs(key: str) -> bool:
+        return len({(key in flat, json.dumps(flat.get(key), sort_keys=True)) for *_, flat in runs}) > 1
+
+    differing = sorted(filter(differs, keys), key=lambda k: k.startswith("eval."))  # the recipe's keys, then eval's
     rows = []
     for run_dir, recipe, evaluation, flat in runs:
         values = {"model.name": recipe.model.name, "data.dataset": _dataset_name(run_dir, recipe),
-                  **{k: json.loads(flat[k]) if k in flat else None for k in differing}}
+                  **{k: flat.get(k) for k in differing}}
         rows.append(build_row(str(run_dir), values, recipe.seed, evaluation,
                               read_json(Path(run_dir) / "run.json") or {}))
     return ["model.name", "data.dataset", *differing, "seed"], rows

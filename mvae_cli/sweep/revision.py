@@ -19,11 +19,12 @@ from mvae_cli.sweep.runner import SWEEP_JSON, read_json
 _REVISABLE = ("epochs", "eval", "grid", "device")
 
 
-def _flatten(mapping: dict, prefix: str = "") -> dict:
+def flatten_recipe(mapping: dict, prefix: str = "") -> dict:
+    """A recipe mapping as ``{dotted key: value}``; an empty mapping is a leaf (``{}``)."""
     flat = {}
     for key, value in mapping.items():
         if isinstance(value, dict) and value:
-            flat.update(_flatten(value, f"{prefix}{key}."))
+            flat.update(flatten_recipe(value, f"{prefix}{key}."))
         else:
             flat[f"{prefix}{key}"] = value
     return flat
@@ -49,7 +50,7 @@ def check_revision(sweep: Sweep, out: Path) -> None:
     stored = read_json(Path(out) / SWEEP_JSON)
     if not stored or not any(p.get("status") == "finished" for p in stored.get("points", [])):
         return
-    old, new = _flatten(_with_defaults(stored.get("recipe", {}))), _flatten(recipe_to_dict(sweep.recipe))
+    old, new = flatten_recipe(_with_defaults(stored.get("recipe", {}))), flatten_recipe(recipe_to_dict(sweep.recipe))
     changed = sorted(key for key in set(old) | set(new)
                      if old.get(key) != new.get(key) and key.split(".")[0] not in _REVISABLE)
     if isinstance(old.get("epochs"), int) and new["epochs"] < old["epochs"]:
