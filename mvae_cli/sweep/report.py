@@ -142,10 +142,13 @@ def parameter_counts(run_dir: Path) -> dict[str, int] | None:
 
 
 def _dataset_name(run_dir: Path, recipe) -> str:
-    """The dataset a run trained on: the name its data file records (run.json), else the recipe's."""
+    """The dataset a run trained on: the name its data file records (run.json), else the recipe's, as
+    ``binary-<name>`` when the run binarised its images dynamically (``data.binarize``): MNIST so
+    binarised is the paper's BinaryMNIST, as the authors' code builds it."""
     info = read_json(Path(run_dir) / "run.json") or {}
     name = info.get("dataset", {}).get("name") if isinstance(info.get("dataset"), dict) else None
-    return name if isinstance(name, str) and name else recipe.data.dataset
+    name = name if isinstance(name, str) and name else recipe.data.dataset
+    return f"binary-{name}" if recipe.data.binarize and not name.startswith("binary-") else name
 
 
 # Recipe keys that say where and how a run ran, not what it computed: runs differing in them are pooled.
@@ -158,7 +161,8 @@ def runs_results(run_dirs: list[Path]) -> tuple[list[str], list[dict]]:
     """``(grid keys, rows)`` of runs trained and evaluated one by one, as a sweep would have them.
 
     Each run's row is named by its directory and keyed by ``model.name``, ``data.dataset`` (the name
-    its data file records, so a BinaryMNIST file trained with the MNIST recipe is BinaryMNIST), every
+    its data file records, so a BinaryMNIST file trained with the MNIST recipe is BinaryMNIST, and MNIST
+    binarised dynamically by ``data.binarize`` is too), every
     recipe key the runs do not all share (``epochs``, ``supervision``, ``model.weights.label``, …;
     where and how they ran — paths, device, checkpoints — left out), the eval settings they do not
     all share (``eval.particles``, ``eval.n_examples``, …) and ``seed``: only runs that differ in
@@ -179,6 +183,7 @@ def runs_results(run_dirs: list[Path]) -> tuple[list[str], list[dict]]:
             raise UserError(f"{run_dir} has no eval.json yet: evaluate it first with `mvae eval {run_dir}`")
         flat = {k: v for k, v in flatten_recipe(recipe_to_dict(recipe)).items()  # no model.weights is not a key
                 if v != {} and not any(k == how or k.startswith(how + ".") for how in _HOW)}
+        flat.pop("data.binarize", None)  # in the dataset's name (binary-mnist)
         if recipe.supervision is None and recipe.keep_prob is None:  # no mask drawn: every row paired
             flat["supervision"] = 1.0
         flat.update({f"eval.{k}": evaluation.get(k) for k in _EVAL_HOW})
