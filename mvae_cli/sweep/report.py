@@ -183,7 +183,6 @@ def runs_results(run_dirs: list[Path]) -> tuple[list[str], list[dict]]:
             raise UserError(f"{run_dir} has no eval.json yet: evaluate it first with `mvae eval {run_dir}`")
         flat = {k: v for k, v in flatten_recipe(recipe_to_dict(recipe)).items()  # no model.weights is not a key
                 if v != {} and not any(k == how or k.startswith(how + ".") for how in _HOW)}
-        flat.pop("data.binarize", None)  # in the dataset's name (binary-mnist)
         if recipe.supervision is None and recipe.keep_prob is None:  # no mask drawn: every row paired
             flat["supervision"] = 1.0
         flat.update({f"eval.{k}": evaluation.get(k) for k in _EVAL_HOW})
