@@ -19,6 +19,11 @@ gives the gap between neighbouring models with its 95% interval, paired over the
 inside those intervals says so: one seed's test-set noise cannot order them (training noise, seed
 to seed, is not in that interval).
 
+A variance of the log weights is a mean over test examples, and one example whose proposal misses
+its posterior can carry most of it. Where the per-example figures show that (the largest 0.1% of the
+examples, at least one, hold half the sum or more), the report gives the median and the mean without
+them beside it (:func:`tail_of`).
+
 Runs that differ in a setting other than the seed (``split_by``: a sweep's other grid keys, e.g. two
 label weights, both fully paired) are compared separately, each cell naming its setting; only seeds
 are pooled.
@@ -40,6 +45,7 @@ VARIANCE_FIGURES = {"marginal": "var_px", "joint": "var_pxy", "conditional": "va
 FIGURE_LABELS = {"log_px": "log p(x)", "log_pxy": "log p(x, y)", "log_px_given_y": "log p(x | y)",
                  "var_px": "Var[log w], log p(x)", "var_pxy": "Var[log w], log p(x, y)",
                  "var_px_given_y": "Var[log w], log p(x | y)", "inference_parameters": "inference parameters"}
+TAIL_FRACTION, TAIL_SHARE = 0.001, 0.5  # the largest 0.1% of examples holding half the sum: heavy-tailed
 Z95 = 1.959963984540054  # the normal quantile of a two-sided 95% interval
 TABLE_OF = {("likelihood", "x"): "2", ("likelihood", "x,y"): "3", ("variance", "x"): "4", ("variance", "x,y"): "5"}
 
@@ -88,9 +94,39 @@ class Compared:
                    bool(row["beyond_tolerance"]), row.get("setting") or "")
 
     def as_row(self) -> dict:
+        tail = tail_of(self)
         return {"table": self.table, "figure": self.figure, "model": self.model, "dataset": self.dataset,
                 "setting": self.setting, "ours": self.ours, "ci95": self.ci95, "count": self.count, "paper": self.paper,
-                "difference": self.difference, "beyond_tolerance": self.beyond}
+                "difference": self.difference, "beyond_tolerance": self.beyond,
+                "median": tail.median if tail else None, "largest_share": tail.largest_share if tail else None}
+
+
+@dataclass
+class Tail:
+    """How a variance cell's mean over test examples is spread: its median, and the share of the sum held by
+    its ``largest`` examples (the top 0.1%, at least one), with the mean of the others."""
+
+    median: float
+    largest: int
+    largest_share: float
+    mean_without: float
+    n: int
+
+    @property
+    def heavy(self) -> bool:
+        return self.largest_share >= TAIL_SHARE
+
+
+def tail_of(cell: Compared) -> Tail | None:
+    """The :class:`Tail` of a variance cell (Tables 4–5) from its per-example figures; None without them."""
+    values = cell.examples
+    if cell.table not in ("4", "5") or values is None or values.size < 2:
+        return None
+    values = np.sort(np.asarray(values, dtype=np.float64))[::-1]
+    largest = max(1, int(math.ceil(TAIL_FRACTION * values.size)))
+    total = float(values.sum())
+    share = float(values[:largest].sum()) / total if total > 0 else 0.0
+    return Tail(float(np.median(values)), largest, share, float(values[largest:].mean()), int(values.size))
 
 
 def paper_keys(model: str, dataset: str) -> tuple[str, str]:
@@ -291,6 +327,14 @@ def markdown(compared: list[Compared], facts: list[RunFacts | None], tolerance: 
         for table, figure, column, ours, theirs in ranked:
             cells = {c.model: c for c in compared if (c.table, c.figure, c.column) == (table, figure, column)}
             lines.append(_ordering_line(table, figure, column, ours, theirs, cells))
+    heavy = [(c, t) for c in compared if (t := tail_of(c)) is not None and t.heavy]
+    if heavy:
+        lines += ["", f"Variances resting on a few test examples (the largest {TAIL_FRACTION:.1%} hold half the sum "
+                  "or more; the mean is what the paper reports, the median what a typical example sees):", ""]
+        for c, t in heavy:
+            lines.append(f"- Table {c.table}, {FIGURE_LABELS[c.figure]}, {c.model}, {c.column}: mean {c.ours:.2f}, "
+                         f"median {t.median:.2f}; the {t.largest:,} largest of {t.n:,} examples hold "
+                         f"{t.largest_share:.0%} of the sum, and the mean of the others is {t.mean_without:.2f}")
     return "\n".join(lines) + "\n"
 
 

@@ -356,7 +356,7 @@ def write_report(sweep_dir: str | Path, grid_keys: list[str], rows: list[dict], 
     write_text(md, markdown)
     write_text(table, csv_text(["table", "figure", "row", "column", "mean", "ci95", "count"], long))
     write_text(paper, csv_text(["table", "figure", "model", "dataset", "setting", "ours", "ci95", "count", "paper",
-                                "difference", "beyond_tolerance"], compared))
+                                "difference", "beyond_tolerance", "median", "largest_share"], compared))
     written = [md, table, paper]
     if compared:
         from mvae_cli.figures.paper import plot_comparison

@@ -247,3 +247,37 @@ def test_runs_at_two_supervision_levels_give_fig4_in_numbers(tmp_path):
     markdown = (tmp_path / "report" / "report.md").read_text()
     assert "| mvae | 0.01 | 0.780 | -0.190 | 0.840 | 0.110 |" in markdown
     assert "accuracy 0.780 is 0.190 below the fully paired 0.970 (outside the paper's 0.02" in markdown
+
+
+def test_a_variance_that_rests_on_a_few_test_examples_is_shown_with_its_median():
+    import numpy as np
+
+    from mvae_cli.paper.compare import markdown, tail_of
+
+    rng = np.random.default_rng(1)
+    n = 2000
+    light = rng.gamma(4.0, 4.0, n)  # mean ≈ 16, no example dominating
+    heavy = rng.gamma(4.0, 4.0, n)
+    heavy[7], heavy[900] = 40_000.0, 9_000.0  # the top 0.1% of 2,000 is 2 examples, holding 49,000 of ≈ 81,000
+    rows, examples = [], []
+    for model, values in (("mvae", light), ("bivcca", heavy)):
+        rows.append({"point": model, "model.name": model, "seed": 0, "var_log_w.marginal.image": float(values.mean())})
+        examples.append({"var_log_w.marginal.image": values})
+    facts = [_facts("mvae"), _facts("bivcca")]
+    found = {c.model: c for c in compare(rows, facts, examples=examples) if c.table == "4"}
+    tail = tail_of(found["bivcca"])
+    rest = np.sort(heavy)[:-2]
+    assert tail.largest == 2 and tail.n == n
+    assert tail.largest_share == pytest.approx(49_000.0 / heavy.sum()) and tail.heavy
+    assert tail.median == pytest.approx(np.median(heavy)) and tail.mean_without == pytest.approx(rest.mean())
+    assert not tail_of(found["mvae"]).heavy
+    text = markdown(list(found.values()), facts)
+    line = next(ln for ln in text.splitlines() if ln.startswith("- Table 4, Var[log w], log p(x), bivcca"))
+    assert f"mean {heavy.mean():.2f}, median {np.median(heavy):.2f}" in line
+    assert f"the 2 largest of 2,000 examples hold {49_000.0 / heavy.sum():.0%} of the sum" in line
+    assert f"the mean of the others is {rest.mean():.2f}" in line
+    assert "- Table 4, Var[log w], log p(x), mvae" not in text  # a light tail is not listed
+    row = found["bivcca"].as_row()
+    assert row["median"] == pytest.approx(np.median(heavy)) and row["largest_share"] == pytest.approx(tail.largest_share)
+    # a likelihood cell, or one without per-example figures, has no tail
+    assert tail_of(compare(rows, facts)[0]) is None
