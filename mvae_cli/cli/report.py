@@ -16,8 +16,8 @@ def report_command(
              "`mvae train` and evaluated with `mvae eval`.")],
     out: Annotated[Optional[Path], typer.Option(
         "--out", metavar="DIR",
-        help="Where report.md, report.csv and paper.csv go (default: the sweep directory; needed with run "
-             "directories).")] = None,
+        help="Where report.md, report.csv, paper.csv and the figures go (default: the sweep directory; needed "
+             "with run directories).")] = None,
     tolerance: Annotated[float, typer.Option(
         "--tolerance", min=0.0, metavar="NATS",
         help="Flag a log-likelihood further than this from the paper's.")] = 0.5,
@@ -34,7 +34,9 @@ def report_command(
     Tables: parameter counts (1), log-likelihoods (2–3), variances of the log weights (4–5); rows models,
     columns datasets or grid values, mean ± 95% CI over seeds.
 
-    Every figure the paper publishes is set beside ours with the difference and a flag beyond the tolerance.
+    Every figure the paper publishes is set beside ours with the difference and a flag beyond the tolerance,
+    drawn as paper.png. Runs that differ in supervision, keep_prob or k are also drawn as the paper's Fig. 4, 5 or
+    3 (with the paired-only classifier and chance beside the accuracy).
     The Markdown is printed too; the exit code is 0 even when figures are flagged.
     """
     from mvae_cli.cli.progress import console

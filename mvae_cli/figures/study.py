@@ -303,6 +303,24 @@ def plot_figure(rows: list[dict], x: str, lines: list[str], panels: list[Panel],
     return [path, csv_path]
 
 
+def plot_paper_figure(grid_keys: list[str], rows: list[dict], out: str | Path, fmt: str = "png") -> list[Path]:
+    """Write the paper's figure of a study into ``out`` when the key that varies is one of the paper's
+    axes (supervision: Fig. 4, keep_prob: Fig. 5, k: Fig. 3); nothing otherwise.
+
+    Returns:
+        The files written (the figure and its CSV), or none.
+    """
+    x, lines = choose_axes(grid_keys, rows)
+    if x not in PAPER:
+        return []
+    stem, families, title = PAPER[x]
+    columns = figure_columns(grid_keys, rows)
+    # accuracy: a panel per predicted modality with its references; the other families as panels_for draws them
+    panels = ((accuracy_panels(columns) if "accuracy" in families else [])
+              + panels_for(columns, [f for f in families if f != "accuracy"]))
+    return plot_figure(rows, x, lines, panels, Path(out) / f"{stem}.{fmt}", title) if panels else []
+
+
 def plot_sweep(grid_keys: list[str], rows: list[dict], out: str | Path, fmt: str = "png") -> list[Path]:
     """Write the figures of a sweep (see the module docstring) into ``out``.
 
@@ -317,16 +335,8 @@ def plot_sweep(grid_keys: list[str], rows: list[dict], out: str | Path, fmt: str
     """
     out = Path(out)
     x, lines = choose_axes(grid_keys, rows)
-    columns = figure_columns(grid_keys, rows)
-    written = []
-    if x in PAPER:
-        stem, families, title = PAPER[x]
-        # accuracy: a panel per predicted modality with its references; the other families as panels_for draws them
-        panels = ((accuracy_panels(columns) if "accuracy" in families else [])
-                  + panels_for(columns, [f for f in families if f != "accuracy"]))
-        if panels:
-            written += plot_figure(rows, x, lines, panels, out / f"{stem}.{fmt}", title)
-    overview = panels_for(columns)
+    written = plot_paper_figure(grid_keys, rows, out, fmt)
+    overview = panels_for(figure_columns(grid_keys, rows))
     if overview:
         written += plot_figure(rows, x, lines, overview, out / f"all_figures_vs_{format_value(x)}.{fmt}",
                                f"Every eval figure against {x}")

@@ -17,7 +17,9 @@ tolerance, and whether the models come in the paper's order.
 
 Written as Markdown (``report.md``), as one long CSV (``report.csv``: table, row, column,
 mean, ci95, count) and the comparison as ``paper.csv`` and drawn as ``paper.png``
-(:mod:`mvae_cli.figures.paper`).
+(:mod:`mvae_cli.figures.paper`). When the runs vary one of the paper's figure axes (supervision,
+keep_prob, k), that figure is drawn beside them too (Fig. 4, 5 or 3, with its CSV;
+:func:`mvae_cli.figures.study.plot_paper_figure`), for runs trained one by one as for a sweep.
 
 Runs trained and evaluated one by one (``mvae train`` + ``mvae eval``, no sweep) are reported the
 same way (:func:`runs_results`): each becomes a results row keyed by its model, its dataset (the
@@ -345,8 +347,8 @@ def _plain(stats) -> str:
 def write_report(sweep_dir: str | Path, grid_keys: list[str], rows: list[dict], tolerance: float = 0.5,
                  variance_factor: float = 2.0, run_dirs: list[Path] | None = None,
                  out: str | Path | None = None) -> tuple[list[Path], str, list[dict]]:
-    """Write ``report.md``, ``report.csv`` and ``paper.csv`` (ours beside the paper's) into ``out``
-    (default ``sweep_dir``); returns the paths written, the Markdown and the comparison rows.
+    """Write ``report.md``, ``report.csv``, ``paper.csv`` (ours beside the paper's), ``paper.png`` and the
+    paper's Fig. 3, 4 or 5 when the runs vary its axis into ``out`` (default ``sweep_dir``); returns the paths written, the Markdown and the comparison rows.
     ``run_dirs``: the rows' run directories when they are not ``sweep_dir``'s (``sweep_dir`` None)."""
     markdown, long, compared = build_report(grid_keys, rows, None if sweep_dir is None else Path(sweep_dir),
                                             tolerance=tolerance, variance_factor=variance_factor, run_dirs=run_dirs)
@@ -365,4 +367,7 @@ def write_report(sweep_dir: str | Path, grid_keys: list[str], rows: list[dict], 
         figure = plot_comparison(compared, out / PAPER_PNG, tolerance, variance_factor,
                                  paper_tables("wu-goodman-2018")["citation"])
         written += [figure] if figure else []
+    from mvae_cli.figures.study import plot_paper_figure
+
+    written += plot_paper_figure(grid_keys, rows, out)  # Fig. 3, 4 or 5 when the runs vary k, supervision or p
     return written, markdown, compared

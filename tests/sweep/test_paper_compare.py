@@ -179,6 +179,33 @@ def test_mnist_binarised_dynamically_is_compared_as_binary_mnist(tmp_path):
     assert "| 2 | log p(x) | mvae | mnist (data.binarize=false) | -90.62 | -90.62 | +0.00 |  |" in markdown
 
 
+def test_report_of_runs_at_several_supervision_levels_draws_fig4_with_the_baseline_and_chance(tmp_path):
+    """Runs trained one by one at two supervision levels: the report draws the paper's Fig. 4 beside its
+    tables, with the numbers behind it as CSV; runs that vary no figure axis draw no such figure."""
+    runs = []
+    for name, supervision, accuracy, baseline in (("full", 1.0, 0.97, 0.98), ("one", 0.01, 0.13, 0.86)):
+        _run_dir(tmp_path, name, "mvae", {"x": "image", "y": ["label"], "particles": 1000, "n_examples": 10000,
+                                          "accuracy": {"label": accuracy, "mean": accuracy},
+                                          "baseline": {"label": baseline, "mean": baseline},
+                                          "chance": {"label": 0.11, "mean": 0.11}})
+        run = tmp_path / "runs" / name
+        config = yaml.safe_load((run / "config.yaml").read_text())
+        config["supervision"] = supervision
+        (run / "config.yaml").write_text(yaml.safe_dump(config))
+        runs.append(str(run))
+    result = runner.invoke(app, ["report", *runs, "--out", str(tmp_path / "report")])
+    assert result.exit_code == 0, result.output
+    figure = tmp_path / "report" / "accuracy_vs_supervision.png"
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "accuracy_vs_supervision.png" in result.output.replace("\n", "")
+    drawn = {(r["supervision"], r["series"]): float(r["mean"])
+             for r in csv.DictReader(io.StringIO(figure.with_suffix(".csv").read_text()))}
+    assert drawn == {("1.0", "multimodal model"): 0.97, ("1.0", "classifier on the paired rows only"): 0.98,
+                     ("1.0", "chance (most frequent class)"): 0.11, ("0.01", "multimodal model"): 0.13,
+                     ("0.01", "classifier on the paired rows only"): 0.86, ("0.01", "chance (most frequent class)"): 0.11}
+    alone = runner.invoke(app, ["report", runs[0], "--out", str(tmp_path / "alone")])
+    assert alone.exit_code == 0 and not list((tmp_path / "alone").glob("accuracy_vs_*"))
+
+
 def test_report_refuses_a_run_without_eval_and_a_directory_that_is_neither(tmp_path):
     _run_dir(tmp_path, "a", "mvae", {})
     (tmp_path / "runs" / "a" / "eval.json").unlink()
