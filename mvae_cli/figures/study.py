@@ -9,7 +9,8 @@
 
 Every sweep also gets an overview of all eval figures. The numbers behind each figure are
 written next to it as CSV. A second varying key (or a ``model`` column of the results) draws
-one line per value. Series that coincide at every point are named as such in the legend.
+one line per value. Series that coincide at every point are named as such in the legend. A panel of
+log-weight variances whose means span more than 30× is drawn on a log y axis.
 """
 
 from __future__ import annotations
@@ -156,6 +157,21 @@ def choose_axes(grid_keys: list[str], rows: list[dict]) -> tuple[str, list[str]]
     return x, lines
 
 
+LOG_SPAN = 30.0  # a variance panel whose means span more than this factor gets a log y axis
+
+
+def _log_axis(stats: list[dict], panel: Panel) -> float:
+    """For a panel of variances whose means span more than ``LOG_SPAN`` (a subset proposal's thousands
+    beside the image's units flatten the others into the axis), the floor of its log y axis: half the
+    smallest mean. 0 (a linear axis) otherwise."""
+    if not panel.series or not all(c.startswith("var_log_w.") for c in panel.series):
+        return 0.0
+    means = [s["mean"] for s in stats if s["figure"] in panel.series and s["count"] > 0 and math.isfinite(s["mean"])]
+    if not means or min(means) <= 0 or max(means) / min(means) <= LOG_SPAN:
+        return 0.0
+    return min(means) / 2
+
+
 def _draw(ax, stats: list[dict], panel: Panel, x: str, lines: list[str], positions: dict | None,
           single: bool = False, legend: bool = True) -> int:
     """Draw one panel: a line per (series, line-key values), band = 95% CI. Returns the most seeds seen.
@@ -163,6 +179,7 @@ def _draw(ax, stats: list[dict], panel: Panel, x: str, lines: list[str], positio
     A series whose means equal an earlier one's at every point would hide under it: its legend
     entry says which it coincides with."""
     most, seen = 0, {}
+    log_y = _log_axis(stats, panel)
     combos = _ordered([tuple(s[k] for k in lines) for s in stats]) if lines else [()]
     n_lines, drawn = len(panel.series) * len(combos), 0
     # Beside references (baseline, chance), colour says which line (model) and the style which series.
@@ -198,6 +215,7 @@ def _draw(ax, stats: list[dict], panel: Panel, x: str, lines: list[str], positio
                 # over few seeds says.
                 low, high = ((0.0, 1.0) if column.startswith(("accuracy.", "coherence.", "probe."))
                              else (0.0, math.inf) if column.startswith("var_log_w.") else (-math.inf, math.inf))
+                low = log_y or low  # a log axis has no 0: clip the band at the panel's floor
                 band = [(xv, max(low, m - e), min(high, m + e)) for xv, m, e in zip(xs, means, errors)
                         if e > 0 and family != "chance"]
                 if band:
@@ -207,7 +225,9 @@ def _draw(ax, stats: list[dict], panel: Panel, x: str, lines: list[str], positio
             drawn += 1
     if not single:  # a lone panel's title is the figure's
         ax.set_title(panel.title, fontsize=9)
-    ax.set_ylabel(panel.ylabel, fontsize=8)
+    if log_y:
+        ax.set_yscale("log")
+    ax.set_ylabel(panel.ylabel + (" (log axis)" if log_y else ""), fontsize=8)
     ax.tick_params(labelsize=7)
     ax.grid(True, alpha=0.3)
     if drawn and legend:

@@ -162,3 +162,29 @@ def test_supervision_figure_has_a_panel_per_modality_and_a_line_per_model(tmp_pa
     shape = {(r["model"], r["supervision"]): float(r["mean"]) for r in table if r["figure"] == "accuracy.shape"}
     assert shape[("mvae", "0.01")] - shape[("mmvae", "0.01")] == pytest.approx(0.1)
     assert choose_axes(["supervision", "seed"], rows) == ("supervision", ["model"])
+
+
+def test_a_variance_panel_spanning_orders_of_magnitude_gets_a_log_axis(tmp_path, monkeypatch):
+    """Fig. 3 on shapes: q(z | attributes) has log-weight variances in the thousands beside the image
+    proposals' units; on a linear axis those lie flat on 0, so the panel switches to a log axis."""
+    import mvae_cli.figures.study as study
+
+    drawn = {}
+    real_save = study.save_figure
+
+    def keep(fig, path, **kwargs):
+        drawn[path] = {ax.get_title(): (ax.get_yscale(), ax.get_ylabel()) for ax in fig.axes}
+        return real_save(fig, path, **kwargs)
+
+    monkeypatch.setattr(study, "save_figure", keep)
+    rows = _rows("k", [0, 1, 5])
+    plot_sweep(["k", "seed"], rows, tmp_path / "near")  # variances 1 to 6: linear
+    for r in rows:
+        r["var_log_w.joint.image+shape+colour"] = 4000.0 + r["seed"]
+    plot_sweep(["k", "seed"], rows, tmp_path / "far")  # 1 to 4,002 in one panel: log
+    variance, joint = "Variance of log weights, log p(x, y)", "Joint log-likelihood log p(x, y)"
+    near, far = drawn[tmp_path / "near" / "figures_vs_k.png"], drawn[tmp_path / "far" / "figures_vs_k.png"]
+    assert near[variance] == ("linear", "Var[log w] [nats²]")
+    assert far[variance] == ("log", "Var[log w] [nats²] (log axis)") and far[joint][0] == "linear"
+    assert study._log_axis([{"figure": "v.a", "mean": 1.0, "count": 1}, {"figure": "v.a", "mean": 4000.0, "count": 1}],
+                           study.Panel("", "", {"v.a": ""})) == 0.0  # only variances
