@@ -58,6 +58,33 @@ def write_text(target: str | os.PathLike, text: str) -> None:
         tmp.write_text(text)
 
 
+@contextlib.contextmanager
+def exclusive_lock(target: str | os.PathLike) -> Iterator[None]:
+    """Hold an exclusive advisory lock tied to ``target`` for the block (``flock`` on a hidden
+    ``.name.lock`` beside it), so that evaluations running side by side in a sweep compute a shared
+    cache once: the second waits, then finds the first's entry.
+
+    Where no lock can be taken (no ``fcntl`` on the platform, a read-only folder) the block runs
+    unlocked: the lock only saves time, it never guards correctness.
+    """
+    target = Path(target)
+    try:
+        import fcntl
+
+        fd = os.open(target.with_name(f".{target.name}.lock"), os.O_RDWR | os.O_CREAT, 0o666)
+    except (ImportError, OSError):
+        yield
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError:
+            pass
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
+
+
 def write_json(target: str | os.PathLike, obj: Any) -> None:
     """Write ``obj`` as indented JSON to ``target`` atomically."""
     write_text(target, json.dumps(obj, indent=2, sort_keys=False) + "\n")

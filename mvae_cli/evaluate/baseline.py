@@ -213,7 +213,8 @@ def cached_baselines(dataset_path: str | Path, mask: np.ndarray, settings: dict[
 
     The key is the file (size and modification time, as the coherence classifiers' cache), the whole
     mask, every setting the classifier and its scoring depend on (``settings``: modalities, model
-    sizes, seed, rows scored, split, binarisation) and :data:`BASELINE_VERSION`. A damaged cache is
+    sizes, seed, rows scored, split, binarisation) and :data:`BASELINE_VERSION`. Evaluations side by
+    side wait for each other (:func:`~mvae_cli.atomic.exclusive_lock`), so one computes. A damaged cache is
     ignored, and one that cannot be written (a read-only folder) only costs the time.
     """
     path, stat = baselines_path(dataset_path), Path(dataset_path).stat()
@@ -225,13 +226,17 @@ def cached_baselines(dataset_path: str | Path, mask: np.ndarray, settings: dict[
     found = _read_cache(path).get(digest)
     if isinstance(found, dict):
         return found
-    result = compute()
-    cache = _read_cache(path)  # read again: another evaluation may have added its own entry meanwhile
-    cache[digest] = result
-    try:
-        from mvae_cli.atomic import write_json
+    from mvae_cli.atomic import exclusive_lock, write_json
 
-        write_json(path, cache)
-    except OSError:
-        pass
+    with exclusive_lock(path):  # an evaluation beside this one (a sweep's --jobs) may be computing it
+        found = _read_cache(path).get(digest)
+        if isinstance(found, dict):
+            return found
+        result = compute()
+        cache = _read_cache(path)  # read again: an evaluation without the lock may have added an entry
+        cache[digest] = result
+        try:
+            write_json(path, cache)
+        except OSError:
+            pass
     return result

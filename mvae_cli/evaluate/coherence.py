@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from mvae_cli.atomic import atomic_path
+from mvae_cli.atomic import atomic_path, exclusive_lock
 
 CLASSIFIER_KINDS = ("image", "binary")
 EPOCHS, BATCH, MAX_TRAIN, HIDDEN, MIN_STEPS, MAX_EPOCHS = 3, 128, 20_000, 128, 600, 20
@@ -109,6 +109,10 @@ def classifiers_path(dataset_path: str | Path) -> Path:
     return dataset_path.with_name(dataset_path.name + ".classifiers.pt")
 
 
+def _load_cached(path: Path) -> dict | None:
+    return torch.load(path, map_location="cpu", weights_only=True) if path.is_file() else None
+
+
 def load_or_train_classifiers(dataset_path, train, test, specs, device) -> tuple[dict, dict]:
     """The cached classifiers of a dataset file, trained first where the cache is missing or stale
     (another file of the same name: the key is its size and modification time).
@@ -119,11 +123,14 @@ def load_or_train_classifiers(dataset_path, train, test, specs, device) -> tuple
     path, stat = classifiers_path(dataset_path), Path(dataset_path).stat()
     key = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "modalities": [s.name for s in specs],
            "version": CLASSIFIER_VERSION}
-    cached = torch.load(path, map_location="cpu", weights_only=True) if path.is_file() else None
+    cached = _load_cached(path)
     if cached is None or cached.get("key") != key:
-        cached = {"key": key, **train_classifiers(train, test, specs)}
-        with atomic_path(path) as tmp:
-            torch.save(cached, tmp)
+        with exclusive_lock(path):  # an evaluation beside this one (a sweep's --jobs) may be training them
+            cached = _load_cached(path)
+            if cached is None or cached.get("key") != key:
+                cached = {"key": key, **train_classifiers(train, test, specs)}
+                with atomic_path(path) as tmp:
+                    torch.save(cached, tmp)
     classes = next(s.classes for s in specs if s.name == class_modality(specs))
     models = {}
     for spec in specs:

@@ -99,3 +99,35 @@ def test_a_cache_that_cannot_be_written_costs_only_the_time(tmp_path, monkeypatc
     monkeypatch.setattr(atomic, "write_json", refuse)
     result = cached_baselines(data, np.ones((2, 2), bool), {}, lambda: {"baseline": {"label": 0.9}})
     assert result == {"baseline": {"label": 0.9}} and not baselines_path(data).exists()
+
+
+def test_evaluations_side_by_side_compute_the_baselines_once(tmp_path):
+    """Two evaluations of a sweep's --jobs reaching an empty cache together: the second waits for the
+    first's entry instead of training the same classifier again (each opens its own lock, as two
+    processes would: flock locks belong to the open file, so two threads contend like processes)."""
+    import threading
+    import time
+
+    from mvae_cli.evaluate.baseline import cached_baselines
+
+    data = tmp_path / "d.h5"
+    data.write_bytes(b"x" * 10)
+    calls, results = [], []
+    started = threading.Barrier(2)
+
+    def compute():
+        calls.append(1)
+        time.sleep(0.3)  # long enough for the other thread to reach the cache meanwhile
+        return {"baseline": {"label": 0.5 + len(calls) / 100}, "baseline_rows": {"label": 3}}
+
+    def evaluate():
+        started.wait()
+        results.append(cached_baselines(data, np.ones((3, 2), bool), {"seed": 0}, compute))
+
+    threads = [threading.Thread(target=evaluate) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(calls) == 1
+    assert results == [{"baseline": {"label": 0.51}, "baseline_rows": {"label": 3}}] * 2

@@ -86,3 +86,35 @@ def test_the_classifiers_learn_their_class_and_a_cache_of_an_older_kind_is_retra
         torch.save(cache, classifiers_path(path))
         _, again = load_or_train_classifiers(path, train, test, data.specs, "cpu")
         assert again == accuracy
+
+
+def test_evaluations_side_by_side_train_the_classifiers_once(tmp_path, monkeypatch):
+    """A sweep's --jobs evaluating two runs of one data file at once: one trains, the other waits and loads."""
+    import threading
+    import time
+
+    import mvae_cli.evaluate.coherence as coherence_module
+
+    path = tmp_path / "d.h5"
+    path.write_bytes(b"x" * 10)
+    specs = [ModalitySpec("image", "image", "bernoulli", (4,)), ModalitySpec("label", "categorical", "categorical", (), 3)]
+    calls, accuracies = [], []
+    started = threading.Barrier(2)
+
+    def train(train, test, specs):
+        calls.append(1)
+        time.sleep(0.3)  # the other evaluation reaches the empty cache meanwhile
+        return {"state": {}, "accuracy": {"image": 0.9 + len(calls) / 100}}
+
+    monkeypatch.setattr(coherence_module, "train_classifiers", train)
+
+    def evaluate():
+        started.wait()
+        accuracies.append(coherence_module.load_or_train_classifiers(path, None, None, specs, "cpu")[1])
+
+    threads = [threading.Thread(target=evaluate) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(calls) == 1 and accuracies == [{"image": 0.91}] * 2
