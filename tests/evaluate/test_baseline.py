@@ -131,3 +131,15 @@ def test_evaluations_side_by_side_compute_the_baselines_once(tmp_path):
         thread.join()
     assert len(calls) == 1
     assert results == [{"baseline": {"label": 0.51}, "baseline_rows": {"label": 3}}] * 2
+
+
+def test_where_no_lock_can_be_taken_the_block_runs_unlocked(tmp_path):
+    from mvae_cli.atomic import exclusive_lock
+
+    ran = []
+    with exclusive_lock(tmp_path / "no such folder" / "d.h5.baselines.json"):  # the lock file cannot be made
+        ran.append(1)
+    with exclusive_lock(tmp_path / "d.h5.baselines.json"):
+        with exclusive_lock(tmp_path / "other.json"):  # another target's lock does not wait on this one
+            ran.append(2)
+    assert ran == [1, 2] and (tmp_path / ".d.h5.baselines.json.lock").exists()
