@@ -173,12 +173,12 @@ def _log_axis(stats: list[dict], panel: Panel) -> float:
 
 
 def _draw(ax, stats: list[dict], panel: Panel, x: str, lines: list[str], positions: dict | None,
-          single: bool = False, legend: bool = True) -> int:
-    """Draw one panel: a line per (series, line-key values), band = 95% CI. Returns the most seeds seen.
+          single: bool = False, legend: bool = True) -> set[int]:
+    """Draw one panel: a line per (series, line-key values), band = 95% CI. Returns the seed counts of its points.
 
     A series whose means equal an earlier one's at every point would hide under it: its legend
     entry says which it coincides with."""
-    most, seen = 0, {}
+    counts, seen = set(), {}
     log_y = _log_axis(stats, panel)
     combos = _ordered([tuple(s[k] for k in lines) for s in stats]) if lines else [()]
     n_lines, drawn = len(panel.series) * len(combos), 0
@@ -221,7 +221,7 @@ def _draw(ax, stats: list[dict], panel: Panel, x: str, lines: list[str], positio
                 if band:
                     bx, lo, hi = zip(*band)
                     ax.fill_between(bx, lo, hi, color=line.get_color(), alpha=0.18, linewidth=0)
-            most = max(most, max(s["count"] for s in points))
+            counts.update(s["count"] for s in points)
             drawn += 1
     if not single:  # a lone panel's title is the figure's
         ax.set_title(panel.title, fontsize=9)
@@ -235,7 +235,7 @@ def _draw(ax, stats: list[dict], panel: Panel, x: str, lines: list[str], positio
         where = ({"loc": "center left", "bbox_to_anchor": (1.01, 0.5)} if single
                  else {"loc": "upper center", "bbox_to_anchor": (0.5, -0.12)})
         ax.legend(fontsize=6.5 if drawn > 6 else 7.5, frameon=False, ncol=_legend_columns(drawn), **where)
-    return most
+    return counts
 
 
 _LEGEND_INSIDE = 8  # more entries than this (CelebA's 18 attributes) go in columns
@@ -289,11 +289,11 @@ def plot_figure(rows: list[dict], x: str, lines: list[str], panels: list[Panel],
         width = 5.6 * ncols
         height = 3.4 + 0.16 * math.ceil(entries / _legend_columns(entries))
     fig, axes = plt.subplots(nrows, ncols, figsize=(width, height * nrows), squeeze=False, layout="constrained")
-    most, label = 0, ""
+    counts, label = set(), ""
     spare = nrows * ncols > len(panels)  # an empty slot holds a shared legend
     for i, panel in enumerate(panels):
         ax = axes[i // ncols][i % ncols]
-        most = max(most, _draw(ax, stats, panel, x, lines, positions, single, legend=not shared))
+        counts |= _draw(ax, stats, panel, x, lines, positions, single, legend=not shared)
         bottom = i // ncols == nrows - 1
         label = _set_x_axis(ax, x, values, positions, show_label=single or (shared and not spare and bottom))
     for j in range(len(panels), nrows * ncols):
@@ -310,7 +310,9 @@ def plot_figure(rows: list[dict], x: str, lines: list[str], panels: list[Panel],
         else:
             fig.legend(handles, names, loc="outside lower center", ncol=min(len(names), 3), fontsize=7.5,
                        frameon=False)
-    spread = f"mean ± 95% CI (Student t) over {most} seeds" if most > 1 else "one run per point"
+    fewest, most = min(counts, default=0), max(counts, default=0)
+    seeds = f"{most} seeds" if fewest == most else f"{fewest}–{most} seeds (as the point has run)"
+    spread = f"mean ± 95% CI (Student t) over {seeds}" if most > 1 else "one run per point"
     scored = _ordered([r.get("n_examples") for r in rows if _is_number(r.get("n_examples"))])
     if scored:
         spread += f"; {' / '.join(f'{int(n):,}' for n in scored)} test examples scored per run"

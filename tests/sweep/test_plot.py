@@ -188,3 +188,23 @@ def test_a_variance_panel_spanning_orders_of_magnitude_gets_a_log_axis(tmp_path,
     assert far[variance] == ("log", "Var[log w] [nats²] (log axis)") and far[joint][0] == "linear"
     assert study._log_axis([{"figure": "v.a", "mean": 1.0, "count": 1}, {"figure": "v.a", "mean": 4000.0, "count": 1}],
                            study.Panel("", "", {"v.a": ""})) == 0.0  # only variances
+
+
+def test_the_subtitle_says_how_many_seeds_each_point_has_when_they_differ(tmp_path, monkeypatch):
+    """A study interrupted part way (Fig. 3 with a third seed at small k only): the subtitle must not
+    claim the most seeds for every point."""
+    import mvae_cli.figures.study as study
+
+    titles = {}
+    real_save = study.save_figure
+
+    def keep(fig, path, **kwargs):
+        titles[path.name] = fig.get_suptitle()
+        return real_save(fig, path, **kwargs)
+
+    monkeypatch.setattr(study, "save_figure", keep)
+    plot_sweep(["k", "seed"], _rows("k", [0, 1, 5]), tmp_path / "even")
+    even = titles["figures_vs_k.png"]
+    plot_sweep(["k", "seed"], _rows("k", [0, 1]) + _rows("k", [5], seeds=(0, 1)), tmp_path / "uneven")
+    uneven = titles["figures_vs_k.png"]
+    assert "over 3 seeds" in even and "2–3 seeds (as the point has run)" in uneven and "over 3 seeds" not in uneven
