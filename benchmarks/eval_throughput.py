@@ -21,9 +21,11 @@ evaluation of a study (the second here) loads them: the whole-eval ratio is prin
 
 from __future__ import annotations
 
+from mvae_cli.engine.allocator import configure_allocator
 from mvae_cli.engine.threads import configure_threads
 
 configure_threads()  # as the CLI does, before torch is imported
+configure_allocator()
 
 import argparse
 import tempfile

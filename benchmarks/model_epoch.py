@@ -11,9 +11,11 @@ checkpoints excluded, as metrics.jsonl reports them). Run it on a quiet machine.
 
 from __future__ import annotations
 
+from mvae_cli.engine.allocator import configure_allocator
 from mvae_cli.engine.threads import configure_threads
 
 configure_threads()  # as the CLI does, before torch is imported
+configure_allocator()
 
 import argparse
 import json

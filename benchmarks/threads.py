@@ -8,7 +8,9 @@ and prints seconds and the ratio busy/alone for each setting:
 - ``N threads, default wait``: torch's defaults (one thread per core, libgomp spins at barriers);
 - ``N threads, passive wait``: ``OMP_WAIT_POLICY=PASSIVE`` (threads sleep at barriers);
 - ``1 thread``;
-- ``mvae's choice``: what :func:`mvae_cli.engine.threads.configure_threads` picks.
+- ``mvae's choice``: what :func:`mvae_cli.engine.threads.configure_threads` picks, with glibc's
+  allocator thresholds raised as the CLI does (:func:`mvae_cli.engine.allocator.configure_allocator`);
+- ``mvae-glibc-malloc``: the same threads, glibc's default allocator thresholds.
 
 On a shared machine "alone" is never quite alone: the load average is printed beside the figures.
 
@@ -31,7 +33,8 @@ SETTINGS = {
     # libgomp spins this many times at a barrier before it sleeps (passive is 0, active unbounded)
     **{f"spin{n}": {"GOMP_SPINCOUNT": str(n)} for n in (300, 500, 1_000, 3_000, 10_000, 100_000)},
     "one": {"OMP_NUM_THREADS": "1"},
-    "mvae": {"MVAE_CONFIGURE_THREADS": "1"},
+    "mvae": {"MVAE_CONFIGURE_THREADS": "1", "MVAE_CONFIGURE_ALLOCATOR": "1"},
+    "mvae-glibc-malloc": {"MVAE_CONFIGURE_THREADS": "1"},
 }
 
 
@@ -40,6 +43,10 @@ def child(steps: int) -> None:
         from mvae_cli.engine.threads import configure_threads
 
         configure_threads()
+    if os.environ.get("MVAE_CONFIGURE_ALLOCATOR"):
+        from mvae_cli.engine.allocator import configure_allocator
+
+        configure_allocator()
     import torch
 
     from mvae_cli.data.format import ModalitySpec
@@ -73,7 +80,8 @@ def child(steps: int) -> None:
 
 
 def run(setting: str, steps: int) -> dict:
-    inherited = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_NUM_THREADS")}
+    inherited = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_NUM_THREADS",
+                                                                   "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")}
     env = {**inherited, **SETTINGS[setting]}
     out = subprocess.run([sys.executable, __file__, "--child", "--steps", str(steps)], env=env,
                          capture_output=True, text=True, check=True)

@@ -5,19 +5,28 @@ examples (image + label), through the real engine (`mvae_cli.engine.loop.train`)
 Prints examples/s and seconds per epoch, and the matmul floor of an epoch in the run's
 precision (`matmul_floor.py`: the GEMMs of one real step at their shapes, timed alone, × the
 steps of an epoch) with the best epoch's ratio to it. Uses real MNIST when --data names a
-prepared file, else MNIST-shaped synthetic data (the arithmetic is the same).
+prepared file, else MNIST-shaped synthetic data (the arithmetic is the same). The process is set
+up as the CLI's (OpenMP spin count, glibc's allocator thresholds); --glibc-malloc leaves glibc's
+default thresholds, for the comparison (`mvae_cli/engine/allocator.py`).
 
     python benchmarks/train_throughput.py [--epochs 2] [--device auto] [--precision fp32] [--data data/mnist.h5]
+        [--glibc-malloc]
 """
 
 from __future__ import annotations
 
+import sys
+
+from mvae_cli.engine.allocator import configure_allocator
 from mvae_cli.engine.threads import configure_threads
 
 configure_threads()  # as the CLI does, before torch is imported
+if "--glibc-malloc" not in sys.argv:  # the comparison: glibc's default thresholds
+    configure_allocator()
 
 import argparse
 import json
+import resource
 import tempfile
 import time
 from pathlib import Path
@@ -52,16 +61,21 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--precision", default="fp32")
     parser.add_argument("--data", type=Path, default=None)
+    parser.add_argument("--glibc-malloc", action="store_true", help="glibc's default mmap/trim thresholds")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         data = args.data or synthetic_mnist(Path(tmp) / "mnist.h5")
         recipe = resolve_recipe(Path(__file__).parent.parent / "recipes" / "mnist.yaml", [
             f"data.path={data}", f"epochs={args.epochs}", f"device={args.device}", f"precision={args.precision}"])
-        started = time.perf_counter()
+        started, faults = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         train(recipe, Path(tmp) / "run")
         wall = time.perf_counter() - started
+        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
+        steps_run = args.epochs * -(-50_000 // recipe.batch_size)
         lines = [json.loads(l) for l in (Path(tmp) / "run" / "metrics.jsonl").read_text().splitlines()]
-    print(f"device {lines[0].get('device', args.device)}, torch threads {torch.get_num_threads()}, precision {args.precision}")
+    allocator = "glibc's default thresholds" if args.glibc_malloc else "mvae's thresholds"
+    print(f"device {lines[0].get('device', args.device)}, torch threads {torch.get_num_threads()}, "
+          f"precision {args.precision}, allocator {allocator}, page faults {faults:,} ({faults / steps_run:,.1f} a step)")
     for line in lines:
         print(f"epoch {line['epoch']}: {line['seconds']:.2f} s, {line['examples_per_s']:,.0f} examples/s "
               f"(training steps only; validation excluded), peak memory {line['peak_memory_mb']:.0f} MB")

@@ -7,9 +7,11 @@ import re
 import signal
 import sys
 
+from mvae_cli.engine.allocator import configure_allocator
 from mvae_cli.engine.threads import configure_threads
 
 configure_threads()  # before anything imports torch: OpenMP reads its wait policy once
+configure_allocator()  # glibc keeps a step's freed tensors for the next (no page faults per step)
 
 import typer
 from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
