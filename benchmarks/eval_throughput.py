@@ -14,20 +14,27 @@ part (eval.json's ``seconds_by_part.likelihoods``) and of the whole evaluation.
 The run is evaluated twice. The first evaluation of a dataset file trains the coherence classifiers
 and the first of a mask the paired-only classifier; both are kept beside the file, so every later
 evaluation of a study (the second here) loads them: the whole-eval ratio is printed for both.
+The process is set up as the CLI's; --glibc-malloc leaves glibc's default allocator thresholds
+(`mvae_cli/engine/allocator.py`), for the comparison, and the peak resident memory is printed.
 
     python benchmarks/eval_throughput.py [--limit 1000] [--particles 1000] [--prior-samples 5000]
                                          [--device auto] [--precision fp32|bf16] [--run RUN_DIR | --data data/mnist.h5]
+                                         [--glibc-malloc]
 """
 
 from __future__ import annotations
+
+import sys
 
 from mvae_cli.engine.allocator import configure_allocator
 from mvae_cli.engine.threads import configure_threads
 
 configure_threads()  # as the CLI does, before torch is imported
-configure_allocator()
+if "--glibc-malloc" not in sys.argv:  # the comparison: glibc's default thresholds
+    configure_allocator()
 
 import argparse
+import resource
 import tempfile
 import time
 from pathlib import Path
@@ -74,6 +81,7 @@ def main() -> None:
     parser.add_argument("--max-memory", default=None)
     parser.add_argument("--run", type=Path, default=None, help="evaluate this run directory instead")
     parser.add_argument("--data", type=Path, default=None, help="train the short epoch on this dataset file")
+    parser.add_argument("--glibc-malloc", action="store_true", help="glibc's default mmap/trim thresholds")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = args.run
@@ -113,6 +121,8 @@ def main() -> None:
     print(describe(f"importance sampling ({len(result['log_px'])} proposals) in {args.precision}", *floor, likelihoods))
     print(describe(f"whole eval in {args.precision}, first of the data file", *floor, results[0]["seconds"]))
     print(describe(f"whole eval in {args.precision}, later (classifiers loaded)", *floor, results[1]["seconds"]))
+    allocator = "glibc's default thresholds" if args.glibc_malloc else "mvae's thresholds"
+    print(f"allocator {allocator}: peak resident memory {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MB")
 
 
 def eval_floor(model, n: int, particles: int, prior_samples: int, precision: str, chunk: int = 4096,
