@@ -3,7 +3,7 @@
 A step of the paper's MNIST MVAE allocates its activations and gradients (blocks of 0.1–1.6 MB,
 about 6 MB a step) and frees them before the next. glibc serves blocks above its mmap threshold
 with fresh pages from the kernel and returns the free top of its heap above its trim threshold,
-so on a quiet CPU every step took ~1,600 page faults, each a page the kernel must zero before the
+so every step took 1,650–2,240 page faults (one thread), each a page the kernel must zero before the
 GEMM that first writes it can go on (docs/performance.md). With both thresholds raised, the
 blocks of one step are reused by the next: no faults after the first steps.
 
