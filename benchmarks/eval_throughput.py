@@ -47,6 +47,7 @@ from mvae_cli.data.format import ModalitySpec, write_dataset
 from mvae_cli.engine.run import load_trained
 from mvae_cli.engine.loop import train
 from mvae_cli.evaluate.run_eval import ROWS_PER_BATCH, evaluate_run
+from mvae_cli.model.linear import cpu_linear_backend
 from mvae_cli.recipe import resolve_recipe
 
 RECIPE = Path(__file__).parent.parent / "recipes" / "mnist.yaml"
@@ -104,7 +105,8 @@ def main() -> None:
                            proposals=len(result["log_px"]))
     n = result["n_examples"]
     device = "cuda" if args.device != "cpu" and torch.cuda.is_available() else "cpu"
-    print(f"device {device}, torch threads {torch.get_num_threads()}; {n:,} {result['split']} examples, "
+    print(f"device {device}, torch threads {torch.get_num_threads()}, CPU linear kernel {cpu_linear_backend()} "
+          f"(CPU capability {torch.backends.cpu.get_cpu_capability()}); {n:,} {result['split']} examples, "
           f"K = {result['particles']:,} particles per proposal, {result['prior_samples']:,} prior samples")
     for key in ("log_px", "log_pxy", "log_px_given_y"):
         print(f"  {key:<15}" + "  ".join(f"q({name}): {v['mean']:9.3f} ± {v['se']:.3f} (ESS {v['ess']:7.1f})"

@@ -39,6 +39,7 @@ from mvae_cli.data.format import ModalitySpec, read_dataset, write_dataset
 from mvae_cli.engine.device import autocast
 from mvae_cli.engine.loop import train
 from mvae_cli.engine.run import build_model
+from mvae_cli.model.linear import cpu_linear_backend
 from mvae_cli.objectives import OBJECTIVES
 from mvae_cli.recipe import resolve_recipe
 
@@ -75,7 +76,8 @@ def main() -> None:
         lines = [json.loads(l) for l in (Path(tmp) / "run" / "metrics.jsonl").read_text().splitlines()]
     allocator = "glibc's default thresholds" if args.glibc_malloc else "mvae's thresholds"
     print(f"device {lines[0].get('device', args.device)}, torch threads {torch.get_num_threads()}, "
-          f"precision {args.precision}, allocator {allocator}, page faults {faults:,} ({faults / steps_run:,.1f} a step)")
+          f"precision {args.precision}, CPU linear kernel {cpu_linear_backend()} (CPU capability "
+          f"{torch.backends.cpu.get_cpu_capability()}), allocator {allocator}, page faults {faults:,} ({faults / steps_run:,.1f} a step)")
     for line in lines:
         print(f"epoch {line['epoch']}: {line['seconds']:.2f} s, {line['examples_per_s']:,.0f} examples/s "
               f"(training steps only; validation excluded), peak memory {line['peak_memory_mb']:.0f} MB")

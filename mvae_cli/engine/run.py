@@ -23,6 +23,7 @@ from mvae_cli.atomic import write_text
 from mvae_cli.data.format import ModalitySpec
 from mvae_cli.data.layout import fingerprint
 from mvae_cli.errors import UserError
+from mvae_cli.model.linear import cpu_linear_backend
 from mvae_cli.model.model import MultimodalVAE
 from mvae_cli.model.registry import build
 from mvae_cli.recipe import Recipe, parse_yaml, recipe_from_dict, recipe_to_dict
@@ -37,8 +38,9 @@ def build_model(recipe: Recipe, specs: list[ModalitySpec]) -> MultimodalVAE:
 
     Raises:
         UserError: ``model.weights`` names a modality the dataset does not have, or the model cannot
-            be built for these modalities (named in the message).
+            be built for these modalities (named in the message); ``MVAE_CPU_LINEAR`` names no kernel.
     """
+    cpu_linear_backend()  # a wrong MVAE_CPU_LINEAR stops here, before a run folder is written
     check_modality_keys(recipe, [s.name for s in specs])
     m = recipe.model
     try:

@@ -1,21 +1,33 @@
-"""A drop-in ``nn.Linear`` whose CPU float32 products run on oneDNN, forward and backward.
+"""A drop-in ``nn.Linear`` whose CPU float32 products run on the faster kernel of the CPU.
 
-On the CPUs we train on, PyTorch's default CPU matrix product (MKL) reaches about half of
-oneDNN's throughput for the MVAE's layer shapes (≈150 against ≈300 GFLOP/s on 2 cores, all
-three products of a training step). The oneDNN kernel is the one ``torch.compile`` uses for
-CPU linear layers (``torch.ops.mkldnn._linear_pointwise``); it is private, so it is checked
-against ``F.linear`` once per process and any other case (CUDA, autocast, other dtypes,
-inputs that are not 2-D) takes ``F.linear``. Parameters and state-dict keys are
-``nn.Linear``'s.
+Which matrix product is faster depends on the processor. On an AMD EPYC with AVX-512, PyTorch's
+default (MKL) reached about half of oneDNN's throughput for the MVAE's layer shapes (≈150
+against ≈300 GFLOP/s on 2 cores, all three products of a training step): MKL does not use
+AVX-512 there. On an AMD EPYC with AVX2 only, MKL was 5–20% faster than oneDNN at the same
+shapes and a training step 11% faster (docs/performance.md). So float32 layers on CPU take
+oneDNN's kernel (``torch.ops.mkldnn._linear_pointwise``, the one ``torch.compile`` uses for
+CPU linear layers) where torch's CPU capability is AVX-512, and ``F.linear`` elsewhere. The
+rule is fixed by the processor, not timed, so that two runs on one machine (or a run and its
+resume) compute the same bits. ``MVAE_CPU_LINEAR=onednn`` or ``aten`` overrides it.
+
+The oneDNN kernel is private, so it is checked against ``F.linear`` once per process; any
+other case (CUDA, autocast, other dtypes, inputs that are not 2-D) takes ``F.linear``.
+Parameters and state-dict keys are ``nn.Linear``'s.
 """
 
 from __future__ import annotations
 
 import functools
+import os
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from mvae_cli.errors import UserError
+
+BACKEND_ENV = "MVAE_CPU_LINEAR"
+BACKENDS = ("onednn", "aten")
 
 
 def _product(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -58,12 +70,35 @@ def onednn_available() -> bool:
         return False
 
 
+def cpu_linear_backend() -> str:
+    """The kernel of float32 linear layers on CPU: ``onednn`` or ``aten`` (``F.linear``).
+
+    ``MVAE_CPU_LINEAR`` when set; otherwise oneDNN where torch's CPU capability is AVX-512 and
+    its kernel passes :func:`onednn_available`, ``aten`` elsewhere.
+    """
+    return _backend(os.environ.get(BACKEND_ENV, ""))
+
+
+@functools.cache
+def _backend(choice: str) -> str:
+    if choice:
+        if choice not in BACKENDS:
+            raise UserError(f"{BACKEND_ENV}={choice!r} is not a CPU linear kernel; "
+                            f"set it to {' or '.join(BACKENDS)}, or unset it to choose by the processor")
+        if choice == "onednn" and not onednn_available():
+            raise UserError(f"{BACKEND_ENV}=onednn, but oneDNN's linear kernel is missing or wrong in this "
+                            f"torch build; set it to aten or unset it")
+        return choice
+    capability = torch.backends.cpu.get_cpu_capability()
+    return "onednn" if capability.startswith("AVX512") and onednn_available() else "aten"
+
+
 class Linear(nn.Linear):
-    """``nn.Linear`` with the oneDNN path for 2-D float32 inputs on CPU outside autocast."""
+    """``nn.Linear`` whose 2-D float32 inputs on CPU outside autocast take :func:`cpu_linear_backend`'s kernel."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if (x.dim() == 2 and x.device.type == "cpu" and x.dtype == torch.float32
                 and self.weight.dtype == torch.float32 and not torch.is_autocast_enabled("cpu")
-                and onednn_available()):
+                and cpu_linear_backend() == "onednn"):
             return _OneDNNLinear.apply(x, self.weight, self.bias)
         return F.linear(x, self.weight, self.bias)

@@ -65,7 +65,13 @@ class MLPDecoder(nn.Module):
 
 
 class CategoricalEncoder(nn.Module):
-    """Class id → embedding(hidden) → hidden → (mu, logvar)."""
+    """Class id → embedding(hidden) → hidden → (mu, logvar).
+
+    The expert of an example depends on its class alone, so a batch with more examples than
+    classes runs the network once per class and picks each example's row: the same values, with
+    the network's products on C rows instead of B (MNIST's labels: 10 rather than 100 a step),
+    and the gradient of each class summed over its examples by ``index_select``'s backward.
+    """
 
     def __init__(self, classes: int, latent_dim: int, hidden: int = 512):
         super().__init__()
@@ -73,7 +79,10 @@ class CategoricalEncoder(nn.Module):
         self.net = nn.Sequential(nn.SiLU(), Linear(hidden, hidden), nn.SiLU(), Linear(hidden, 2 * latent_dim))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.net(self.embed(x.long())).chunk(2, dim=-1)
+        ids = x.long()
+        if ids.dim() == 1 and ids.shape[0] > self.embed.num_embeddings:
+            return self.net(self.embed.weight).index_select(0, ids).chunk(2, dim=-1)
+        return self.net(self.embed(ids)).chunk(2, dim=-1)
 
 
 def _conv_sizes(size: int, layers: int) -> list[int]:

@@ -76,3 +76,11 @@ def test_out_folder_holding_a_different_run(data_path, tmp_path):
     before = (out / "last.pt").read_bytes()
     _fails(["train", "--data", str(data_path), "--out", str(out), "--seed", "7", *SMALL], "already holds a different run")
     assert (out / "last.pt").read_bytes() == before
+
+
+def test_a_wrong_cpu_linear_kernel_stops_train_before_it_writes(data_path, tmp_path, monkeypatch):
+    monkeypatch.setenv("MVAE_CPU_LINEAR", "fast")
+    out = tmp_path / "run"
+    _fails(["train", "--data", str(data_path), "--out", str(out), *SMALL],
+           "MVAE_CPU_LINEAR='fast' is not a CPU linear kernel", "set it to onednn or aten")
+    assert not out.exists()

@@ -90,18 +90,79 @@ def test_batches_where_a_modality_is_shown_once_or_never_still_train():
     assert torch.equal(bn.running_mean, torch.zeros(8))  # the single row used, and left, the running statistics
 
 
-def test_onednn_linear_matches_f_linear_in_values_and_gradients():
-    from mvae_cli.model.linear import Linear, onednn_available
+@pytest.mark.parametrize("backend", ["onednn", "aten"])
+def test_linear_matches_f_linear_in_values_and_gradients_on_either_kernel(backend, monkeypatch):
+    from mvae_cli.model import linear
 
+    if backend == "onednn" and not linear.onednn_available():
+        pytest.skip("this torch build has no working oneDNN linear kernel")
+    monkeypatch.setenv(linear.BACKEND_ENV, backend)
+    assert linear.cpu_linear_backend() == backend
+    calls = []
+    monkeypatch.setattr(linear._OneDNNLinear, "apply",
+                        staticmethod(lambda *a, _apply=linear._OneDNNLinear.apply: calls.append(1) or _apply(*a)))
     torch.manual_seed(3)
-    layer = Linear(300, 200)
+    layer = linear.Linear(300, 200)
     x = torch.randn(64, 300, requires_grad=True)
     out = layer(x)
+    assert len(calls) == (backend == "onednn")  # the kernel asked for is the one that ran
     grads = torch.autograd.grad(out.square().sum(), (x, layer.weight, layer.bias))
     expected_out = F.linear(x, layer.weight, layer.bias)
     expected = torch.autograd.grad(expected_out.square().sum(), (x, layer.weight, layer.bias))
     torch.testing.assert_close(out, expected_out, rtol=1e-5, atol=1e-4)
     for got, want in zip(grads, expected):
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-3)
-    assert isinstance(onednn_available(), bool)
     assert list(layer.state_dict()) == ["weight", "bias"]  # checkpoints are nn.Linear's
+
+
+@pytest.mark.parametrize("capability, expected", [("AVX512", "onednn"), ("AVX512_VNNI", "onednn"),
+                                                  ("AVX2", "aten"), ("DEFAULT", "aten")])
+def test_the_cpu_linear_kernel_follows_the_processor(capability, expected, monkeypatch):
+    from mvae_cli.model import linear
+
+    monkeypatch.delenv(linear.BACKEND_ENV, raising=False)
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
+    monkeypatch.setattr(linear, "onednn_available", lambda: True)
+    linear._backend.cache_clear()
+    try:
+        assert linear.cpu_linear_backend() == expected
+        monkeypatch.setattr(linear, "onednn_available", lambda: False)  # a build without the kernel
+        linear._backend.cache_clear()
+        assert linear.cpu_linear_backend() == "aten"
+    finally:
+        linear._backend.cache_clear()
+
+
+def test_a_cpu_linear_kernel_that_does_not_exist_is_one_clear_error(monkeypatch):
+    from mvae_cli.errors import UserError
+    from mvae_cli.model import linear
+
+    monkeypatch.setenv(linear.BACKEND_ENV, "mkl")
+    with pytest.raises(UserError, match=r"MVAE_CPU_LINEAR='mkl' is not a CPU linear kernel; set it to onednn or aten"):
+        linear.cpu_linear_backend()
+
+
+def test_the_label_encoder_runs_once_per_class_with_the_values_and_gradients_of_one_row_per_example():
+    from mvae_cli.model.nets import CategoricalEncoder
+
+    torch.manual_seed(4)
+    encoder = CategoricalEncoder(classes=10, latent_dim=6, hidden=32)
+    ids = torch.randint(0, 10, (100,))
+    rows = []
+
+    def count(module, inputs, output):
+        rows.append(inputs[0].shape[0])
+
+    handle = encoder.net[1].register_forward_hook(count)
+    mu, logvar = encoder(ids)
+    handle.remove()
+    assert rows == [10]  # the classes' table, not the batch
+    per_example = encoder.net(encoder.embed(ids))  # the network on every example's own row
+    torch.testing.assert_close(torch.cat([mu, logvar], dim=1), per_example, rtol=1e-6, atol=1e-6)
+    weights = torch.randn(100, 12)
+    got = torch.autograd.grad((torch.cat([mu, logvar], dim=1) * weights).sum(), list(encoder.parameters()))
+    want = torch.autograd.grad((per_example * weights).sum(), list(encoder.parameters()))
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w, rtol=1e-5, atol=1e-5)
+    few = encoder(ids[:4])  # a batch smaller than the table runs row by row, the same values
+    torch.testing.assert_close(torch.cat(few, dim=1), per_example[:4], rtol=1e-6, atol=1e-6)
