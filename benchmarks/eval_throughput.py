@@ -44,7 +44,9 @@ import torch
 
 from matmul_floor import describe, gemm_floor, record_linear_shapes  # noqa: I001 (beside this file)
 from mvae_cli.data.format import ModalitySpec, write_dataset
+from mvae_cli.engine.device import autocast, select_device
 from mvae_cli.engine.run import load_trained
+from mvae_cli.errors import UserError
 from mvae_cli.engine.loop import train
 from mvae_cli.evaluate.run_eval import ROWS_PER_BATCH, evaluate_run
 from mvae_cli.model.linear import cpu_linear_backend
@@ -84,6 +86,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=None, help="train the short epoch on this dataset file")
     parser.add_argument("--glibc-malloc", action="store_true", help="glibc's default mmap/trim thresholds")
     args = parser.parse_args()
+    autocast(select_device(args.device), args.precision)  # refuses what this machine cannot run, before training
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = args.run
         if run_dir is None:
@@ -144,4 +147,8 @@ def eval_floor(model, n: int, particles: int, prior_samples: int, precision: str
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except UserError as error:  # what this machine cannot run: one line, as the CLI says it
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)

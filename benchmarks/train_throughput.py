@@ -39,6 +39,7 @@ from mvae_cli.data.format import ModalitySpec, read_dataset, write_dataset
 from mvae_cli.engine.device import autocast
 from mvae_cli.engine.loop import train
 from mvae_cli.engine.run import build_model
+from mvae_cli.errors import UserError
 from mvae_cli.model.linear import cpu_linear_backend
 from mvae_cli.objectives import OBJECTIVES
 from mvae_cli.recipe import resolve_recipe
@@ -110,4 +111,8 @@ def step_floor(recipe, data) -> tuple[float, float]:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except UserError as error:  # what this machine cannot run: one line, as the CLI says it
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
