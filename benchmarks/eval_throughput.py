@@ -45,9 +45,9 @@ import torch
 from matmul_floor import describe, gemm_floor, record_linear_shapes  # noqa: I001 (beside this file)
 from mvae_cli.data.format import ModalitySpec, write_dataset
 from mvae_cli.engine.device import autocast, select_device
+from mvae_cli.engine.loop import train
 from mvae_cli.engine.run import load_trained
 from mvae_cli.errors import UserError
-from mvae_cli.engine.loop import train
 from mvae_cli.evaluate.run_eval import ROWS_PER_BATCH, evaluate_run
 from mvae_cli.model.linear import cpu_linear_backend
 from mvae_cli.recipe import resolve_recipe
