@@ -53,21 +53,30 @@ class _OneDNNLinear(torch.autograd.Function):
 
 @functools.cache
 def onednn_available() -> bool:
-    """Whether the oneDNN path exists here and agrees with ``F.linear`` (values and gradients)."""
+    """Whether the oneDNN path exists here and agrees with ``F.linear`` (values and gradients).
+
+    Checked with autograd on, whatever the caller's mode: the first call may come from inside
+    ``torch.inference_mode`` or ``no_grad`` (an evaluation's first decode).
+    """
     try:
-        generator = torch.Generator().manual_seed(0)
-        x = torch.randn(7, 5, generator=generator, requires_grad=True)
-        w = torch.randn(3, 5, generator=generator, requires_grad=True)
-        b = torch.randn(3, generator=generator, requires_grad=True)
-        g = torch.randn(7, 3, generator=generator)
-        ours = _OneDNNLinear.apply(x, w, b)
-        grads = torch.autograd.grad(ours, (x, w, b), g)
-        reference = F.linear(x, w, b)
-        expected = torch.autograd.grad(reference, (x, w, b), g)
-        return bool(torch.allclose(ours, reference, atol=1e-5)
-                    and all(torch.allclose(a, e, atol=1e-5) for a, e in zip(grads, expected)))
+        with torch.inference_mode(False), torch.enable_grad():
+            return _onednn_agrees()
     except (AttributeError, RuntimeError):
         return False
+
+
+def _onednn_agrees() -> bool:
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(7, 5, generator=generator, requires_grad=True)
+    w = torch.randn(3, 5, generator=generator, requires_grad=True)
+    b = torch.randn(3, generator=generator, requires_grad=True)
+    g = torch.randn(7, 3, generator=generator)
+    ours = _OneDNNLinear.apply(x, w, b)
+    grads = torch.autograd.grad(ours, (x, w, b), g)
+    reference = F.linear(x, w, b)
+    expected = torch.autograd.grad(reference, (x, w, b), g)
+    return bool(torch.allclose(ours, reference, atol=1e-5)
+                and all(torch.allclose(a, e, atol=1e-5) for a, e in zip(grads, expected)))
 
 
 def cpu_linear_backend() -> str:

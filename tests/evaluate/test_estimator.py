@@ -121,7 +121,13 @@ def test_fused_likelihoods_equal_the_models_log_prob():
     assert torch.allclose(particle_log_prob(model, "image", small, x["image"], consume=True), plain, atol=1e-4)
 
 
-def test_fused_cpu_scorers_equal_decode_then_log_prob():
+@pytest.mark.parametrize("backend", ["aten", "onednn"])
+def test_fused_cpu_scorers_equal_decode_then_log_prob(backend, monkeypatch):
+    from mvae_cli.model import linear
+
+    if backend == "onednn" and not linear.onednn_available():
+        pytest.skip("this torch build has no working oneDNN linear kernel")
+    monkeypatch.setenv(linear.BACKEND_ENV, backend)  # the hidden layers' kernel (scorers._FusedMLP)
     torch.manual_seed(1)
     specs = [ModalitySpec("image", "image", "bernoulli", (1, 4, 4)),
              ModalitySpec("label", "categorical", "categorical", (), 3),
@@ -138,6 +144,7 @@ def test_fused_cpu_scorers_equal_decode_then_log_prob():
     for name in x:
         fused = fused_scorer(model, name, rows_hint=24)
         assert fused is not None and fused.fused, name
+        assert fused.backend == backend
         torch.testing.assert_close(fused(z, x[name]), default_scorer(model, name)(z, x[name]), rtol=1e-5, atol=1e-4)
     last = model.decoders["image"].net[-1]
     for scale, atol in ((30.0, 1e-3), (300.0, 1e-2)):  # logits of tens, then beyond the sigmoid's float32 range

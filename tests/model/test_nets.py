@@ -133,6 +133,23 @@ def test_the_cpu_linear_kernel_follows_the_processor(capability, expected, monke
         linear._backend.cache_clear()
 
 
+@pytest.mark.parametrize("mode", ["inference_mode", "no_grad"])
+def test_the_onednn_check_gives_the_same_answer_when_first_asked_without_autograd(mode):
+    from mvae_cli.model import linear
+
+    linear.onednn_available.cache_clear()
+    try:
+        outside = linear.onednn_available()
+        linear.onednn_available.cache_clear()
+        with getattr(torch, mode)():  # an evaluation's first decode asks from here
+            inside = linear.onednn_available()
+        assert inside == outside
+        if torch.backends.mkldnn.is_available():
+            assert inside  # this build has the kernel: the check must not fail for the caller's mode
+    finally:
+        linear.onednn_available.cache_clear()
+
+
 def test_a_cpu_linear_kernel_that_does_not_exist_is_one_clear_error(monkeypatch):
     from mvae_cli.errors import UserError
     from mvae_cli.model import linear
