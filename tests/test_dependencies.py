@@ -49,12 +49,16 @@ def _installed() -> dict[str, list[str]]:
     return importlib.metadata.packages_distributions()
 
 
-def _distribution(module: str) -> str:
-    """The canonical distribution name that provides top-level module ``module``."""
+def _distributions(module: str) -> list[str]:
+    """The canonical names of the distributions that provide top-level module ``module``.
+
+    Several may (mlflow's module comes with ``mlflow``, ``mlflow-skinny`` and ``mlflow-tracing``
+    installed); an import is declared when any of them is.
+    """
     if module in ALIASES:
-        return _canonical(ALIASES[module])
+        return [_canonical(ALIASES[module])]
     found = _installed().get(module.split(".")[0])
-    return _canonical(found[0]) if found else _canonical(module.split(".")[0])
+    return sorted({_canonical(d) for d in found}) if found else [_canonical(module.split(".")[0])]
 
 
 def _imports(tree: ast.Module):
@@ -87,12 +91,14 @@ def undeclared_imports(paths, core: set[str], optional: set[str]) -> list[str]:
                 continue
             if (Path(path).parent / f"{top}.py").is_file():  # a sibling script's module (benchmarks/)
                 continue
-            dist = _distribution(name if name in ALIASES else top)
-            if dist in core:
+            dists = _distributions(name if name in ALIASES else top)
+            if core.intersection(dists):
                 continue
-            if dist in optional and not at_module_level:
+            extra = sorted(optional.intersection(dists))
+            if extra and not at_module_level:
                 continue
-            where = "at module level, but only an optional extra provides it" if dist in optional else \
+            dist = extra[0] if extra else dists[0]
+            where = "at module level, but only an optional extra provides it" if extra else \
                 "not a declared dependency"
             problems.append(f"{path}: import {name} ({dist}) is {where}")
     return problems
@@ -127,3 +133,13 @@ def test_the_check_fails_on_a_module_that_imports_what_is_not_declared(tmp_path)
     assert "import click (click) is not a declared dependency" in problems[0]
     assert "import submitit (submitit) is at module level, but only an optional extra" in problems[1]
     assert "import notdeclared.sub (notdeclared) is not a declared dependency" in problems[2]
+
+
+def test_a_module_that_several_distributions_provide_is_declared_by_any_of_them(tmp_path, monkeypatch):
+    module = tmp_path / "uses_mlflow.py"
+    module.write_text("import yaml\ndef lazy():\n    import mlflow\n")
+    providers = {"mlflow": ["mlflow-skinny", "mlflow", "mlflow-tracing"]}  # as pip installs mlflow 3
+    monkeypatch.setattr(sys.modules[__name__], "_installed", lambda: providers)
+    assert undeclared_imports([module], {"pyyaml"}, {"mlflow"}) == []
+    problems = undeclared_imports([module], {"pyyaml"}, set())
+    assert problems == [f"{module}: import mlflow (mlflow) is not a declared dependency"]
