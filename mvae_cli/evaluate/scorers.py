@@ -144,21 +144,19 @@ class _FusedMLP:
             raise TypeError("the MLP must end with a Linear layer")
         self.rows_hint = rows_hint
         self.backend = backend
-        if backend == "onednn":
-            self.packed = [(self.pack(w), b, attr) for w, b, attr in self.layers[:-1]]
-        else:
-            self.transposed = [(w.t(), b, attr) for w, b, attr in self.layers[:-1]]
+        # each hidden weight as its kernel takes it: packed for oneDNN, transposed for addmm
+        prepare = self.pack if backend == "onednn" else torch.Tensor.t
+        self.hidden_layers = [(prepare(w), b, attr) for w, b, attr in self.layers[:-1]]
 
     def pack(self, weight: torch.Tensor) -> torch.Tensor:
         return torch.ops.mkldnn._reorder_linear_weight(weight.contiguous(), self.rows_hint)
 
     def hidden(self, z: torch.Tensor) -> torch.Tensor:
-        if self.backend == "onednn":
-            for weight, bias, attr in self.packed:
+        for weight, bias, attr in self.hidden_layers:
+            if self.backend == "onednn":
                 z = torch.ops.mkldnn._linear_pointwise(z, weight, bias, attr, [], "")
-            return z
-        for weight_t, bias, attr in self.transposed:
-            z = torch.addmm(bias, z, weight_t)  # a new tensor: the Swish may overwrite it
+                continue
+            z = torch.addmm(bias, z, weight)  # a new tensor: the Swish may overwrite it
             if attr == "swish":
                 F.silu(z, inplace=True)
         return z
