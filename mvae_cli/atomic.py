@@ -102,3 +102,12 @@ def check_folder(path: str | os.PathLike, what: str) -> None:
     blocker = next((p for p in reversed(path.parents) if p.exists() and not p.is_dir()), None)
     if blocker is not None:
         raise UserError(f"{what} {path} cannot be made: {blocker} is a file, not a folder; choose another path")
+
+
+def read_json(path: Path) -> dict | None:
+    """A JSON object from ``path``; None when it is missing, unreadable or not an object."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None

@@ -174,7 +174,7 @@ def _class_name(run_dir) -> str | None:
     """The modality the latent probe reads: the run's class (:func:`~mvae_cli.evaluate.coherence.class_modality`)."""
     from mvae_cli.engine.run import run_specs
     from mvae_cli.evaluate.coherence import class_modality
-    from mvae_cli.sweep.runner import read_json
+    from mvae_cli.atomic import read_json
 
     info = read_json(Path(run_dir) / "run.json")
     return class_modality(run_specs(info)) if info else None

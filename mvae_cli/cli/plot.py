@@ -39,7 +39,7 @@ def plot_command(
     check_folder(out, "--out")
     if (path / "results.json").exists() or (path / "sweep.json").exists():
         from mvae_cli.figures.study import plot_sweep
-        from mvae_cli.sweep.results import read_results
+        from mvae_cli.tables.results import read_results
 
         grid_keys, rows = read_results(path)
         written = plot_sweep(grid_keys, rows, out, fmt)

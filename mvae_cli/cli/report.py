@@ -42,7 +42,7 @@ def report_command(
     from mvae_cli.cli.progress import console
     from mvae_cli.errors import UserError
     from mvae_cli.sweep.report import runs_results, write_report
-    from mvae_cli.sweep.results import RESULTS_JSON, read_results
+    from mvae_cli.tables.results import RESULTS_JSON, read_results
 
     if len(paths) == 1 and not (paths[0] / "run.json").is_file():
         sweep_dir, run_dirs = paths[0], None

@@ -118,7 +118,7 @@ def _print_summary(report, grid_keys: list[str], console) -> None:
     from rich import box
     from rich.table import Table
 
-    from mvae_cli.sweep.results import figure_columns, summary_rows
+    from mvae_cli.tables.results import figure_columns, summary_rows
 
     if not report.rows:
         return
@@ -148,7 +148,7 @@ def _print_warnings(rows: list[dict], grid_keys: list[str], console) -> None:
     chance, or worse than by the paired-only classifier."""
     from mvae_cli.evaluate.collapse import REMEDIES, accuracy_warnings
     from mvae_cli.evaluate.diagnostics import warnings_from_flat
-    from mvae_cli.sweep.results import figure_columns, summary_rows
+    from mvae_cli.tables.results import figure_columns, summary_rows
 
     groups = [k for k in grid_keys if k != "seed"]
     figures = [f for f in figure_columns(grid_keys, rows)

@@ -20,7 +20,7 @@ import torch
 
 from mvae_cli.data.format import DatasetFile
 from mvae_cli.errors import UserError
-from mvae_cli.evaluate.estimator import stream
+from mvae_cli.streams import stream
 
 FIXED_BINARIZE_SEED = 0
 # Stream tags, apart from the estimator's (0: particles, 1: prior samples).

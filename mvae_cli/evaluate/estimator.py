@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from mvae_cli.evaluate.scorers import Scorer, closed_form_likelihood, default_scorer, shared_log_prob
+from mvae_cli.streams import stream
 
 # Tag of the one shared stream for prior samples; example streams are tagged 0.
 _PRIOR_STREAM = 1
@@ -38,13 +39,6 @@ MAX_CHUNK_ROWS = {"cpu": 4096, "cuda": 262_144}
 # memory). Block 0 is the stream of earlier versions, so K ≤ NOISE_BLOCK draws what they drew.
 NOISE_BLOCK = 4096
 _BLOCK_STREAM = 2
-
-
-def stream(seed: int, tag: int, index: int, device: torch.device | str = "cpu", block: int = 0) -> torch.Generator:
-    """A generator on ``device`` for the ``(seed, tag, index[, block])`` stream (mixed by numpy's SeedSequence)."""
-    key = [int(seed), int(tag), int(index)] + ([int(block)] if block else [])
-    state = np.random.SeedSequence(key).generate_state(2, dtype=np.uint32)
-    return torch.Generator(device=device).manual_seed(int(state[0]) << 32 | int(state[1]))
 
 
 def particle_noise(seed: int, index: int, particles: int, dim: int, dtype: torch.dtype = torch.float32,

@@ -13,7 +13,7 @@ from matplotlib.ticker import MaxNLocator
 from mvae_cli.atomic import atomic_path, write_text
 from mvae_cli.errors import UserError
 from mvae_cli.figures.draw import save_figure
-from mvae_cli.sweep.results import csv_text
+from mvae_cli.tables.results import csv_text
 
 # Bookkeeping columns of metrics.jsonl that are not curves of the model.
 _NOT_CURVES = {"epoch", "step", "seconds", "examples_per_s", "peak_memory_mb"}

@@ -25,8 +25,8 @@ from matplotlib.ticker import FuncFormatter, NullFormatter
 from mvae_cli.atomic import write_text
 from mvae_cli.evaluate import proposal_label
 from mvae_cli.figures.draw import save_figure
-from mvae_cli.sweep.grid import format_value
-from mvae_cli.sweep.results import csv_text, figure_columns, summary_rows
+from mvae_cli.tables.results import format_value
+from mvae_cli.tables.results import csv_text, figure_columns, summary_rows
 
 AXIS_LABELS = {
     "supervision": "supervision level: fraction of training examples with every modality (paired)",

@@ -38,7 +38,8 @@ from typing import Sequence
 import numpy as np
 
 from mvae_cli.paper import paper_tables
-from mvae_cli.sweep.stats import summarize
+from mvae_cli.tables.results import format_value
+from mvae_cli.tables.stats import summarize
 
 LIKELIHOOD_FIGURES = ("log_px", "log_pxy", "log_px_given_y")
 VARIANCE_FIGURES = {"marginal": "var_px", "joint": "var_pxy", "conditional": "var_px_given_y"}
@@ -189,7 +190,6 @@ def compare(rows: list[dict], facts: list[RunFacts | None], tolerance: float = 0
         split_by: the row keys (besides model, dataset and seed) whose values keep runs apart.
         examples: each row's figures per test example (``eval_examples.npz`` as ``{key: array}``), or None.
     """
-    from mvae_cli.sweep.grid import format_value
 
     tables = paper_tables(paper)["tables"]
     groups: dict[tuple[str, str, str, str, str], list[float]] = {}

@@ -8,19 +8,17 @@ from __future__ import annotations
 
 import copy
 import itertools
-import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mvae_cli.errors import UserError
+from mvae_cli.tables.results import format_value
 from mvae_cli.recipe import (DICT_KEYS, LEGACY_KEYS, Recipe, get_dotted, known_keys, load_recipe_dict,
                              migrate_legacy, parse_override, recipe_from_dict, recipe_to_dict, set_dotted,
                              set_key)
 
 _SECTIONS = {"data", "model", "eval", *(key.rstrip(".") for key in DICT_KEYS)}
-_UNSAFE = re.compile(r"[^A-Za-z0-9._+\-]")
 
 
 @dataclass
@@ -50,17 +48,6 @@ class Sweep:
     @property
     def grid_keys(self) -> list[str]:
         return list(self.recipe.grid)
-
-
-def format_value(value: Any) -> str:
-    """A grid value as it appears in a point name: ``0.01``, ``1.0``, ``3``, ``mlp``, ``true``."""
-    if isinstance(value, bool) or value is None:
-        text = json.dumps(value)
-    elif isinstance(value, (int, float, str)):
-        text = repr(value) if isinstance(value, float) else str(value)
-    else:
-        text = json.dumps(value, separators=(",", ":"), sort_keys=True)
-    return _UNSAFE.sub("_", text)
 
 
 def point_name(values: dict[str, Any]) -> str:

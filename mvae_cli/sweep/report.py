@@ -3,7 +3,7 @@
 Rows are models (the grid key ``model.name``, else a ``model`` column of the results, else
 one row for the sweep's model); columns are datasets (``data.dataset`` or ``data.path`` in
 the grid) or, without them, the values of the other grid keys (seed excluded). A cell is the
-mean over seeds ± the half-width of its 95% Student-t interval (:func:`~mvae_cli.sweep.stats.summarize`).
+mean over seeds ± the half-width of its 95% Student-t interval (:func:`~mvae_cli.tables.stats.summarize`).
 
 - Table 1: parameter counts, from each run's ``run.json`` (``model.parameters``) when present, else
   counted on the model its recipe builds: the inference networks (encoders) and the total.
@@ -37,10 +37,10 @@ from mvae_cli.errors import UserError
 from mvae_cli.evaluate import proposal_label
 from mvae_cli.paper.compare import RunFacts, compare
 from mvae_cli.paper.compare import markdown as paper_markdown
-from mvae_cli.sweep.grid import format_value
-from mvae_cli.sweep.results import build_row, csv_text
-from mvae_cli.sweep.runner import read_json
-from mvae_cli.sweep.stats import summarize
+from mvae_cli.tables.results import format_value
+from mvae_cli.tables.results import build_row, csv_text
+from mvae_cli.atomic import read_json
+from mvae_cli.tables.stats import summarize
 
 REPORT_MD, REPORT_CSV, PAPER_CSV, PAPER_PNG = "report.md", "report.csv", "paper.csv", "paper.png"
 MODEL_KEYS = ("model.name", "model")

@@ -12,7 +12,8 @@ from pathlib import Path
 from mvae_cli.errors import UserError
 from mvae_cli.recipe import migrate_legacy, recipe_from_dict, recipe_to_dict
 from mvae_cli.sweep.grid import Sweep
-from mvae_cli.sweep.runner import SWEEP_JSON, read_json
+from mvae_cli.atomic import read_json
+from mvae_cli.sweep.runner import SWEEP_JSON
 
 # Keys a finished sweep may be re-run with changed: more epochs train every point further, new
 # eval settings re-evaluate, a changed grid adds or drops points, the device does not change results.

@@ -38,11 +38,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from mvae_cli.atomic import write_json
+from mvae_cli.atomic import read_json, write_json
 from mvae_cli.errors import UserError
 from mvae_cli.recipe import Recipe, recipe_to_dict
 from mvae_cli.sweep.grid import Point, Sweep
-from mvae_cli.sweep.results import build_row, write_tables
+from mvae_cli.tables.results import build_row, write_tables
 
 Progress = Callable[..., None]
 SWEEP_JSON = "sweep.json"
@@ -76,15 +76,6 @@ class SweepReport:
 
 def run_dir_of(out: Path, point: Point) -> Path:
     return Path(out) / "runs" / point.name
-
-
-def read_json(path: Path) -> dict | None:
-    """A JSON object from ``path``; None when it is missing, unreadable or not an object."""
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
 
 
 def is_finished(run_dir: Path, recipe: Recipe) -> bool:

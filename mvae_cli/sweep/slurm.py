@@ -19,10 +19,10 @@ import subprocess
 import time
 from pathlib import Path
 
-from mvae_cli.atomic import write_json
+from mvae_cli.atomic import read_json, write_json
 from mvae_cli.errors import UserError
 from mvae_cli.sweep.grid import Point, Sweep
-from mvae_cli.sweep.runner import (Progress, PointStatus, SweepReport, _attempt, _Book, read_json, build_row, plan,
+from mvae_cli.sweep.runner import (Progress, PointStatus, SweepReport, _attempt, _Book, build_row, plan,
                                    prepare_datasets)
 
 JOBS_FILE = "jobs.json"

@@ -2,7 +2,8 @@ import pytest
 import yaml
 
 from mvae_cli.errors import UserError
-from mvae_cli.sweep.grid import expand_grid, format_value, load_sweep, point_name
+from mvae_cli.sweep.grid import expand_grid, load_sweep, point_name
+from mvae_cli.tables.results import format_value
 
 
 def _write(tmp_path, recipe: dict):

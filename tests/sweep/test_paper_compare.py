@@ -13,7 +13,7 @@ from mvae_cli.cli.app import app
 from mvae_cli.paper import paper_value
 from mvae_cli.paper.compare import RunFacts, compare, orderings
 from mvae_cli.recipe import recipe_to_dict, resolve_recipe
-from mvae_cli.sweep.results import write_tables
+from mvae_cli.tables.results import write_tables
 
 runner = CliRunner()
 GRID = ["model.name", "seed"]

@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 from mvae_cli.cli.app import app
 from mvae_cli.figures.curves import plot_run
 from mvae_cli.figures.study import choose_axes, plot_sweep
-from mvae_cli.sweep.results import write_tables
+from mvae_cli.tables.results import write_tables
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

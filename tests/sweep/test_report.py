@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from mvae_cli.cli.app import app
 from mvae_cli.sweep.report import build_report
-from mvae_cli.sweep.results import write_tables
+from mvae_cli.tables.results import write_tables
 
 runner = CliRunner()
 GRID = ["model.name", "data.dataset", "seed"]

@@ -4,8 +4,8 @@ import math
 
 import pytest
 
-from mvae_cli.sweep.results import build_row, flatten_eval, read_results, summary_rows, write_tables
-from mvae_cli.sweep.stats import summarize, t_quantile_975
+from mvae_cli.tables.results import build_row, flatten_eval, read_results, summary_rows, write_tables
+from mvae_cli.tables.stats import summarize, t_quantile_975
 from mvae_cli.errors import UserError
 from tests.sweep.fakes import fake_evaluate
 

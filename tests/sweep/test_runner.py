@@ -5,7 +5,7 @@ import yaml
 
 from mvae_cli.atomic import write_json
 from mvae_cli.sweep.grid import load_sweep
-from mvae_cli.sweep.results import read_results
+from mvae_cli.tables.results import read_results
 from mvae_cli.sweep.runner import run_sweep
 from tests.sweep.fakes import calls, fake_accuracy, fake_evaluate, fake_train
 

@@ -18,18 +18,33 @@ import csv
 import io
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any, Iterable
 
 from mvae_cli.atomic import write_json, write_text
 from mvae_cli.errors import UserError
-from mvae_cli.sweep.stats import summarize
+from mvae_cli.tables.stats import summarize
 
 # eval.json keys that describe the evaluation rather than measure the model.
 EVAL_SETTINGS = ("particles", "prior_samples", "split", "checkpoint", "n_examples", "x", "y", "seconds",
                  "seconds_by_part")
 RESULTS_JSON, RESULTS_CSV, SUMMARY_CSV = "results.json", "results.csv", "summary.csv"
 SUMMARY_STATS = ("mean", "std", "ci95", "count")
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._+\-]")  # characters a point name (a folder) does not take
+
+
+def format_value(value: Any) -> str:
+    """A grid value as it appears in a point name: ``0.01``, ``1.0``, ``3``, ``mlp``, ``true``."""
+    if isinstance(value, bool) or value is None:
+        text = json.dumps(value)
+    elif isinstance(value, (int, float, str)):
+        text = repr(value) if isinstance(value, float) else str(value)
+    else:
+        text = json.dumps(value, separators=(",", ":"), sort_keys=True)
+    return _UNSAFE.sub("_", text)
 
 
 def _is_number(value: Any) -> bool:
