@@ -21,7 +21,6 @@ import math
 from concurrent.futures import ThreadPoolExecutor
 from typing import Mapping, Sequence
 
-import numpy as np
 import torch
 
 from mvae_cli.evaluate.scorers import Scorer, closed_form_likelihood, default_scorer, shared_log_prob

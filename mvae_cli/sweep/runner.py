@@ -25,7 +25,6 @@ The library never prints: it reports through ``progress(event, **info)``:
 from __future__ import annotations
 
 import dataclasses
-import json
 import multiprocessing
 import os
 import queue
