@@ -17,7 +17,10 @@ from typing import Any
 
 import yaml
 
+from mvae_cli import zoo
 from mvae_cli.errors import UserError
+from mvae_cli.eval_config import EvalConfig  # the recipe's eval section (torch-free: mvae eval's defaults)
+from mvae_cli.model.likelihoods import parse_likelihood
 
 
 @dataclass
@@ -33,12 +36,9 @@ class DataConfig:
         return Path(self.path) if self.path else Path("data") / f"{self.dataset}.h5"
 
 
-MODEL_NAMES = ("mvae", "mvae-q", "vae", "cvae", "bivcca", "jmvae", "mmvae", "mopoe", "mmjsd")  # mvae_cli.model.registry builds them
-
-
 @dataclass
 class ModelConfig:
-    name: str = "mvae"  # the model and, with it, its objective
+    name: str = "mvae"  # the model and, with it, its objective (mvae_cli.zoo: the model table)
     latent_dim: int = 64
     hidden: int = 512
     image_net: str = "mlp"  # mlp | conv (miniature DCGAN, 2 layers) | dcgan (4 layers)
@@ -50,7 +50,8 @@ class ModelConfig:
 
 @dataclass
 class ObjectiveConfig:
-    """Each objective's own settings; a model's objective reads only its own."""
+    """Each objective's own settings; a model's objective takes only its own (the model table,
+    :mod:`mvae_cli.zoo`), and a recipe that sets another model's is refused."""
 
     k: int | None = None  # mvae, mvae-q: random-subset ELBOs; None: 1 with more than two modalities, else 0
     mu: float = 0.5  # bivcca: weight of the primary modality's ELBO (1 − mu for the others)
@@ -59,18 +60,14 @@ class ObjectiveConfig:
     estimator: str = "iwae"  # mmvae: gradient estimator, iwae | dreg
 
 
-@dataclass
-class EvalConfig:
-    particles: int = 1000
-    prior_samples: int = 5000
-    split: str = "test"
-    checkpoint: str = "best"
-    x: str | None = None  # default: the first image modality
-    y: list[str] | None = None  # default: every other modality
-    limit: int | None = None  # evaluate the first N examples only
-    seed: int = 0
-    baseline: bool = True  # chance and a classifier trained on the paired rows only, beside the accuracy
-    precision: str = "fp32"  # fp32 | bf16 (autocast of the networks; likelihoods stay fp32)
+def check_eval(config: EvalConfig) -> EvalConfig:
+    """``config`` validated as a recipe's ``eval`` section is (types, choices, ranges): ``mvae eval``'s
+    options and library callers go through it, so ``--particles 0`` is the error ``eval.particles: 0`` is.
+
+    Raises:
+        UserError: naming the key (``eval.particles``).
+    """
+    return _build(EvalConfig, dataclasses.asdict(config), prefix="eval.")
 
 
 @dataclass
@@ -119,7 +116,6 @@ DICT_KEYS = ("model.weights.", "model.likelihoods.")
 LEGACY_KEYS = {"k": "objective.k"}
 
 _CHOICES = {
-    "model.name": MODEL_NAMES,
     "device": ("auto", "cpu", "cuda"),
     "precision": ("fp32", "bf16", "fp16"),
     "model.image_net": ("mlp", "conv", "dcgan"),
@@ -205,11 +201,17 @@ def _check_value(key: str, value: Any, hint: Any) -> Any:
     raise UserError(f"recipe key {key!r} must be {getattr(hint, '__name__', hint)}, got {value!r}")
 
 
+def _choices(key: str) -> tuple | None:
+    """The values ``key`` takes, where it is a choice (``model.name``: the model table's names)."""
+    return zoo.names() if key == "model.name" else _CHOICES.get(key)
+
+
 def _check_range(key: str, value: Any) -> None:
     if value is None:
         return
-    if key in _CHOICES and value not in _CHOICES[key]:
-        raise UserError(f"recipe key {key!r} must be one of {', '.join(_CHOICES[key])}, got {value!r}")
+    choices = _choices(key)
+    if choices is not None and value not in choices:
+        raise UserError(f"recipe key {key!r} must be one of {', '.join(choices)}, got {value!r}")
     if key in _RANGES:
         low, high, low_open = _RANGES[key]
         bad = value <= low if low_open else value < low
@@ -255,11 +257,48 @@ def migrate_legacy(raw: dict) -> dict:
     return raw
 
 
-def recipe_from_dict(raw: dict | None) -> Recipe:
-    """Validate a plain mapping into a :class:`Recipe` (older keys read through :func:`migrate_legacy`)."""
-    recipe = _build(Recipe, migrate_legacy(raw or {}))
-    from mvae_cli.model.likelihoods import parse_likelihood  # torch: only once a recipe is read
+def model_settings(section: str, model: str) -> tuple[str, ...]:
+    """The keys of ``section`` (``model`` or ``objective``) that ``model`` takes (the model table)."""
+    entry = zoo.entry(model)
+    if section == "model":
+        return ("name", *zoo.SHARED_SETTINGS, *entry.settings)
+    return entry.objective_settings
 
+
+def foreign_settings(recipe: Recipe) -> list[tuple[str, Any]]:
+    """``(key, value)`` of every ``model.*`` and ``objective.*`` key the recipe sets (to other than its
+    default) that its model does not take."""
+    found = []
+    for section, defaults in (("model", ModelConfig()), ("objective", ObjectiveConfig())):
+        own = model_settings(section, recipe.model.name)
+        for f in dataclasses.fields(defaults):
+            value = getattr(getattr(recipe, section), f.name)
+            if f.name not in own and value != getattr(defaults, f.name):
+                found.append((f"{section}.{f.name}", value))
+    return found
+
+
+def check_model_settings(recipe: Recipe) -> None:
+    """Refuse a setting meant for another model than ``model.name`` (never silently dropped).
+
+    Raises:
+        UserError: naming the key, the models that take it and the recipe's model.
+    """
+    for key, value in foreign_settings(recipe):
+        section, _, name = key.partition(".")
+        takers = [m for m in zoo.names() if name in model_settings(section, m)]
+        raise UserError(f"{key}={value} is for {', '.join(takers) or 'no model'}; model.name={recipe.model.name} "
+                        f"does not take it: remove it, or choose a model that does")
+
+
+def recipe_from_dict(raw: dict | None, check_settings: bool = True) -> Recipe:
+    """Validate a plain mapping into a :class:`Recipe` (older keys read through :func:`migrate_legacy`).
+
+    Args:
+        check_settings: refuse settings the recipe's model does not take (:func:`check_model_settings`);
+            a sweep whose grid varies the model checks each point instead.
+    """
+    recipe = _build(Recipe, migrate_legacy(raw or {}))
     for name, value in recipe.model.likelihoods.items():
         parse_likelihood(f"model.likelihoods.{name}", value)
     for name in recipe.trackers:
@@ -267,6 +306,8 @@ def recipe_from_dict(raw: dict | None) -> Recipe:
             raise UserError(f"recipe key 'trackers' takes {', '.join(TRACKERS)}, got {name!r}")
     if recipe.supervision is not None and recipe.keep_prob is not None:
         raise UserError("a recipe takes supervision or keep_prob, not both")
+    if check_settings:
+        check_model_settings(recipe)
     return recipe
 
 

@@ -1,4 +1,4 @@
-"""`mvae train`: train (or resume) one MVAE run through the shared engine."""
+"""`mvae train`: train (or resume) one run of any model of the table through the shared engine."""
 
 from __future__ import annotations
 
@@ -38,10 +38,13 @@ def train_command(
     nproc: Optional[int] = typer.Option(None, "--nproc", metavar="N", help="Data-parallel ranks on this machine (gloo on CPU, NCCL with one GPU each)."),
     tracker: Optional[list[str]] = typer.Option(None, "--tracker", metavar="tensorboard|mlflow", help="Also log to tensorboard or mlflow (repeatable)."),
 ) -> None:
-    """Train the MVAE (product of experts, sub-sampled ELBOs) on a prepared dataset."""
+    """Train (or resume) one run of the recipe's model (model.name: any model of the table, default mvae) on a dataset."""
+    from mvae_cli.cli.hooks import training_hooks
     from mvae_cli.cli.progress import TrainingDisplay, console, make_progress
+    from mvae_cli.data.prepare import ensure_dataset
     from mvae_cli.engine.device import select_device
-    from mvae_cli.engine.distributed import init_from_env, train_on_ranks
+    from mvae_cli.engine.distributed import init_from_env
+    from mvae_cli.engine.launch import train_on_ranks
     from mvae_cli.engine.loop import train
     from mvae_cli.engine.run import read_config
     from mvae_cli.recipe import recipe_from_dict, recipe_to_dict, resolve_recipe, set_dotted
@@ -73,18 +76,19 @@ def train_command(
         if recipe.grid:
             raise UserError("this recipe has a grid: run the study with `mvae sweep`, or drop the grid")
         run_dir = out or _default_out(recipe)
+        ensure_dataset(recipe.data)  # the embedded default dataset is built on first use
 
     world = init_from_env(select_device(recipe.device).type)  # launched by torchrun: this is one rank
     if world.active and recipe.nproc > 1:
         raise UserError("under torchrun the ranks are torchrun's; drop --nproc")
     if not world.is_main:
-        train(recipe, run_dir)
+        train(recipe, run_dir, hooks=training_hooks())
         return
     display = None
     try:
         with make_progress() as progress:
             display = TrainingDisplay(progress)
-            result = train_on_ranks(recipe, run_dir, progress=display)
+            result = train_on_ranks(recipe, run_dir, progress=display, hooks=training_hooks())
             display.close()
     except KeyboardInterrupt:
         done = display.done if display is not None else 0

@@ -256,3 +256,16 @@ def _write_stream(writer, split: str, stream: Stream, specs, progress: ProgressF
             progress(stream.task, done, stream.n)
     if done != stream.n:
         raise RuntimeError(f"stream {stream.task} gave {done} rows, expected {stream.n}")
+
+
+def ensure_dataset(data) -> Path:
+    """The dataset file of a recipe's ``data`` section, prepared first (seed 0) when it is missing.
+
+    Args:
+        data: a recipe's :class:`~mvae_cli.recipe.DataConfig` (``dataset``, ``resolved_path()``,
+            ``source``, ``base``, ``spec``).
+    """
+    path = data.resolved_path()
+    if not path.exists():
+        prepare_dataset(data.dataset, path, source=data.source, seed=0, base=data.base, spec=data.spec)
+    return path

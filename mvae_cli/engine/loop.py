@@ -1,5 +1,11 @@
-"""The training loop: seeding, device placement, mixed precision, β annealing, validation,
-atomic checkpoints, exact resume and ``metrics.jsonl``.
+"""The training loop, in phases: setup, restore, epoch, end of epoch, finish.
+
+:func:`train` checks the run directory and opens the dataset; :func:`setup` builds everything a
+run needs (mask, seeding, model, optimiser, data, objective) into a :class:`Session`;
+:func:`restore` resumes it from ``last.pt`` (or starts the run directory); :func:`run_epoch`
+trains one epoch; :func:`end_epoch` validates, writes the epoch's ``metrics.jsonl`` line and the
+checkpoints; :func:`finish` marks the run finished. What is not training (latent diagnostics,
+sample grids, trackers) is a hook the caller registers (:mod:`~mvae_cli.engine.hooks`).
 
 The library never prints: progress goes to an optional callback
 ``progress(event: str, **info)`` with events ``start``, ``step`` and ``epoch``.
@@ -11,7 +17,7 @@ import json
 import math
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -20,7 +26,8 @@ import torch
 
 from mvae_cli import __version__
 from mvae_cli.atomic import atomic_path, check_folder, write_json, write_text
-from mvae_cli.data.format import DatasetFile, class_names, read_dataset
+from mvae_cli import zoo
+from mvae_cli.data.format import DatasetFile, read_dataset
 from mvae_cli.data.layout import fingerprint
 from mvae_cli.data.masks import build_mask
 from mvae_cli.engine.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
@@ -28,13 +35,12 @@ from mvae_cli.engine.data import SplitData, binarized_modalities, dynamic_binari
 from mvae_cli.engine.device import autocast, memory_budget, peak_memory_mb, select_device
 from mvae_cli.engine.distributed import (World, all_reduce_gradients, all_reduce_sum, broadcast_parameters,
                                          current_world, gather_objects, shard)
+from mvae_cli.engine.hooks import Hooks
 from mvae_cli.engine.run import (build_model, check_dataset, is_run_dir, read_config, read_mask, read_run_info,
                                  write_config)
-from mvae_cli.engine.trackers import Trackers, sweep_group
 from mvae_cli.errors import UserError, file_fault
-from mvae_cli.evaluate.diagnostics import EPOCH_ROWS, flat_latent, latent_diagnostics
-from mvae_cli.model.registry import parameter_counts
-from mvae_cli.objectives import OBJECTIVES
+from mvae_cli.model.model import parameter_counts
+from mvae_cli.objectives import MVAEObjective, Objective, default_k
 from mvae_cli.recipe import Recipe, recipe_to_dict
 
 Progress = Callable[..., None]
@@ -56,22 +62,6 @@ class TrainResult:
     best_valid_elbo: float
     seconds: float
     resumed: bool
-
-
-def ensure_dataset(recipe: Recipe) -> Path:
-    """The recipe's dataset file, prepared first when it is missing."""
-    path = recipe.data.resolved_path()
-    if not path.exists():
-        from mvae_cli.data.prepare import prepare_dataset
-
-        data = recipe.data
-        prepare_dataset(data.dataset, path, source=data.source, seed=0, base=data.base, spec=data.spec)
-    return path
-
-
-def default_k(n_modalities: int) -> int:
-    """The paper's choice: one random subset when there are more than two modalities."""
-    return 1 if n_modalities > 2 else 0
 
 
 def resolve_mask(dataset: DatasetFile, recipe: Recipe) -> tuple[np.ndarray, dict]:
@@ -114,7 +104,7 @@ def validation_elbo(model, data: SplitData, device: torch.device, precision: str
                     objective=None) -> float:
     """Mean of the objective's own bound (``objective.bound``, β = 1, one sample; default the MVAE's
     ELBO of all modalities) over a fully observed split."""
-    objective = objective or OBJECTIVES["mvae"]()
+    objective = objective or MVAEObjective()
     model.eval()
     total = 0.0
     for _, batch in data.batches(batch_size):
@@ -138,11 +128,62 @@ def _check_finite(step_losses: torch.Tensor, first_step: int, epoch: int, run_di
                                "lower the learning rate or use fp32")
 
 
-def train(recipe: Recipe, run_dir: str | Path, progress: Progress | None = None) -> TrainResult:
+@dataclass
+class Session:
+    """One run being trained: what :func:`setup` builds and the phases after it share.
+
+    ``epoch``, ``step``, ``best`` and ``train_seconds`` are the state a checkpoint saves.
+    """
+
+    recipe: Recipe
+    run_dir: Path
+    dataset: DatasetFile
+    device: torch.device
+    world: World
+    resumed: bool
+    mask: np.ndarray
+    mask_info: dict
+    train_rows: torch.Tensor
+    model: torch.nn.Module
+    binarized: list[str]
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    train_data: SplitData
+    valid_data: SplitData
+    steps_per_epoch: int
+    objective: Objective
+    k: int
+    shuffle: torch.Generator
+    hooks: Hooks = ()
+    epoch: int = 0
+    step: int = 0
+    best: float = -math.inf
+    train_seconds: float = 0.0
+    info: dict = field(default_factory=dict)
+    last_saved: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class EpochTotals:
+    """What one epoch of :func:`run_epoch` adds up: the per-step losses (on the device), the rows
+    each step showed on this rank, the metric sums (weighted by rows), and its seconds."""
+
+    step_losses: torch.Tensor
+    shown: list[int]
+    sums: dict
+    seconds: float
+
+
+def train(recipe: Recipe, run_dir: str | Path, progress: Progress | None = None, hooks: Hooks = ()) -> TrainResult:
     """Train (or resume) the run in ``run_dir`` to ``recipe.epochs`` epochs.
 
     A directory that already holds this run (same recipe up to epochs, device and eval)
-    is resumed from ``last.pt``; one that holds a different run is an error.
+    is resumed from ``last.pt``; one that holds a different run is an error. The dataset file
+    must exist (the callers prepare a missing one first: ``mvae_cli.data.prepare.ensure_dataset``).
+
+    Args:
+        hooks: what the run does besides training (:class:`~mvae_cli.engine.hooks.TrainingHook`),
+            called on the main rank; a recipe with ``trackers`` needs a hook that ``tracks``.
     """
     progress = progress or (lambda event, **info: None)
     run_dir = Path(run_dir)
@@ -153,31 +194,48 @@ def train(recipe: Recipe, run_dir: str | Path, progress: Progress | None = None)
             raise UserError(f"{run_dir} already holds a different run; choose another --out or resume it with --resume {run_dir}")
     elif run_dir.exists() and any(run_dir.iterdir()):
         raise UserError(f"{run_dir} exists, is not empty and is not a run directory; choose another --out")
+    if recipe.trackers and not any(hook.tracks for hook in hooks):
+        raise ValueError("recipe.trackers is set but no hook sends the trackers their lines "
+                         "(pass mvae_cli.engine.trackers.TrackerHook)")
     world = current_world()
     world.barrier()  # every rank has looked at run_dir before rank 0 writes to it
     device = select_device(recipe.device)
     autocast(device, recipe.precision)  # refuses mixed precision off CUDA before any work
-    if resumed and not recipe.data.resolved_path().is_file():  # rebuilt, it would not be the same file
-        raise UserError(f"{recipe.data.resolved_path()}, the dataset {run_dir} was trained on, does not exist; "
-                        "put it back to resume the run")
-    data_path = ensure_dataset(recipe)
+    data_path = recipe.data.resolved_path()
+    if not data_path.is_file():
+        if resumed:  # rebuilt, it would not be the same file
+            raise UserError(f"{data_path}, the dataset {run_dir} was trained on, does not exist; put it back to resume the run")
+        raise UserError(f"the dataset file {data_path} does not exist; build it with `mvae prepare --dataset "
+                        f"{recipe.data.dataset} --out {data_path}`")
     dataset = read_dataset(data_path)
-    names = recipe.trackers if world.is_main else []
-    trackers = Trackers(names, run_dir, recipe_to_dict(recipe), sweep_group(run_dir))
+    hooks = list(hooks) if world.is_main else []
     status = "failed"
     try:
+        for hook in hooks:
+            hook.start(recipe, run_dir)
         if resumed:  # before anything is written: a changed file would be trained on silently
             check_dataset(run_dir, read_run_info(run_dir), data_path)
-        result = _train(recipe, run_dir, dataset, device, resumed, trackers.forward(progress), world)
+        session = setup(recipe, run_dir, dataset, device, resumed, world, hooks)
+        restore(session)
+        progress("start", epochs=recipe.epochs, start_epoch=session.epoch, steps_per_epoch=session.steps_per_epoch,
+                 n_examples=int(session.train_rows.numel()), device=str(device), resumed=resumed)
+        session.model.train()
+        session.last_saved = time.monotonic()
+        while session.epoch < recipe.epochs:
+            end_epoch(session, run_epoch(session, progress), progress)
+        result = finish(session)
         status = "finished"
         return result
     finally:
-        trackers.close(status)
+        for hook in hooks:
+            hook.close(status)
         dataset.close()
 
 
-def _train(recipe: Recipe, run_dir: Path, dataset: DatasetFile, device: torch.device, resumed: bool,
-           progress: Progress, world: World) -> TrainResult:
+def setup(recipe: Recipe, run_dir: Path, dataset: DatasetFile, device: torch.device, resumed: bool, world: World,
+          hooks: Hooks = ()) -> Session:
+    """Everything a run needs, built in a fixed order (the RNG draws of a fresh run and of its
+    resume are the same): the mask, the seeds, the model, the optimiser, the data, the objective."""
     if "valid" not in dataset.sizes:
         raise UserError(f"{dataset.path} has no valid split to validate on")
     specs = dataset.specs
@@ -199,151 +257,181 @@ def _train(recipe: Recipe, run_dir: Path, dataset: DatasetFile, device: torch.de
     broadcast_parameters(model, world)
     if world.rank > 0:  # rank 0 draws the single-process noise; the others their own streams
         torch.manual_seed(recipe.seed + 7919 * world.rank)
-    # The fused kernel updates every parameter in one pass: on CPU it is ~20x faster than the
-    # per-tensor loop for the paper's 2M-parameter MNIST model, and it is deterministic.
+    # The fused kernel updates every parameter in one pass, deterministically.
     optimizer = torch.optim.Adam(model.parameters(), lr=recipe.lr, fused=True)
     scaler = torch.amp.GradScaler("cuda", enabled=recipe.precision == "fp16" and device.type == "cuda")
     budget = memory_budget(device, 0.25)
     train_data = SplitData(dataset, "train", device, mask, budget)
     valid_data = SplitData(dataset, "valid", device, None, budget, binarize=binarized)
     steps_per_epoch = math.ceil(train_rows.numel() / recipe.batch_size)
-    settings = recipe.objective
-    k = settings.k if settings.k is not None else default_k(len(specs))
-    objective = OBJECTIVES[recipe.model.name](k=k, mu=settings.mu, alpha=settings.alpha,
-                                              k_particles=settings.k_particles, estimator=settings.estimator,
-                                              anneal_steps=round(recipe.anneal_epochs * steps_per_epoch),
-                                              beta=recipe.beta, free_bits=recipe.free_bits)
+    k = recipe.objective.k if recipe.objective.k is not None else default_k(len(specs))
+    objective = build_objective(recipe, round(recipe.anneal_epochs * steps_per_epoch), k)
+    return Session(recipe, run_dir, dataset, device, world, resumed, mask, mask_info, train_rows, model, binarized,
+                   optimizer, scaler, train_data, valid_data, steps_per_epoch, objective, k, shuffle, hooks)
 
-    epoch, step, best, train_seconds = 0, 0, -math.inf, 0.0
-    metrics_path = run_dir / "metrics.jsonl"
-    if resumed:
-        state = load_checkpoint(run_dir / "last.pt", map_location=device)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scaler.load_state_dict(state["scaler"])
+
+def build_objective(recipe: Recipe, anneal_steps: int, k: int) -> Objective:
+    """The objective of the recipe's model, given exactly the settings it takes (the model table)."""
+    entry = zoo.entry(recipe.model.name)
+    own = {key: getattr(recipe.objective, key) for key in entry.objective_settings}
+    if "k" in own:
+        own["k"] = k
+    return zoo.objective(recipe.model.name, anneal_steps=anneal_steps, beta=recipe.beta, free_bits=recipe.free_bits,
+                         **own)
+
+
+def restore(session: Session) -> None:
+    """Resume ``session`` from ``last.pt`` (model, optimiser, RNG streams, counters, metrics.jsonl
+    cut to the checkpoint), or start its run directory; then write config.yaml and run.json."""
+    s, recipe, world = session, session.recipe, session.world
+    metrics_path = s.run_dir / "metrics.jsonl"
+    if s.resumed:
+        state = load_checkpoint(s.run_dir / "last.pt", map_location=s.device)
+        s.model.load_state_dict(state["model"])
+        s.optimizer.load_state_dict(state["optimizer"])
+        s.scaler.load_state_dict(state["scaler"])
         if state["epoch"] > recipe.epochs:  # config.yaml would record fewer epochs than the weights had
-            raise UserError(f"{run_dir} has trained {state['epoch']} epochs already, more than --epochs "
+            raise UserError(f"{s.run_dir} has trained {state['epoch']} epochs already, more than --epochs "
                             f"{recipe.epochs}; resume with --epochs {state['epoch']} or more, or train a new run")
         ranks = state.get("rank_rng")
         if ranks is not None and len(ranks) == world.size:
-            set_rng_state(ranks[world.rank], shuffle)
+            set_rng_state(ranks[world.rank], s.shuffle)
         elif world.is_main:
-            set_rng_state(state["rng"], shuffle)
+            set_rng_state(state["rng"], s.shuffle)
         else:  # resumed with another number of ranks: same shuffle, fresh noise for this rank
-            shuffle.set_state(state["rng"]["shuffle"])
+            s.shuffle.set_state(state["rng"]["shuffle"])
             torch.manual_seed(recipe.seed + 7919 * world.rank + 104729 * state["epoch"])
-        epoch, step, best, train_seconds = state["epoch"], state["step"], state["best_valid_elbo"], state["train_seconds"]
+        s.epoch, s.step, s.best, s.train_seconds = state["epoch"], state["step"], state["best_valid_elbo"], state["train_seconds"]
         lines = metrics_path.read_text().splitlines() if metrics_path.exists() else []
         if world.is_main:
-            write_text(metrics_path, "".join(f"{l}\n" for l in lines if l and json.loads(l)["epoch"] <= epoch))
+            write_text(metrics_path, "".join(f"{l}\n" for l in lines if l and json.loads(l)["epoch"] <= s.epoch))
     elif world.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        with atomic_path(run_dir / "mask.npy") as tmp, open(tmp, "wb") as handle:
-            np.save(handle, mask)
+        s.run_dir.mkdir(parents=True, exist_ok=True)
+        with atomic_path(s.run_dir / "mask.npy") as tmp, open(tmp, "wb") as handle:
+            np.save(handle, s.mask)
         write_text(metrics_path, "")
+    s.info = _run_info(s)
     if world.is_main:
-        write_config(run_dir, recipe)  # on resume too: it records a changed number of epochs
-    info = {
+        write_config(s.run_dir, recipe)  # on resume too: it records a changed number of epochs
+        write_json(s.run_dir / "run.json", s.info)
+
+
+def _run_info(s: Session) -> dict:
+    """run.json while training: the dataset, modalities, likelihoods, mask, model and device."""
+    dataset, mask, recipe = s.dataset, s.mask, s.recipe
+    return {
         "mvae_version": __version__,
         "dataset": {"name": dataset.name, "path": str(dataset.path), "abspath": str(dataset.path.resolve()),
                     "fingerprint": fingerprint(dataset.path)},
-        "modalities": [{"name": s.name, "kind": s.kind, "likelihood": s.likelihood, "shape": list(s.shape),
-                        "classes": s.classes} for s in specs],
-        "likelihoods": {name: likelihood.describe() for name, likelihood in model.likelihoods.items()},
-        "mask": {**mask_info, "n_train": int(mask.shape[0]), "n_shown": int(train_rows.numel()),
+        "modalities": [{"name": sp.name, "kind": sp.kind, "likelihood": sp.likelihood, "shape": list(sp.shape),
+                        "classes": sp.classes} for sp in dataset.specs],
+        "likelihoods": {name: likelihood.describe() for name, likelihood in s.model.likelihoods.items()},
+        "mask": {**s.mask_info, "n_train": int(mask.shape[0]), "n_shown": int(s.train_rows.numel()),
                  "n_paired": int(mask.all(axis=1).sum()), "paired_repeat": recipe.paired_repeat},
-        "model": {"name": recipe.model.name, "parameters": parameter_counts(model)},
-        "k": k, "device": str(device), "status": "training", "epochs_done": epoch,
-        **({"ranks": world.size} if world.active else {}),
+        "model": {"name": recipe.model.name, "parameters": parameter_counts(s.model)},
+        "k": s.k, "device": str(s.device), "status": "training", "epochs_done": s.epoch,
+        **({"ranks": s.world.size} if s.world.active else {}),
     }
-    if world.is_main:
-        write_json(run_dir / "run.json", info)
 
-    progress("start", epochs=recipe.epochs, start_epoch=epoch, steps_per_epoch=steps_per_epoch,
-             n_examples=int(train_rows.numel()), device=str(device), resumed=resumed)
-    model.train()
-    last_saved = time.monotonic()
-    while epoch < recipe.epochs:
-        started = time.perf_counter()
-        order = train_rows[torch.randperm(train_rows.numel(), generator=shuffle)]
-        sums: dict[str, torch.Tensor | float] = {}
-        # Each step's loss stays on the device (no host sync per step); read every READ_EVERY_S.
-        step_losses = torch.zeros(steps_per_epoch, device=device)
-        shown, first_step, loss_value, read_at = [], step, math.nan, -math.inf
-        for b in range(steps_per_epoch):
-            index = order[b * recipe.batch_size:(b + 1) * recipe.batch_size]
-            local = shard(index, world)
-            n, n_local = index.numel(), local.numel()
-            optimizer.zero_grad(set_to_none=True)
-            if n_local:
-                batch = train_data.batch(local)
-                if binarized:
-                    batch = dynamic_binarize(batch, binarized, recipe.seed, step)
-                with autocast(device, recipe.precision):
-                    loss, terms = objective(model, batch, step)
-                # Mean loss over this rank's rows, weighted by its share: the rank sum is the batch mean.
-                scaler.scale(loss * (n_local / n) if world.active else loss).backward()
-                step_losses[b] = loss.detach()
-                for key, value in terms.items():
-                    sums[key] = sums.get(key, 0.0) + (value.detach() if torch.is_tensor(value) else value) * n_local
-            shown.append(n_local)
-            all_reduce_gradients(model, world)
-            scaler.step(optimizer)
-            scaler.update()
-            step += 1
-            elapsed = time.perf_counter() - started
-            if elapsed - read_at >= READ_EVERY_S or b + 1 == steps_per_epoch:
-                loss_value, read_at = float(step_losses[b]), elapsed
-                if not world.active:  # ranks read at different times; they check together below
-                    _check_finite(step_losses[:b + 1], first_step, epoch, run_dir, world)
-            progress("step", epoch=epoch, step=b + 1, steps=steps_per_epoch, loss=loss_value,
-                     examples_per_s=(b * recipe.batch_size + n) / max(elapsed, 1e-9))
-        seconds = time.perf_counter() - started
-        train_seconds += seconds
-        n_rows = train_rows.numel()
-        _check_finite(step_losses, first_step, epoch, run_dir, world)
-        # Weighted by the rows each step showed, summed over ranks, added up in float64 in step order.
-        weighted = all_reduce_sum(step_losses.double() * torch.tensor(shown, dtype=torch.float64, device=device), world)
-        loss_sum = sum(weighted.tolist())
-        if world.active:
-            keys = sorted(sums)
-            totals = all_reduce_sum(torch.tensor([float(sums[key]) for key in keys], dtype=torch.float64,
-                                                 device=device), world).tolist()
-            sums = dict(zip(keys, totals))
-        valid = validation_elbo(model, valid_data, device, recipe.precision, objective=objective) if world.is_main else math.nan
-        rngs = gather_objects(rng_state(shuffle), world)
-        epoch += 1
-        if not world.is_main:
-            continue
-        line = {"epoch": epoch, "step": step, "loss": loss_sum / n_rows,
-                **{key: float(value) / n_rows for key, value in sums.items()},
-                "valid_elbo": valid, "seconds": seconds, "examples_per_s": n_rows / seconds,
-                "peak_memory_mb": peak_memory_mb(device),
-                # collapse shows here first: each unimodal posterior on a fixed valid subsample
-                **flat_latent(latent_diagnostics(model, valid_data, limit=EPOCH_ROWS))}
-        try:
-            with metrics_path.open("a") as handle:
-                handle.write(json.dumps(line) + "\n")
-        except OSError as error:  # a full disk: name the file (a bare OSError from write() does not)
-            raise file_fault(error, metrics_path) or error from None
-        payload = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
-                   "rng": rngs[0], **({"rank_rng": rngs} if world.active else {}), "epoch": epoch, "step": step, "recipe": recipe_to_dict(recipe),
-                   "best_valid_elbo": max(best, valid), "train_seconds": train_seconds}
-        if valid > best:
-            best = valid
-            save_checkpoint(run_dir / "best.pt", payload)
-        # last.pt at the recipe's cadence (every epoch wrote 23.5 GB over one long sweep); a resume
-        # replays the epochs after it exactly, from the RNG states it holds.
-        if _checkpoint_due(recipe, epoch, time.monotonic() - last_saved):
-            save_checkpoint(run_dir / "last.pt", payload)
-            last_saved = time.monotonic()
-        progress("epoch", **line)
 
+def run_epoch(s: Session, progress: Progress) -> EpochTotals:
+    """One epoch of optimiser steps over a fresh shuffle of the training rows."""
+    recipe, world, device = s.recipe, s.world, s.device
+    started = time.perf_counter()
+    order = s.train_rows[torch.randperm(s.train_rows.numel(), generator=s.shuffle)]
+    sums: dict[str, torch.Tensor | float] = {}
+    # Each step's loss stays on the device (no host sync per step); read every READ_EVERY_S.
+    step_losses = torch.zeros(s.steps_per_epoch, device=device)
+    shown, first_step, loss_value, read_at = [], s.step, math.nan, -math.inf
+    for b in range(s.steps_per_epoch):
+        index = order[b * recipe.batch_size:(b + 1) * recipe.batch_size]
+        local = shard(index, world)
+        n, n_local = index.numel(), local.numel()
+        s.optimizer.zero_grad(set_to_none=True)
+        if n_local:
+            batch = s.train_data.batch(local)
+            if s.binarized:
+                batch = dynamic_binarize(batch, s.binarized, recipe.seed, s.step)
+            with autocast(device, recipe.precision):
+                loss, terms = s.objective(s.model, batch, s.step)
+            # Mean loss over this rank's rows, weighted by its share: the rank sum is the batch mean.
+            s.scaler.scale(loss * (n_local / n) if world.active else loss).backward()
+            step_losses[b] = loss.detach()
+            for key, value in terms.items():
+                sums[key] = sums.get(key, 0.0) + (value.detach() if torch.is_tensor(value) else value) * n_local
+        shown.append(n_local)
+        all_reduce_gradients(s.model, world)
+        s.scaler.step(s.optimizer)
+        s.scaler.update()
+        s.step += 1
+        elapsed = time.perf_counter() - started
+        if elapsed - read_at >= READ_EVERY_S or b + 1 == s.steps_per_epoch:
+            loss_value, read_at = float(step_losses[b]), elapsed
+            if not world.active:  # ranks read at different times; they check together below
+                _check_finite(step_losses[:b + 1], first_step, s.epoch, s.run_dir, world)
+        progress("step", epoch=s.epoch, step=b + 1, steps=s.steps_per_epoch, loss=loss_value,
+                 examples_per_s=(b * recipe.batch_size + n) / max(elapsed, 1e-9))
+    _check_finite(step_losses, first_step, s.epoch, s.run_dir, world)
+    return EpochTotals(step_losses, shown, sums, time.perf_counter() - started)
+
+
+def end_epoch(s: Session, totals: EpochTotals, progress: Progress) -> None:
+    """Validate, write the epoch's metrics.jsonl line (with the hooks' figures), save best.pt and,
+    at the recipe's cadence, last.pt."""
+    world, device = s.world, s.device
+    s.train_seconds += totals.seconds
+    n_rows = s.train_rows.numel()
+    # Weighted by the rows each step showed, summed over ranks, added up in float64 in step order.
+    weighted = all_reduce_sum(totals.step_losses.double() * torch.tensor(totals.shown, dtype=torch.float64, device=device),
+                              world)
+    loss_sum = sum(weighted.tolist())
+    sums = totals.sums
+    if world.active:
+        keys = sorted(sums)
+        reduced = all_reduce_sum(torch.tensor([float(sums[key]) for key in keys], dtype=torch.float64, device=device),
+                                 world).tolist()
+        sums = dict(zip(keys, reduced))
+    valid = (validation_elbo(s.model, s.valid_data, device, s.recipe.precision, objective=s.objective)
+             if world.is_main else math.nan)
+    rngs = gather_objects(rng_state(s.shuffle), world)
+    s.epoch += 1
     if not world.is_main:
-        return TrainResult(run_dir, epoch, best, train_seconds, resumed)
-    from mvae_cli.figures.samples import save_sample_grid
+        return
+    line = {"epoch": s.epoch, "step": s.step, "loss": loss_sum / n_rows,
+            **{key: float(value) / n_rows for key, value in sums.items()},
+            "valid_elbo": valid, "seconds": totals.seconds, "examples_per_s": n_rows / totals.seconds,
+            "peak_memory_mb": peak_memory_mb(device)}
+    for hook in s.hooks:
+        line.update(hook.epoch_metrics(s))
+    metrics_path = s.run_dir / "metrics.jsonl"
+    try:
+        with metrics_path.open("a") as handle:
+            handle.write(json.dumps(line) + "\n")
+    except OSError as error:  # a full disk: name the file (a bare OSError from write() does not)
+        raise file_fault(error, metrics_path) or error from None
+    payload = {"model": s.model.state_dict(), "optimizer": s.optimizer.state_dict(), "scaler": s.scaler.state_dict(),
+               "rng": rngs[0], **({"rank_rng": rngs} if world.active else {}), "epoch": s.epoch, "step": s.step,
+               "recipe": recipe_to_dict(s.recipe), "best_valid_elbo": max(s.best, valid),
+               "train_seconds": s.train_seconds}
+    if valid > s.best:
+        s.best = valid
+        save_checkpoint(s.run_dir / "best.pt", payload)
+    # last.pt at the recipe's cadence; a resume replays the epochs after it exactly, from its RNG states.
+    if _checkpoint_due(s.recipe, s.epoch, time.monotonic() - s.last_saved):
+        save_checkpoint(s.run_dir / "last.pt", payload)
+        s.last_saved = time.monotonic()
+    for hook in s.hooks:
+        hook.epoch_end(s, line)
+    progress("epoch", **line)
 
-    save_sample_grid(model, run_dir / "samples.png", seed=recipe.seed, class_names=class_names(dataset.attrs, specs))
-    write_json(run_dir / "run.json", {**info, "status": "finished", "epochs_done": epoch, "best_valid_elbo": best,
-                                      "train_seconds": train_seconds})
-    return TrainResult(run_dir, epoch, best, train_seconds, resumed)
+
+def finish(s: Session) -> TrainResult:
+    """The hooks' end of run (sample grids), then run.json marked finished."""
+    result = TrainResult(s.run_dir, s.epoch, s.best, s.train_seconds, s.resumed)
+    if not s.world.is_main:
+        return result
+    for hook in s.hooks:
+        hook.finish(s)
+    write_json(s.run_dir / "run.json", {**s.info, "status": "finished", "epochs_done": s.epoch,
+                                        "best_valid_elbo": s.best, "train_seconds": s.train_seconds})
+    return result

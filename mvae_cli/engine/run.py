@@ -19,13 +19,13 @@ from pathlib import Path
 import torch
 import yaml
 
+from mvae_cli import zoo
+from mvae_cli.accel.linear import prepare
 from mvae_cli.atomic import write_text
 from mvae_cli.data.format import ModalitySpec
 from mvae_cli.data.layout import fingerprint
 from mvae_cli.errors import UserError
-from mvae_cli.model.linear import cpu_linear_backend
 from mvae_cli.model.model import MultimodalVAE
-from mvae_cli.model.registry import build
 from mvae_cli.recipe import Recipe, parse_yaml, recipe_from_dict, recipe_to_dict
 
 CONFIG = "config.yaml"
@@ -33,21 +33,21 @@ RUNS_ROOT = Path("runs")
 
 
 def build_model(recipe: Recipe, specs: list[ModalitySpec]) -> MultimodalVAE:
-    """The recipe's ``model.name`` over the dataset's modalities (a recipe without one, as old run
-    directories have, builds the MVAE).
+    """The recipe's ``model.name`` over the dataset's modalities, from the model table (a recipe
+    without one, as old run directories have, builds the MVAE), given the settings it takes.
 
     Raises:
         UserError: ``model.weights`` names a modality the dataset does not have, or the model cannot
             be built for these modalities (named in the message); ``MVAE_CPU_LINEAR`` names no kernel.
     """
-    cpu_linear_backend()  # a wrong MVAE_CPU_LINEAR stops here, before a run folder is written
     check_modality_keys(recipe, [s.name for s in specs])
     m = recipe.model
+    own = zoo.SHARED_SETTINGS + tuple(zoo.entry(m.name).settings)
     try:
-        return build(m.name, specs, m.latent_dim, m.hidden, m.image_net, m.weights, m.likelihoods, m.private_dim,
-                     m.posterior)
+        model = zoo.build(m.name, specs, **{key: getattr(m, key) for key in own})
     except ValueError as error:
         raise UserError(f"model.name={m.name}: {error}") from None
+    return prepare(model)  # this CPU's linear kernel where mvae_cli.accel is on; checks MVAE_CPU_LINEAR
 
 
 def check_modality_keys(recipe: Recipe, names: list[str]) -> None:

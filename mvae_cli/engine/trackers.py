@@ -11,10 +11,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from pathlib import Path
 from typing import Any
 
+from mvae_cli.engine.hooks import TrainingHook
 from mvae_cli.errors import UserError
 
 _PACKAGES = {"tensorboard": ("torch.utils.tensorboard", "tensorboard"), "mlflow": ("mlflow", "mlflow")}
@@ -93,18 +95,6 @@ class Trackers:
         for tracker in self.open:
             tracker.log(line)
 
-    def forward(self, progress):
-        """``progress`` that also hands every ``epoch`` event (a metrics.jsonl line) to the trackers."""
-        if not self.open:
-            return progress
-
-        def report(event: str, **info) -> None:
-            if event == "epoch":
-                self.log(info)
-            progress(event, **info)
-
-        return report
-
     def close(self, status: str = "finished") -> None:
         for tracker in self.open:
             tracker.close(status)
@@ -115,3 +105,23 @@ def sweep_group(run_dir: Path) -> str | None:
     """The sweep a run directory belongs to: ``<sweep>`` for ``<sweep>/runs/<point>``."""
     run_dir = Path(run_dir).resolve()
     return run_dir.parent.parent.name if run_dir.parent.name == "runs" and (run_dir.parent.parent / "sweep.json").exists() else None
+
+
+class TrackerHook(TrainingHook):
+    """The recipe's trackers as a training hook: opened before the run writes anything (a missing
+    package stops it there), handed every epoch's line, closed with the run's status."""
+
+    tracks = True
+
+    def __init__(self):
+        self.trackers: Trackers | None = None
+
+    def start(self, recipe, run_dir: Path) -> None:
+        self.trackers = Trackers(recipe.trackers, run_dir, dataclasses.asdict(recipe), sweep_group(run_dir))
+
+    def epoch_end(self, session, line: dict) -> None:
+        self.trackers.log(line)
+
+    def close(self, status: str) -> None:
+        if self.trackers is not None:
+            self.trackers.close(status)

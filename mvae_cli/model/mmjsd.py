@@ -28,11 +28,9 @@ class MMJSD(MultimodalVAE):
         (the rest as :class:`~mvae_cli.model.model.MultimodalVAE`)
     """
 
-    model_name = "mmjsd"
-
     def __init__(self, specs, latent_dim, hidden=512, image_net="mlp", weights=None, likelihoods=None,
                  private_dim: int = 4):
-        super().__init__(specs, latent_dim + private_dim, hidden, image_net, weights, likelihoods, fusion="moe")
+        super().__init__(specs, latent_dim + private_dim, hidden, image_net, weights, likelihoods, fusion="moe", name="mmjsd")
         self.shared_dim, self.private_dim = latent_dim, private_dim
         self.latent_dim = latent_dim + len(self.names) * private_dim  # the whole z
 

@@ -20,6 +20,7 @@ class ExpertPosterior:
     """q(z | subset) from per-modality experts: :meth:`posterior`, for any module with ``names``,
     ``fusion`` and ``encode(batch, mask) -> (mu, logvar) [B, M, D]`` (the test models use it too)."""
 
+    model_name = "model"  # the model table's name (mvae_cli.zoo)
     fusion = "poe"
     family = DiagonalGaussian  # the experts' and the prior's family (:data:`~mvae_cli.model.posterior.FAMILIES`)
     conditional = False  # True where a decoder also takes y (the CVAE's p(x | z, y))
@@ -70,20 +71,20 @@ class ExpertPosterior:
     def posterior_reason(self, given) -> str | None:
         """Why q(z | given) is not defined by this model (None when it is), ``given`` a list of names."""
         given = set(given)
-        missing = given - set(getattr(self, "encoded", self.names))
+        missing = given - set(self.encoded)
         if missing:
-            return f"{getattr(self, 'model_name', 'this model')} has no inference network for {', '.join(sorted(missing))}"
+            return f"{self.model_name} has no inference network for {', '.join(sorted(missing))}"
         if self.fusion == "single" and len(given) != 1:
-            return f"{getattr(self, 'model_name', 'this model')} has no joint inference network q(z|{','.join(sorted(given))})"
+            return f"{self.model_name} has no joint inference network q(z|{','.join(sorted(given))})"
         if self.fusion in ("moe", "mopoe") and not given:
             return "a mixture posterior needs at least one modality"
         return None
 
     def generation_reason(self, names) -> str | None:
         """Why p(names | z) is not defined by this model (None when it is)."""
-        missing = set(names) - set(getattr(self, "decoded", self.names))
+        missing = set(names) - set(self.decoded)
         if missing:
-            return f"{getattr(self, 'model_name', 'this model')} does not generate {', '.join(sorted(missing))}"
+            return f"{self.model_name} does not generate {', '.join(sorted(missing))}"
         return None
 
     def prior_log_prob(self, z: torch.Tensor) -> torch.Tensor:
@@ -113,15 +114,15 @@ class MultimodalVAE(ExpertPosterior, nn.Module):
             (mixtures and single experts only).
         modalities: the modalities that get an encoder and a decoder (default: all; the VAE
             models one). Mask columns still follow ``specs``.
+        name: the model's name in the model table (:mod:`mvae_cli.zoo`), in messages and run.json.
     """
-
-    model_name = "mvae"
 
     def __init__(self, specs: list[ModalitySpec], latent_dim: int, hidden: int = 512,
                  image_net: str = "mlp", weights: dict[str, float] | None = None,
                  likelihoods: dict[str, str] | None = None, fusion: str = "poe",
-                 modalities: list[str] | None = None, posterior: str = "gaussian"):
+                 modalities: list[str] | None = None, posterior: str = "gaussian", name: str = "mvae"):
         super().__init__()
+        self.model_name = name
         if fusion not in FUSIONS:
             raise ValueError(f"unknown fusion {fusion!r} (known: {', '.join(FUSIONS)})")
         if posterior not in FAMILIES:
@@ -135,6 +136,7 @@ class MultimodalVAE(ExpertPosterior, nn.Module):
         self.names = [s.name for s in self.specs]
         self.latent_dim = latent_dim
         self.expert_dim = latent_dim  # an expert's width (mmJSD's experts cover a part of z)
+        self.decoder_dim = latent_dim  # a decoder's input: z (the CVAE appends y)
         modelled = [s for s in self.specs if modalities is None or s.name in modalities]
         self.encoded = self.decoded = [s.name for s in modelled]
         self.encoders = nn.ModuleDict({s.name: build_encoder(s, latent_dim, hidden, image_net) for s in modelled})
@@ -187,3 +189,14 @@ class MultimodalVAE(ExpertPosterior, nn.Module):
         if hasattr(decoder, "log_prob"):  # autoregressive decoders own their likelihood
             return decoder.log_prob(params, x)
         return self.likelihoods[name].log_prob(params, x)
+
+
+def primary_modality(specs: list[ModalitySpec]) -> str:
+    """x, the primary modality: the first image modality, else the first modality."""
+    return next((s.name for s in specs if s.kind == "image"), specs[0].name)
+
+
+def parameter_counts(model: nn.Module) -> dict[str, int]:
+    """``{"inference": parameters of the inference networks (Table 1), "total": every parameter}``."""
+    inference = sum(p.numel() for m in model.inference_modules() for p in m.parameters())
+    return {"inference": inference, "total": sum(p.numel() for p in model.parameters())}

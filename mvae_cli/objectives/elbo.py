@@ -10,7 +10,7 @@ import torch
 
 from mvae_cli.model.poe import gaussian_kl_per_unit
 from mvae_cli.model.posterior import DiagonalGaussian
-from mvae_cli.objectives.regularize import beta_at, free_bits_kl  # noqa: F401 (beta_at: re-exported)
+from mvae_cli.objectives.regularize import free_bits_kl
 
 
 def gather_rows(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
@@ -29,6 +29,34 @@ def gather_rows(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
         ``[R, ...]``.
     """
     return x.index_select(0, index)
+
+
+def decode_log_lik(model, batch: dict[str, torch.Tensor], z: torch.Tensor, example: torch.Tensor,
+                   targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Σ_{i ∈ targets} λ_i log p(x_i | z) per row, each decoder run once on the rows that use it.
+
+    Args:
+        z: ``[R, D]`` (with a conditional decoder's context appended).
+        example: ``long [R]``, the example each row reconstructs.
+        targets: ``bool [R, M]``.
+
+    Returns:
+        ``(weighted [R], per-modality unweighted [R, M])``, zero where a modality is not a target.
+    """
+    columns = []
+    for j, name in enumerate(model.names):
+        rows = targets[:, j].nonzero(as_tuple=True)[0]
+        if rows.numel() == z.shape[0]:
+            ll = model.log_prob(name, model.decode(name, z).float(), batch[name][example])
+        elif rows.numel() == 0:
+            ll = z.new_zeros(z.shape[0])
+        else:
+            ll_rows = model.log_prob(name, model.decode(name, z[rows]).float(), batch[name][example[rows]])
+            ll = ll_rows.new_zeros(z.shape[0]).index_copy(0, rows, ll_rows)
+        columns.append(ll)
+    log_lik = torch.stack(columns, dim=1)
+    weights = torch.tensor(model.weights, device=log_lik.device, dtype=log_lik.dtype)
+    return (log_lik * weights).sum(dim=1), log_lik
 
 
 def subset_elbo(
@@ -78,20 +106,7 @@ def subset_elbo(
     context = model.decoder_context(batch)
     if context is not None:  # a conditional decoder (CVAE): p(x | z, y)
         z = torch.cat([z, gather_rows(context, example).to(z.dtype)], dim=1)
-    columns = []
-    for j, name in enumerate(model.names):
-        rows = targets[:, j].nonzero(as_tuple=True)[0]
-        if rows.numel() == subsets.shape[0]:
-            ll = model.log_prob(name, model.decode(name, z).float(), batch[name][example])
-        elif rows.numel() == 0:
-            ll = z.new_zeros(subsets.shape[0])
-        else:
-            params = model.decode(name, z[rows]).float()
-            ll_rows = model.log_prob(name, params, batch[name][example[rows]])
-            ll = ll_rows.new_zeros(subsets.shape[0]).index_copy(0, rows, ll_rows)
-        columns.append(ll)
-    log_lik = torch.stack(columns, dim=1)
-    weights = torch.tensor(model.weights, device=log_lik.device, dtype=log_lik.dtype)
+    weighted, log_lik = decode_log_lik(model, batch, z, example, targets)
     if free_bits > 0:
         if not isinstance(q, DiagonalGaussian):
             raise ValueError("free bits need a Gaussian posterior (a KL per latent unit)")
@@ -100,4 +115,4 @@ def subset_elbo(
         charged = free_bits_kl(kl_units, free_bits)
     else:
         kl = charged = q.kl_to_prior(eps.unsqueeze(1))
-    return (log_lik * weights).sum(dim=1) - beta * charged, log_lik, kl
+    return weighted - beta * charged, log_lik, kl

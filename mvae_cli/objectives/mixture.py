@@ -22,39 +22,10 @@ import math
 import torch
 
 from mvae_cli.model.poe import gaussian_kl_to_prior
-from mvae_cli.errors import UserError
-from mvae_cli.objectives.elbo import gather_rows
-from mvae_cli.objectives.regularize import beta_at
+from mvae_cli.objectives.base import Objective, per_example_mean
+from mvae_cli.objectives.elbo import decode_log_lik, gather_rows
 
 ESTIMATORS = ("iwae", "dreg")
-
-
-def targets_log_lik(model, batch: dict[str, torch.Tensor], z: torch.Tensor, example: torch.Tensor,
-                    targets: torch.Tensor) -> torch.Tensor:
-    """Σ_{i ∈ targets} λ_i log p(x_i | z) per row, each decoder run once on the rows that use it.
-
-    Args:
-        z: ``[R, D]``.
-        example: ``long [R]``, the example each row reconstructs.
-        targets: ``bool [R, M]``.
-
-    Returns:
-        ``(weighted [R], per-modality unweighted [R, M])``, zero where a modality is not a target.
-    """
-    columns = []
-    for j, name in enumerate(model.names):
-        rows = targets[:, j].nonzero(as_tuple=True)[0]
-        if rows.numel() == z.shape[0]:
-            ll = model.log_prob(name, model.decode(name, z).float(), batch[name][example])
-        elif rows.numel() == 0:
-            ll = z.new_zeros(z.shape[0])
-        else:
-            ll_rows = model.log_prob(name, model.decode(name, z[rows]).float(), batch[name][example[rows]])
-            ll = ll_rows.new_zeros(z.shape[0]).index_copy(0, rows, ll_rows)
-        columns.append(ll)
-    log_lik = torch.stack(columns, dim=1)
-    weights = torch.tensor(model.weights, device=log_lik.device, dtype=log_lik.dtype)
-    return (log_lik * weights).sum(dim=1), log_lik
 
 
 def _wide(t: torch.Tensor) -> torch.Tensor:
@@ -62,14 +33,7 @@ def _wide(t: torch.Tensor) -> torch.Tensor:
     return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
 
 
-def _per_example_mean(values: torch.Tensor, example: torch.Tensor, n: int) -> torch.Tensor:
-    """Mean of ``values [R]`` over each example's rows: ``[n]`` (0 for an example with none)."""
-    total = values.new_zeros(n).index_add(0, example, values)
-    count = values.new_zeros(n).index_add(0, example, torch.ones_like(values))
-    return total / count.clamp(min=1)
-
-
-class MMVAEObjective:
+class MMVAEObjective(Objective):
     """The MMVAE's stratified IWAE bound, K particles per observed expert.
 
     Args:
@@ -80,17 +44,18 @@ class MMVAEObjective:
             the proposal is the one expert a particle came from, i.e. an example showing one
             modality, or K = 1; with K > 1 over a mixture it is the MMVAE code's estimator
             (iffsid/mmvae, ``m_dreg_looser``), whose log q is the mixture's.
-        anneal_steps: optimiser steps over which β rises linearly from 0 to 1.
+        anneal_steps, beta: see :class:`~mvae_cli.objectives.base.Objective` (no free bits: the
+            posterior is a mixture).
     """
 
-    def __init__(self, k_particles: int = 1, estimator: str = "iwae", anneal_steps: int = 0, beta: float = 1.0, free_bits: float = 0.0, **_):
-        if free_bits > 0:
-            raise UserError("free_bits needs a Gaussian posterior (a KL per latent unit); "
-                            "this model's posterior is a mixture: use beta below 1 instead")
-        self.beta_target = beta
+    settings = ("k_particles", "estimator")
+    gaussian_kl = False
+
+    def __init__(self, *, k_particles: int = 1, estimator: str = "iwae", **common):
+        super().__init__(**common)
         if estimator not in ESTIMATORS:
             raise ValueError(f"unknown estimator {estimator!r} (known: {', '.join(ESTIMATORS)})")
-        self.k_particles, self.estimator, self.anneal_steps = int(k_particles), estimator, anneal_steps
+        self.k_particles, self.estimator = int(k_particles), estimator
 
     def log_weights(self, model, batch, beta: float, eps: torch.Tensor | None = None, dreg: bool = False):
         """log w of K particles per (example, observed expert) row.
@@ -118,10 +83,10 @@ class MMVAEObjective:
         q = model.posterior(None, given, experts=(row_mu, row_logvar))
         log_ratio = model.prior_log_prob(z) - q.log_prob(z)  # [R, K]
         flat = example.repeat_interleave(K)
-        weighted, log_lik = targets_log_lik(model, batch, z.reshape(R * K, D), flat, gather_rows(mask, flat))
+        weighted, log_lik = decode_log_lik(model, batch, z.reshape(R * K, D), flat, gather_rows(mask, flat))
         return weighted.view(R, K) + beta * log_ratio, z, example, log_lik
 
-    def per_example(self, model, batch, beta: float, eps: torch.Tensor | None = None):
+    def bounds(self, model, batch, beta: float, eps: torch.Tensor | None = None):
         """``(bound [B], surrogate [B], terms)``: the bound per example and what to maximise for
         the chosen estimator's gradient (the bound itself for IWAE)."""
         mask = batch["mask"]
@@ -136,41 +101,31 @@ class MMVAEObjective:
             if z.requires_grad:  # the path through z carries w̃² (w̃ here, w̃ again from the surrogate)
                 z.register_hook(lambda grad: grad * w_tilde.unsqueeze(-1))
             surrogate_rows = (w_tilde * log_w).sum(dim=1)
-        bound = _per_example_mean(bound_rows, example, B)
-        terms = {"iwae": bound.detach().mean()}
-        flat_mask = gather_rows(mask, example.repeat_interleave(K))
-        for j, name in enumerate(model.names):
-            rows = flat_mask[:, j]
-            terms[f"log_lik_{name}"] = log_lik[rows, j].detach().sum() / rows.sum().clamp(min=1)
-        return bound, _per_example_mean(surrogate_rows, example, B), terms
+        bound = per_example_mean(bound_rows, example, B)
+        terms = {"iwae": bound.detach().mean(),
+                 **self.log_lik_terms(model, gather_rows(mask, example.repeat_interleave(K)), log_lik)}
+        return bound, per_example_mean(surrogate_rows, example, B), terms
 
-    def bound(self, model, batch) -> torch.Tensor:
-        """The stratified IWAE bound at β = 1: ``[B]`` (validation)."""
-        return self.per_example(model, batch, 1.0)[0]
+    def per_example(self, model, batch, beta, free_bits=0.0):
+        """The stratified IWAE bound per example ``[B]`` and its terms."""
+        bound, _, terms = self.bounds(model, batch, beta)
+        return bound, terms
 
-    def __call__(self, model, batch, step):
-        beta = beta_at(step, self.anneal_steps, self.beta_target)
-        _, surrogate, terms = self.per_example(model, batch, beta)
-        return -surrogate.mean(), {"beta": beta, **terms}
+    def loss(self, model, batch, beta):
+        _, surrogate, terms = self.bounds(model, batch, beta)
+        return -surrogate.mean(), terms
 
 
-class OneSampleMixtureObjective:
+class OneSampleMixtureObjective(Objective):
     """What MoPoE's and mmJSD's bounds share: one z per example from a component of the mixture
-    q(z|X), β annealed towards its target, the loss (minus the mean of ``per_example``) and the
-    validation bound (``per_example`` at β = 1). Free bits need a KL per unit of a Gaussian
-    posterior, so these objectives refuse them.
+    q(z|X); their loss is minus the mean of ``per_example``, and they refuse free bits (a mixture
+    has no KL per unit).
 
     Args:
-        anneal_steps: optimiser steps over which β rises linearly from 0 to ``beta``.
-        beta: the β target.
+        anneal_steps, beta: see :class:`~mvae_cli.objectives.base.Objective`.
     """
 
-    def __init__(self, anneal_steps: int = 0, beta: float = 1.0, free_bits: float = 0.0, **_):
-        if free_bits > 0:
-            raise UserError("free_bits needs a Gaussian posterior (a KL per latent unit); "
-                            "this model's posterior is a mixture: use beta below 1 instead")
-        self.beta_target = beta
-        self.anneal_steps = anneal_steps
+    gaussian_kl = False
 
     @staticmethod
     def one_sample(q, component: torch.Tensor | None, eps: torch.Tensor | None) -> torch.Tensor:
@@ -184,22 +139,9 @@ class OneSampleMixtureObjective:
         pick = component[:, None, None].expand(-1, 1, mu.shape[-1])
         return mu.gather(1, pick).squeeze(1) + torch.exp(0.5 * logvar.gather(1, pick).squeeze(1)) * eps
 
-    @staticmethod
-    def log_lik_terms(model, mask: torch.Tensor, log_lik: torch.Tensor) -> dict:
-        """The mean log-likelihood of each modality over the rows that show it (metrics)."""
-        return {f"log_lik_{name}": log_lik[mask[:, j], j].detach().sum() / mask[:, j].sum().clamp(min=1)
-                for j, name in enumerate(model.names)}
-
-    def per_example(self, model, batch, beta: float) -> tuple[torch.Tensor, dict]:
-        raise NotImplementedError
-
-    def bound(self, model, batch) -> torch.Tensor:
-        return self.per_example(model, batch, 1.0)[0]
-
-    def __call__(self, model, batch, step):
-        beta = beta_at(step, self.anneal_steps, self.beta_target)
+    def loss(self, model, batch, beta):
         elbo, terms = self.per_example(model, batch, beta)
-        return -elbo.mean(), {"beta": beta, "elbo_full": elbo.detach().mean(), **terms}
+        return -elbo.mean(), {"elbo_full": elbo.detach().mean(), **terms}
 
 
 class MoPoEObjective(OneSampleMixtureObjective):
@@ -211,10 +153,10 @@ class MoPoEObjective(OneSampleMixtureObjective):
     modalities are sampled, not all decoded); the KL sum is analytic.
 
     Args:
-        anneal_steps: optimiser steps over which β rises linearly from 0 to 1.
+        anneal_steps, beta: see :class:`OneSampleMixtureObjective`.
     """
 
-    def per_example(self, model, batch, beta: float, eps: torch.Tensor | None = None,
+    def per_example(self, model, batch, beta: float, free_bits: float = 0.0, eps: torch.Tensor | None = None,
                     component: torch.Tensor | None = None):
         """``(elbo [B], terms)``; ``eps [B, D]`` and ``component long [B]`` drawn here when None."""
         mask = batch["mask"]
@@ -224,7 +166,7 @@ class MoPoEObjective(OneSampleMixtureObjective):
         weights = torch.softmax(q.log_weights, dim=-1)  # [B, C], 0 off the observed subsets
         z = self.one_sample(q, component, eps)
         rows = torch.arange(mask.shape[0], device=mask.device)
-        recon, log_lik = targets_log_lik(model, batch, z, rows, mask)
+        recon, log_lik = decode_log_lik(model, batch, z, rows, mask)
         kls = gaussian_kl_to_prior(comp_mu, comp_logvar)  # [B, C]
         kl = torch.where(weights > 0, weights * kls, torch.zeros_like(kls)).sum(dim=1)
         terms = {"kl": kl.detach().mean(), **self.log_lik_terms(model, mask, log_lik)}

@@ -17,7 +17,8 @@ import torch
 
 from mvae_cli.model.fusion import dynamic_prior
 from mvae_cli.model.poe import gaussian_kl, gaussian_kl_to_prior
-from mvae_cli.objectives.mixture import OneSampleMixtureObjective, targets_log_lik
+from mvae_cli.objectives.elbo import decode_log_lik
+from mvae_cli.objectives.mixture import OneSampleMixtureObjective, _wide
 
 
 def js_divergence(mu: torch.Tensor, logvar: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -42,17 +43,16 @@ class MMJSDObjective(OneSampleMixtureObjective):
         anneal_steps, beta: see :class:`~mvae_cli.objectives.mixture.OneSampleMixtureObjective`.
     """
 
-    def per_example(self, model, batch, beta: float, eps: torch.Tensor | None = None,
+    def per_example(self, model, batch, beta: float, free_bits: float = 0.0, eps: torch.Tensor | None = None,
                     component: torch.Tensor | None = None):
         """``(bound [B], terms)``; ``eps [B, D]`` and ``component long [B]`` drawn here when None."""
         mask = batch["mask"]
         mu, logvar = model.encode(batch, mask)
-        if mu.dtype in (torch.float16, torch.bfloat16):
-            mu, logvar = mu.float(), logvar.float()
+        mu, logvar = _wide(mu), _wide(logvar)
         q = model.posterior(None, mask, experts=(mu, logvar))  # mixture over the whole z
         z = self.one_sample(q, component, eps)
         rows = torch.arange(mask.shape[0], device=mask.device)
-        recon, log_lik = targets_log_lik(model, batch, z, rows, mask)
+        recon, log_lik = decode_log_lik(model, batch, z, rows, mask)
         (c_mu, c_logvar), (s_mu, s_logvar) = model.split(mu, logvar)
         private = gaussian_kl_to_prior(s_mu, s_logvar)  # [B, M]
         private = torch.where(mask, private, torch.zeros_like(private)).sum(dim=-1)

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import torch
 
+from mvae_cli.objectives.base import Objective, per_example_sum
 from mvae_cli.objectives.elbo import subset_elbo
-from mvae_cli.objectives.regularize import beta_at
 
 KIND_FULL, KIND_SINGLE, KIND_RANDOM = 0, 1, 2
 _MAX_DRAWS = 64
@@ -74,21 +74,20 @@ def _draw_strict_subsets(observed: torch.Tensor, n_obs: torch.Tensor) -> torch.T
     return draws
 
 
-class MVAEObjective:
+class MVAEObjective(Objective):
     """The sub-sampled MVAE objective (paper §2.4), β annealed per step.
 
     Args:
-        k: random-subset ELBOs per example (the paper uses k = 1 for MVAE19).
-        anneal_steps: optimiser steps over which β rises linearly from 0 to ``beta``.
-        beta: the β target (1 in the paper; below 1 against posterior collapse).
-        free_bits: a KL floor in nats per latent unit (:func:`~mvae_cli.objectives.regularize.free_bits_kl`).
+        k: random-subset ELBOs per example (the paper uses k = 1 for MVAE19); None: one when there
+            are more than two modalities, else none (:func:`default_k`).
+        anneal_steps, beta, free_bits: see :class:`~mvae_cli.objectives.base.Objective`.
     """
 
-    def __init__(self, k: int = 0, anneal_steps: int = 0, beta: float = 1.0, free_bits: float = 0.0, **_):
+    settings = ("k",)
+
+    def __init__(self, *, k: int | None = 0, **common):
+        super().__init__(**common)
         self.k = k
-        self.anneal_steps = anneal_steps
-        self.beta = beta
-        self.free_bits = free_bits
 
     def bound(self, model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """The ELBO of every shown modality (β = 1, one sample), per example: ``[B]`` (validation)."""
@@ -97,19 +96,29 @@ class MVAEObjective:
         rows = torch.arange(mask.shape[0], device=mask.device)
         return subset_elbo(model, batch, mu, logvar, rows, mask, beta=1.0)[0]
 
-    def __call__(self, model, batch: dict[str, torch.Tensor], step: int) -> tuple[torch.Tensor, dict[str, float]]:
+    def per_example(self, model, batch, beta, free_bits=0.0):
+        values, terms, _ = self._rows(model, batch, beta, free_bits)
+        return values, terms
+
+    def loss(self, model, batch, beta):
+        _, terms, elbo = self._rows(model, batch, beta, self.free_bits)
+        return -elbo.sum() / batch["mask"].shape[0], terms
+
+    def _rows(self, model, batch, beta, free_bits):
         mask = batch["mask"]
-        beta = beta_at(step, self.anneal_steps, self.beta)
+        k = default_k(mask.shape[1]) if self.k is None else self.k
         mu, logvar = model.encode(batch, mask)
-        example, subsets, kind = mvae_subsets(mask, self.k)
-        elbo, log_lik, kl = subset_elbo(model, batch, mu, logvar, example, subsets, beta, free_bits=self.free_bits)
+        example, subsets, kind = mvae_subsets(mask, k)
+        elbo, log_lik, kl = subset_elbo(model, batch, mu, logvar, example, subsets, beta, free_bits=free_bits)
         n_examples = mask.shape[0]
-        loss = -elbo.sum() / n_examples
-        terms = {"beta": beta, "kl": kl.mean()}
+        terms = {"kl": kl.mean()}
         for code, label in ((KIND_FULL, "elbo_full"), (KIND_SINGLE, "elbo_single"), (KIND_RANDOM, "elbo_subset")):
             rows = kind == code
             terms[label] = elbo[rows].sum() / n_examples
-        for j, name in enumerate(model.names):
-            rows = subsets[:, j]
-            terms[f"log_lik_{name}"] = log_lik[rows, j].sum() / rows.sum().clamp(min=1)
-        return loss, terms
+        terms.update(self.log_lik_terms(model, subsets, log_lik))
+        return per_example_sum(elbo, example, n_examples), terms, elbo
+
+
+def default_k(n_modalities: int) -> int:
+    """The paper's choice of k: one random subset when there are more than two modalities."""
+    return 1 if n_modalities > 2 else 0

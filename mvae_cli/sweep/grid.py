@@ -14,7 +14,8 @@ from typing import Any
 
 from mvae_cli.errors import UserError
 from mvae_cli.tables.results import format_value
-from mvae_cli.recipe import (DICT_KEYS, LEGACY_KEYS, Recipe, get_dotted, known_keys, load_recipe_dict,
+from mvae_cli.recipe import (DICT_KEYS, LEGACY_KEYS, Recipe, foreign_settings, get_dotted, known_keys,
+                             load_recipe_dict, model_settings,
                              migrate_legacy, parse_override, recipe_from_dict, recipe_to_dict, set_dotted,
                              set_key)
 
@@ -64,11 +65,20 @@ def _check_grid_key(key: str) -> None:
         raise UserError(f"unknown recipe key {key!r} in grid")
 
 
-def _point_recipe(raw: dict, values: dict[str, Any]) -> Recipe:
+def _point_recipe(raw: dict, values: dict[str, Any], models: tuple[str, ...] = ()) -> Recipe:
+    """The recipe of one point. Where the grid varies ``model.name`` over ``models``, a setting of
+    the base recipe that one of them takes is left at its default for the points of the others (an
+    MVAE point of a grid over mvae and jmvae ignores objective.alpha); any other setting a point's
+    model does not take is refused."""
     raw = copy.deepcopy(raw)
     raw.pop("grid", None)
     for key, value in values.items():
         set_dotted(raw, key, value)
+    recipe = recipe_from_dict(raw, check_settings=False)
+    for key, _ in foreign_settings(recipe):
+        section, _, name = key.partition(".")
+        if key not in values and any(name in model_settings(section, m) for m in models):
+            set_dotted(raw, key, getattr(type(getattr(recipe, section))(), name))
     return recipe_from_dict(raw)
 
 
@@ -89,7 +99,8 @@ def expand_grid(raw: dict) -> list[Point]:
     if not isinstance(grid, dict) or not grid:
         raise UserError("the recipe has no grid: a sweep recipe lists the values to vary under `grid:`, "
                         "e.g. `grid: {supervision: [0.01, 0.1, 1.0]}`; train a single recipe with `mvae train`")
-    base = recipe_to_dict(recipe_from_dict(raw))  # validates every other key first
+    models = tuple(grid.get("model.name") or ()) if isinstance(grid.get("model.name"), list) else ()
+    base = recipe_to_dict(recipe_from_dict(raw, check_settings=not models))  # validates every other key first
     levels: dict[str, list] = {}
     for key, values in grid.items():
         key = str(key)
@@ -101,7 +112,7 @@ def expand_grid(raw: dict) -> list[Point]:
         checked = []
         for value in values:
             try:
-                recipe = _point_recipe(raw, {key: value})
+                recipe = _point_recipe(raw, {key: value}, models)
             except UserError as error:
                 raise UserError(f"grid value {key}={value!r} is not allowed: {error}") from None
             checked.append(get_dotted(recipe_to_dict(recipe), LEGACY_KEYS.get(key, key)))
@@ -114,7 +125,7 @@ def expand_grid(raw: dict) -> list[Point]:
     for combination in itertools.product(*levels.values()):
         values = dict(zip(levels, combination))
         try:
-            recipe = _point_recipe(base, values)
+            recipe = _point_recipe(base, values, models)
         except UserError as error:
             raise UserError(f"grid point {point_name(values)} is not allowed: {error}") from None
         points.append(Point(point_name(values), values, recipe))

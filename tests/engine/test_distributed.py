@@ -7,7 +7,8 @@ import torch
 
 from mvae_cli.data.format import read_dataset
 from mvae_cli.engine.checkpoint import load_checkpoint
-from mvae_cli.engine.distributed import World, launch, shard
+from mvae_cli.engine.distributed import World, shard
+from mvae_cli.engine.launch import launch
 from mvae_cli.engine.loop import train
 from mvae_cli.engine.run import build_model
 from mvae_cli.errors import UserError

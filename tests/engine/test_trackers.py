@@ -7,6 +7,7 @@ import pytest
 
 from mvae_cli.engine import trackers as trackers_module
 from mvae_cli.engine.loop import train
+from mvae_cli.engine.trackers import TrackerHook
 from mvae_cli.engine.trackers import sweep_group
 from mvae_cli.errors import UserError
 from mvae_cli.recipe import resolve_recipe
@@ -43,7 +44,7 @@ def test_a_missing_package_is_one_line_saying_what_to_install(data_path, tmp_pat
 
     monkeypatch.setattr(trackers_module.importlib, "import_module", fake)
     with pytest.raises(UserError, match=rf"^--tracker {name} needs the {name} package: pip install 'mvae-cli\[{name}\]'$"):
-        train(_recipe(data_path, f"trackers=[{name}]"), tmp_path / "run")
+        train(_recipe(data_path, f"trackers=[{name}]"), tmp_path / "run", hooks=[TrackerHook()])
     assert not (tmp_path / "run" / "last.pt").exists()
 
 
@@ -51,7 +52,7 @@ def test_tensorboard_gets_every_metrics_line(data_path, tmp_path):
     pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    train(_recipe(data_path, "trackers=[tensorboard]"), tmp_path / "run")
+    train(_recipe(data_path, "trackers=[tensorboard]"), tmp_path / "run", hooks=[TrackerHook()])
     events = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
     events.Reload()
     lines = _metrics(tmp_path / "run")
@@ -69,7 +70,7 @@ def test_mlflow_run_is_grouped_by_sweep(data_path, tmp_path, monkeypatch):
     (sweep / "runs").mkdir(parents=True)
     (sweep / "sweep.json").write_text("{}")
     run_dir = sweep / "runs" / "supervision=0.5,seed=0"
-    train(_recipe(data_path, "trackers=[mlflow]", "supervision=0.5"), run_dir)
+    train(_recipe(data_path, "trackers=[mlflow]", "supervision=0.5"), run_dir, hooks=[TrackerHook()])
     assert sweep_group(run_dir) == "study" and sweep_group(tmp_path / "elsewhere") is None
     client = mlflow.tracking.MlflowClient()
     experiment = client.get_experiment_by_name("study")

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from mvae_cli.engine.checkpoint import load_checkpoint
+from mvae_cli.cli.hooks import training_hooks
 from mvae_cli.engine.loop import TrainingDiverged, train
 from mvae_cli.objectives.mvae import MVAEObjective
 from mvae_cli.recipe import resolve_recipe
@@ -26,7 +27,7 @@ def _weights(run_dir, name="last.pt"):
 
 
 def test_run_directory_is_complete(data_path, tmp_path):
-    result = train(_recipe(data_path), tmp_path / "run")
+    result = train(_recipe(data_path), tmp_path / "run", hooks=training_hooks())
     run = tmp_path / "run"
     for name in ("config.yaml", "run.json", "mask.npy", "last.pt", "best.pt", "metrics.jsonl", "samples.png"):
         assert (run / name).is_file() and (run / name).stat().st_size > 0, name

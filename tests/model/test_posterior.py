@@ -11,7 +11,7 @@ from torch.distributions import Laplace, Normal, kl_divergence
 from mvae_cli.data.format import ModalitySpec
 from mvae_cli.model.fusion import mixture_of_experts
 from mvae_cli.model.posterior import DiagonalGaussian, DiagonalLaplace, Mixture
-from mvae_cli.model.registry import build
+from mvae_cli.zoo import build
 
 G = torch.Generator().manual_seed(3)
 MU = torch.randn(4, 3, generator=G, dtype=torch.float64)

@@ -6,7 +6,10 @@ import pytest
 import torch
 
 from mvae_cli.data.format import ModalitySpec
-from mvae_cli.model.registry import MODEL_NAMES, build, parameter_counts
+from mvae_cli.model.model import parameter_counts
+from mvae_cli.zoo import build, names
+
+MODEL_NAMES = names()
 
 MNIST = [ModalitySpec("image", "image", "bernoulli", (1, 28, 28)),
          ModalitySpec("label", "categorical", "categorical", (), 10)]

@@ -11,7 +11,7 @@ import torch
 from mvae_cli.data.format import ModalitySpec
 from mvae_cli.model.fusion import nonempty_subsets, poe
 from mvae_cli.model.poe import gaussian_kl_to_prior, product_of_experts
-from mvae_cli.model.registry import build
+from mvae_cli.zoo import build
 from mvae_cli.objectives import MMVAEObjective, MoPoEObjective, subset_elbo
 
 SPECS = [ModalitySpec("image", "image", "bernoulli", (1, 2, 3)),
@@ -30,7 +30,7 @@ def _batch(mask=MASK):
 
 def _model(name, latent=2, posterior="gaussian"):
     torch.manual_seed(0)
-    model = build(name, SPECS, latent_dim=latent, hidden=8, posterior=posterior)
+    model = build(name, SPECS, latent_dim=latent, hidden=8, **({"posterior": posterior} if name == "mmvae" else {}))
     model.eval()
     return model.double()
 
@@ -51,7 +51,7 @@ def test_stratified_iwae_with_one_particle_is_the_mixture_elbo(posterior):
     # the expert's own noise: ε itself, or Laplace noise F⁻¹(Φ(ε)) with scale σ/√2
     noise_of = (lambda e: e) if posterior == "gaussian" else (
         lambda e: torch.distributions.Laplace(0.0, 1.0).icdf(torch.distributions.Normal(0.0, 1.0).cdf(e)) / math.sqrt(2))
-    bound, surrogate, _ = MMVAEObjective(k_particles=1).per_example(model, batch, 1.0, eps=eps)
+    bound, surrogate, _ = MMVAEObjective(k_particles=1).bounds(model, batch, 1.0, eps=eps)
     torch.testing.assert_close(bound, surrogate)
     mu, logvar = model.encode(batch, MASK)
     for b in range(MASK.shape[0]):
@@ -76,7 +76,7 @@ def test_stratified_iwae_against_a_plain_per_example_sum():
     model, batch = _model("mmvae"), _double(_batch())
     example, expert = MASK.nonzero(as_tuple=True)
     eps = torch.randn(example.shape[0], 3, 2, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
-    bound = MMVAEObjective(k_particles=3).per_example(model, batch, 1.0, eps=eps)[0]
+    bound = MMVAEObjective(k_particles=3).bounds(model, batch, 1.0, eps=eps)[0]
     mu, logvar = model.encode(batch, MASK)
     for b in range(MASK.shape[0]):
         shown = MASK[b].nonzero(as_tuple=True)[0].tolist()

@@ -8,7 +8,7 @@ import torch
 
 from mvae_cli.data.format import ModalitySpec
 from mvae_cli.model.fusion import dynamic_prior
-from mvae_cli.model.registry import build
+from mvae_cli.zoo import build
 from mvae_cli.objectives import MMJSDObjective
 from mvae_cli.objectives.mmjsd import js_divergence
 

@@ -9,8 +9,11 @@ from torch.distributions import Normal, kl_divergence
 
 from mvae_cli.data.format import ModalitySpec
 from mvae_cli.evaluate.estimator import log_importance_weights, particle_noise
-from mvae_cli.model.registry import MODEL_NAMES, build
-from mvae_cli.objectives import OBJECTIVES, subset_elbo
+from mvae_cli.zoo import build, names
+
+MODEL_NAMES = names()
+from mvae_cli.objectives import subset_elbo
+from mvae_cli.zoo import objective as make_objective
 
 SPECS = [ModalitySpec("image", "image", "bernoulli", (1, 2, 3)),
          ModalitySpec("label", "categorical", "categorical", (), 3)]
@@ -42,7 +45,7 @@ def _elbo_terms(model, batch, b, q_mu, q_logvar, eps, scored, beta):
 def test_bivcca_equals_plain_per_example_code():
     model, batch, beta, mu = _model("bivcca"), _batch(), 0.7, 0.3
     torch.manual_seed(11)
-    loss, _ = OBJECTIVES["bivcca"](mu=mu, anneal_steps=10)(model, batch, step=7)
+    loss, _ = make_objective("bivcca", mu=mu, anneal_steps=10)(model, batch, step=7)
     torch.manual_seed(11)
     rows = MASK.nonzero().tolist()  # (example, modality), in the objective's order
     eps = torch.randn(len(rows), 2)
@@ -59,7 +62,7 @@ def test_bivcca_equals_plain_per_example_code():
 def test_jmvae_kl_equals_plain_per_example_code():
     model, batch, beta, alpha = _model("jmvae"), _batch(), 0.7, 0.25
     torch.manual_seed(12)
-    loss, terms = OBJECTIVES["jmvae"](alpha=alpha, anneal_steps=10)(model, batch, step=7)
+    loss, terms = make_objective("jmvae", alpha=alpha, anneal_steps=10)(model, batch, step=7)
     torch.manual_seed(12)
     singles = [(3, "image"), (4, "label")]  # rows after the three joint ones
     eps = torch.randn(3 + len(singles), 2)
@@ -116,7 +119,7 @@ def test_one_particle_of_the_estimator_is_the_single_sample_bound(name):
     # and the objective's validation bound is that ELBO for the models whose bound it is
     if name in ("mvae", "mvae-q"):
         torch.manual_seed(3)
-        bound = OBJECTIVES[name]().bound(model, {**full, "mask": shown})
+        bound = make_objective(name).bound(model, {**full, "mask": shown})
         torch.manual_seed(3)
         again = subset_elbo(model, full, mu, logvar, torch.arange(3), shown, 1.0, eps=torch.randn(3, 2))[0]
         torch.testing.assert_close(bound, again)

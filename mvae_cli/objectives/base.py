@@ -1,0 +1,84 @@
+"""What every training objective shares: β annealed towards its target, the validation bound, the
+refusal of free bits where the posterior has no KL per unit, and the per-modality metrics.
+
+An objective is called as ``objective(model, batch, step) -> (loss, terms)``; ``bound(model, batch)
+-> [B]`` is its own per-example bound at β = 1, which validation uses to pick ``best.pt``. A
+subclass writes :meth:`Objective.per_example`, and :meth:`Objective.loss` where its loss is not
+minus the mean of that (the MVAE sums over subset rows; the MMVAE's DReG surrogate).
+
+Each subclass names the recipe's ``objective.*`` keys it takes in :attr:`Objective.settings` and
+takes them as keyword arguments; the model table (:mod:`mvae_cli.zoo`) passes a model's objective
+exactly those, so a setting meant for another model never reaches it unnoticed.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+
+from mvae_cli.errors import UserError
+from mvae_cli.objectives.regularize import beta_at
+
+
+class Objective:
+    """β annealing, the validation bound and the per-modality metrics of one objective.
+
+    Args:
+        anneal_steps: optimiser steps over which β rises linearly from 0 to ``beta``.
+        beta: the β target (1 in the papers; below 1 against posterior collapse).
+        free_bits: a KL floor in nats per latent unit (:func:`~mvae_cli.objectives.regularize.free_bits_kl`);
+            refused where :attr:`gaussian_kl` is False.
+    """
+
+    settings: ClassVar[tuple[str, ...]] = ()  # the recipe's objective.* keys this objective takes
+    gaussian_kl: ClassVar[bool] = True  # a Gaussian posterior with a KL per unit (free bits possible)
+
+    def __init__(self, *, anneal_steps: int = 0, beta: float = 1.0, free_bits: float = 0.0):
+        if free_bits > 0 and not self.gaussian_kl:
+            raise UserError("free_bits needs a Gaussian posterior (a KL per latent unit); "
+                            "this model's posterior is a mixture: use beta below 1 instead")
+        self.anneal_steps, self.beta_target, self.free_bits = anneal_steps, beta, free_bits
+
+    @property
+    def beta(self) -> float:
+        """The β target."""
+        return self.beta_target
+
+    def per_example(self, model, batch: dict[str, torch.Tensor], beta: float,
+                    free_bits: float = 0.0) -> tuple[torch.Tensor, dict]:
+        """The objective of each example ``[B]`` at ``beta`` (its KL floored at ``free_bits`` nats
+        per unit) and its terms for the metrics."""
+        raise NotImplementedError
+
+    def loss(self, model, batch: dict[str, torch.Tensor], beta: float) -> tuple[torch.Tensor, dict]:
+        """The training loss at ``beta`` (minus the mean of :meth:`per_example`) and its terms."""
+        values, terms = self.per_example(model, batch, beta, self.free_bits)
+        return -values.mean(), terms
+
+    def bound(self, model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The objective's bound at β = 1 and without a KL floor, per example: ``[B]`` (validation)."""
+        return self.per_example(model, batch, 1.0)[0]
+
+    def __call__(self, model, batch: dict[str, torch.Tensor], step: int) -> tuple[torch.Tensor, dict]:
+        beta = beta_at(step, self.anneal_steps, self.beta_target)
+        loss, terms = self.loss(model, batch, beta)
+        return loss, {"beta": beta, **terms}
+
+    @staticmethod
+    def log_lik_terms(model, shown: torch.Tensor, log_lik: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``log_lik_<name>``: the mean of ``log_lik [R, M]`` over the rows ``shown bool [R, M]``
+        marks for each modality (0 where no row has it)."""
+        return {f"log_lik_{name}": log_lik[:, j].detach().masked_fill(~shown[:, j], 0).sum()
+                / shown[:, j].sum().clamp(min=1) for j, name in enumerate(model.names)}
+
+
+def per_example_sum(values: torch.Tensor, example: torch.Tensor, n: int) -> torch.Tensor:
+    """Σ of ``values [R]`` over each example's rows: ``[n]``."""
+    return values.new_zeros(n).index_add(0, example, values)
+
+
+def per_example_mean(values: torch.Tensor, example: torch.Tensor, n: int) -> torch.Tensor:
+    """Mean of ``values [R]`` over each example's rows: ``[n]`` (0 for an example with none)."""
+    count = values.new_zeros(n).index_add(0, example, torch.ones_like(values))
+    return per_example_sum(values, example, n) / count.clamp(min=1)
