@@ -35,7 +35,6 @@ N_MODALITIES = 5
 SIDE = 28
 TEXTURE_SEED = 20210301
 TEXTURE_SIDE = 128
-TEXTURE_NAMES = ("clouds", "stripes", "checks", "cells", "marble")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 SPECS = [ModalitySpec(f"m{m}", "image", "bernoulli", (3, SIDE, SIDE)) for m in range(N_MODALITIES)] + [
     ModalitySpec("label", "categorical", "categorical", (), 10)]

@@ -22,6 +22,7 @@ import yaml
 from mvae_cli import zoo
 from mvae_cli.accel.linear import prepare
 from mvae_cli.atomic import write_text
+from mvae_cli.engine.checkpoint import load_checkpoint
 from mvae_cli.data.format import ModalitySpec
 from mvae_cli.data.layout import fingerprint
 from mvae_cli.errors import UserError
@@ -160,8 +161,6 @@ def load_trained(run_dir: Path, checkpoint: str = "best", device: torch.device |
     Raises:
         UserError: not a run directory, or the checkpoint is missing or damaged.
     """
-    from mvae_cli.engine.checkpoint import load_checkpoint
-
     run_dir = Path(run_dir)
     recipe = read_config(run_dir)
     info = read_run_info(run_dir)

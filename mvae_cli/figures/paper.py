@@ -7,6 +7,9 @@ Two panels, one row per (table, figure, column) and one marker per model:
 
 Error bars are the 95% interval over seeds where a cell pools several. Table 1 (parameter counts)
 is exact or not and stays in the report's table. The numbers are ``paper.csv``'s.
+
+:func:`plot_report` draws every figure of ``mvae report`` from what
+:func:`mvae_cli.sweep.report.write_report` computed: this comparison and the paper's Fig. 3, 4 or 5.
 """
 
 from __future__ import annotations
@@ -17,9 +20,12 @@ import matplotlib.pyplot as plt
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
 
 from mvae_cli.figures.draw import save_figure
+from mvae_cli.figures.study import plot_paper_figure
+from mvae_cli.paper import paper_tables
+from mvae_cli.paper.compare import FIGURE_LABELS, Compared
 
+PAPER_PNG = "paper.png"
 _LIKELIHOOD_TABLES, _VARIANCE_TABLES = ("2", "3"), ("4", "5")
-_MODEL_ORDER = ("mvae", "jmvae", "vae", "cvae", "bivcca", "mvae19")  # the paper's models, in its tables' order
 
 
 def _rows(compared: list, tables: tuple[str, ...]) -> tuple[list[tuple[str, str, str]], list]:
@@ -32,15 +38,14 @@ def plot_comparison(rows: list[dict], path: str | Path, tolerance: float = 0.5, 
                     citation: str = "") -> Path | None:
     """Draw the likelihood and variance comparisons of ``rows`` (``paper.csv``'s rows) into ``path``;
     None when no likelihood or variance was compared."""
-    from mvae_cli.paper.compare import FIGURE_LABELS, Compared
-
     compared = [Compared.from_row(r) for r in rows]
     panels = [(tables, *_rows(compared, tables)) for tables in (_LIKELIHOOD_TABLES, _VARIANCE_TABLES)]
     panels = [p for p in panels if p[1]]
     if not panels:
         return None
     found = set(c.model for c in compared if c.table in _LIKELIHOOD_TABLES + _VARIANCE_TABLES)
-    models = [m for m in _MODEL_ORDER if m in found] + sorted(found - set(_MODEL_ORDER))  # a model keeps its colour
+    order = paper_tables()["tables"]["1"]["figures"]["inference_parameters"]  # the paper's models, as Table 1 lists them
+    models = [m for m in order if m in found] + sorted(found - set(order))  # a model keeps its colour
     colors = {m: plt.get_cmap("tab10")(i % 10) for i, m in enumerate(models)}
     offsets = {m: (i - (len(models) - 1) / 2) * min(0.12, 0.6 / max(1, len(models))) for i, m in enumerate(models)}
     tallest = max(len(keys) for _, keys, _ in panels)
@@ -92,3 +97,27 @@ def plot_comparison(rows: list[dict], path: str | Path, tolerance: float = 0.5, 
         f"\n{citation}" if citation else "")
     fig.suptitle(title, fontsize=9)
     return save_figure(fig, path)
+
+
+def plot_report(compared: list[dict], grid_keys: list[str], rows: list[dict], out: str | Path,
+                tolerance: float = 0.5, variance_factor: float = 2.0) -> list[Path]:
+    """The figures of a report, into ``out``: ``paper.png`` (:func:`plot_comparison`, with the paper's
+    citation) when anything was compared, and the paper's Fig. 3, 4 or 5 with its CSV when the runs vary
+    k, supervision or keep_prob (:func:`~mvae_cli.figures.study.plot_paper_figure`).
+
+    Args:
+        compared: the comparison rows :func:`mvae_cli.sweep.report.write_report` returns (``paper.csv``'s).
+        grid_keys, rows: the grid keys and results rows the report was built from.
+        out: the report's folder.
+        tolerance, variance_factor: the report's tolerances, shaded in ``paper.png``.
+
+    Returns:
+        The files written, in that order.
+    """
+    out = Path(out)
+    written = []
+    if compared:
+        figure = plot_comparison(compared, out / PAPER_PNG, tolerance, variance_factor,
+                                 paper_tables("wu-goodman-2018")["citation"])
+        written += [figure] if figure else []
+    return written + plot_paper_figure(grid_keys, rows, out)

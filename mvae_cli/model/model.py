@@ -24,6 +24,34 @@ class ExpertPosterior:
     fusion = "poe"
     family = DiagonalGaussian  # the experts' and the prior's family (:data:`~mvae_cli.model.posterior.FAMILIES`)
     conditional = False  # True where a decoder also takes y (the CVAE's p(x | z, y))
+    _encoded = _decoded = _decoder_dim = None
+
+    @property
+    def encoded(self) -> list[str]:
+        """The modalities the model infers z from (default: every one)."""
+        return self.names if self._encoded is None else self._encoded
+
+    @encoded.setter
+    def encoded(self, names) -> None:
+        self._encoded = list(names)
+
+    @property
+    def decoded(self) -> list[str]:
+        """The modalities the model generates (default: every one)."""
+        return self.names if self._decoded is None else self._decoded
+
+    @decoded.setter
+    def decoded(self, names) -> None:
+        self._decoded = list(names)
+
+    @property
+    def decoder_dim(self) -> int:
+        """A decoder's input width: z (default), or z and y for a conditional decoder."""
+        return self.latent_dim if self._decoder_dim is None else self._decoder_dim
+
+    @decoder_dim.setter
+    def decoder_dim(self, dim: int) -> None:
+        self._decoder_dim = int(dim)
 
     def decoder_context(self, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
         """``[B, C]`` appended to z before decoding (the CVAE's y); None: decoders take z alone."""
@@ -136,7 +164,6 @@ class MultimodalVAE(ExpertPosterior, nn.Module):
         self.names = [s.name for s in self.specs]
         self.latent_dim = latent_dim
         self.expert_dim = latent_dim  # an expert's width (mmJSD's experts cover a part of z)
-        self.decoder_dim = latent_dim  # a decoder's input: z (the CVAE appends y)
         modelled = [s for s in self.specs if modalities is None or s.name in modalities]
         self.encoded = self.decoded = [s.name for s in modelled]
         self.encoders = nn.ModuleDict({s.name: build_encoder(s, latent_dim, hidden, image_net) for s in modelled})

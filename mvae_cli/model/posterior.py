@@ -44,10 +44,6 @@ class DiagonalGaussian:
     def mean(self) -> torch.Tensor:
         return self.mu
 
-    @property
-    def std(self) -> torch.Tensor:
-        return torch.exp(0.5 * self.logvar)
-
     @staticmethod
     def scale_of(logvar: torch.Tensor) -> torch.Tensor:
         """The scale that multiplies the family's standard noise: σ."""

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from mvae_cli.data.format import ModalitySpec
-from mvae_cli.model.likelihoods import LOG_PROB
+from mvae_cli.model.likelihoods import bernoulli_log_prob, categorical_log_prob
 from mvae_cli.model.model import ExpertPosterior
 
 
@@ -109,7 +109,7 @@ class PerfectClassifier(ExpertPosterior, nn.Module):
         return z.view(-1, 1, 1, self.latent_dim) * 2 - self.scale if name == "image" else z
 
     def log_prob(self, name, params, x):
-        return LOG_PROB["bernoulli" if name == "image" else "categorical"](params, x)
+        return (bernoulli_log_prob if name == "image" else categorical_log_prob)(params, x)
 
 
 class _RoundingDecoder:
@@ -175,4 +175,4 @@ class PerfectPredictor(ExpertPosterior, nn.Module):
     def log_prob(self, name, params, x):
         if name == "text":
             return torch.distributions.Normal(params, 1.0).log_prob(x[:, 1:].float()).sum(dim=-1)
-        return LOG_PROB["bernoulli"](params, x)
+        return bernoulli_log_prob(params, x)

