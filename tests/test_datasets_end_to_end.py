@@ -20,6 +20,7 @@ from mvae_cli.cli.app import app
 from mvae_cli.data.celeba import ATTRIBUTES
 from mvae_cli.data.prepare import prepare_dataset
 from mvae_cli.engine.loop import train
+from mvae_cli.eval_config import EvalConfig
 from mvae_cli.evaluate.run_eval import evaluate_run
 from mvae_cli.recipe import resolve_recipe
 from tests.data.celeba_fixture import make_tiny_celeba
@@ -101,7 +102,7 @@ def _numbers(node):
 def test_each_dataset_prepares_trains_and_evaluates(trained, name):
     run = trained(name)
     # The paired-only classifiers only where they are cheap (celeba19 would train 18 DCGANs)
-    result = evaluate_run(run, particles=3, prior_samples=5, baseline=name == "custom")
+    result = evaluate_run(run, EvalConfig(particles=3, prior_samples=5, baseline=name == "custom"))
     assert json.loads((run / "eval.json").read_text()) == result
     if name == "custom":  # a categorical and a binary y have classes; the sequence has none
         assert set(result["baseline"]) == set(result["chance"]) == {"label", "tags", "mean"}

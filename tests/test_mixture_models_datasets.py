@@ -14,6 +14,7 @@ import torch
 from mvae_cli.data.prepare import prepare_dataset
 from mvae_cli.engine.checkpoint import load_checkpoint
 from mvae_cli.engine.loop import train
+from mvae_cli.eval_config import EvalConfig
 from mvae_cli.evaluate.run_eval import evaluate_run
 from mvae_cli.recipe import resolve_recipe
 from tests.data.conftest import write_fake_mnist
@@ -53,7 +54,7 @@ def test_trains_resumes_bit_for_bit_and_evaluates(datasets, tmp_path, dataset, m
     whole = load_checkpoint(tmp_path / "whole" / "last.pt")["model"]
     cut = load_checkpoint(tmp_path / "cut" / "last.pt")["model"]
     assert all(torch.equal(whole[k], cut[k]) for k in whole)
-    result = evaluate_run(tmp_path / "cut", particles=4, prior_samples=5, baseline=False)
+    result = evaluate_run(tmp_path / "cut", EvalConfig(particles=4, prior_samples=5, baseline=False))
     for family in ("log_px", "log_pxy", "log_px_given_y"):
         assert result[family] and all(math.isfinite(f["mean"]) and f["mean"] < 0 for f in result[family].values())
     assert all(0.0 <= v <= 1.0 for v in result["accuracy"].values())

@@ -8,6 +8,9 @@ from typing import Annotated, Optional
 import typer
 
 from mvae_cli.errors import UserError
+from mvae_cli.eval_config import EvalConfig
+
+DEFAULTS = EvalConfig()  # every option's default (torch-free: read at start-up)
 
 
 def parse_names(text: str | None, option: str) -> list[str] | None:
@@ -87,7 +90,7 @@ def accuracy_table(result: dict):
     return table
 
 
-def check_request(run_dir: Path, particles: int, max_memory: str | None, device: str) -> None:
+def check_request(run_dir: Path, max_memory: str | None, device: str) -> None:
     """Refuse, before loading anything, an evaluation that cannot be done or cannot be saved.
 
     Any ``--particles`` fits: the estimator draws an example's particles slice by slice and
@@ -111,40 +114,50 @@ def check_request(run_dir: Path, particles: int, max_memory: str | None, device:
 def eval_command(
     run_dir: Annotated[Optional[Path], typer.Argument(
         metavar="RUN_DIR", help="A run directory (default: the most recent run under runs/).")] = None,
-    particles: Annotated[int, typer.Option("--particles", "-k", metavar="K", help="Importance samples K per example and proposal.")] = 1000,
-    split: Annotated[str, typer.Option(metavar="test|valid", help="The split to evaluate.")] = "test",
-    checkpoint: Annotated[str, typer.Option(metavar="best|last", help="The checkpoint: best validation ELBO, or the last epoch.")] = "best",
-    limit: Annotated[Optional[int], typer.Option(metavar="N", help="Evaluate the first N examples only.")] = None,
+    particles: Annotated[int, typer.Option(
+        "--particles", "-k", metavar="K", help="Importance samples K per example and proposal.")] = DEFAULTS.particles,
+    split: Annotated[str, typer.Option(metavar="test|valid", help="The split to evaluate.")] = DEFAULTS.split,
+    checkpoint: Annotated[str, typer.Option(
+        metavar="best|last", help="The checkpoint: best validation ELBO, or the last epoch.")] = DEFAULTS.checkpoint,
+    limit: Annotated[Optional[int], typer.Option(metavar="N", help="Evaluate the first N examples only.")] = DEFAULTS.limit,
     prior_samples: Annotated[int, typer.Option(
-        "--prior-samples", metavar="S", help="Samples of p(z) for log p(y) in log p(x|y) = log p(x,y) − log p(y).")] = 5000,
-    x: Annotated[Optional[str], typer.Option("--x", metavar="NAME", help="The scored modality (default: the first image modality).")] = None,
+        "--prior-samples", metavar="S",
+        help="Samples of p(z) for log p(y) in log p(x|y) = log p(x,y) − log p(y).")] = DEFAULTS.prior_samples,
+    x: Annotated[Optional[str], typer.Option(
+        "--x", metavar="NAME", help="The scored modality (default: the first image modality).")] = DEFAULTS.x,
     y: Annotated[Optional[str], typer.Option(
         "--y", metavar="NAME,...", help="Conditioning modalities, comma-separated (default: every other modality).")] = None,
-    seed: Annotated[int, typer.Option(metavar="N", help="Seeds the particles; results do not depend on chunk or batch size.")] = 0,
+    seed: Annotated[int, typer.Option(
+        metavar="N", help="Seeds the particles; results do not depend on chunk or batch size.")] = DEFAULTS.seed,
     max_memory: Annotated[Optional[str], typer.Option(
         "--max-memory", metavar="SIZE", help="Memory for one chunk of particles, e.g. 2GB (default: a quarter of free RAM / GPU memory).")] = None,
     device: Annotated[str, typer.Option(metavar="auto|cpu|cuda", help="auto (CUDA when present), cpu or cuda.")] = "auto",
     batch_size: Annotated[Optional[int], typer.Option(
         "--batch-size", metavar="N", help="Examples per batch (default: about 262,144 particles' worth).")] = None,
     baseline: Annotated[bool, typer.Option(
-        "--baseline/--no-baseline", help="Also report chance and a classifier trained on the paired rows only.")] = True,
+        "--baseline/--no-baseline", help="Also report chance and a classifier trained on the paired rows only.")] = DEFAULTS.baseline,
     precision: Annotated[str, typer.Option(
-        metavar="fp32|bf16", help="fp32, or bf16: networks under bf16 autocast (CUDA, or a CPU with bf16 instructions), sums in fp32.")] = "fp32",
+        metavar="fp32|bf16", help="fp32, or bf16: networks under bf16 autocast (CUDA, or a CPU with bf16 instructions), sums in fp32.")] = DEFAULTS.precision,
 ) -> None:
     """Evaluate a run: importance-sampled log-likelihoods, weight variances and accuracy; write RUN_DIR/eval.json.
 
-    Estimates log p(x), log p(x,y) and log p(x|y) by importance sampling under q(z|x) and q(z|x,y),
-    the variance of the log weights, and the accuracy of predicting y from x.
+    Estimates log p(x), log p(x,y) and log p(x|y) by importance sampling under each proposal the run's model
+    defines (q(z|x), q(z|x,y), q(z|y); for any model of the table, a figure it does not define is null, with the
+    reason), the variance of the log weights, and the accuracy of predicting y from x.
     """
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from mvae_cli.engine.run import latest_run
     from mvae_cli.evaluate.run_eval import EVAL_FILE, EXAMPLES_FILE, evaluate_run
+    from mvae_cli.recipe import check_eval
 
-    y_names = parse_names(y, "--y")
+    # the options are the recipe's eval section: validated by the same code, with the same errors
+    config = check_eval(EvalConfig(particles=particles, prior_samples=prior_samples, split=split, checkpoint=checkpoint,
+                                   x=x, y=parse_names(y, "--y"), limit=limit, seed=seed, baseline=baseline,
+                                   precision=precision))
     run_dir = run_dir if run_dir is not None else latest_run()
-    check_request(run_dir, particles, max_memory, device)
+    check_request(run_dir, max_memory, device)
     with Progress(TextColumn("[bold]evaluating"), BarColumn(), MofNCompleteColumn(), TextColumn("examples"),
                   TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True), transient=True) as bars:
         task = bars.add_task("eval", total=None)
@@ -152,10 +165,8 @@ def eval_command(
         def report(done: int, total: int) -> None:
             bars.update(task, completed=done, total=total)
 
-        result = evaluate_run(run_dir, particles=particles, prior_samples=prior_samples, split=split,
-                              checkpoint=checkpoint, limit=limit, x=x, y=y_names, seed=seed, max_memory=max_memory,
-                              device=device, batch_size=batch_size, progress=report,
-                              baseline=baseline, precision=precision)
+        result = evaluate_run(run_dir, config, device=device, max_memory=max_memory, batch_size=batch_size,
+                              progress=report)
     from mvae_cli.evaluate.collapse import accuracy_warnings
 
     console = Console()

@@ -31,16 +31,19 @@ def report_command(
     by its model, its dataset (the name its data file records), any recipe key or eval setting the runs do not
     share, and its seed: only seeds are averaged.
 
-    Tables: parameter counts (1), log-likelihoods (2–3), variances of the log weights (4–5); rows models,
-    columns datasets or grid values, mean ± 95% CI over seeds.
+    Tables: parameter counts (1), log-likelihoods (2–3), variances of the log weights (4–5); rows models (any
+    model of the table), columns datasets or grid values, mean ± 95% CI over seeds.
 
-    Every figure the paper publishes is set beside ours with the difference and a flag beyond the tolerance,
-    drawn as paper.png. Runs that differ in supervision, keep_prob or k are also drawn as the paper's Fig. 4, 5 or
-    3 (with the paired-only classifier and chance beside the accuracy).
-    The Markdown is printed too; the exit code is 0 even when figures are flagged.
+    Every figure the paper publishes (its models mvae, jmvae, vae, cvae and bivcca, fully paired) is set beside ours
+    with the difference and a flag beyond the tolerance, drawn as paper.png; other models have rows of their own.
+
+    Runs that differ in supervision, keep_prob or k are also drawn as the paper's Fig. 4, 5 or 3 (with the
+    paired-only classifier and chance beside the accuracy). The Markdown is printed too; the exit code is 0 even
+    when figures are flagged.
     """
     from mvae_cli.cli.progress import console
     from mvae_cli.errors import UserError
+    from mvae_cli.figures.paper import plot_report
     from mvae_cli.sweep.report import runs_results, write_report
     from mvae_cli.tables.results import RESULTS_JSON, read_results
 
@@ -60,8 +63,10 @@ def report_command(
             raise UserError(f"{sweeps[0]} is a sweep: report it alone (`mvae report {sweeps[0]}`), not among runs")
         grid_keys, rows = runs_results(paths)
         run_dirs = paths
-    paths_written, markdown, _ = write_report(sweep_dir, grid_keys, rows, tolerance=tolerance,
-                                              variance_factor=variance_factor, run_dirs=run_dirs, out=out)
+    paths_written, markdown, compared = write_report(sweep_dir, grid_keys, rows, tolerance=tolerance,
+                                                     variance_factor=variance_factor, run_dirs=run_dirs, out=out)
+    paths_written += plot_report(compared, grid_keys, rows, sweep_dir if out is None else out, tolerance,
+                                 variance_factor)
     typer.echo(markdown)
     for path in paths_written:
         console.print(f"wrote {path}")

@@ -25,39 +25,13 @@ import numpy as np
 
 from mvae_cli import __version__
 from mvae_cli.atomic import atomic_path
+from mvae_cli.data.layout import LayoutError, check_layout, shown
+# ModalitySpec and SPLITS live in data/spec.py, below the layout checks; callers may import them from here.
+from mvae_cli.data.spec import SPLITS, ModalitySpec
 from mvae_cli.errors import UserError
 
 FORMAT = "mvae-dataset"
 FORMAT_VERSION = 1
-SPLITS = ("train", "valid", "test")
-KINDS = ("image", "categorical", "binary", "sequence")
-LIKELIHOODS = ("bernoulli", "categorical")
-
-
-@dataclass(frozen=True)
-class ModalitySpec:
-    """What one modality is.
-
-    Attributes:
-        name: unique name, e.g. ``image`` or ``label``.
-        kind: ``image`` (uint8 pixels, values x/255 in [0, 1]), ``categorical`` (class ids),
-            ``binary`` (0/1 vector) or ``sequence`` (token ids).
-        likelihood: ``bernoulli`` or ``categorical``.
-        shape: the shape of one example, e.g. ``(1, 28, 28)`` or ``()`` for a class id.
-        classes: number of classes (categorical), vocabulary size (sequence), else 0.
-    """
-
-    name: str
-    kind: str
-    likelihood: str
-    shape: tuple[int, ...]
-    classes: int = 0
-
-    def __post_init__(self) -> None:
-        if self.kind not in KINDS:
-            raise ValueError(f"modality {self.name!r}: unknown kind {self.kind!r}")
-        if self.likelihood not in LIKELIHOODS:
-            raise ValueError(f"modality {self.name!r}: unknown likelihood {self.likelihood!r}")
 
 
 @dataclass(frozen=True)
@@ -228,8 +202,6 @@ class DatasetFile:
         self.attrs = dict(handle.attrs)
         self.name = str(self.attrs.get("name", ""))
         self.seed = int(self.attrs.get("seed", 0))
-        from mvae_cli.data.layout import check_layout  # it imports this module's ModalitySpec
-
         self.specs, self.sizes = check_layout(handle)
 
     @property
@@ -275,12 +247,12 @@ class DatasetFile:
         for name in self.mask_names():
             ds = self._h5["train"]["masks"][name]
             m = ds[()]
-            shown = m.sum(axis=1)
+            visible = m.sum(axis=1)
             out.append(MaskInfo(
                 name=name, kind=str(ds.attrs["kind"]), value=float(ds.attrs["value"]),
-                seed=int(ds.attrs["seed"]), n_paired=int((shown == m.shape[1]).sum()),
-                n_unimodal=tuple(int(((shown == 1) & m[:, j]).sum()) for j in range(m.shape[1])),
-                n_empty=int((shown == 0).sum()),
+                seed=int(ds.attrs["seed"]), n_paired=int((visible == m.shape[1]).sum()),
+                n_unimodal=tuple(int(((visible == 1) & m[:, j]).sum()) for j in range(m.shape[1])),
+                n_empty=int((visible == 0).sum()),
             ))
         return out
 
@@ -307,8 +279,6 @@ def read_dataset(path: str | os.PathLike) -> DatasetFile:
         UserError: missing file, a folder, not HDF5, not an mvae dataset, an unknown
             format_version, or a layout that is damaged (:func:`check_layout`, naming what).
     """
-    from mvae_cli.data.layout import LayoutError, shown  # the layout checks import this module's types
-
     path = Path(path)
     if path.is_dir():
         raise UserError(f"{path} is a folder, not a dataset file; give the .h5 file `mvae prepare` wrote")

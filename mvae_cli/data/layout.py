@@ -6,13 +6,15 @@ one error naming what is wrong, never a traceback from deep inside a command.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 
 import h5py
 import numpy as np
 
-from mvae_cli.data.format import KINDS, LIKELIHOODS, SPLITS, ModalitySpec
+from mvae_cli.data.spec import KINDS, LIKELIHOODS, SPLITS, ModalitySpec
+
 
 def fingerprint(path: str | os.PathLike, blocks: int = 16, block_bytes: int = 1 << 16) -> str:
     """A cheap fingerprint of a dataset file's bytes: its size and a hash of ``blocks`` evenly
@@ -22,8 +24,6 @@ def fingerprint(path: str | os.PathLike, blocks: int = 16, block_bytes: int = 1 
     Returns:
         ``"<size>:<sha256 hex of the sampled blocks>"``.
     """
-    import hashlib
-
     size = os.path.getsize(path)
     digest = hashlib.sha256()
     with open(path, "rb") as handle:

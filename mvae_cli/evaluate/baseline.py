@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from mvae_cli.atomic import exclusive_lock, write_json
 from mvae_cli.model.nets import build_encoder
 
 KINDS = ("categorical", "binary")
@@ -226,8 +227,6 @@ def cached_baselines(dataset_path: str | Path, mask: np.ndarray, settings: dict[
     found = _read_cache(path).get(digest)
     if isinstance(found, dict):
         return found
-    from mvae_cli.atomic import exclusive_lock, write_json
-
     with exclusive_lock(path):  # an evaluation beside this one (a sweep's --jobs) may be computing it
         found = _read_cache(path).get(digest)
         if isinstance(found, dict):

@@ -31,6 +31,7 @@ CLASSIFIER_KINDS = ("image", "binary")
 EPOCHS, BATCH, MAX_TRAIN, HIDDEN, MIN_STEPS, MAX_EPOCHS = 3, 128, 20_000, 128, 600, 20
 # Bumped whenever the classifiers change, so that caches of an older kind are retrained.
 CLASSIFIER_VERSION = 2
+JOINT_SAMPLES = 1000  # draws of p(z) the joint coherence takes at most (an evaluation's prior samples, capped)
 
 
 def class_modality(specs) -> str | None:
@@ -150,7 +151,7 @@ def _classify(model, name: str, z: torch.Tensor, classifiers: dict, label: str) 
 
 
 @torch.inference_mode()
-def coherence(model, data, classifiers: dict, *, limit: int | None = None, prior_samples: int = 1000,
+def coherence(model, data, classifiers: dict, *, limit: int | None = None, prior_samples: int = JOINT_SAMPLES,
               seed: int = 0, batch_size: int = 500) -> dict:
     """Cross-modal and joint coherence of ``model`` on ``data`` (the first ``limit`` examples).
 

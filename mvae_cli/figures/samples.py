@@ -7,6 +7,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mvae_cli.data.format import class_names
+from mvae_cli.engine.hooks import TrainingHook
+from mvae_cli.figures.draw import image_grid_figure, save_figure
+
 
 @torch.no_grad()
 def sample_rows(model, n: int = 8, seed: int = 0, class_names: dict[str, list[str]] | None = None
@@ -52,11 +56,17 @@ def sample_rows(model, n: int = 8, seed: int = 0, class_names: dict[str, list[st
 def save_sample_grid(model, path: str | Path, n: int = 8, seed: int = 0,
                      class_names: dict[str, list[str]] | None = None) -> Path | None:
     """Draw :func:`sample_rows` into a labelled PNG at ``path`` (atomically)."""
-    from mvae_cli.figures.draw import image_grid_figure, save_figure
-
     rows = sample_rows(model, n, seed, class_names)
     if rows is None:
         return None
     images, labels = rows
     fig = image_grid_figure(images, labels, title="Samples: from the prior, and conditioned on each class")
     return save_figure(fig, path)
+
+
+class SampleGridHook(TrainingHook):
+    """``samples.png`` in the run directory once the run has trained its last epoch."""
+
+    def finish(self, session) -> None:
+        names = class_names(session.dataset.attrs, session.dataset.specs)
+        save_sample_grid(session.model, session.run_dir / "samples.png", seed=session.recipe.seed, class_names=names)

@@ -348,7 +348,7 @@ def plot_sweep(grid_keys: list[str], rows: list[dict], out: str | Path, fmt: str
 
     Args:
         grid_keys: the sweep's grid keys, in order.
-        rows: its results rows (``sweep.results.read_results``).
+        rows: its results rows (:func:`mvae_cli.tables.results.read_results`).
         out: the folder to write into.
         fmt: ``png`` or ``pdf``.
 

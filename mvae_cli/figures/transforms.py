@@ -18,6 +18,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mvae_cli.data.format import read_dataset
+from mvae_cli.engine.data import SplitData
+from mvae_cli.engine.run import load_trained
+from mvae_cli.evaluate.run_eval import run_dataset_path
+from mvae_cli.figures.draw import image_grid_figure, save_figure
+
 
 def _as_rgb(images: np.ndarray) -> np.ndarray:
     """``[n, C, H, W]`` → ``[n, 3, H, W]`` so modalities with 1 and 3 channels share a grid."""
@@ -61,8 +67,6 @@ def transform_grids(model, batch: dict[str, torch.Tensor], original: str | None 
 
 def save_transform_figures(model, batch: dict[str, torch.Tensor], out_dir: str | Path, fmt: str = "png") -> list[Path]:
     """Write ``from_original`` and ``to_original`` figures into ``out_dir``; returns their paths."""
-    from mvae_cli.figures.draw import image_grid_figure, save_figure
-
     was_training = model.training
     model.eval()
     (from_images, from_labels), (to_images, to_labels) = transform_grids(model, batch)
@@ -97,11 +101,6 @@ def plot_run_transforms(run_dir: str | Path, out: str | Path, fmt: str = "png", 
     Raises:
         UserError: the checkpoint or the run's dataset file is missing.
     """
-    from mvae_cli.data.format import read_dataset
-    from mvae_cli.engine.data import SplitData
-    from mvae_cli.engine.run import load_trained
-    from mvae_cli.evaluate.run_eval import run_dataset_path
-
     if len(image_modalities(run_dir)) < 2:
         return []
     device = torch.device("cpu")

@@ -16,10 +16,10 @@ publishes beside it (:mod:`mvae_cli.paper.compare`): the difference in nats, a f
 tolerance, and whether the models come in the paper's order.
 
 Written as Markdown (``report.md``), as one long CSV (``report.csv``: table, row, column,
-mean, ci95, count) and the comparison as ``paper.csv`` and drawn as ``paper.png``
-(:mod:`mvae_cli.figures.paper`). When the runs vary one of the paper's figure axes (supervision,
-keep_prob, k), that figure is drawn beside them too (Fig. 4, 5 or 3, with its CSV;
-:func:`mvae_cli.figures.study.plot_paper_figure`), for runs trained one by one as for a sweep.
+mean, ci95, count) and the comparison as ``paper.csv`` (:func:`write_report`). The figures are drawn
+by the caller from what :func:`write_report` returns (:func:`mvae_cli.figures.paper.plot_report`:
+``paper.png``, and the paper's Fig. 4, 5 or 3 when the runs vary its axis): the figures sit above
+this module.
 
 Runs trained and evaluated one by one (``mvae train`` + ``mvae eval``, no sweep) are reported the
 same way (:func:`runs_results`): each becomes a results row keyed by its model, its dataset (the
@@ -32,17 +32,22 @@ import json
 import math
 from pathlib import Path
 
-from mvae_cli.atomic import write_text
+import numpy as np
+
+from mvae_cli.atomic import read_json, write_text
+from mvae_cli.engine.run import build_model, read_config, run_specs
 from mvae_cli.errors import UserError
 from mvae_cli.evaluate import proposal_label
+from mvae_cli.evaluate.run_eval import EXAMPLES_FILE
+from mvae_cli.model.model import parameter_counts as count_parameters
 from mvae_cli.paper.compare import RunFacts, compare
 from mvae_cli.paper.compare import markdown as paper_markdown
-from mvae_cli.tables.results import format_value
-from mvae_cli.tables.results import build_row, csv_text
-from mvae_cli.atomic import read_json
+from mvae_cli.recipe import recipe_to_dict
+from mvae_cli.sweep.revision import flatten_recipe
+from mvae_cli.tables.results import build_row, csv_text, format_value
 from mvae_cli.tables.stats import summarize
 
-REPORT_MD, REPORT_CSV, PAPER_CSV, PAPER_PNG = "report.md", "report.csv", "paper.csv", "paper.png"
+REPORT_MD, REPORT_CSV, PAPER_CSV = "report.md", "report.csv", "paper.csv"
 MODEL_KEYS = ("model.name", "model")
 DATASET_KEYS = ("data.dataset", "data.path")
 LIKELIHOODS = (("log_px", "log p(x)"), ("log_pxy", "log p(x, y)"), ("log_px_given_y", "log p(x | y)"))
@@ -135,10 +140,7 @@ def parameter_counts(run_dir: Path) -> dict[str, int] | None:
     if isinstance(given, (int, float)):
         return {"total": int(given)}
     try:
-        from mvae_cli.engine.run import build_model, read_config, run_specs
-        from mvae_cli.model.registry import parameter_counts as count
-
-        return count(build_model(read_config(run_dir), run_specs(info)))
+        return count_parameters(build_model(read_config(run_dir), run_specs(info)))
     except Exception:  # a run another version wrote: leave its counts out rather than fail the report
         return None
 
@@ -173,10 +175,6 @@ def runs_results(run_dirs: list[Path]) -> tuple[list[str], list[dict]]:
     Raises:
         UserError: a path that is not a run directory, or a run not evaluated yet.
     """
-    from mvae_cli.engine.run import read_config
-    from mvae_cli.recipe import recipe_to_dict
-    from mvae_cli.sweep.revision import flatten_recipe
-
     runs = []
     for run_dir in run_dirs:
         recipe = read_config(run_dir)
@@ -207,10 +205,6 @@ def runs_results(run_dirs: list[Path]) -> tuple[list[str], list[dict]]:
 def run_examples(run_dir: Path) -> dict | None:
     """A run's figures per test example (``eval_examples.npz``: ``{key: float64 array}``); None when it has
     none (evaluated by an earlier version) or it cannot be read."""
-    import numpy as np
-
-    from mvae_cli.evaluate.run_eval import EXAMPLES_FILE
-
     try:
         with np.load(Path(run_dir) / EXAMPLES_FILE) as data:
             return {key: data[key] for key in data.files if key not in ("split", "n_examples")}
@@ -221,8 +215,6 @@ def run_examples(run_dir: Path) -> dict | None:
 def run_facts(run_dir: Path, counts: dict[str, int] | None = None) -> RunFacts | None:
     """What the paper comparison needs of one run, from its config.yaml and eval.json; None when unreadable."""
     try:
-        from mvae_cli.engine.run import read_config
-
         recipe = read_config(run_dir)
     except Exception:  # not a run directory, or one another version wrote
         return None
@@ -347,9 +339,22 @@ def _plain(stats) -> str:
 def write_report(sweep_dir: str | Path, grid_keys: list[str], rows: list[dict], tolerance: float = 0.5,
                  variance_factor: float = 2.0, run_dirs: list[Path] | None = None,
                  out: str | Path | None = None) -> tuple[list[Path], str, list[dict]]:
-    """Write ``report.md``, ``report.csv``, ``paper.csv`` (ours beside the paper's), ``paper.png`` and the
-    paper's Fig. 3, 4 or 5 when the runs vary its axis into ``out`` (default ``sweep_dir``); returns the paths written, the Markdown and the comparison rows.
-    ``run_dirs``: the rows' run directories when they are not ``sweep_dir``'s (``sweep_dir`` None)."""
+    """Write ``report.md``, ``report.csv`` and ``paper.csv`` (ours beside the paper's) into ``out``
+    (default ``sweep_dir``).
+
+    The figures are the caller's to draw from the returned comparison rows
+    (:func:`mvae_cli.figures.paper.plot_report`), as ``mvae report`` does.
+
+    Args:
+        sweep_dir: the sweep directory (its ``runs/<point>/``), or None for runs reported one by one.
+        grid_keys, rows: the sweep's grid keys and results rows (:func:`runs_results` for single runs).
+        tolerance, variance_factor: the comparison's tolerances (:mod:`mvae_cli.paper.compare`).
+        run_dirs: the rows' run directories when they are not ``sweep_dir``'s (``sweep_dir`` None).
+        out: the folder written into.
+
+    Returns:
+        ``(paths written, the Markdown, the comparison rows)``: the rows are ``paper.csv``'s.
+    """
     markdown, long, compared = build_report(grid_keys, rows, None if sweep_dir is None else Path(sweep_dir),
                                             tolerance=tolerance, variance_factor=variance_factor, run_dirs=run_dirs)
     out = Path(sweep_dir if out is None else out)
@@ -359,15 +364,4 @@ def write_report(sweep_dir: str | Path, grid_keys: list[str], rows: list[dict], 
     write_text(table, csv_text(["table", "figure", "row", "column", "mean", "ci95", "count"], long))
     write_text(paper, csv_text(["table", "figure", "model", "dataset", "setting", "ours", "ci95", "count", "paper",
                                 "difference", "beyond_tolerance", "median", "largest_share"], compared))
-    written = [md, table, paper]
-    if compared:
-        from mvae_cli.figures.paper import plot_comparison
-        from mvae_cli.paper import paper_tables
-
-        figure = plot_comparison(compared, out / PAPER_PNG, tolerance, variance_factor,
-                                 paper_tables("wu-goodman-2018")["citation"])
-        written += [figure] if figure else []
-    from mvae_cli.figures.study import plot_paper_figure
-
-    written += plot_paper_figure(grid_keys, rows, out)  # Fig. 3, 4 or 5 when the runs vary k, supervision or p
-    return written, markdown, compared
+    return [md, table, paper], markdown, compared

@@ -38,15 +38,19 @@ from pathlib import Path
 from typing import Callable
 
 from mvae_cli.atomic import read_json, write_json
+from mvae_cli.data.prepare import ensure_dataset
+from mvae_cli.engine.hooks import HookFactory
+from mvae_cli.engine.launch import train_on_ranks
+from mvae_cli.engine.run import is_run_dir, read_config
 from mvae_cli.errors import UserError
+from mvae_cli.eval_config import stale_settings
+from mvae_cli.evaluate.run_eval import evaluate_run
 from mvae_cli.recipe import Recipe, recipe_to_dict
 from mvae_cli.sweep.grid import Point, Sweep
 from mvae_cli.tables.results import build_row, write_tables
 
 Progress = Callable[..., None]
 SWEEP_JSON = "sweep.json"
-_EVAL_SETTINGS = ("particles", "prior_samples", "split", "checkpoint", "precision")
-_EVAL_DEFAULTS = {"precision": "fp32"}  # eval.json files written before the setting existed
 _STEP_INTERVAL_S = 0.25  # workers forward at most this many step events per second (besides the last)
 
 
@@ -79,8 +83,6 @@ def run_dir_of(out: Path, point: Point) -> Path:
 
 def is_finished(run_dir: Path, recipe: Recipe) -> bool:
     """Whether ``run_dir`` holds this recipe's run, trained to the end and evaluated as it asks."""
-    from mvae_cli.engine.run import is_run_dir, read_config
-
     info, evaluation = read_json(run_dir / "run.json"), read_json(run_dir / "eval.json")
     if not is_run_dir(run_dir) or info is None or evaluation is None:
         return False
@@ -93,7 +95,7 @@ def is_finished(run_dir: Path, recipe: Recipe) -> bool:
             return False
     except UserError:
         return False
-    return all(evaluation.get(key, _EVAL_DEFAULTS.get(key)) == getattr(recipe.eval, key) for key in _EVAL_SETTINGS)
+    return not stale_settings(evaluation, recipe.eval)  # eval.json records the settings it was computed with
 
 
 def plan(sweep: Sweep, out: Path) -> list[PointStatus]:
@@ -106,16 +108,21 @@ def plan(sweep: Sweep, out: Path) -> list[PointStatus]:
     return statuses
 
 
-def _default_trainer(recipe: Recipe, run_dir: Path, progress: Progress):
-    from mvae_cli.engine.distributed import train_on_ranks
+@dataclass(frozen=True)
+class Trainer:
+    """The engine's ``train`` on the recipe's ranks with the caller's hooks (``hooks()`` makes a
+    fresh list per run); picklable, so it reaches worker processes and Slurm tasks."""
 
-    return train_on_ranks(recipe, run_dir, progress=progress)
+    hooks: HookFactory | None = None
+
+    def __call__(self, recipe: Recipe, run_dir: Path, progress: Progress):
+        return train_on_ranks(recipe, run_dir, progress=progress, hooks=self.hooks() if self.hooks else ())
 
 
-def _default_evaluator(run_dir: Path, **options) -> dict:
-    from mvae_cli.evaluate.run_eval import evaluate_run
+_default_trainer = Trainer()
 
-    return evaluate_run(run_dir, **options)
+
+_default_evaluator = evaluate_run  # evaluator(run_dir, recipe.eval, device=, progress=) -> eval.json's mapping
 
 
 def run_point(point: Point, run_dir: Path, trainer=None, evaluator=None, progress: Progress | None = None) -> dict:
@@ -129,16 +136,17 @@ def run_point(point: Point, run_dir: Path, trainer=None, evaluator=None, progres
     recipe, name = point.recipe, point.name
     trainer(recipe, run_dir, lambda event, **info: report(event, point=name, **info))
     report("evaluate", point=name, done=0, total=None)
-    e = recipe.eval
-    return evaluator(run_dir, particles=e.particles, prior_samples=e.prior_samples, split=e.split,
-                     checkpoint=e.checkpoint, limit=e.limit, x=e.x, y=e.y, seed=e.seed, device=recipe.device,
-                     baseline=e.baseline,
-                     precision=e.precision,
+    return evaluator(run_dir, recipe.eval, device=recipe.device,
                      progress=lambda done, total: report("evaluate", point=name, done=done, total=total))
 
 
-def _attempt(point: Point, run_dir: Path, trainer, evaluator, progress: Progress) -> tuple:
-    """``("finished", evaluation, None, None)`` or ``("failed", None, message, traceback)``."""
+def attempt_point(point: Point, run_dir: Path, trainer, evaluator, progress: Progress) -> tuple:
+    """:func:`run_point`, its failure caught: what every backend (processes here, Slurm tasks) records.
+
+    Returns:
+        ``("finished", evaluation, None, None)`` or ``("failed", None, message, traceback)``; the
+        traceback only for a bug (not for a UserError).
+    """
     try:
         return "finished", run_point(point, run_dir, trainer, evaluator, progress), None, None
     except UserError as error:
@@ -184,7 +192,7 @@ def _work(point: Point, run_dir: Path, trainer, evaluator, index: int, total: in
         _worker_events.put((event, info))
 
     forward("point", point=point.name, index=index, total=total, reused=False)
-    return _attempt(point, run_dir, trainer, evaluator, forward)
+    return attempt_point(point, run_dir, trainer, evaluator, forward)
 
 
 def _gpu_ids() -> list[str]:
@@ -205,12 +213,27 @@ def _gpu_ids() -> list[str]:
 # --- the sweep ------------------------------------------------------------------------------------
 
 
-class _Book:
-    """Statuses and rows of a sweep, written to disk after every change."""
+class SweepBook:
+    """Statuses and rows of a sweep, written to disk after every change (``results.*``, ``summary.csv``,
+    ``sweep.json``); shared by the local runner and the Slurm driver.
+
+    Args:
+        sweep, out: the sweep and its directory.
+        statuses: every point's status, in the sweep's order (:func:`plan`).
+        jobs: recorded in ``sweep.json`` (0 on Slurm).
+    """
 
     def __init__(self, sweep: Sweep, out: Path, statuses: list[PointStatus], jobs: int):
         self.sweep, self.out, self.statuses, self.jobs = sweep, out, statuses, jobs
         self.rows: dict[str, dict] = {}
+
+    def keep_reused(self) -> None:
+        """Take the rows of the points finished by an earlier invocation from their run directories."""
+        for status in self.statuses:
+            if status.reused:
+                self.rows[status.point.name] = build_row(
+                    status.point.name, status.point.values, status.point.recipe.seed,
+                    read_json(status.run_dir / "eval.json"), read_json(status.run_dir / "run.json"))
 
     def record(self, status: PointStatus, evaluation: dict | None) -> None:
         if evaluation is not None:
@@ -246,8 +269,6 @@ def prepare_datasets(statuses: list[PointStatus], progress: Progress | None = No
             the message says how to get the data. No point has run, and nothing of the
             sweep is written.
     """
-    from mvae_cli.engine.loop import ensure_dataset
-
     report = progress or (lambda event, **info: None)
     built = []
     for status in statuses:
@@ -257,7 +278,7 @@ def prepare_datasets(statuses: list[PointStatus], progress: Progress | None = No
             continue
         report("prepare", path=str(path))
         try:
-            ensure_dataset(recipe)
+            ensure_dataset(recipe.data)
         except UserError as error:
             hint = " (in a recipe, --source DIR is data.source=DIR)" if "--source" in str(error) else ""
             raise UserError(f"cannot prepare {path}, so no point of the sweep ran: {error}{hint}") from None
@@ -276,7 +297,8 @@ def run_sweep(sweep: Sweep, out: str | Path, *, jobs: int = 1, progress: Progres
             ``cpu_count // jobs`` torch threads and, with several GPUs, its own GPU.
         progress: ``progress(event, **info)``; see the module docstring.
         trainer: ``trainer(recipe, run_dir, progress)``; default the engine's ``train``.
-        evaluator: ``evaluator(run_dir, **eval_options) -> dict``; default ``evaluate_run``.
+        evaluator: ``evaluator(run_dir, recipe.eval, device=, progress=) -> dict``; default
+            :func:`~mvae_cli.evaluate.run_eval.evaluate_run`.
 
     Returns:
         Every point's status and the results rows.
@@ -290,12 +312,8 @@ def run_sweep(sweep: Sweep, out: str | Path, *, jobs: int = 1, progress: Progres
     out = Path(out)
     report = progress or (lambda event, **info: None)
     statuses = plan(sweep, out)
-    book = _Book(sweep, out, statuses, jobs)
-    for status in statuses:
-        if status.reused:
-            book.rows[status.point.name] = build_row(
-                status.point.name, status.point.values, status.point.recipe.seed,
-                read_json(status.run_dir / "eval.json"), read_json(status.run_dir / "run.json"))
+    book = SweepBook(sweep, out, statuses, jobs)
+    book.keep_reused()
     prepare_datasets(statuses, report)
     book.write()
     for index, status in enumerate(statuses):
@@ -313,7 +331,7 @@ def run_sweep(sweep: Sweep, out: str | Path, *, jobs: int = 1, progress: Progres
         for status in todo:
             status.status = "running"
             report("point", point=status.point.name, index=statuses.index(status), total=len(statuses), reused=False)
-            finish(status, _attempt(status.point, status.run_dir, trainer, evaluator, report))
+            finish(status, attempt_point(status.point, status.run_dir, trainer, evaluator, report))
     else:
         _run_in_processes(todo, statuses, min(jobs, len(todo)), trainer, evaluator, report, finish)
     return SweepReport(out, statuses, book.ordered_rows())

@@ -22,7 +22,7 @@ from pathlib import Path
 from mvae_cli.atomic import read_json, write_json
 from mvae_cli.errors import UserError
 from mvae_cli.sweep.grid import Point, Sweep
-from mvae_cli.sweep.runner import (Progress, PointStatus, SweepReport, _attempt, _Book, build_row, plan,
+from mvae_cli.sweep.runner import (PointStatus, Progress, SweepBook, SweepReport, attempt_point, plan,
                                    prepare_datasets)
 
 JOBS_FILE = "jobs.json"
@@ -44,11 +44,14 @@ class PointTask:
     the same task, which resumes the run from ``last.pt``.
     """
 
+    def __init__(self, trainer=None):
+        self.trainer = trainer  # the runner's Trainer with the caller's hooks (None: the engine alone)
+
     def __call__(self, point: Point, run_dir: str) -> tuple:
-        return _attempt(point, Path(run_dir), None, None, lambda event, **info: None)
+        return attempt_point(point, Path(run_dir), self.trainer, None, lambda event, **info: None)
 
     def checkpoint(self, point: Point, run_dir: str):
-        return require_submitit().helpers.DelayedSubmission(PointTask(), point, run_dir)
+        return require_submitit().helpers.DelayedSubmission(PointTask(self.trainer), point, run_dir)
 
 
 def executor_for(sweep: Sweep, folder: Path, n_tasks: int):
@@ -91,7 +94,7 @@ def _epochs_done(run_dir: Path) -> int:
 
 
 def run_on_slurm(sweep: Sweep, out: str | Path, *, progress: Progress | None = None, collect: bool = False,
-                 poll_s: float = 10.0) -> SweepReport:
+                 poll_s: float = 10.0, trainer=None) -> SweepReport:
     """Submit the unfinished points of ``sweep`` as a Slurm job array, wait, aggregate under ``out``.
 
     Args:
@@ -110,12 +113,8 @@ def run_on_slurm(sweep: Sweep, out: str | Path, *, progress: Progress | None = N
     out = Path(out)
     report = progress or (lambda event, **info: None)
     statuses = plan(sweep, out)
-    book = _Book(sweep, out, statuses, jobs=0)
-    for status in statuses:
-        if status.reused:
-            book.rows[status.point.name] = build_row(
-                status.point.name, status.point.values, status.point.recipe.seed,
-                read_json(status.run_dir / "eval.json"), read_json(status.run_dir / "run.json"))
+    book = SweepBook(sweep, out, statuses, jobs=0)
+    book.keep_reused()
     if collect:
         book.write()
         return SweepReport(out, statuses, book.ordered_rows())
@@ -143,7 +142,7 @@ def run_on_slurm(sweep: Sweep, out: str | Path, *, progress: Progress | None = N
         executor = executor_for(sweep, folder, len(to_submit))
         try:
             with executor.batch():
-                jobs = [executor.submit(PointTask(), s.point, str(s.run_dir.resolve())) for s in to_submit]
+                jobs = [executor.submit(PointTask(trainer), s.point, str(s.run_dir.resolve())) for s in to_submit]
         except (FileNotFoundError, submitit.core.utils.FailedJobError) as error:
             raise UserError(f"could not submit to Slurm ({str(error).splitlines()[0]}); is sbatch on PATH?") from None
         for status, job in zip(to_submit, jobs):
@@ -169,7 +168,7 @@ def in_queue(job_ids: list[str]) -> set[str] | None:
     return {line.strip() for line in out.stdout.splitlines() if line.strip()} if out.returncode == 0 else set()
 
 
-def _wait(watched: dict, book: _Book, report: Progress, poll_s: float, gone_polls: int = 3) -> None:
+def _wait(watched: dict, book: SweepBook, report: Progress, poll_s: float, gone_polls: int = 3) -> None:
     shown: dict[str, int] = {}
     gone: dict[str, int] = {}  # polls for which a task without a result was missing from the queue
     while watched:

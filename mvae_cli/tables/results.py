@@ -24,11 +24,11 @@ from typing import Any, Iterable
 
 from mvae_cli.atomic import write_json, write_text
 from mvae_cli.errors import UserError
+from mvae_cli.eval_config import RECORDED_SETTINGS
 from mvae_cli.tables.stats import summarize
 
-# eval.json keys that describe the evaluation rather than measure the model.
-EVAL_SETTINGS = ("particles", "prior_samples", "split", "checkpoint", "n_examples", "x", "y", "seconds",
-                 "seconds_by_part")
+# eval.json keys that describe the evaluation (its settings, size and time) rather than measure the model.
+EVAL_METADATA = (*RECORDED_SETTINGS, "n_examples", "seconds", "seconds_by_part")
 RESULTS_JSON, RESULTS_CSV, SUMMARY_CSV = "results.json", "results.csv", "summary.csv"
 SUMMARY_STATS = ("mean", "std", "ci95", "count")
 
@@ -63,7 +63,7 @@ def flatten_eval(evaluation: dict) -> dict[str, float]:
             flat[prefix] = float(node)
 
     for key, value in evaluation.items():
-        if key not in EVAL_SETTINGS:
+        if key not in EVAL_METADATA:
             walk(key, value)
     return flat
 

@@ -10,6 +10,7 @@ from mvae_cli.engine import device as device_module
 from mvae_cli.engine.device import AutocastNetwork, autocast, cpu_bf16_flags
 from mvae_cli.engine.loop import train
 from mvae_cli.errors import UserError
+from mvae_cli.eval_config import EvalConfig
 from mvae_cli.evaluate.run_eval import evaluate_run
 from mvae_cli.recipe import resolve_recipe
 from tests.helpers import make_dataset
@@ -53,7 +54,7 @@ def test_bf16_trains_and_evaluates_close_to_fp32(tmp_path):
         recipe = resolve_recipe(None, [f"data.path={data}", "epochs=2", "batch_size=32", "model.hidden=16",
                                        "model.latent_dim=4", "device=cpu", f"precision={precision}"])
         train(recipe, tmp_path / precision)
-        runs[precision] = evaluate_run(tmp_path / precision, particles=20, prior_samples=50, precision=precision)
+        runs[precision] = evaluate_run(tmp_path / precision, EvalConfig(particles=20, prior_samples=50, precision=precision))
     fp32, bf16 = (runs[p]["log_pxy"]["image+label"]["mean"] for p in ("fp32", "bf16"))
     assert math.isfinite(bf16) and bf16 != fp32
     assert abs(bf16 - fp32) < 0.02 * abs(fp32)  # bf16 has 8 significant bits; the sums stay fp32

@@ -87,7 +87,7 @@ def test_the_baseline_figures_are_computed_once_per_file_mask_and_settings(tmp_p
 
 
 def test_a_cache_that_cannot_be_written_costs_only_the_time(tmp_path, monkeypatch):
-    import mvae_cli.atomic as atomic
+    from mvae_cli.evaluate import baseline
     from mvae_cli.evaluate.baseline import baselines_path, cached_baselines
 
     data = tmp_path / "d.h5"
@@ -96,7 +96,7 @@ def test_a_cache_that_cannot_be_written_costs_only_the_time(tmp_path, monkeypatc
     def refuse(path, obj):
         raise PermissionError(13, "Permission denied", str(path))
 
-    monkeypatch.setattr(atomic, "write_json", refuse)
+    monkeypatch.setattr(baseline, "write_json", refuse)
     result = cached_baselines(data, np.ones((2, 2), bool), {}, lambda: {"baseline": {"label": 0.9}})
     assert result == {"baseline": {"label": 0.9}} and not baselines_path(data).exists()
 

@@ -12,6 +12,7 @@ from mvae_cli.cli.app import app
 from mvae_cli.data.format import read_dataset, write_dataset
 from mvae_cli.engine.loop import train
 from mvae_cli.engine.run import load_trained
+from mvae_cli.eval_config import EvalConfig
 from mvae_cli.evaluate.estimator import prior_noise
 from mvae_cli.evaluate.run_eval import evaluate_run
 from mvae_cli.recipe import resolve_recipe
@@ -75,8 +76,8 @@ def test_eval_writes_eval_json_and_prints_the_table(run_dir):
 
 
 def test_conditional_is_joint_minus_log_p_y_from_the_shared_prior_samples(run_dir):
-    evaluation = evaluate_run(run_dir, particles=10, prior_samples=300, limit=40, seed=3, device="cpu",
-                              baseline=False)
+    evaluation = evaluate_run(run_dir, EvalConfig(particles=10, prior_samples=300, limit=40, seed=3, baseline=False),
+                              device="cpu")
     _, info, model = load_trained(run_dir, "best", "cpu")
     with read_dataset(info["dataset"]["abspath"]) as dataset:
         labels = torch.from_numpy(dataset.load("test")["label"][:40]).long()
@@ -89,9 +90,9 @@ def test_conditional_is_joint_minus_log_p_y_from_the_shared_prior_samples(run_di
 
 
 def test_the_figures_do_not_depend_on_batch_size_or_memory(run_dir):
-    a = evaluate_run(run_dir, particles=30, prior_samples=200, limit=20, seed=5, device="cpu", baseline=False)
-    b = evaluate_run(run_dir, particles=30, prior_samples=200, limit=20, seed=5, device="cpu", baseline=False,
-                     batch_size=3, max_memory="100KB")
+    config = EvalConfig(particles=30, prior_samples=200, limit=20, seed=5, baseline=False)
+    a = evaluate_run(run_dir, config, device="cpu")
+    b = evaluate_run(run_dir, config, device="cpu", batch_size=3, max_memory="100KB")
     for key in ("log_px", "log_pxy", "log_px_given_y"):
         for name, figure in a[key].items():
             assert b[key][name] == pytest.approx(figure, rel=1e-6, abs=1e-5)
@@ -101,8 +102,8 @@ def test_the_figures_do_not_depend_on_batch_size_or_memory(run_dir):
 
 
 def test_explicit_x_and_y_and_the_default_run(run_dir, tmp_path, monkeypatch):
-    evaluation = evaluate_run(run_dir, particles=5, prior_samples=20, limit=8, x="label", y=["image"], device="cpu",
-                              baseline=False)
+    evaluation = evaluate_run(run_dir, EvalConfig(particles=5, prior_samples=20, limit=8, x="label", y=["image"],
+                                                  baseline=False), device="cpu")
     assert evaluation["x"] == "label" and evaluation["y"] == ["image"]
     assert set(evaluation["log_px"]) == {"label", "label+image", "image"} and evaluation["accuracy"] == {}
     monkeypatch.chdir(tmp_path)  # RUN_DIR defaults to the newest run under runs/
@@ -128,10 +129,14 @@ def test_missing_checkpoint(run_dir, tmp_path):
     (["--x", "sound"], ["unknown modality 'sound'", "known: image, label"]),
     (["--y", "label,smell"], ["unknown modality 'smell'", "known: image, label"]),
     (["--y", "image"], ["must not contain x"]),
-    (["--particles", "0"], ["--particles must be at least 1"]),
-    (["--prior-samples", "0"], ["--prior-samples must be at least 1"]),
-    (["--split", "train"], ["--split must be one of test, valid"]),
-    (["--checkpoint", "worst"], ["--checkpoint must be one of best, last"]),
+    # the options are the recipe's eval section: the same checks, the same one-line errors
+    (["--particles", "0"], ["recipe key 'eval.particles' must lie in [1, ∞), got 0"]),
+    (["--prior-samples", "0"], ["recipe key 'eval.prior_samples' must lie in [1, ∞), got 0"]),
+    (["--limit", "0"], ["recipe key 'eval.limit' must lie in [1, ∞), got 0"]),
+    (["--split", "train"], ["recipe key 'eval.split' must be one of test, valid, got 'train'"]),
+    (["--checkpoint", "worst"], ["recipe key 'eval.checkpoint' must be one of best, last, got 'worst'"]),
+    (["--precision", "fp16"], ["recipe key 'eval.precision' must be one of fp32, bf16, got 'fp16'"]),
+    (["--batch-size", "0"], ["--batch-size must be at least 1"]),
     (["--max-memory", "lots"], ["is not a size"]),
     (["--device", "tpu"], ["unknown device"]),
 ])
@@ -167,8 +172,8 @@ def test_a_run_directory_of_an_earlier_version_still_evaluates(run_dir, tmp_path
     info = json.loads((old / "run.json").read_text())
     info.pop("model")
     (old / "run.json").write_text(json.dumps(info))
-    before = evaluate_run(run_dir, particles=5, prior_samples=20, limit=6, device="cpu")
-    after = evaluate_run(old, particles=5, prior_samples=20, limit=6, device="cpu")
+    config = EvalConfig(particles=5, prior_samples=20, limit=6)
+    before, after = evaluate_run(run_dir, config, device="cpu"), evaluate_run(old, config, device="cpu")
     assert after["log_pxy"] == before["log_pxy"] and after["accuracy"] == before["accuracy"]
 
 

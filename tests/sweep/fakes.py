@@ -46,12 +46,13 @@ def fake_accuracy(supervision: float, seed: int) -> float:
     return 0.5 + 0.4 * supervision + 0.01 * seed
 
 
-def fake_evaluate(run_dir, *, particles, prior_samples, split, checkpoint, seed, progress=None, **options) -> dict:
+def fake_evaluate(run_dir, config, *, device=None, progress=None) -> dict:
     recipe = recipe_from_dict(yaml.safe_load((Path(run_dir) / "config.yaml").read_text()))
     acc = fake_accuracy(recipe.supervision or 0.0, recipe.seed)
     stat = lambda mean: {"mean": mean, "se": 0.1, "ess": 5.0}  # noqa: E731
     evaluation = {
-        "particles": particles, "prior_samples": prior_samples, "split": split, "checkpoint": checkpoint,
+        "particles": config.particles, "prior_samples": config.prior_samples, "split": config.split,
+        "checkpoint": config.checkpoint,
         "n_examples": 10, "x": "image", "y": ["label"], "seconds": 3.0,
         "log_px": {"image": stat(-100.0 - recipe.seed)},
         "log_pxy": {"image": stat(-103.0), "image+label": stat(-102.0)},

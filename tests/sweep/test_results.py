@@ -37,12 +37,13 @@ def _read_csv(path):
 
 def _eval(tmp_path, supervision, seed):
     from mvae_cli.engine.run import write_config
+    from mvae_cli.eval_config import EvalConfig
     from mvae_cli.recipe import recipe_from_dict
 
     run = tmp_path / f"s{supervision}-{seed}"
     run.mkdir()
     write_config(run, recipe_from_dict({"supervision": supervision, "seed": seed}))
-    return fake_evaluate(run, particles=5, prior_samples=10, split="test", checkpoint="best", seed=0)
+    return fake_evaluate(run, EvalConfig(particles=5, prior_samples=10))
 
 
 def test_flatten_eval_names_every_figure(tmp_path):

@@ -91,7 +91,7 @@ def test_a_sweep_runs_on_slurm_end_to_end(tmp_path):
 
 def test_a_task_that_leaves_the_queue_without_a_result_fails_instead_of_hanging(tmp_path, monkeypatch):
     from mvae_cli.sweep import slurm
-    from mvae_cli.sweep.runner import _Book, plan
+    from mvae_cli.sweep.runner import SweepBook, plan
 
     sweep = load_sweep(_sweep_recipe(tmp_path, tmp_path / "tiny.h5"))
     statuses = plan(sweep, tmp_path / "out")
@@ -105,7 +105,7 @@ def test_a_task_that_leaves_the_queue_without_a_result_fails_instead_of_hanging(
     queue = iter([{"7_0"}, set(), set(), set()])
     monkeypatch.setattr(slurm, "in_queue", lambda ids: next(queue))
     events = []
-    slurm._wait({"p": (statuses[0], Killed())}, _Book(sweep, tmp_path / "out", statuses, 0),
+    slurm._wait({"p": (statuses[0], Killed())}, SweepBook(sweep, tmp_path / "out", statuses, 0),
                 lambda event, **info: events.append((event, info.get("status"))), poll_s=0)
     assert statuses[0].status == "failed" and "left the queue without a result" in statuses[0].error
     assert events == [("done", "failed")]
