@@ -60,14 +60,25 @@ class ObjectiveConfig:
     estimator: str = "iwae"  # mmvae: gradient estimator, iwae | dreg
 
 
-def check_eval(config: EvalConfig) -> EvalConfig:
+def check_eval(config: EvalConfig, options: bool = False) -> EvalConfig:
     """``config`` validated as a recipe's ``eval`` section is (types, choices, ranges): ``mvae eval``'s
     options and library callers go through it, so ``--particles 0`` is the error ``eval.particles: 0`` is.
 
+    Args:
+        options: name the command-line option (``--prior-samples``) in the error, not the recipe key.
+
     Raises:
-        UserError: naming the key (``eval.particles``).
+        UserError: naming the key (``eval.particles``) or the option.
     """
-    return _build(EvalConfig, dataclasses.asdict(config), prefix="eval.")
+    try:
+        return _build(EvalConfig, dataclasses.asdict(config), prefix="eval.")
+    except UserError as error:
+        if not options:
+            raise
+        message = str(error)
+        for f in dataclasses.fields(EvalConfig):
+            message = message.replace(f"recipe key 'eval.{f.name}'", f"--{f.name.replace('_', '-')}")
+        raise UserError(message) from None
 
 
 @dataclass

@@ -155,7 +155,7 @@ def eval_command(
     # the options are the recipe's eval section: validated by the same code, with the same errors
     config = check_eval(EvalConfig(particles=particles, prior_samples=prior_samples, split=split, checkpoint=checkpoint,
                                    x=x, y=parse_names(y, "--y"), limit=limit, seed=seed, baseline=baseline,
-                                   precision=precision))
+                                   precision=precision), options=True)
     run_dir = run_dir if run_dir is not None else latest_run()
     check_request(run_dir, max_memory, device)
     with Progress(TextColumn("[bold]evaluating"), BarColumn(), MofNCompleteColumn(), TextColumn("examples"),

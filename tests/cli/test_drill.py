@@ -297,10 +297,10 @@ CASES = [
     Case("eval-unknown-x", ["eval", RUN, "--x", "nosuch"], ("--x", "nosuch", "image, label")),
     Case("eval-x-in-y", ["eval", RUN, "--x", "image", "--y", "image,label"], ("--y", "must not contain")),
     Case("eval-empty-y-item", ["eval", RUN, "--y", "label,"], ("--y",)),
-    # mvae eval's options are the recipe's eval section: the recipe key's error
-    Case("eval-particles-zero", ["eval", RUN, "--particles", "0"], ("'eval.particles'", "[1, ∞)", "got 0")),
-    Case("eval-prior-samples-zero", ["eval", RUN, "--prior-samples", "0"], ("'eval.prior_samples'", "[1, ∞)")),
-    Case("eval-limit-zero", ["eval", RUN, "--limit", "0"], ("'eval.limit'", "[1, ∞)")),
+    # mvae eval's options are the recipe's eval section: the recipe key's check, naming the option
+    Case("eval-particles-zero", ["eval", RUN, "--particles", "0"], ("--particles", "[1, ∞)", "got 0")),
+    Case("eval-prior-samples-zero", ["eval", RUN, "--prior-samples", "0"], ("--prior-samples", "[1, ∞)")),
+    Case("eval-limit-zero", ["eval", RUN, "--limit", "0"], ("--limit", "[1, ∞)")),
     Case("eval-batch-size-zero", ["eval", RUN, "--batch-size", "0"], ("--batch-size", "at least 1")),
     Case("eval-split-train", ["eval", RUN, "--split", "train"], ("test", "valid")),
     Case("eval-checkpoint-middle", ["eval", RUN, "--checkpoint", "middle"], ("best", "last")),
