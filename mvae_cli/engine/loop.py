@@ -40,6 +40,7 @@ from mvae_cli.engine.run import (build_model, check_dataset, is_run_dir, read_co
                                  write_config)
 from mvae_cli.errors import UserError, file_fault
 from mvae_cli.model.model import parameter_counts
+from mvae_cli.model.rows import with_host_mask
 from mvae_cli.objectives import MVAEObjective, Objective, default_k
 from mvae_cli.recipe import Recipe, recipe_to_dict
 
@@ -257,6 +258,7 @@ def setup(recipe: Recipe, run_dir: Path, dataset: DatasetFile, device: torch.dev
     broadcast_parameters(model, world)
     if world.rank > 0:  # rank 0 draws the single-process noise; the others their own streams
         torch.manual_seed(recipe.seed + 7919 * world.rank)
+        np.random.seed(recipe.seed + 7919 * world.rank)  # the objectives' random subsets
     # The fused kernel updates every parameter in one pass, deterministically.
     optimizer = torch.optim.Adam(model.parameters(), lr=recipe.lr, fused=True)
     scaler = torch.amp.GradScaler("cuda", enabled=recipe.precision == "fp16" and device.type == "cuda")
@@ -301,6 +303,7 @@ def restore(session: Session) -> None:
         else:  # resumed with another number of ranks: same shuffle, fresh noise for this rank
             s.shuffle.set_state(state["rng"]["shuffle"])
             torch.manual_seed(recipe.seed + 7919 * world.rank + 104729 * state["epoch"])
+            np.random.seed(recipe.seed + 7919 * world.rank + 104729 * state["epoch"])
         s.epoch, s.step, s.best, s.train_seconds = state["epoch"], state["step"], state["best_valid_elbo"], state["train_seconds"]
         lines = metrics_path.read_text().splitlines() if metrics_path.exists() else []
         if world.is_main:
@@ -349,7 +352,8 @@ def run_epoch(s: Session, progress: Progress) -> EpochTotals:
         n, n_local = index.numel(), local.numel()
         s.optimizer.zero_grad(set_to_none=True)
         if n_local:
-            batch = s.train_data.batch(local)
+            # the host copy of the batch's mask: every shape that follows it is found on the host
+            batch = with_host_mask(s.train_data.batch(local), s.mask[local.numpy()])
             if s.binarized:
                 batch = dynamic_binarize(batch, s.binarized, recipe.seed, s.step)
             with autocast(device, recipe.precision):

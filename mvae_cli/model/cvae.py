@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import nn
 
 from mvae_cli.data.format import ModalitySpec
 from mvae_cli.model.model import MultimodalVAE, primary_modality
+from mvae_cli.model.rows import host_mask, index
 from mvae_cli.model.nets import MLPDecoder, MLPEncoder
 
 
@@ -45,7 +47,9 @@ class CVAE(MultimodalVAE):
 
     def decoder_context(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """c ``[B, C]``: y's one-hot class ids and attributes, concatenated."""
-        parts = [nn.functional.one_hot(batch[s.name].long(), s.classes).float() if s.kind == "categorical"
+        # one-hot by comparison: F.one_hot reads the largest id back to the host to check it
+        parts = [(batch[s.name].long()[:, None] == torch.arange(s.classes, device=batch[s.name].device)).float()
+                 if s.kind == "categorical"
                  else batch[s.name].reshape(batch[s.name].shape[0], -1).float() for s in self.y_specs]
         return torch.cat(parts, dim=1)
 
@@ -53,7 +57,8 @@ class CVAE(MultimodalVAE):
         """q(z | x, y) in x's column for the rows that show every modality; zeros elsewhere: ``[B, M, D]``."""
         B, D = mask.shape[0], self.latent_dim
         mu = logvar = torch.zeros(B, len(self.names), D, device=mask.device)
-        rows = mask.all(dim=1).nonzero(as_tuple=True)[0]
+        full = host_mask(batch, mask).all(axis=1)
+        rows = index(np.flatnonzero(full), mask.device)
         if rows.numel():
             part = {n: batch[n][rows] for n in self.names}
             inputs = torch.cat([part[self.x].reshape(rows.numel(), -1).float(), self.decoder_context(part)], dim=1)

@@ -32,10 +32,11 @@ def single_expert(mu: torch.Tensor, logvar: torch.Tensor, mask: torch.Tensor, fa
     """The one expert ``mask`` selects in each row, unchanged: a ``family`` posterior ``[B, D]``.
 
     Raises:
-        ValueError: a row selecting no expert or more than one.
+        RuntimeError: a row selecting no expert or more than one (a bug of the caller).
     """
-    if not bool((mask.sum(dim=-1) == 1).all()):
-        raise ValueError("this model's posterior is defined given exactly one of its inference networks")
+    # checked on the device (no host sync in a training step); a bug if it fails, never a user's input
+    torch._assert_async((mask.sum(dim=-1) == 1).all(),
+                        "this model's posterior is defined given exactly one of its inference networks")
     index = mask.long().argmax(dim=-1)[:, None, None].expand(-1, 1, mu.shape[-1])
     return family(mu.gather(-2, index).squeeze(-2), logvar.gather(-2, index).squeeze(-2))
 
@@ -64,10 +65,9 @@ def mixture_of_experts(mu: torch.Tensor, logvar: torch.Tensor, mask: torch.Tenso
     """(1/N) Σ_{i ∈ mask} q_i(z): a mixture of M components ``[B, M, D]`` of ``family`` (Gaussian or Laplace).
 
     Raises:
-        ValueError: a row with no expert (the mixture would be empty).
+        RuntimeError: a row with no expert (the mixture would be empty; a bug of the caller).
     """
-    if not bool(mask.any(dim=-1).all()):
-        raise ValueError("a mixture of experts needs at least one expert in every row")
+    torch._assert_async(mask.any(dim=-1).all(), "a mixture of experts needs at least one expert in every row")
     return Mixture(family(mu, logvar), log_uniform_weights(mask, mu.dtype))
 
 
@@ -90,8 +90,7 @@ def mixture_of_products(mu: torch.Tensor, logvar: torch.Tensor, mask: torch.Tens
     if m > MAX_MOPOE_EXPERTS:
         raise ValueError(f"a mixture of products over {m} experts has 2^{m} − 1 components; at most "
                          f"{MAX_MOPOE_EXPERTS} experts are supported")
-    if not bool(mask.any(dim=-1).all()):
-        raise ValueError("a mixture of products needs at least one expert in every row")
+    torch._assert_async(mask.any(dim=-1).all(), "a mixture of products needs at least one expert in every row")
     subsets = nonempty_subsets(m, mask.device)  # [C, M]
     q_mu, q_logvar = product_of_experts(mu.unsqueeze(-3), logvar.unsqueeze(-3), subsets)  # [B, C, D]
     inside = ~(subsets & ~mask.unsqueeze(-2)).any(dim=-1)  # [B, C]: S ⊆ mask

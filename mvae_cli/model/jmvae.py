@@ -10,6 +10,7 @@ from torch import nn
 
 from mvae_cli.data.format import ModalitySpec
 from mvae_cli.model.model import MultimodalVAE
+from mvae_cli.model.rows import host_mask, where, with_host_mask
 
 
 class JointEncoder(nn.Module):
@@ -59,13 +60,15 @@ class JMVAE(MultimodalVAE):
         return [*self.encoders.values(), self.joint]
 
     def encode(self, batch, mask):
+        shown = host_mask(batch, mask)
         if mask.shape[-1] == len(self.names) + 1:  # a mask over the M + 1 experts: the joint slot shows all
             mask = mask[:, :-1] | mask[:, -1:]
+            shown = shown[:, :-1] | shown[:, -1:]
+            batch = with_host_mask({**batch, "mask": mask}, shown)
         mu, logvar = super().encode(batch, mask)
-        full = mask.all(dim=1)
-        rows = full.nonzero(as_tuple=True)[0]
+        rows = where(shown.all(axis=1), mask.device)
         joint_mu = joint_logvar = mu.new_zeros(mask.shape[0], self.latent_dim)
-        if rows.numel() == mask.shape[0]:
+        if rows is None:
             joint_mu, joint_logvar = self.joint(batch)
         elif rows.numel():
             m, lv = self.joint({n: batch[n][rows] for n in self.names})

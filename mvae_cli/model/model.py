@@ -14,6 +14,7 @@ from mvae_cli.model.fusion import ANY_FAMILY, FUSIONS
 from mvae_cli.model.likelihoods import build_likelihoods
 from mvae_cli.model.nets import build_decoder, build_encoder
 from mvae_cli.model.posterior import FAMILIES, DiagonalGaussian
+from mvae_cli.model.rows import host_mask, where
 
 
 class ExpertPosterior:
@@ -184,9 +185,9 @@ class MultimodalVAE(ExpertPosterior, nn.Module):
             (finite, and ignored by the product of experts through the mask).
         """
         mus, logvars = [], []
+        shown = host_mask(batch, mask)  # the rows are found on the host: no device sync
         for j, name in enumerate(self.names):
-            column = mask[:, j]
-            rows = None if bool(column.all()) else column.nonzero(as_tuple=True)[0]
+            rows = where(shown[:, j], mask.device)
             if name not in self.encoders:  # a modality the model does not infer from (the VAE's y)
                 mu = logvar = torch.zeros(mask.shape[0], self.expert_dim, device=mask.device)
             elif rows is None:

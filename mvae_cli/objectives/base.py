@@ -15,9 +15,11 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+import numpy as np
 import torch
 
 from mvae_cli.errors import UserError
+from mvae_cli.model.rows import as_device
 from mvae_cli.objectives.regularize import beta_at
 
 
@@ -68,7 +70,9 @@ class Objective:
     @staticmethod
     def log_lik_terms(model, shown: torch.Tensor, log_lik: torch.Tensor) -> dict[str, torch.Tensor]:
         """``log_lik_<name>``: the mean of ``log_lik [R, M]`` over the rows ``shown bool [R, M]``
-        marks for each modality (0 where no row has it)."""
+        marks for each modality (0 where no row has it); ``shown`` on the host or the device."""
+        if isinstance(shown, np.ndarray):
+            shown = as_device(shown, log_lik.device)
         return {f"log_lik_{name}": log_lik[:, j].detach().masked_fill(~shown[:, j], 0).sum()
                 / shown[:, j].sum().clamp(min=1) for j, name in enumerate(model.names)}
 
@@ -82,3 +86,10 @@ def per_example_mean(values: torch.Tensor, example: torch.Tensor, n: int) -> tor
     """Mean of ``values [R]`` over each example's rows: ``[n]`` (0 for an example with none)."""
     count = values.new_zeros(n).index_add(0, example, torch.ones_like(values))
     return per_example_sum(values, example, n) / count.clamp(min=1)
+
+
+def subset_rng(batch: dict) -> "np.random.RandomState | np.random.Generator":
+    """What draws an objective's random subsets on the host: the batch's own ``rng`` when the caller
+    gives one, else numpy's global stream (seeded by the engine and saved in every checkpoint, so a
+    resume draws the same subsets)."""
+    return batch.get("rng") or np.random.mtrand._rand

@@ -5,11 +5,13 @@ Shared by every objective built on a model's fused posterior (``model.posterior`
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 
 from mvae_cli.model.poe import gaussian_kl_per_unit
 from mvae_cli.model.posterior import DiagonalGaussian
+from mvae_cli.model.rows import as_device, host, index, where
 from mvae_cli.objectives.regularize import free_bits_kl
 
 
@@ -32,21 +34,23 @@ def gather_rows(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
 
 
 def decode_log_lik(model, batch: dict[str, torch.Tensor], z: torch.Tensor, example: torch.Tensor,
-                   targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                   targets: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     """Σ_{i ∈ targets} λ_i log p(x_i | z) per row, each decoder run once on the rows that use it.
 
     Args:
         z: ``[R, D]`` (with a conditional decoder's context appended).
-        example: ``long [R]``, the example each row reconstructs.
-        targets: ``bool [R, M]``.
+        example: ``long [R]`` (device), the example each row reconstructs.
+        targets: ``bool [R, M]`` on the host: which rows each decoder runs on is known before the
+            step (no device sync).
 
     Returns:
         ``(weighted [R], per-modality unweighted [R, M])``, zero where a modality is not a target.
     """
+    targets = host(targets)
     columns = []
     for j, name in enumerate(model.names):
-        rows = targets[:, j].nonzero(as_tuple=True)[0]
-        if rows.numel() == z.shape[0]:
+        rows = where(targets[:, j], z.device)
+        if rows is None:
             ll = model.log_prob(name, model.decode(name, z).float(), batch[name][example])
         elif rows.numel() == 0:
             ll = z.new_zeros(z.shape[0])
@@ -82,12 +86,12 @@ def subset_elbo(
         model: a :class:`~mvae_cli.model.model.MultimodalVAE` (or any model with its interface).
         batch: ``{name: [B, ...]}``.
         mu, logvar: ``[B, M, D]`` expert parameters from ``model.encode``.
-        example: ``long[R]``, the example of each row.
-        subsets: ``bool[R, M]``, the modalities each row's posterior is given (a model with
+        example: ``int64[R]`` (host), the example of each row.
+        subsets: ``bool[R, M]`` (host), the modalities each row's posterior is given (a model with
             more experts than modalities, as JMVAE's joint network, takes its own mask here).
         beta: the KL weight.
         eps: ``[R, D]`` standard-normal noise; drawn here when None.
-        targets: ``bool[R, M]``, the modalities each row reconstructs (default: ``subsets``;
+        targets: ``bool[R, M]`` (host), the modalities each row reconstructs (default: ``subsets``;
             BiVCCA's q(z|x) reconstructs every observed modality).
         free_bits: a KL floor in nats per latent unit on the rows' average
             (:func:`~mvae_cli.objectives.regularize.free_bits_kl`); 0 for the plain ELBO. Needs a
@@ -98,8 +102,11 @@ def subset_elbo(
         single-sample log p(x_i | z_r), zero where modality i is not in row r's targets; ``kl``
         is the plain KL (the floor changes only what ``elbo`` charges).
     """
-    targets = subsets if targets is None else targets
-    q = model.posterior(None, subsets, experts=(gather_rows(mu, example).float(), gather_rows(logvar, example).float()))
+    example, subsets = host(example), host(subsets)
+    targets = subsets if targets is None else host(targets)
+    example = index(example, mu.device)
+    q = model.posterior(None, as_device(subsets, mu.device),
+                        experts=(gather_rows(mu, example).float(), gather_rows(logvar, example).float()))
     if eps is None:
         eps = torch.randn_like(q.mean)
     z = q.rsample(eps.unsqueeze(1), 0, 1).squeeze(1)

@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 from mvae_cli.model.poe import gaussian_kl_to_prior
+from mvae_cli.model.rows import host_mask, index
 from mvae_cli.objectives.base import Objective, per_example_mean
 from mvae_cli.objectives.elbo import decode_log_lik, gather_rows
 
@@ -71,7 +73,9 @@ class MMVAEObjective(Objective):
         mask = batch["mask"]
         mu, logvar = model.encode(batch, mask)
         mu, logvar = _wide(mu), _wide(logvar)
-        example, expert = mask.nonzero(as_tuple=True)
+        shown = host_mask(batch, mask)
+        host_example, host_expert = np.nonzero(shown)
+        example, expert = index(host_example, mask.device), index(host_expert, mask.device)
         R, K, D = example.shape[0], self.k_particles, mu.shape[-1]
         if eps is None:
             eps = torch.randn(R, K, D, device=mu.device, dtype=mu.dtype)
@@ -83,7 +87,7 @@ class MMVAEObjective(Objective):
         q = model.posterior(None, given, experts=(row_mu, row_logvar))
         log_ratio = model.prior_log_prob(z) - q.log_prob(z)  # [R, K]
         flat = example.repeat_interleave(K)
-        weighted, log_lik = decode_log_lik(model, batch, z.reshape(R * K, D), flat, gather_rows(mask, flat))
+        weighted, log_lik = decode_log_lik(model, batch, z.reshape(R * K, D), flat, np.repeat(shown[host_example], K, axis=0))
         return weighted.view(R, K) + beta * log_ratio, z, example, log_lik
 
     def bounds(self, model, batch, beta: float, eps: torch.Tensor | None = None):
@@ -166,7 +170,7 @@ class MoPoEObjective(OneSampleMixtureObjective):
         weights = torch.softmax(q.log_weights, dim=-1)  # [B, C], 0 off the observed subsets
         z = self.one_sample(q, component, eps)
         rows = torch.arange(mask.shape[0], device=mask.device)
-        recon, log_lik = decode_log_lik(model, batch, z, rows, mask)
+        recon, log_lik = decode_log_lik(model, batch, z, rows, host_mask(batch, mask))
         kls = gaussian_kl_to_prior(comp_mu, comp_logvar)  # [B, C]
         kl = torch.where(weights > 0, weights * kls, torch.zeros_like(kls)).sum(dim=1)
         terms = {"kl": kl.detach().mean(), **self.log_lik_terms(model, mask, log_lik)}

@@ -17,6 +17,7 @@ import torch
 
 from mvae_cli.model.fusion import dynamic_prior
 from mvae_cli.model.poe import gaussian_kl, gaussian_kl_to_prior
+from mvae_cli.model.rows import host_mask
 from mvae_cli.objectives.elbo import decode_log_lik
 from mvae_cli.objectives.mixture import OneSampleMixtureObjective, _wide
 
@@ -52,7 +53,7 @@ class MMJSDObjective(OneSampleMixtureObjective):
         q = model.posterior(None, mask, experts=(mu, logvar))  # mixture over the whole z
         z = self.one_sample(q, component, eps)
         rows = torch.arange(mask.shape[0], device=mask.device)
-        recon, log_lik = decode_log_lik(model, batch, z, rows, mask)
+        recon, log_lik = decode_log_lik(model, batch, z, rows, host_mask(batch, mask))
         (c_mu, c_logvar), (s_mu, s_logvar) = model.split(mu, logvar)
         private = gaussian_kl_to_prior(s_mu, s_logvar)  # [B, M]
         private = torch.where(mask, private, torch.zeros_like(private)).sum(dim=-1)

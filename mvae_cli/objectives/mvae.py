@@ -9,67 +9,68 @@ mean over examples.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
-from mvae_cli.objectives.base import Objective, per_example_sum
+from mvae_cli.model.rows import host_mask, index
+from mvae_cli.objectives.base import Objective, per_example_sum, subset_rng
 from mvae_cli.objectives.elbo import subset_elbo
 
 KIND_FULL, KIND_SINGLE, KIND_RANDOM = 0, 1, 2
 _MAX_DRAWS = 64
 
 
-def mvae_subsets(mask: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The (example, subset) rows of the MVAE objective for a batch, distinct per example.
+def mvae_subsets(mask: np.ndarray, k: int, rng) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The (example, subset) rows of the MVAE objective for a batch, distinct per example, found on
+    the host (no device sync).
 
-    Random subsets are drawn from torch's global generator (on ``mask``'s device):
-    each observed modality joins with probability 1/2, redrawn until the subset has
-    between 2 and |O| − 1 modalities; duplicates within an example are dropped.
+    Random subsets: each observed modality joins with probability 1/2, redrawn until the subset
+    has between 2 and |O| − 1 modalities; duplicates within an example are dropped.
 
     Args:
-        mask: ``bool[B, M]``, every row with at least one modality.
+        mask: ``bool[B, M]`` (host), every row with at least one modality.
         k: random subsets per example.
+        rng: draws the random subsets (``rng.random(shape)``: a numpy Generator or RandomState).
 
     Returns:
-        ``(example long[R], subsets bool[R, M], kind long[R])`` with kind 0 = all
+        ``(example int64[R], subsets bool[R, M], kind int64[R])`` with kind 0 = all
         observed, 1 = single modality, 2 = random subset; rows ordered by kind.
     """
-    device = mask.device
-    n_obs = mask.sum(dim=1)
-    full_ex = torch.arange(mask.shape[0], device=device)
-    single_ex, single_mod = mask.nonzero(as_tuple=True)
-    keep = n_obs[single_ex] > 1  # a one-modality example's single ELBO is its full ELBO
-    single_ex, single_mod = single_ex[keep], single_mod[keep]
-    singles = torch.nn.functional.one_hot(single_mod, mask.shape[1]).bool()
-    examples, subsets = [full_ex, single_ex], [mask, singles]
-    kinds = [torch.full_like(full_ex, KIND_FULL), torch.full_like(single_ex, KIND_SINGLE)]
+    B, M = mask.shape
+    n_obs = mask.sum(axis=1)
+    single_ex, single_mod = np.nonzero(mask & (n_obs > 1)[:, None])  # a one-modality example's single ELBO is its full ELBO
+    examples = [np.arange(B), single_ex]
+    subsets = [mask, np.eye(M, dtype=bool)[single_mod]]
+    kinds = [np.full(B, KIND_FULL), np.full(single_ex.shape[0], KIND_SINGLE)]
     if k > 0:
-        rand_ex = (n_obs >= 3).nonzero(as_tuple=True)[0].repeat_interleave(k)
-        if rand_ex.numel():
-            draws = _draw_strict_subsets(mask[rand_ex], n_obs[rand_ex])
+        rand_ex = np.repeat(np.flatnonzero(n_obs >= 3), k)
+        if rand_ex.size:
+            draws = _draw_strict_subsets(mask[rand_ex], n_obs[rand_ex], rng)
             if k > 1:  # drop duplicates within an example
-                bits = (draws.long() << torch.arange(mask.shape[1], device=device)).sum(dim=1)
-                unique = torch.unique(torch.stack([rand_ex, bits], dim=1), dim=0)
+                bits = (draws.astype(np.int64) << np.arange(M)).sum(axis=1)
+                unique = np.unique(np.stack([rand_ex, bits], axis=1), axis=0)
                 rand_ex = unique[:, 0]
-                draws = ((unique[:, 1:2] >> torch.arange(mask.shape[1], device=device)) & 1).bool()
+                draws = ((unique[:, 1:2] >> np.arange(M)) & 1).astype(bool)
             examples.append(rand_ex)
             subsets.append(draws)
-            kinds.append(torch.full_like(rand_ex, KIND_RANDOM))
-    return torch.cat(examples), torch.cat(subsets), torch.cat(kinds)
+            kinds.append(np.full(rand_ex.shape[0], KIND_RANDOM))
+    return (np.concatenate(examples).astype(np.int64), np.concatenate(subsets).astype(bool),
+            np.concatenate(kinds).astype(np.int64))
 
 
-def _draw_strict_subsets(observed: torch.Tensor, n_obs: torch.Tensor) -> torch.Tensor:
-    draws = torch.zeros_like(observed)
-    pending = torch.ones(observed.shape[0], dtype=torch.bool, device=observed.device)
+def _draw_strict_subsets(observed: np.ndarray, n_obs: np.ndarray, rng) -> np.ndarray:
+    draws = np.zeros_like(observed)
+    pending = np.ones(observed.shape[0], dtype=bool)
     for _ in range(_MAX_DRAWS):
-        candidate = (torch.rand(observed.shape, device=observed.device) < 0.5) & observed
-        size = candidate.sum(dim=1)
+        candidate = (rng.random(observed.shape) < 0.5) & observed
+        size = candidate.sum(axis=1)
         ok = pending & (size >= 2) & (size < n_obs)
         draws[ok] = candidate[ok]
         pending &= ~ok
-        if not bool(pending.any()):
+        if not pending.any():
             return draws
     # Vanishingly rare (p < 0.63^64 per row): fall back to the first two observed modalities.
-    first_two = observed & (observed.cumsum(dim=1) <= 2)
+    first_two = observed & (observed.cumsum(axis=1) <= 2)
     draws[pending] = first_two[pending]
     return draws
 
@@ -108,15 +109,15 @@ class MVAEObjective(Objective):
         mask = batch["mask"]
         k = default_k(mask.shape[1]) if self.k is None else self.k
         mu, logvar = model.encode(batch, mask)
-        example, subsets, kind = mvae_subsets(mask, k)
+        example, subsets, kind = mvae_subsets(host_mask(batch, mask), k, subset_rng(batch))
         elbo, log_lik, kl = subset_elbo(model, batch, mu, logvar, example, subsets, beta, free_bits=free_bits)
         n_examples = mask.shape[0]
         terms = {"kl": kl.mean()}
-        for code, label in ((KIND_FULL, "elbo_full"), (KIND_SINGLE, "elbo_single"), (KIND_RANDOM, "elbo_subset")):
-            rows = kind == code
-            terms[label] = elbo[rows].sum() / n_examples
+        bounds = np.searchsorted(kind, [KIND_FULL, KIND_SINGLE, KIND_RANDOM, KIND_RANDOM + 1])  # rows are ordered by kind
+        for i, label in enumerate(("elbo_full", "elbo_single", "elbo_subset")):
+            terms[label] = elbo[bounds[i]:bounds[i + 1]].sum() / n_examples
         terms.update(self.log_lik_terms(model, subsets, log_lik))
-        return per_example_sum(elbo, example, n_examples), terms, elbo
+        return per_example_sum(elbo, index(example, mask.device), n_examples), terms, elbo
 
 
 def default_k(n_modalities: int) -> int:

@@ -17,10 +17,12 @@ which validation uses to pick ``best.pt``.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from mvae_cli.model.model import primary_modality
 from mvae_cli.model.poe import gaussian_kl
+from mvae_cli.model.rows import as_device, host_mask, index
 from mvae_cli.objectives.base import Objective, per_example_sum
 from mvae_cli.objectives.elbo import subset_elbo
 
@@ -32,20 +34,16 @@ class VAEObjective(Objective):
         anneal_steps, beta, free_bits: see :class:`~mvae_cli.objectives.base.Objective`.
     """
 
-    def _rows(self, model, mask):
-        j = model.names.index(model.encoded[0])
-        example = mask[:, j].nonzero(as_tuple=True)[0]
-        subsets = torch.zeros(example.shape[0], mask.shape[1], dtype=torch.bool, device=mask.device)
-        subsets[:, j] = True
-        return example, subsets
-
     def per_example(self, model, batch, beta, free_bits=0.0):
         mask = batch["mask"]
         mu, logvar = model.encode(batch, mask)
-        example, subsets = self._rows(model, mask)
+        j = model.names.index(model.encoded[0])
+        example = np.flatnonzero(host_mask(batch, mask)[:, j])
+        subsets = np.zeros((example.shape[0], mask.shape[1]), dtype=bool)
+        subsets[:, j] = True
         elbo, log_lik, kl = subset_elbo(model, batch, mu, logvar, example, subsets, beta, free_bits=free_bits)
         x = model.encoded[0]
-        return per_example_sum(elbo, example, mask.shape[0]), {
+        return per_example_sum(elbo, index(example, mask.device), mask.shape[0]), {
             "kl": kl.mean(), "elbo_full": elbo.sum() / mask.shape[0],
             f"log_lik_{x}": self.log_lik_terms(model, subsets, log_lik)[f"log_lik_{x}"]}
 
@@ -61,12 +59,13 @@ class CVAEObjective(Objective):
     def per_example(self, model, batch, beta, free_bits=0.0):
         mask = batch["mask"]
         mu, logvar = model.encode(batch, mask)
-        example = mask.all(dim=1).nonzero(as_tuple=True)[0]
-        targets = torch.zeros(example.shape[0], mask.shape[1], dtype=torch.bool, device=mask.device)
+        shown = host_mask(batch, mask)
+        example = np.flatnonzero(shown.all(axis=1))
+        targets = np.zeros((example.shape[0], mask.shape[1]), dtype=bool)
         targets[:, model.names.index(model.x)] = True
-        elbo, log_lik, kl = subset_elbo(model, batch, mu, logvar, example, mask[example], beta, targets=targets,
+        elbo, log_lik, kl = subset_elbo(model, batch, mu, logvar, example, shown[example], beta, targets=targets,
                                         free_bits=free_bits)
-        return per_example_sum(elbo, example, mask.shape[0]), {
+        return per_example_sum(elbo, index(example, mask.device), mask.shape[0]), {
             "kl": kl.mean(), "elbo_full": elbo.sum() / mask.shape[0],
             f"log_lik_{model.x}": self.log_lik_terms(model, targets, log_lik)[f"log_lik_{model.x}"]}
 
@@ -90,15 +89,16 @@ class BiVCCAObjective(Objective):
         mask = batch["mask"]
         M = mask.shape[1]
         mu, logvar = model.encode(batch, mask)
-        example, modality = mask.nonzero(as_tuple=True)
-        subsets = torch.nn.functional.one_hot(modality, M).bool()
-        targets = mask[example]
+        shown = host_mask(batch, mask)
+        example, modality = np.nonzero(shown)
+        subsets = np.eye(M, dtype=bool)[modality]
+        targets = shown[example]
         elbo, log_lik, kl = subset_elbo(model, batch, mu, logvar, example, subsets, beta, targets=targets,
                                         free_bits=free_bits)
         x = model.names.index(primary_modality(model.specs))
-        weight = torch.where(modality == x, self.mu, (1.0 - self.mu) / max(1, M - 1)).to(elbo.dtype)
+        weight = as_device(np.where(modality == x, self.mu, (1.0 - self.mu) / max(1, M - 1)), mask.device).to(elbo.dtype)
         terms = {"kl": kl.mean(), "elbo_single": elbo.sum() / mask.shape[0], **self.log_lik_terms(model, targets, log_lik)}
-        return per_example_sum(weight * elbo, example, mask.shape[0]), terms
+        return per_example_sum(weight * elbo, index(example, mask.device), mask.shape[0]), terms
 
 
 class JMVAEObjective(Objective):
@@ -121,23 +121,26 @@ class JMVAEObjective(Objective):
         mask = batch["mask"]
         B, M = mask.shape
         mu, logvar = model.encode(batch, mask)  # [B, M + 1, D], the last the joint network's
-        full = mask.all(dim=1)
-        joint_ex = full.nonzero(as_tuple=True)[0]
-        single_ex, single_mod = (mask & ~full[:, None]).nonzero(as_tuple=True)
-        example = torch.cat([joint_ex, single_ex])
-        slots = torch.cat([torch.full_like(joint_ex, M), single_mod])
-        given = torch.nn.functional.one_hot(slots, M + 1).bool()  # the expert each row's posterior is
-        targets = torch.cat([mask[joint_ex], torch.nn.functional.one_hot(single_mod, M).bool()])
+        shown = host_mask(batch, mask)
+        full = shown.all(axis=1)
+        joint_ex = np.flatnonzero(full)
+        single_ex, single_mod = np.nonzero(shown & ~full[:, None])
+        example = np.concatenate([joint_ex, single_ex])
+        slots = np.concatenate([np.full(joint_ex.shape[0], M), single_mod])
+        given = np.eye(M + 1, dtype=bool)[slots]  # the expert each row's posterior is
+        targets = np.concatenate([shown[joint_ex], np.eye(M, dtype=bool)[single_mod]])
         elbo, log_lik, kl = subset_elbo(model, batch, mu, logvar, example, given, beta, targets=targets,
                                         free_bits=free_bits)
-        values = per_example_sum(elbo, example, B)
+        values = per_example_sum(elbo, index(example, mask.device), B)
         kl_units = mu.new_zeros(())
-        if joint_ex.numel():
+        if joint_ex.size:
+            joint_ex = index(joint_ex, mask.device)
             j_mu, j_lv = mu[joint_ex, M].float(), logvar[joint_ex, M].float()
             kls = torch.stack([gaussian_kl(j_mu, j_lv, mu[joint_ex, i].float(), logvar[joint_ex, i].float())
                                for i in range(M)], dim=1)  # [J, M]
             values = values.index_add(0, joint_ex, -self.alpha * kls.sum(dim=1))
             kl_units = kls.sum(dim=1).mean()
-        terms = {"kl": kl.mean(), "kl_unimodal": kl_units, "elbo_full": elbo[:joint_ex.numel()].sum() / B,
-                 "elbo_single": elbo[joint_ex.numel():].sum() / B, **self.log_lik_terms(model, targets, log_lik)}
+        n_joint = int(full.sum())
+        terms = {"kl": kl.mean(), "kl_unimodal": kl_units, "elbo_full": elbo[:n_joint].sum() / B,
+                 "elbo_single": elbo[n_joint:].sum() / B, **self.log_lik_terms(model, targets, log_lik)}
         return values, terms

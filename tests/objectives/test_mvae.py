@@ -1,5 +1,6 @@
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -37,8 +38,7 @@ def _model() -> MultimodalVAE:
 
 
 def test_subsets_are_distinct_and_complete():
-    torch.manual_seed(0)
-    example, subsets, kind = mvae_subsets(MASK, k=3)
+    example, subsets, kind = map(torch.from_numpy, mvae_subsets(MASK.numpy(), 3, np.random.default_rng(0)))
     per_example = {b: [tuple(s.tolist()) for s in subsets[example == b]] for b in range(5)}
     for b, rows in per_example.items():
         assert len(rows) == len(set(rows)), "each distinct subset of an example counts once"
@@ -58,7 +58,7 @@ def test_subsets_are_distinct_and_complete():
 
 
 def test_k_zero_gives_full_and_singles_only():
-    example, subsets, kind = mvae_subsets(MASK, k=0)
+    example, subsets, kind = map(torch.from_numpy, mvae_subsets(MASK.numpy(), 0, np.random.default_rng(0)))
     assert subsets.shape[0] == 5 + 4 + 3 + 2 and not bool((kind == 2).any())
 
 
@@ -95,10 +95,12 @@ def test_batched_objective_equals_terms_computed_one_at_a_time():
     objective = MVAEObjective(k=2, anneal_steps=10)
     step = 4
     torch.manual_seed(123)
+    np.random.seed(123)
     loss, terms = objective(model, batch, step)
-    # Replay the objective's random draws in its order: subsets first, then one noise row per term.
+    # Replay the objective's random draws: subsets from numpy's stream (on the host), one noise row per term.
     torch.manual_seed(123)
-    example, subsets, _ = mvae_subsets(batch["mask"], 2)
+    np.random.seed(123)
+    example, subsets, _ = map(torch.from_numpy, mvae_subsets(batch["mask"].numpy(), 2, np.random.mtrand._rand))
     eps = torch.randn(subsets.shape[0], model.latent_dim)
     with torch.no_grad():
         plain = sum(_plain_elbo(model, batch, int(example[r]), subsets[r], eps[r], beta_at(step, 10))
@@ -138,6 +140,7 @@ def test_gradients_are_reproducible_bit_for_bit():
 
     def gradients():
         torch.manual_seed(1)
+        np.random.seed(1)  # the random subsets are drawn on the host
         model.zero_grad()
         MVAEObjective(k=1)(model, batch, 0)[0].backward()
         return [p.grad.clone() for p in model.parameters()]
