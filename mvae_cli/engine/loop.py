@@ -40,6 +40,7 @@ from mvae_cli.engine.run import (build_model, check_dataset, is_run_dir, read_co
                                  write_config)
 from mvae_cli.errors import UserError, file_fault
 from mvae_cli.model.model import parameter_counts
+from mvae_cli.model.protocol import Model
 from mvae_cli.model.rows import with_host_mask
 from mvae_cli.objectives import MVAEObjective, Objective, default_k
 from mvae_cli.recipe import Recipe, recipe_to_dict
@@ -145,7 +146,7 @@ class Session:
     mask: np.ndarray
     mask_info: dict
     train_rows: torch.Tensor
-    model: torch.nn.Module
+    model: Model
     binarized: list[str]
     optimizer: torch.optim.Optimizer
     scaler: torch.amp.GradScaler

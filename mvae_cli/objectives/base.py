@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from mvae_cli.errors import UserError
+from mvae_cli.model.protocol import Model
 from mvae_cli.model.rows import as_device
 from mvae_cli.objectives.regularize import beta_at
 
@@ -47,28 +48,28 @@ class Objective:
         """The β target."""
         return self.beta_target
 
-    def per_example(self, model, batch: dict[str, torch.Tensor], beta: float,
+    def per_example(self, model: Model, batch: dict[str, torch.Tensor], beta: float,
                     free_bits: float = 0.0) -> tuple[torch.Tensor, dict]:
         """The objective of each example ``[B]`` at ``beta`` (its KL floored at ``free_bits`` nats
         per unit) and its terms for the metrics."""
         raise NotImplementedError
 
-    def loss(self, model, batch: dict[str, torch.Tensor], beta: float) -> tuple[torch.Tensor, dict]:
+    def loss(self, model: Model, batch: dict[str, torch.Tensor], beta: float) -> tuple[torch.Tensor, dict]:
         """The training loss at ``beta`` (minus the mean of :meth:`per_example`) and its terms."""
         values, terms = self.per_example(model, batch, beta, self.free_bits)
         return -values.mean(), terms
 
-    def bound(self, model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    def bound(self, model: Model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """The objective's bound at β = 1 and without a KL floor, per example: ``[B]`` (validation)."""
         return self.per_example(model, batch, 1.0)[0]
 
-    def __call__(self, model, batch: dict[str, torch.Tensor], step: int) -> tuple[torch.Tensor, dict]:
+    def __call__(self, model: Model, batch: dict[str, torch.Tensor], step: int) -> tuple[torch.Tensor, dict]:
         beta = beta_at(step, self.anneal_steps, self.beta_target)
         loss, terms = self.loss(model, batch, beta)
         return loss, {"beta": beta, **terms}
 
     @staticmethod
-    def log_lik_terms(model, shown: torch.Tensor, log_lik: torch.Tensor) -> dict[str, torch.Tensor]:
+    def log_lik_terms(model: Model, shown: torch.Tensor, log_lik: torch.Tensor) -> dict[str, torch.Tensor]:
         """``log_lik_<name>``: the mean of ``log_lik [R, M]`` over the rows ``shown bool [R, M]``
         marks for each modality (0 where no row has it); ``shown`` on the host or the device."""
         if isinstance(shown, np.ndarray):

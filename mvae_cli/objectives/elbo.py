@@ -11,6 +11,7 @@ import torch
 
 from mvae_cli.model.poe import gaussian_kl_per_unit
 from mvae_cli.model.posterior import DiagonalGaussian
+from mvae_cli.model.protocol import Model
 from mvae_cli.model.rows import as_device, host, index, where
 from mvae_cli.objectives.regularize import free_bits_kl
 
@@ -33,7 +34,7 @@ def gather_rows(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return x.index_select(0, index)
 
 
-def decode_log_lik(model, batch: dict[str, torch.Tensor], z: torch.Tensor, example: torch.Tensor,
+def decode_log_lik(model: Model, batch: dict[str, torch.Tensor], z: torch.Tensor, example: torch.Tensor,
                    targets: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     """Σ_{i ∈ targets} λ_i log p(x_i | z) per row, each decoder run once on the rows that use it.
 
@@ -64,7 +65,7 @@ def decode_log_lik(model, batch: dict[str, torch.Tensor], z: torch.Tensor, examp
 
 
 def subset_elbo(
-    model,
+    model: Model,
     batch: dict[str, torch.Tensor],
     mu: torch.Tensor,
     logvar: torch.Tensor,
@@ -83,7 +84,7 @@ def subset_elbo(
     the Monte Carlo estimate at the same sample.
 
     Args:
-        model: a :class:`~mvae_cli.model.model.MultimodalVAE` (or any model with its interface).
+        model: any :class:`~mvae_cli.model.protocol.Model`.
         batch: ``{name: [B, ...]}``.
         mu, logvar: ``[B, M, D]`` expert parameters from ``model.encode``.
         example: ``int64[R]`` (host), the example of each row.
