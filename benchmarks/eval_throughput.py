@@ -14,8 +14,8 @@ part (eval.json's ``seconds_by_part.likelihoods``) and of the whole evaluation.
 The run is evaluated twice. The first evaluation of a dataset file trains the coherence classifiers
 and the first of a mask the paired-only classifier; both are kept beside the file, so every later
 evaluation of a study (the second here) loads them: the whole-eval ratio is printed for both.
-The process is set up as the CLI's; --glibc-malloc leaves glibc's default allocator thresholds
-(`mvae_cli/engine/allocator.py`), for the comparison, and the peak resident memory is printed.
+The process is set up as the CLI's (`mvae_cli.accel.enable()`); --glibc-malloc leaves glibc's default allocator thresholds
+(`mvae_cli/accel/allocator.py`), for the comparison, and the peak resident memory is printed.
 
     python benchmarks/eval_throughput.py [--limit 1000] [--particles 1000] [--prior-samples 5000]
                                          [--device auto] [--precision fp32|bf16] [--run RUN_DIR | --data data/mnist.h5]
@@ -26,12 +26,10 @@ from __future__ import annotations
 
 import sys
 
-from mvae_cli.engine.allocator import configure_allocator
-from mvae_cli.engine.threads import configure_threads
+from mvae_cli import accel
 
-configure_threads()  # as the CLI does, before torch is imported
-if "--glibc-malloc" not in sys.argv:  # the comparison: glibc's default thresholds
-    configure_allocator()
+# as the CLI's main() does, before torch is imported; --glibc-malloc: glibc's default thresholds
+accel.enable(allocator="--glibc-malloc" not in sys.argv)
 
 import argparse
 import resource
@@ -43,13 +41,15 @@ import numpy as np
 import torch
 
 from matmul_floor import describe, gemm_floor, record_linear_shapes  # noqa: I001 (beside this file)
+from mvae_cli.accel.linear import cpu_linear_backend
 from mvae_cli.data.format import ModalitySpec, write_dataset
 from mvae_cli.engine.device import autocast, select_device
 from mvae_cli.engine.loop import train
 from mvae_cli.engine.run import load_trained
 from mvae_cli.errors import UserError
-from mvae_cli.evaluate.run_eval import ROWS_PER_BATCH, evaluate_run
-from mvae_cli.model.linear import cpu_linear_backend
+from mvae_cli.eval_config import EvalConfig
+from mvae_cli.evaluate.model_eval import ROWS_PER_BATCH
+from mvae_cli.evaluate.run_eval import evaluate_run
 from mvae_cli.recipe import resolve_recipe
 
 RECIPE = Path(__file__).parent.parent / "recipes" / "mnist.yaml"
@@ -77,8 +77,8 @@ def synthetic_mnist(path: Path, n_train: int = 2000, n_valid: int = 200, n_test:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--limit", type=int, default=1000, help="test examples to evaluate")
-    parser.add_argument("--particles", type=int, default=1000)
-    parser.add_argument("--prior-samples", type=int, default=5000)
+    parser.add_argument("--particles", type=int, default=EvalConfig.particles)
+    parser.add_argument("--prior-samples", type=int, default=EvalConfig.prior_samples)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--precision", default="fp32")
     parser.add_argument("--max-memory", default=None)
@@ -98,9 +98,9 @@ def main() -> None:
         results, walls = [], []
         for _ in range(2):  # the first trains what is kept beside the data file; the second loads it
             started = time.perf_counter()
-            results.append(evaluate_run(run_dir, particles=args.particles, prior_samples=args.prior_samples,
-                                        limit=args.limit, device=args.device, max_memory=args.max_memory,
-                                        precision=args.precision))
+            config = EvalConfig(particles=args.particles, prior_samples=args.prior_samples, limit=args.limit,
+                                precision=args.precision)
+            results.append(evaluate_run(run_dir, config, device=args.device, max_memory=args.max_memory))
             walls.append(time.perf_counter() - started)
         result, wall = results[0], walls[0]
         _, _, model = load_trained(run_dir, "best", torch.device("cpu"))

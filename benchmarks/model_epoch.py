@@ -11,11 +11,9 @@ checkpoints excluded, as metrics.jsonl reports them). Run it on a quiet machine.
 
 from __future__ import annotations
 
-from mvae_cli.engine.allocator import configure_allocator
-from mvae_cli.engine.threads import configure_threads
+from mvae_cli import accel
 
-configure_threads()  # as the CLI does, before torch is imported
-configure_allocator()
+accel.enable()  # as the CLI's main() does, before torch is imported
 
 import argparse
 import json

@@ -8,9 +8,11 @@ and prints seconds and the ratio busy/alone for each setting:
 - ``N threads, default wait``: torch's defaults (one thread per core, libgomp spins at barriers);
 - ``N threads, passive wait``: ``OMP_WAIT_POLICY=PASSIVE`` (threads sleep at barriers);
 - ``1 thread``;
-- ``mvae's choice``: what :func:`mvae_cli.engine.threads.configure_threads` picks, with glibc's
-  allocator thresholds raised as the CLI does (:func:`mvae_cli.engine.allocator.configure_allocator`);
+- ``mvae's choice``: what the CLI's :func:`mvae_cli.accel.enable` sets (its wait policy and glibc's
+  allocator thresholds raised);
 - ``mvae-glibc-malloc``: the same threads, glibc's default allocator thresholds.
+
+Every setting runs the CLI's linear kernel (:func:`mvae_cli.accel.linear.prepare`).
 
 On a shared machine "alone" is never quite alone: the load average is printed beside the figures.
 
@@ -39,19 +41,17 @@ SETTINGS = {
 
 
 def child(steps: int) -> None:
-    if os.environ.get("MVAE_CONFIGURE_THREADS"):
-        from mvae_cli.engine.threads import configure_threads
+    from mvae_cli import accel
 
-        configure_threads()
-    if os.environ.get("MVAE_CONFIGURE_ALLOCATOR"):
-        from mvae_cli.engine.allocator import configure_allocator
-
-        configure_allocator()
+    if os.environ.get("MVAE_CONFIGURE_THREADS"):  # as the CLI's main() does
+        accel.enable(allocator=bool(os.environ.get("MVAE_CONFIGURE_ALLOCATOR")))
+    else:  # the setting's own wait policy and glibc's thresholds, with the CLI's linear kernel
+        os.environ[accel.ENV] = "1"
     import torch
 
     from mvae_cli.data.format import ModalitySpec
     from mvae_cli.engine.run import build_model
-    from mvae_cli.objectives import OBJECTIVES
+    from mvae_cli.zoo import objective as make_objective
     from mvae_cli.recipe import resolve_recipe
 
     torch.manual_seed(0)
@@ -60,7 +60,7 @@ def child(steps: int) -> None:
     recipe = resolve_recipe(None, ["model.hidden=512", "model.latent_dim=64"])
     model = build_model(recipe, specs)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
-    objective = OBJECTIVES["mvae"](k=0)
+    objective = make_objective("mvae", k=0)
     batch = {"image": torch.rand(100, 1, 28, 28).round(), "label": torch.randint(0, 10, (100,)),
              "mask": torch.ones(100, 2, dtype=torch.bool)}
 
@@ -81,7 +81,7 @@ def child(steps: int) -> None:
 
 def run(setting: str, steps: int) -> dict:
     inherited = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_NUM_THREADS",
-                                                                   "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")}
+                                                                   "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MVAE_ACCEL")}
     env = {**inherited, **SETTINGS[setting]}
     out = subprocess.run([sys.executable, __file__, "--child", "--steps", str(steps)], env=env,
                          capture_output=True, text=True, check=True)

@@ -6,8 +6,9 @@ Prints examples/s and seconds per epoch, and the matmul floor of an epoch in the
 precision (`matmul_floor.py`: the GEMMs of one real step at their shapes, timed alone, × the
 steps of an epoch) with the best epoch's ratio to it. Uses real MNIST when --data names a
 prepared file, else MNIST-shaped synthetic data (the arithmetic is the same). The process is set
-up as the CLI's (OpenMP spin count, glibc's allocator thresholds); --glibc-malloc leaves glibc's
-default thresholds, for the comparison (`mvae_cli/engine/allocator.py`).
+up as the CLI's (`mvae_cli.accel.enable()`: OpenMP spin count, glibc's allocator thresholds, the CPU
+linear kernel); --glibc-malloc leaves glibc's default thresholds, for the comparison
+(`mvae_cli/accel/allocator.py`).
 
     python benchmarks/train_throughput.py [--epochs 2] [--device auto] [--precision fp32] [--data data/mnist.h5]
         [--glibc-malloc]
@@ -17,12 +18,10 @@ from __future__ import annotations
 
 import sys
 
-from mvae_cli.engine.allocator import configure_allocator
-from mvae_cli.engine.threads import configure_threads
+from mvae_cli import accel
 
-configure_threads()  # as the CLI does, before torch is imported
-if "--glibc-malloc" not in sys.argv:  # the comparison: glibc's default thresholds
-    configure_allocator()
+# as the CLI's main() does, before torch is imported; --glibc-malloc: glibc's default thresholds
+accel.enable(allocator="--glibc-malloc" not in sys.argv)
 
 import argparse
 import json
@@ -35,13 +34,13 @@ import numpy as np
 import torch
 
 from matmul_floor import describe, gemm_floor, record_linear_shapes  # noqa: I001 (beside this file)
+from mvae_cli.accel.linear import cpu_linear_backend
 from mvae_cli.data.format import ModalitySpec, read_dataset, write_dataset
 from mvae_cli.engine.device import autocast
 from mvae_cli.engine.loop import train
 from mvae_cli.engine.run import build_model
 from mvae_cli.errors import UserError
-from mvae_cli.model.linear import cpu_linear_backend
-from mvae_cli.objectives import OBJECTIVES
+from mvae_cli.zoo import objective as make_objective
 from mvae_cli.recipe import resolve_recipe
 
 
@@ -97,7 +96,7 @@ def step_floor(recipe, data) -> tuple[float, float]:
         with read_dataset(data) as dataset:
             specs = dataset.specs
     model = build_model(recipe, specs)
-    objective = OBJECTIVES[recipe.model.name](k=recipe.objective.k or 0)
+    objective = make_objective(recipe.model.name, **({'k': recipe.objective.k or 0} if recipe.model.name in ('mvae', 'mvae-q') else {}))
     n = recipe.batch_size
     batch = {"image": torch.rand(n, 1, 28, 28).round(), "label": torch.randint(0, 10, (n,)),
              "mask": torch.ones(n, 2, dtype=torch.bool)}

@@ -1,5 +1,9 @@
 """The ``mvae`` Typer application: registers one command per module and turns
-:class:`~mvae_cli.errors.UserError` into one line on stderr and exit code 2."""
+:class:`~mvae_cli.errors.UserError` into one line on stderr and exit code 2.
+
+Importing it changes no process-wide setting: :func:`main`, the console script, switches the CPU
+speed-ups on (:func:`mvae_cli.accel.enable`) before any command imports torch.
+"""
 
 from __future__ import annotations
 
@@ -7,16 +11,10 @@ import re
 import signal
 import sys
 
-from mvae_cli.engine.allocator import configure_allocator
-from mvae_cli.engine.threads import configure_threads
-
-configure_threads()  # before anything imports torch: OpenMP reads its wait policy once
-configure_allocator()  # glibc keeps a step's freed tensors for the next (no page faults per step)
-
 import typer
 from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
-from mvae_cli import __version__
+from mvae_cli import __version__, accel
 from mvae_cli.errors import Interrupted, UserError, file_fault
 
 
@@ -120,6 +118,9 @@ def _register() -> None:
 
     evaluate.register(app)
     report.register(app)
+    from mvae_cli.cli import recipes
+
+    recipes.register(app)
     for command in app.registered_commands:
         if command.cls in (None, TyperCommand):  # typer's default: give every command our help rendering
             command.cls = _Command
@@ -134,5 +135,6 @@ def _terminate(signum, frame) -> None:
 
 def main() -> None:
     """Console-script entry point."""
+    accel.enable()  # before any command imports torch: OpenMP reads its wait policy once
     signal.signal(signal.SIGTERM, _terminate)
     sys.exit(app())

@@ -23,7 +23,7 @@ from typing import Mapping, Sequence
 
 import torch
 
-from mvae_cli.evaluate.scorers import Scorer, closed_form_likelihood, default_scorer, shared_log_prob
+from mvae_cli.evaluate.scorers import Scorer, default_scorer, likelihood_of, shared_log_prob
 from mvae_cli.streams import stream
 
 # Tag of the one shared stream for prior samples; example streams are tagged 0.
@@ -92,7 +92,7 @@ def bytes_per_row(model, names: Sequence[str], device: torch.device | str = "cpu
             if torch.is_tensor(tensor):
                 elements[0] += tensor.numel()  # one row: the whole output is that row's
 
-    dim = getattr(model, "decoder_dim", model.latent_dim)  # z, and y for a conditional decoder
+    dim = model.decoder_dim  # z, and y for a conditional decoder
     dtype = next(model.parameters(), torch.zeros(())).dtype
     z = torch.zeros(1, dim, device=device, dtype=dtype)
     specs = {s.name: s for s in getattr(model, "specs", ())}
@@ -102,7 +102,7 @@ def bytes_per_row(model, names: Sequence[str], device: torch.device | str = "cpu
             for name in names:
                 params = model.decode(name, z)
                 elements[0] += params.numel()
-                if name in specs and not closed_form_likelihood(model, name):
+                if name in specs and likelihood_of(model, name).copies_x:
                     x = _observation(specs[name], device, dtype)
                     elements[0] += x.numel()
                     model.log_prob(name, params, x)
@@ -283,7 +283,7 @@ def log_prior_predictive(
     B = batch[names[0]].shape[0]
     S = z_prior.shape[0]
     # The generic path (model.log_prob) expands every (example, sample) pair; the closed forms only the samples.
-    closed = all(closed_form_likelihood(model, n) for n in names)
+    closed = not any(likelihood_of(model, n).copies_x for n in names)
     step = chunk_rows if closed else max(1, chunk_rows // B)
     out = z_prior.new_zeros(B, S)
     for s0 in range(0, S, step):

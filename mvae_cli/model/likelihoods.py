@@ -22,12 +22,16 @@ Gaussian and Laplace locations go through a sigmoid so they stay in [0, 1] like 
 pixels (as MMVAE's and MoPoE's image decoders do).
 
 Every ``log_prob`` returns one value per row, the sum over the example's dimensions, and
-``mean`` the distribution's mean (what figures draw).
+``mean`` the distribution's mean (what figures draw). The estimator scores many particles
+against one observation: :meth:`Likelihood.particle_log_prob`, :meth:`Likelihood.shared_log_prob`
+and :meth:`Likelihood.affine_particle_log_prob` give the same values in the shapes it needs; the
+Bernoulli and the categorical compute them without copying the observation per particle.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
@@ -70,7 +74,16 @@ def categorical_log_prob(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return -F.cross_entropy(logits, x.long(), reduction="none")
 
 
-LOG_PROB = {"bernoulli": bernoulli_log_prob, "categorical": categorical_log_prob}
+def softplus_sum(logits: torch.Tensor, consume: bool = False) -> torch.Tensor:
+    """Σ log(1 + e^l) over the last dimension: ``[..., P]`` → ``[...]``.
+
+    ``F.softplus`` goes through log1p, slower on CPU than exp and log; where the logits may be
+    overwritten (``consume``) and e^l cannot overflow, log(1 + e^l) is computed in place (for
+    l < −17, 1 + e^l rounds to 1: an absolute error below e^l per element).
+    """
+    if consume and logits.is_contiguous() and float(logits.max()) < 80.0:
+        return logits.exp_().add_(1.0).log_().sum(dim=-1)
+    return F.softplus(logits).sum(dim=-1)
 
 
 def continuous_bernoulli_log_norm(logits: torch.Tensor) -> torch.Tensor:
@@ -105,15 +118,71 @@ def continuous_bernoulli_mean(logits: torch.Tensor) -> torch.Tensor:
     return torch.where(small, series, closed)
 
 
+class AffineLogits(Protocol):
+    """A decoder's last layer, l = h Wᵀ + b, as a fast path hands it to
+    :meth:`Likelihood.affine_particle_log_prob` (:class:`mvae_cli.accel.fused.FusedOutput` is one)."""
+
+    weight: torch.Tensor  # [P, H]
+    bias: torch.Tensor  # [P]
+
+    def __call__(self, h: torch.Tensor) -> torch.Tensor:
+        """The logits l: ``[R, H]`` → ``[R, P]``."""
+
+    def softplus_sum(self, h: torch.Tensor) -> torch.Tensor:
+        """Σ_p softplus(l_p): ``[R, H]`` → ``[R]``."""
+
+
 class Likelihood(nn.Module):
     """p(x | params) of one modality. Subclasses set ``name`` and ``kinds`` (the modality kinds it fits)."""
 
     name = ""
     kinds: tuple[str, ...] = ()
+    copies_x = True  # whether the particle forms copy x per particle (the defaults, through log_prob)
 
     def log_prob(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """log p(x | params), summed over each row's dimensions: ``[R, ...]``, ``[R, ...]`` → ``[R]``."""
         raise NotImplementedError
+
+    def particle_log_prob(self, params: torch.Tensor, x: torch.Tensor, *, consume: bool = False) -> torch.Tensor:
+        """log p(x_e | params_{e,k}) for E examples with k particles each.
+
+        By default :meth:`log_prob` on every (example, particle) row, x repeated per particle.
+
+        Args:
+            params: ``[E, k, ...]``.
+            x: ``[E, ...]``.
+            consume: ``params`` may be overwritten (saves passes over the largest tensor).
+
+        Returns:
+            ``[E, k]``.
+        """
+        E, k = params.shape[:2]
+        x_rows = x.unsqueeze(1).expand(E, k, *x.shape[1:]).reshape(E * k, *x.shape[1:])
+        return self.log_prob(params.reshape(E * k, *params.shape[2:]), x_rows).view(E, k)
+
+    def shared_log_prob(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """log p(x_b | params_s) for every pair, the S parameters shared by all B examples (prior
+        samples): ``params [S, ...]``, ``x [B, ...]`` → ``[B, S]``."""
+        return self.particle_log_prob(params.unsqueeze(0).expand(x.shape[0], *params.shape), x)
+
+    def affine_particle_log_prob(self, h: torch.Tensor, layer: AffineLogits, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`particle_log_prob` of the logits ``layer(h)`` of a decoder's last layer.
+
+        Args:
+            h: ``[E, k, H]``, the last hidden layer's activations per particle.
+            layer: the last layer (:class:`AffineLogits`).
+            x: ``[E, ...]``.
+
+        Returns:
+            ``[E, k]``.
+        """
+        E, k = h.shape[:2]
+        logits = layer(h.reshape(E * k, -1))
+        return self.particle_log_prob(logits.view(E, k, *self._params_shape(x)), x, consume=True)
+
+    def _params_shape(self, x: torch.Tensor) -> tuple[int, ...]:
+        """The shape of one row's parameters, given observations ``x [E, ...]``."""
+        return tuple(x.shape[1:])
 
     def mean(self, params: torch.Tensor) -> torch.Tensor:
         """E[x | params]: ``[R, ...]`` → the data's shape ``[R, ...]``."""
@@ -128,9 +197,29 @@ class Bernoulli(Likelihood):
     """Bernoulli on logits: a mass function on {0, 1}; on grey levels in [0, 1] it is not a normalised density."""
 
     name, kinds = "bernoulli", ("image", "binary")
+    copies_x = False
 
     def log_prob(self, params, x):
         return bernoulli_log_prob(params, x)
+
+    def particle_log_prob(self, params, x, *, consume=False):
+        """Σ x·l − Σ softplus(l), the x·l sums as one batched product."""
+        E, k = params.shape[:2]
+        logits = params.reshape(E, k, -1)
+        x_dot_l = torch.bmm(logits, x.reshape(E, -1, 1).to(logits.dtype)).squeeze(-1)
+        return x_dot_l - softplus_sum(logits, consume)
+
+    def shared_log_prob(self, params, x):
+        logits = params.reshape(params.shape[0], -1)
+        return x.reshape(x.shape[0], -1).to(logits.dtype) @ logits.T - softplus_sum(logits)
+
+    def affine_particle_log_prob(self, h, layer, x):
+        """With l = h Wᵀ + b, Σ x·l = h·(Wᵀx) + b·x: an H-long dot per particle instead of a
+        pixel-long one, and the logits are not formed here (the layer sums their softplus)."""
+        E, k = h.shape[:2]
+        x_flat = x.reshape(E, -1).to(h.dtype)
+        x_dot_l = torch.bmm(h, (x_flat @ layer.weight).unsqueeze(-1)).squeeze(-1) + (x_flat @ layer.bias)[:, None]
+        return x_dot_l - layer.softplus_sum(h.reshape(E * k, -1)).view(E, k)
 
     def mean(self, params):
         return torch.sigmoid(params)
@@ -152,12 +241,25 @@ class Categorical(Likelihood):
     """Categorical on logits ``[R, C]`` for class ids ``[R]`` (sequence decoders score their own tokens)."""
 
     name, kinds = "categorical", ("categorical", "sequence")
+    copies_x = False
 
     def log_prob(self, params, x):
         return categorical_log_prob(params, x)
 
     def mean(self, params):
         return torch.softmax(params, dim=-1)
+
+    def particle_log_prob(self, params, x, *, consume=False):
+        """l[x] − logsumexp(l), x gathered per particle."""
+        E, k = params.shape[:2]
+        picked = params.gather(-1, x.long().view(E, 1, 1).expand(E, k, 1)).squeeze(-1)
+        return picked - torch.logsumexp(params, dim=-1)
+
+    def shared_log_prob(self, params, x):
+        return (params[:, x.long()] - torch.logsumexp(params, dim=-1, keepdim=True)).T
+
+    def _params_shape(self, x):
+        return (-1,)
 
 
 class _LocationScale(Likelihood):

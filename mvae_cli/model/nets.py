@@ -17,7 +17,6 @@ import math
 import torch
 from torch import nn
 
-from mvae_cli.model.linear import Linear
 from mvae_cli.model.sequence import SequenceDecoder, SequenceEncoder
 
 
@@ -40,8 +39,8 @@ class MLPEncoder(nn.Module):
         super().__init__()
         norm = (lambda: RowBatchNorm(hidden)) if batch_norm else nn.Identity
         self.net = nn.Sequential(
-            nn.Flatten(), Linear(math.prod(in_shape), hidden), norm(), nn.SiLU(),
-            Linear(hidden, hidden), norm(), nn.SiLU(), Linear(hidden, 2 * latent_dim),
+            nn.Flatten(), nn.Linear(math.prod(in_shape), hidden), norm(), nn.SiLU(),
+            nn.Linear(hidden, hidden), norm(), nn.SiLU(), nn.Linear(hidden, 2 * latent_dim),
         )
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -56,8 +55,8 @@ class MLPDecoder(nn.Module):
         norm = (lambda: RowBatchNorm(hidden)) if batch_norm else nn.Identity
         self.out_shape = tuple(out_shape)
         self.net = nn.Sequential(
-            Linear(latent_dim, hidden), norm(), nn.SiLU(), Linear(hidden, hidden), norm(), nn.SiLU(),
-            Linear(hidden, math.prod(self.out_shape)),
+            nn.Linear(latent_dim, hidden), norm(), nn.SiLU(), nn.Linear(hidden, hidden), norm(), nn.SiLU(),
+            nn.Linear(hidden, math.prod(self.out_shape)),
         )
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
@@ -76,7 +75,7 @@ class CategoricalEncoder(nn.Module):
     def __init__(self, classes: int, latent_dim: int, hidden: int = 512):
         super().__init__()
         self.embed = nn.Embedding(classes, hidden)
-        self.net = nn.Sequential(nn.SiLU(), Linear(hidden, hidden), nn.SiLU(), Linear(hidden, 2 * latent_dim))
+        self.net = nn.Sequential(nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU(), nn.Linear(hidden, 2 * latent_dim))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         ids = x.long()
@@ -114,8 +113,8 @@ class ConvEncoder(nn.Module):
         for out in chans:
             blocks += [nn.Conv2d(prev, out, 4, 2, 1), nn.SiLU()]
             prev = out
-        self.net = nn.Sequential(*blocks, nn.Flatten(), Linear(prev * hs[-1] * ws[-1], hidden), nn.SiLU(),
-                                 Linear(hidden, 2 * latent_dim))
+        self.net = nn.Sequential(*blocks, nn.Flatten(), nn.Linear(prev * hs[-1] * ws[-1], hidden), nn.SiLU(),
+                                 nn.Linear(hidden, 2 * latent_dim))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.net(x).chunk(2, dim=-1)
@@ -129,7 +128,7 @@ class ConvDecoder(nn.Module):
         super().__init__()
         c, h, w = out_shape
         hs, ws, chans = _conv_sizes(h, layers), _conv_sizes(w, layers), _channels(layers)[::-1]
-        blocks = [Linear(latent_dim, hidden), nn.SiLU(), Linear(hidden, chans[0] * hs[-1] * ws[-1]), nn.SiLU(),
+        blocks = [nn.Linear(latent_dim, hidden), nn.SiLU(), nn.Linear(hidden, chans[0] * hs[-1] * ws[-1]), nn.SiLU(),
                   nn.Unflatten(1, (chans[0], hs[-1], ws[-1]))]
         outs = chans[1:] + [c]
         for i, out in enumerate(outs):

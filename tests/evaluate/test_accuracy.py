@@ -9,10 +9,12 @@ import torch
 
 from mvae_cli.data.format import ModalitySpec, read_dataset, write_dataset
 from mvae_cli.engine.data import SplitData
+from mvae_cli.eval_config import EvalConfig
 from mvae_cli.evaluate.accuracy import AccuracyTally, attribute_names, sequence_agreement
 from mvae_cli.evaluate.estimator import bytes_per_row, log_importance_weights, log_prior_predictive
-from mvae_cli.evaluate.run_eval import evaluate_model
-from mvae_cli.evaluate.scorers import fused_scorer, particle_log_prob, scorers, shared_log_prob
+from mvae_cli.evaluate.model_eval import evaluate_model
+from mvae_cli.evaluate.plan import plan_evaluation
+from mvae_cli.evaluate.scorers import particle_log_prob, shared_log_prob
 from mvae_cli.model.model import MultimodalVAE
 from tests.evaluate.models import PerfectPredictor
 
@@ -73,8 +75,8 @@ def _dataset(path, model, n=40, wrong_flags=0, wrong_chars=0):
 def _evaluate(path, model, **options):
     with read_dataset(path) as dataset:
         data = SplitData(dataset, "test", torch.device("cpu"))
-        return evaluate_model(model, data, x="image", y=["attrs", "flag", "text"], particles=5, prior_samples=7,
-                              budget_bytes=1 << 20, batch_size=16, **options)
+        return evaluate_model(model, data, plan_evaluation(model, "image", ["attrs", "flag", "text"]),
+                              EvalConfig(particles=5, prior_samples=7), budget_bytes=1 << 20, batch_size=16, **options)
 
 
 def test_a_model_built_to_predict_perfectly_scores_one_for_binary_and_sequence(tmp_path):
@@ -128,7 +130,6 @@ def test_sequence_likelihoods_go_through_the_decoders_own_log_prob():
     shared = shared_log_prob(model, "text", params[:5], tokens)
     expected = torch.stack([model.log_prob("text", params[:5], row.expand(5, -1)) for row in tokens])
     torch.testing.assert_close(shared, expected)
-    assert fused_scorer(model, "text", rows_hint=12) is None and not scorers(model, ["text"], "cpu")["text"].fused
     # the teacher-forced pass is counted in the memory of a row: far more than the GRU state it starts from
     assert bytes_per_row(model, ["text"]) > 4 * 2 * (4 * 200 + 2 * 200)
 

@@ -8,6 +8,7 @@ import torch
 
 from mvae_cli.data.format import ModalitySpec, read_dataset, write_dataset
 from mvae_cli.engine.data import SplitData
+from mvae_cli.eval_config import EvalConfig
 from mvae_cli.evaluate.estimator import (
     effective_sample_size,
     log_importance_weights,
@@ -17,8 +18,9 @@ from mvae_cli.evaluate.estimator import (
     prior_noise,
     stream,
 )
-from mvae_cli.evaluate.run_eval import evaluate_model
-from mvae_cli.evaluate.scorers import default_scorer, fused_scorer, particle_log_prob, scorers
+from mvae_cli.evaluate.model_eval import evaluate_model
+from mvae_cli.evaluate.plan import plan_evaluation
+from mvae_cli.evaluate.scorers import scorers
 from mvae_cli.evaluate.streaming import importance_statistics
 from mvae_cli.model.model import MultimodalVAE
 from tests.evaluate.models import LinearGaussian, PerfectClassifier
@@ -107,57 +109,8 @@ def _image_label_model(seed=0):
     return MultimodalVAE(specs, latent_dim=2, hidden=8).eval()
 
 
-def test_fused_likelihoods_equal_the_models_log_prob():
-    model = _image_label_model()
-    params = {"image": torch.randn(3, 5, 1, 4, 4) * 30, "label": torch.randn(3, 5, 3)}  # logits beyond ±80 too
-    x = {"image": torch.rand(3, 1, 4, 4), "label": torch.tensor([0, 2, 1])}
-    for name in params:
-        plain = model.log_prob(name, params[name].flatten(0, 1), x[name].repeat_interleave(5, dim=0)).view(3, 5)
-        for consume in (False, True):
-            fused = particle_log_prob(model, name, params[name].clone(), x[name], consume=consume)
-            assert torch.allclose(fused, plain, atol=1e-4)
-    small = torch.randn(3, 5, 1, 4, 4) * 10
-    plain = model.log_prob("image", small.flatten(0, 1), x["image"].repeat_interleave(5, dim=0)).view(3, 5)
-    assert torch.allclose(particle_log_prob(model, "image", small, x["image"], consume=True), plain, atol=1e-4)
-
-
-@pytest.mark.parametrize("backend", ["aten", "onednn"])
-def test_fused_cpu_scorers_equal_decode_then_log_prob(backend, monkeypatch):
-    from mvae_cli.model import linear
-
-    if backend == "onednn" and not linear.onednn_available():
-        pytest.skip("this torch build has no working oneDNN linear kernel")
-    monkeypatch.setenv(linear.BACKEND_ENV, backend)  # the hidden layers' kernel (scorers._FusedMLP)
-    torch.manual_seed(1)
-    specs = [ModalitySpec("image", "image", "bernoulli", (1, 4, 4)),
-             ModalitySpec("label", "categorical", "categorical", (), 3),
-             ModalitySpec("attrs", "binary", "bernoulli", (5,))]  # an MLP with batch normalisation
-    model = MultimodalVAE(specs, latent_dim=3, hidden=16)
-    for module in model.modules():
-        if isinstance(module, torch.nn.BatchNorm1d):
-            module.running_mean.normal_()
-            module.running_var.uniform_(0.5, 2.0)
-            module.weight.data.normal_()
-    model.eval()
-    z = torch.randn(4, 6, 3)
-    x = {"image": torch.rand(4, 1, 4, 4), "label": torch.tensor([0, 2, 1, 1]), "attrs": torch.randint(0, 2, (4, 5)).float()}
-    for name in x:
-        fused = fused_scorer(model, name, rows_hint=24)
-        assert fused is not None and fused.fused, name
-        assert fused.backend == backend
-        torch.testing.assert_close(fused(z, x[name]), default_scorer(model, name)(z, x[name]), rtol=1e-5, atol=1e-4)
-    last = model.decoders["image"].net[-1]
-    for scale, atol in ((30.0, 1e-3), (300.0, 1e-2)):  # logits of tens, then beyond the sigmoid's float32 range
-        with torch.no_grad():
-            last.weight.mul_(scale)
-            last.bias.mul_(scale)
-        fused = fused_scorer(model, "image", rows_hint=24)
-        assert fused is not None
-        torch.testing.assert_close(fused(z, x["image"]), default_scorer(model, "image")(z, x["image"]),
-                                   rtol=1e-5, atol=atol)
-
-
-def test_results_do_not_depend_on_the_chunk_size():
+def test_results_do_not_depend_on_the_chunk_size(monkeypatch):
+    monkeypatch.setenv("MVAE_ACCEL", "1")  # the fused CPU scorers too, where their kernels exist
     model = LinearGaussian(DIMS, inflate=1.4)
     batch = model.sample(9)
     runs = [log_importance_weights(model, batch, PROPOSALS, PROPOSALS, 50, seed=5, chunk_rows=rows)
@@ -191,8 +144,8 @@ def test_accuracy_of_a_model_built_to_predict_perfectly_is_one(tmp_path):
     model = PerfectClassifier()
     with read_dataset(_write_split_dataset(tmp_path / "onehot.h5")) as dataset:
         data = SplitData(dataset, "test", torch.device("cpu"))
-        result = evaluate_model(model, data, x="image", y=["label"], particles=20, prior_samples=50,
-                                budget_bytes=1 << 20, batch_size=16)
+        result = evaluate_model(model, data, plan_evaluation(model, "image", ["label"]),
+                                EvalConfig(particles=20, prior_samples=50), budget_bytes=1 << 20, batch_size=16)
     assert result["accuracy"] == {"label": 1.0, "mean": 1.0}
     assert result["n_examples"] == 40
 
@@ -201,10 +154,9 @@ def test_evaluation_is_the_same_for_any_batch_and_chunk_size(tmp_path):
     model = PerfectClassifier()
     with read_dataset(_write_split_dataset(tmp_path / "onehot.h5")) as dataset:
         data = SplitData(dataset, "test", torch.device("cpu"))
-        a = evaluate_model(model, data, x="image", y=["label"], particles=30, prior_samples=70, seed=4,
-                           budget_bytes=1 << 20, limit=25)
-        b = evaluate_model(model, data, x="image", y=["label"], particles=30, prior_samples=70, seed=4,
-                           budget_bytes=1 << 20, limit=25, batch_size=4, chunk_rows=17)
+        plan, config = plan_evaluation(model, "image", ["label"]), EvalConfig(30, 70, limit=25, seed=4)
+        a = evaluate_model(model, data, plan, config, budget_bytes=1 << 20)
+        b = evaluate_model(model, data, plan, config, budget_bytes=1 << 20, batch_size=4, chunk_rows=17)
     assert a["n_examples"] == b["n_examples"] == 25
 
     def numbers(d):

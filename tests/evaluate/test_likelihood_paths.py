@@ -1,5 +1,6 @@
-"""The estimator scores each modality in the likelihood the recipe chose: the fused closed forms for
-Bernoulli and categorical only, the general path (``model.log_prob``) for every other one."""
+"""The estimator scores each modality in the likelihood the recipe chose: the Bernoulli and categorical
+forms that never copy x per particle for those two, the general path (``log_prob`` per row) for every
+other one, with or without the fused CPU decoders."""
 
 import math
 
@@ -8,7 +9,7 @@ import torch
 
 from mvae_cli.data.format import ModalitySpec
 from mvae_cli.evaluate.estimator import log_importance_weights, log_prior_predictive, particle_noise
-from mvae_cli.evaluate.scorers import closed_form_likelihood, scorers
+from mvae_cli.evaluate.scorers import likelihood_of, scorers
 from mvae_cli.model.model import MultimodalVAE
 from mvae_cli.model.poe import product_of_experts
 
@@ -42,13 +43,14 @@ def _image_log_prob_by_hand(model, choice: str, logits: torch.Tensor, x: torch.T
     return ll.flatten(1).sum(dim=1)
 
 
+@pytest.mark.parametrize("accel", ["0", "1"])
 @pytest.mark.parametrize("choice", CHOICES)
-def test_other_likelihoods_take_the_general_path_and_the_weights_use_them(choice):
+def test_other_likelihoods_take_the_general_path_and_the_weights_use_them(choice, accel, monkeypatch):
+    monkeypatch.setenv("MVAE_ACCEL", accel)
     model = _model(choice)
-    assert closed_form_likelihood(model, "image") is None
-    assert closed_form_likelihood(model, "label") == "categorical"
+    assert likelihood_of(model, "image").copies_x
+    assert not likelihood_of(model, "label").copies_x
     built = scorers(model, ["image", "label"], "cpu", rows_hint=64)
-    assert not built["image"].fused
     g = torch.Generator().manual_seed(1)
     batch = {"image": torch.rand(5, 1, 4, 4, generator=g), "label": torch.tensor([0, 2, 1, 1, 0])}
     K, seed = 7, 3

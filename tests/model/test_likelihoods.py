@@ -213,3 +213,56 @@ def test_sample_grids_draw_the_likelihoods_mean(choice):
     assert 0 <= images.min() and images.max() <= 1
     if choice == "continuous-bernoulli":  # not σ(l): the figure would be wrong with the Bernoulli's mean
         assert float((expected - torch.sigmoid(logits)).abs().max()) > 1e-3
+
+
+class _PlainLayer:
+    """An :class:`~mvae_cli.model.likelihoods.AffineLogits` in plain torch."""
+
+    def __init__(self, weight, bias):
+        self.weight, self.bias = weight, bias
+
+    def __call__(self, h):
+        return torch.nn.functional.linear(h, self.weight, self.bias)
+
+    def softplus_sum(self, h):
+        return torch.nn.functional.softplus(self(h)).sum(dim=-1)
+
+
+@pytest.mark.parametrize("choice", ["bernoulli", "continuous-bernoulli", "gaussian:learned-per-dim", "laplace:0.3",
+                                    "categorical"])
+def test_the_particle_forms_equal_log_prob_row_by_row(choice):
+    """Every shape the estimator asks for (k particles per example, samples shared by all examples,
+    the logits of a last layer) gives log_prob's value of each (example, particle) pair."""
+    g = torch.Generator().manual_seed(0)
+    categorical = choice == "categorical"
+    spec = SPECS[1] if categorical else SPECS[0]
+    likelihood = build_likelihoods([spec], {spec.name: choice})[spec.name]
+    for p in likelihood.parameters():
+        p.data.uniform_(-2.0, -1.0, generator=g)
+    E, k, H = 3, 5, 4
+    P = 3 if categorical else 16
+    shape = (P,) if categorical else (1, 4, 4)
+    x = torch.randint(0, 3, (E,), generator=g) if categorical else torch.rand(E, 1, 4, 4, generator=g)
+    params = torch.randn(E, k, *shape, generator=g) * 30  # logits beyond ±80 too
+
+    def by_row(params, x):  # [E, k, ...], [E, ...] → [E, k], one log_prob call per pair
+        return torch.stack([torch.cat([likelihood.log_prob(params[e, j:j + 1], x[e:e + 1]) for j in range(k)])
+                            for e in range(E)])
+
+    with torch.no_grad():
+        expected = by_row(params, x)
+        for consume in (False, True):
+            got = likelihood.particle_log_prob(params.clone(), x, consume=consume)
+            torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-3)
+        small = params / 10  # within ±80 for the in-place softplus
+        torch.testing.assert_close(likelihood.particle_log_prob(small.clone(), x, consume=True), by_row(small, x),
+                                   rtol=1e-5, atol=1e-4)
+        shared = params[0]  # [S = k, ...] for every example
+        torch.testing.assert_close(likelihood.shared_log_prob(shared, x), by_row(shared.expand(E, *shared.shape), x),
+                                   rtol=1e-5, atol=1e-3)
+        h = torch.randn(E, k, H, generator=g)
+        layer = _PlainLayer(torch.randn(P, H, generator=g) * 3, torch.randn(P, generator=g))
+        logits = layer(h).view(E, k, *shape)
+        torch.testing.assert_close(likelihood.affine_particle_log_prob(h, layer, x), by_row(logits, x),
+                                   rtol=1e-5, atol=1e-3)
+    assert likelihood.copies_x == (choice not in ("bernoulli", "categorical"))

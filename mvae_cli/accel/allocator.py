@@ -1,14 +1,14 @@
 """glibc's allocator for a training process: keep freed tensor memory instead of handing it back.
 
-A step of the paper's MNIST MVAE allocates its activations and gradients (blocks of 0.1–1.6 MB,
-about 6 MB a step) and frees them before the next. glibc serves blocks above its mmap threshold
-with fresh pages from the kernel and returns the free top of its heap above its trim threshold,
-so every step took 1,650–2,240 page faults (one thread), each a page the kernel must zero before the
-GEMM that first writes it can go on (docs/performance.md). With both thresholds raised, the
-blocks of one step are reused by the next: no faults after the first steps.
+A training step allocates its activations and gradients (for the paper's MNIST MVAE, blocks of
+0.1–1.6 MB) and frees them before the next. glibc serves blocks above its mmap threshold with
+fresh pages from the kernel and returns the free top of its heap above its trim threshold, so
+every step took page faults, each a page the kernel must zero before the product that first writes
+it can go on (counted in docs/performance.md, "Page faults in the training step"). With both
+thresholds raised, the blocks of one step are reused by the next: no faults after the first steps.
 
-Tensors of 32 MB and more (evaluation's particle batches) still come from mmap and go back when
-freed; at most 256 MB of free heap is kept.
+Tensors of :data:`MMAP_THRESHOLD` and more (evaluation's particle batches) still come from mmap
+and go back when freed; at most :data:`TRIM_THRESHOLD` of free heap is kept.
 """
 
 from __future__ import annotations
