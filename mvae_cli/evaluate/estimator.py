@@ -239,7 +239,7 @@ def run_parallel(fn, items: list, workers: int) -> None:
 
     On CPU, independent chunks on their own threads beat one chunk at a time on OpenMP's
     threads: no barrier per operation, so a core taken by another process slows one worker
-    instead of stalling every operation (2–5× faster under contention, as fast when idle).
+    instead of stalling every operation (measured in docs/performance.md).
     torch's intra-op thread count is set to 1 meanwhile and restored afterwards.
     """
     if workers <= 1 or len(items) <= 1:
