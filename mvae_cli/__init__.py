@@ -1,3 +1,3 @@
 """mvae: weak-supervision studies with multimodal variational autoencoders."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

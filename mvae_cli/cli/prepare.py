@@ -88,9 +88,10 @@ def prepare(
     n_test: Annotated[Optional[int], typer.Option(
         "--n-test", metavar="N", help="Test examples (default: shapes 2,000; MNIST, multimnist 10,000).")] = None,
 ) -> None:
-    """Build one dataset file (data + training masks) and print its summary.
+    """Build one dataset file (every split, and the training masks asked for) and print its summary.
 
-    The file appears only when complete; an existing one needs --force.
+    Every model trains on the same file: the masks say which modalities each training example shows, and
+    `mvae train` builds a mask the file lacks. The file appears only when complete; an existing one needs --force.
     """
     from mvae_cli.cli.summary import print_summary
     from mvae_cli.data.format import read_dataset

@@ -55,14 +55,15 @@ def help_defects(application: typer.Typer, args: list[str]) -> list[str]:
     return defects
 
 
-@pytest.mark.parametrize("args", [[], ["prepare"], ["info"], ["train"], ["eval"], ["sweep"], ["plot"], ["report"]],
+@pytest.mark.parametrize("args", [[], ["prepare"], ["info"], ["train"], ["eval"], ["sweep"], ["plot"], ["report"],
+                                  ["recipes"]],
                          ids=lambda args: " ".join(["mvae", *args]))
 def test_help_renders_cleanly(args):
     assert help_defects(app, args) == []
 
 
 def test_every_command_is_checked():
-    assert set(get_command(app).commands) == {"prepare", "info", "train", "eval", "sweep", "plot", "report"}
+    assert set(get_command(app).commands) == {"prepare", "info", "train", "eval", "sweep", "plot", "report", "recipes"}
 
 
 def _broken_app() -> typer.Typer:
