@@ -4,7 +4,7 @@ A training step allocates its activations and gradients (for the paper's MNIST M
 0.1–1.6 MB) and frees them before the next. glibc serves blocks above its mmap threshold with
 fresh pages from the kernel and returns the free top of its heap above its trim threshold, so
 every step took page faults, each a page the kernel must zero before the product that first writes
-it can go on (counted in docs/performance.md, "Page faults in the training step"). With both
+it can go on (counted in docs/performance-log/2026-12-02-page-faults.md). With both
 thresholds raised, the blocks of one step are reused by the next: no faults after the first steps.
 
 Tensors of :data:`MMAP_THRESHOLD` and more (evaluation's particle batches) still come from mmap

@@ -4,8 +4,9 @@
 ``BatchNorm1d``, folded into it, and an optional ``SiLU``; ``Identity`` skipped). The hidden
 layers follow the CPU linear kernel (:func:`~mvae_cli.accel.linear.cpu_linear_backend`): with
 ``onednn``, oneDNN's product with the Swish fused in; with ``aten``, torch's ``addmm`` (MKL) and
-the Swish in place, which is the faster pair on AVX2 (docs/performance.md, "The eval scorers on
-AVX2"). The last layer, :class:`FusedOutput`, stays on oneDNN, as fast or faster on both, and
+the Swish in place, which is the faster pair on AVX2
+(docs/performance-log/2026-12-04-eval-scorers-avx2.md). The last layer, :class:`FusedOutput`, stays
+on oneDNN, as fast or faster on both, and
 hands a likelihood its logits, or Σ softplus of them with a sigmoid fused into the product.
 
 The kernels are the private ``torch.ops.mkldnn`` ops that ``torch.compile`` emits on CPU; a

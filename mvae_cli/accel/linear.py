@@ -3,7 +3,7 @@
 Which matrix product is faster depends on the processor: on AVX-512, oneDNN's (the kernel
 ``torch.compile`` uses for CPU linear layers, ``torch.ops.mkldnn._linear_pointwise``) beat
 PyTorch's default (MKL) at the MVAE's layer shapes; on AVX2 only, MKL was faster
-(docs/performance.md, "An AVX2 machine"). So the kernel is oneDNN where torch's CPU capability
+(docs/performance-log/2026-12-03-avx2-kernel-rule.md). So the kernel is oneDNN where torch's CPU capability
 is AVX-512 and ``F.linear`` elsewhere. The rule is fixed by the processor, not timed, so that two
 runs on one machine (or a run and its resume) compute the same bits. ``MVAE_CPU_LINEAR=onednn``
 or ``aten`` overrides it.
