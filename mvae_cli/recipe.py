@@ -8,6 +8,7 @@ through the same validation. A run directory stores the fully resolved recipe.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 import types
 import typing
@@ -232,12 +233,35 @@ def _check_range(key: str, value: Any) -> None:
             raise UserError(f"recipe key {key!r} must lie in {interval}, got {value!r}")
 
 
+def unknown_key(key: str, known: set[str] | list[str], where: str = "") -> UserError:
+    """The error for a key no recipe takes, with the closest known keys when there are any
+    (``unknown recipe key 'epochz' in override 'epochz=3'; did you mean 'epochs'?``).
+
+    Args:
+        key: the dotted key as given.
+        known: the keys that would have been accepted in its place.
+        where: how the key was given (``in grid``, ``in override 'epochz=3'``), or what is known.
+    """
+    scores = {k: difflib.SequenceMatcher(None, key, k).ratio() for k in known}
+    # a key cut short (`anneal` for `anneal_epochs`) counts as close as a misspelt one
+    scores.update({k: max(scores[k], 0.8) for k in known if len(key) >= 3 and k.startswith(key)})
+    best = max(scores.values(), default=0.0)
+    close = sorted((k for k, v in scores.items() if v >= 0.75 and v >= best - 0.05), key=lambda k: -scores[k])[:3]
+    if where.startswith("known:"):  # the list of known keys, unless a close one says more
+        where = "" if close else f" ({where})"
+    else:
+        where = f" {where}" if where else ""
+    hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    return UserError(f"unknown recipe key {key!r}{where}{hint}")
+
+
 def _build(cls, raw: dict, prefix: str = ""):
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     for key in raw:
         if key not in names:
-            raise UserError(f"unknown recipe key {prefix + str(key)!r} (known: {', '.join(sorted(names))})")
+            raise unknown_key(prefix + str(key), {prefix + n for n in names},
+                              f"known: {', '.join(sorted(names))}")
     values = {}
     for f in dataclasses.fields(cls):
         if f.name in raw:
@@ -427,6 +451,6 @@ def resolve_recipe(path: str | Path | None, overrides: list[str] = (), extra: di
         key, value = parse_override(text)
         key = LEGACY_KEYS.get(key, key)
         if key not in known_keys() and not key.startswith(DICT_KEYS + ("grid.",)):
-            raise UserError(f"unknown recipe key {key!r} in override {text!r}")
+            raise unknown_key(key, known_keys(), f"in override {text!r}")
         set_key(raw, key, value)
     return recipe_from_dict(raw)

@@ -27,70 +27,7 @@ def parse_names(text: str | None, option: str) -> list[str] | None:
     return names
 
 
-def results_table(result: dict):
-    """The likelihood figures of an ``eval.json`` mapping as one rich table, about 80 columns wide:
-    a column per proposal, the effective sample sizes on their own rows."""
-    from rich import box
-    from rich.table import Table
-
-    from mvae_cli.evaluate import proposal_label
-
-    proposals = list(result["log_px"])
-    table = Table(title=f"{result['split']} split, {result['n_examples']:,} examples, K = {result['particles']:,}, "
-                        f"{result['prior_samples']:,} prior samples, {result['checkpoint']} checkpoint, "
-                        f"{result['seconds']:.1f} s",
-                  title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
-    x, y = result["x"], ", ".join(result["y"])
-    # three proposals make the table wide: the figure's name is the column that must stay legible
-    table.add_column("figure", no_wrap=True, min_width=len(f"log p({x} | {y})"))
-    for name in proposals:
-        table.add_column(proposal_label(name), justify="right")
-    figures = (("log_px", f"log p({x})"), ("log_pxy", f"log p({x}, {y})"), ("log_px_given_y", f"log p({x} | {y})"))
-    for key, label in figures:
-        table.add_row(label, *("not defined" if v is None else f"{v['mean']:.2f} ± {v['se']:.2f}"
-                               for v in result[key].values()))
-    for key, label in figures:
-        table.add_row(f"ESS, {label}", *("–" if v is None else f"{v['ess']:,.1f}" for v in result[key].values()))
-    for key in ("marginal", "joint", "conditional"):
-        table.add_row(f"var log w {key}", *("not defined" if result["var_log_w"][key][name] is None
-                                            else f"{result['var_log_w'][key][name]:.4g}" for name in proposals))
-    blank = [""] * (len(proposals) - 1)
-    coherence = result.get("coherence")
-    if coherence:
-        for size, value in coherence["cross_by_size"].items():
-            table.add_row(f"coherence, {size} given", f"{value:.4f}", *blank)
-        if coherence["joint"] is not None:
-            table.add_row("coherence, joint", f"{coherence['joint']:.4f}", *blank)
-    for subset, value in (result.get("probe") or {}).items():
-        table.add_row(f"latent probe, {subset}", f"{value:.4f}", *blank)
-    return table
-
-
-def accuracy_table(result: dict):
-    """The accuracy of each y predicted from x beside the classifier trained on the paired rows
-    only and chance (where ``eval.json`` has them); None without a predicted modality."""
-    from rich import box
-    from rich.table import Table
-
-    if not result.get("accuracy"):
-        return None
-    baseline, chance = result.get("baseline") or {}, result.get("chance") or {}
-    table = Table(title=f"accuracy of y predicted from {result['x']} alone", title_justify="left",
-                  box=box.SIMPLE_HEAD, pad_edge=False)
-    table.add_column("y", no_wrap=True)
-    table.add_column("model", justify="right")
-    if baseline or chance:
-        table.add_column("paired rows only", justify="right")
-        table.add_column("chance", justify="right")
-    for name, value in result["accuracy"].items():
-        row = [name, f"{value:.4f}"]
-        if baseline or chance:
-            row += [f"{figures[name]:.4f}" if name in figures else "–" for figures in (baseline, chance)]
-        table.add_row(*row)
-    return table
-
-
-def check_request(run_dir: Path, max_memory: str | None, device: str) -> None:
+def check_request(run_dir: Path, max_memory: str | None, device: str, checkpoint: str | None = None) -> None:
     """Refuse, before loading anything, an evaluation that cannot be done or cannot be saved.
 
     Any ``--particles`` fits: the estimator draws an example's particles slice by slice and
@@ -98,7 +35,8 @@ def check_request(run_dir: Path, max_memory: str | None, device: str) -> None:
 
     Raises:
         UserError: ``RUN_DIR/eval.json`` is a folder; an unreadable ``--max-memory``; CUDA asked
-            for without one.
+            for without one; the checkpoint asked for was not kept (``mvae train --keep``) while the
+            other was.
     """
     from mvae_cli.engine.device import select_device
     from mvae_cli.evaluate.run_eval import EVAL_FILE, parse_size
@@ -109,6 +47,10 @@ def check_request(run_dir: Path, max_memory: str | None, device: str) -> None:
     select_device(device)
     if max_memory is not None:
         parse_size(max_memory)
+    other = {"best": "last", "last": "best"}.get(checkpoint or "")
+    if other and not (Path(run_dir) / f"{checkpoint}.pt").is_file() and (Path(run_dir) / f"{other}.pt").is_file():
+        raise UserError(f"{run_dir} has no {checkpoint}.pt, only {other}.pt (`mvae train --keep {other}` keeps that "
+                        f"one alone): evaluate it with --checkpoint {other}")
 
 
 def eval_command(
@@ -146,8 +88,12 @@ def eval_command(
     reason), the variance of the log weights, and the accuracy of predicting y from x.
     """
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+    from mvae_cli.cli.eval_tables import eval_report
+    from mvae_cli.cli.findings import print_findings
+    from mvae_cli.cli.progress import EvalDisplay, make_eval_progress
+    from mvae_cli.evaluate.collapse import accuracy_findings
+    from mvae_cli.evaluate.diagnostics import findings_from_flat, flat_latent
     from mvae_cli.engine.run import latest_run
     from mvae_cli.evaluate.run_eval import EVAL_FILE, EXAMPLES_FILE, evaluate_run
     from mvae_cli.recipe import check_eval
@@ -157,28 +103,19 @@ def eval_command(
                                    x=x, y=parse_names(y, "--y"), limit=limit, seed=seed, baseline=baseline,
                                    precision=precision), options=True)
     run_dir = run_dir if run_dir is not None else latest_run()
-    check_request(run_dir, max_memory, device)
-    with Progress(TextColumn("[bold]evaluating"), BarColumn(), MofNCompleteColumn(), TextColumn("examples"),
-                  TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True), transient=True) as bars:
-        task = bars.add_task("eval", total=None)
-
-        def report(done: int, total: int) -> None:
-            bars.update(task, completed=done, total=total)
-
+    check_request(run_dir, max_memory, device, checkpoint)
+    with make_eval_progress() as bars:
+        display = EvalDisplay(bars)
         result = evaluate_run(run_dir, config, device=device, max_memory=max_memory, batch_size=batch_size,
-                              progress=report)
-    from mvae_cli.evaluate.collapse import accuracy_warnings
-
-    console = Console()
-    console.print(results_table(result))
-    accuracy = accuracy_table(result)
-    if accuracy is not None:
-        console.print(accuracy)
-    for line in [*result.get("latent_warnings", []),
-                 *accuracy_warnings(result.get("accuracy") or {}, result.get("chance") or {}, result.get("baseline"),
-                                    result["x"], probe=result.get("probe"), probed=_class_name(run_dir))]:
-        Console(stderr=True).print(f"[yellow]warning:[/] {line}", highlight=False, soft_wrap=True)
-    console.print(f"wrote {Path(run_dir) / EVAL_FILE} (and every figure per example: {EXAMPLES_FILE})")
+                              progress=display.examples, stage=display.stage)
+        display.close()
+    class_name = _class_name(run_dir)
+    Console().print(eval_report(result, class_name))
+    print_findings([*findings_from_flat(flat_latent(result.get("latent") or {})),
+                    *accuracy_findings(result.get("accuracy") or {}, result.get("chance") or {}, result.get("baseline"),
+                                       result["x"], probe=result.get("probe"), probed=class_name)])
+    Console().print(f"wrote {Path(run_dir) / EVAL_FILE} (and every figure per example: {EXAMPLES_FILE})",
+                    highlight=False)
 
 
 def _class_name(run_dir) -> str | None:

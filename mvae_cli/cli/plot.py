@@ -14,8 +14,9 @@ FORMATS = ("png", "pdf")
 
 
 def plot_command(
-    path: Annotated[Path, typer.Argument(
-        metavar="SWEEP_DIR|RUN_DIR", help="A sweep directory (with results.json) or a run directory (with metrics.jsonl).")],
+    path: Annotated[Optional[Path], typer.Argument(
+        metavar="SWEEP_DIR|RUN_DIR", help="A sweep directory (with results.json) or a run directory (with metrics.jsonl) "
+                                          "(default: the most recent one under sweeps/ or runs/).")] = None,
     out: Annotated[Optional[Path], typer.Option(
         "--out", "-o", metavar="DIR", help="Folder for the figures (default: <directory>/figures).")] = None,
     fmt: Annotated[str, typer.Option("--format", metavar="png|pdf", help="png or pdf.")] = "png",
@@ -23,16 +24,21 @@ def plot_command(
     """Draw figures into files (each with its numbers as CSV next to it); nothing is shown on screen.
 
     A sweep: eval figures against the grid key that varies, mean and 95% band over seeds
-    (accuracy against supervision as in the paper's Fig. 4, keep-prob as Fig. 5, k as Fig. 3).
+    (accuracy against supervision as in the paper's Fig. 4, keep-prob as Fig. 5, k as Fig. 3), one line per
+    model when the sweep varies model.name (or any second grid key).
 
-    A run: loss, validation ELBO, ELBO terms and β against epoch, and its sample grid; with two or
-    more image modalities (the transforms study) also each transformation decoded from the original
+    A run of any model: loss, validation ELBO, its objective's terms, the latent diagnostics and β against epoch,
+    and its sample grid;
+    with two or more image modalities (the transforms study) also each transformation decoded from the original
     and the original reconstructed from each (the paper's Figs. 7–10), on 8 test examples.
     """
     from mvae_cli.cli.progress import console
 
     if fmt not in FORMATS:
         raise UserError(f"--format must be png or pdf, got {fmt!r}")
+    if path is None:
+        path = latest_output()
+        console.print(f"plotting {path} (the most recent sweep or run)", highlight=False)
     if not path.is_dir():
         raise UserError(f"{path} is not a directory: give a sweep directory or a run directory")
     out = out or path / "figures"
@@ -59,6 +65,26 @@ def plot_command(
         raise UserError(f"{path} has no evaluation figures to plot")
     for file in written:
         console.print(f"wrote {file}")
+
+
+def latest_output(sweeps: Path = Path("sweeps"), runs: Path = Path("runs")) -> Path:
+    """The most recently written sweep (``sweeps/*/results.json``) or run (under ``runs/``).
+
+    Raises:
+        UserError: neither exists.
+    """
+    from mvae_cli.engine.run import latest_run
+
+    found = [(p.stat().st_mtime, p.parent) for p in sweeps.glob("*/results.json")]
+    try:
+        run = latest_run(runs)
+        found.append(((run / "run.json").stat().st_mtime, run))
+    except UserError:
+        pass
+    if not found:
+        raise UserError(f"no sweep under {sweeps}/ and no run under {runs}/: give a directory, "
+                        "or make one with `mvae sweep` or `mvae train`")
+    return max(found)[1]
 
 
 def register(app: typer.Typer) -> None:

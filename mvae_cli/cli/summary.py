@@ -76,31 +76,56 @@ _SYMBOL = {"supervision": "f", "keep_prob": "p"}
 _KIND_ORDER = {"supervision": 0, "keep_prob": 1}
 
 
+WIDTH = 80  # the masks table is laid out to fit this many columns
+_MASKS_PER_TABLE = 7  # mask columns of one transposed table
+
+
 def _masks(dataset: DatasetFile) -> RenderableType:
+    """A row per training mask (paired, each modality alone, empty); with too many modalities to fit
+    80 columns (CelebA's 19), transposed: a row per count and a column per mask, 7 masks a table."""
     infos = dataset.mask_info()
     if not infos:
         return Text("no training masks stored (train builds the one it needs)", style="dim")
     infos.sort(key=lambda i: (_KIND_ORDER.get(i.kind, 2), i.kind, i.value, i.seed))
     n_train = dataset.sizes.get("train", 0)
-    table = Table(title=f"train masks ({n_train:,} rows)", title_justify="left",
-                  box=box.SIMPLE_HEAD, pad_edge=False)
+    title = f"train masks ({n_train:,} rows)"
     # The seed column only earns its width when some mask was drawn from another seed.
     show_seed = any(info.seed != dataset.seed for info in infos)
-    table.add_column("mask", no_wrap=True)
-    if show_seed:
-        table.add_column("seed", justify="right")
-    table.add_column("paired", justify="right")
-    for name in dataset.modality_names:
-        table.add_column(name, justify="right")
-    table.add_column("empty", justify="right")
-    for info in infos:
-        level = f"{_SYMBOL.get(info.kind, info.kind)}={info.value:g}"
-        seed = [str(info.seed)] if show_seed else []
-        table.add_row(level, *seed, f"{info.n_paired:,}",
-                      *(f"{n:,}" for n in info.n_unimodal), f"{info.n_empty:,}")
+    levels = [f"{_SYMBOL.get(info.kind, info.kind)}={info.value:g}" for info in infos]
+    names = dataset.modality_names
     legend = Text("paired: every modality shown · <modality>: only that one · empty: none shown\n"
                   "f: paired fraction (--supervision) · p: keep probability (--keep-prob)", style="dim")
-    return Group(table, legend)
+    columns = [["mask", *levels], *([["seed", *(str(i.seed) for i in infos)]] if show_seed else []),
+               ["paired", *(f"{i.n_paired:,}" for i in infos)],
+               *([name, *(f"{i.n_unimodal[m]:,}" for i in infos)] for m, name in enumerate(names)),
+               ["empty", *(f"{i.n_empty:,}" for i in infos)]]
+    if sum(max(map(len, c)) for c in columns) + 2 * (len(columns) - 1) <= WIDTH:  # one space each side of a cell
+        table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+        table.add_column("mask", no_wrap=True)
+        if show_seed:
+            table.add_column("seed", justify="right")
+        for column in ("paired", *names, "empty"):
+            table.add_column(column, justify="right", no_wrap=True)
+        for level, info in zip(levels, infos):
+            seed = [str(info.seed)] if show_seed else []
+            table.add_row(level, *seed, f"{info.n_paired:,}", *(f"{n:,}" for n in info.n_unimodal),
+                          f"{info.n_empty:,}")
+        return Group(table, legend)
+    tables = []
+    for start in range(0, len(infos), _MASKS_PER_TABLE):
+        part = list(zip(levels, infos))[start:start + _MASKS_PER_TABLE]
+        table = Table(title=title if start == 0 else None, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+        table.add_column("shown", no_wrap=True)
+        for level, _ in part:
+            table.add_column(level, justify="right", no_wrap=True)
+        if show_seed:
+            table.add_row("seed", *(str(info.seed) for _, info in part))
+        table.add_row("paired", *(f"{info.n_paired:,}" for _, info in part))
+        for m, name in enumerate(names):
+            table.add_row(f"{name} only", *(f"{info.n_unimodal[m]:,}" for _, info in part))
+        table.add_row("empty", *(f"{info.n_empty:,}" for _, info in part))
+        tables.append(table)
+    return Group(*tables, legend)
 
 
 def dataset_summary(dataset: DatasetFile) -> Group:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -13,19 +12,30 @@ from mvae_cli.errors import Interrupted, UserError
 
 class SweepDisplay:
     """Renders the runner's progress events: points done / total, and one bar per running point
-    over all of its training steps (epochs × steps per epoch)."""
+    over all of its training steps (epochs × steps per epoch), its status the epoch or the part of
+    its evaluation that runs.
+
+    In a file or a pipe, where no bar shows, every finished epoch and every part of an evaluation
+    is also a line (``<point>  epoch 2/5 …``), so a log never sits silent for a whole point.
+    """
 
     def __init__(self, progress, total: int):
         self.progress = progress
-        self.overall = progress.add_task("points", total=total, status="")
+        self.overall = progress.add_task("points", total=total, status=f"0/{total} done")
+        self.total = total
         self.tasks: dict[str, int] = {}
         self.epochs: dict[str, tuple[int, int]] = {}  # point -> (epochs, steps per epoch)
         self.finished: set[str] = set()
+        self.logged = not progress.console.is_terminal
 
     def _task(self, point: str) -> int:
         if point not in self.tasks:
             self.tasks[point] = self.progress.add_task(point, total=None, status="starting")
         return self.tasks[point]
+
+    def _log(self, point: str, text: str) -> None:
+        if self.logged:
+            self.progress.console.print(f"{point}  {text}", highlight=False)
 
     def __call__(self, event: str, **info) -> None:
         console = self.progress.console
@@ -43,26 +53,33 @@ class SweepDisplay:
             note = f", resuming after epoch {info['start_epoch']}" if info.get("resumed") else ""
             self.progress.update(self._task(point), total=epochs * steps, completed=info["start_epoch"] * steps,
                                  status=f"{info['n_examples']:,} examples{note}")
+            self._log(point, f"training on {info['n_examples']:,} examples{note}")
         elif event == "step" and point in self.epochs:
             epochs, steps = self.epochs[point]
             self.progress.update(self._task(point), completed=info["epoch"] * steps + info["step"],
                                  status=f"epoch {info['epoch'] + 1}/{epochs}  loss {info['loss']:.2f}")
+        elif event == "epoch" and point in self.epochs:
+            self._log(point, f"epoch {info['epoch']}/{self.epochs[point][0]}  loss {info['loss']:.1f}  "
+                             f"valid ELBO {info['valid_elbo']:.1f}  {info['seconds']:.1f} s")
         elif event == "evaluate":
-            done = f" {info['done']:,}/{info['total']:,} examples" if info.get("total") else ""
-            self.progress.update(self._task(point), status=f"evaluating{done}")
+            if info.get("stage"):
+                status = info["stage"]
+                self._log(point, f"evaluating: {status}")
+            else:
+                status = "eval" + (f" {info['done']:,}/{info['total']:,}" if info.get("total") else "uating")
+                if info.get("done") == 0 and info.get("total"):
+                    self._log(point, f"evaluating: likelihoods of {info['total']:,} examples")
+            self.progress.update(self._task(point), status=status)
         elif event == "done":
             self.finished.add(point)
             if point in self.tasks:
                 self.progress.remove_task(self.tasks.pop(point))
             self.progress.advance(self.overall)
+            self.progress.update(self.overall, status=f"{len(self.finished)}/{self.total} done")
             if info["status"] == "failed":
                 console.print(f"[red]✗[/] {point}: {info['error']}")
             else:
                 console.print(f"[green]✓[/] {point}")
-
-
-def _fmt(value) -> str:
-    return "" if value is None or value != value else f"{value:.4g}"
 
 
 def _checkpoint_epoch(path: Path) -> int | str:
@@ -78,7 +95,9 @@ def _checkpoint_epoch(path: Path) -> int | str:
 def _print_dry_run(statuses, console) -> None:
     from rich.table import Table
 
-    table = Table(title=f"{len(statuses)} points (nothing trained: --dry-run)", title_justify="left")
+    from mvae_cli.cli.progress import plural
+
+    table = Table(title=f"{plural(len(statuses), 'point')} (nothing trained: --dry-run)", title_justify="left")
     table.add_column("#", justify="right")
     table.add_column("run directory", overflow="fold")
     table.add_column("state", no_wrap=True)
@@ -89,92 +108,6 @@ def _print_dry_run(statuses, console) -> None:
             state = f"resumes after epoch {_checkpoint_epoch(last)}"
         table.add_row(str(i), str(status.run_dir), state)
     console.print(table)
-
-
-# Summary columns: (family, which proposal, heading); the paper's proposals (Tables 2–3).
-_SHOWN = (("accuracy", None, "accuracy"), ("baseline", None, "paired\nonly"), ("chance", None, "chance"),
-          ("log_px", "first", "log p(x)"),
-          ("log_pxy", "last", "log p(x,y)"), ("log_px_given_y", "last", "log p(x|y)"))
-
-
-def _summary_columns(figures: list[str]) -> list[tuple[str, str]]:
-    """``(column, heading)``: mean accuracy, the paired-only classifier and chance, log p(x) under
-    q(z|x), the others under q(z|x,y) (the table's title says so)."""
-    shown = []
-    for family, which, heading in _SHOWN:
-        if which is None:
-            column = f"{family}.mean" if f"{family}.mean" in figures else None
-        else:
-            candidates = [f for f in figures if f.startswith(family + ".") and f.endswith(".mean")]
-            if which == "last":  # q(z|x,y): the proposal given the most modalities (not q(z|y), listed after it)
-                candidates = sorted(candidates, key=lambda f: f.split(".")[1].count("+"))
-            column = (candidates[0] if which == "first" else candidates[-1]) if candidates else None
-        if column:
-            shown.append((column, heading))
-    return shown
-
-
-def _print_summary(report, grid_keys: list[str], console) -> None:
-    from rich import box
-    from rich.table import Table
-
-    from mvae_cli.tables.results import figure_columns, summary_rows
-
-    if not report.rows:
-        return
-    groups = [k for k in grid_keys if k != "seed"]
-    shown = _summary_columns(figure_columns(grid_keys, report.rows))
-    if not shown:
-        return
-    stats = summary_rows(report.rows, groups, [column for column, _ in shown])
-    table = Table(title="summary: mean ± 95% CI over seeds; accuracy of y from x beside a classifier trained on "
-                        "the paired rows only and chance; log p(x) under q(z|x), log p(x,y) and log p(x|y) under "
-                        "q(z|x,y), in nats (all figures in summary.csv)", title_justify="left",
-                  box=box.SIMPLE_HEAD, pad_edge=False)
-    for key in groups:
-        table.add_column(key)
-    table.add_column("runs", justify="right")
-    for _, heading in shown:  # "accuracy" unbroken at 80 columns; the rest may fold
-        table.add_column(heading, justify="right", overflow="fold", min_width=8 if heading == "accuracy" else None)
-    for i in range(0, len(stats), len(shown)):
-        chunk = stats[i:i + len(shown)]
-        cells = [f"{_fmt(s['mean'])} ± {_fmt(s['ci95'])}" if s["count"] > 1 else _fmt(s["mean"]) for s in chunk]
-        table.add_row(*[str(chunk[0][k]) for k in groups], str(chunk[0]["count"]), *cells)
-    console.print(table)
-
-
-def _print_warnings(rows: list[dict], grid_keys: list[str], console) -> None:
-    """Per grid point (means over seeds): an inactive latent (eval.json's ``latent``), a y predicted at
-    chance, or worse than by the paired-only classifier."""
-    from mvae_cli.evaluate.collapse import REMEDIES, accuracy_warnings
-    from mvae_cli.evaluate.diagnostics import warnings_from_flat
-    from mvae_cli.tables.results import figure_columns, summary_rows
-
-    groups = [k for k in grid_keys if k != "seed"]
-    figures = [f for f in figure_columns(grid_keys, rows)
-               if f.split(".", 1)[0] in ("accuracy", "chance", "baseline", "latent", "probe")]
-    by_point: dict[str, dict[str, dict[str, float]]] = {}
-    for s in summary_rows(rows, groups, figures):
-        point = ",".join(f"{k}={s[k]}" for k in groups) or "every run"
-        family, name = s["figure"].split(".", 1)
-        by_point.setdefault(point, {}).setdefault(family, {})[name] = s["mean"]
-    needs_remedies = False
-    for point, tables in by_point.items():
-        lines = warnings_from_flat({f"latent.{k}": v for k, v in tables.get("latent", {}).items()})
-        if tables.get("chance"):
-            # One input modality and one predicted class (MNIST's image → label): the probe reads that class.
-            probe, accuracy = tables.get("probe", {}), tables.get("accuracy", {})
-            predicted = [k for k in accuracy if k != "mean" and "/" not in k]
-            x = next(iter(probe)) if len(probe) == 1 else "x"
-            probed = predicted[0] if len(probe) == 1 and len(predicted) == 1 else None
-            lines += accuracy_warnings(accuracy, tables["chance"], tables.get("baseline"), x, probe, probed)
-        for line in lines:
-            remedied = line.endswith(f"; {REMEDIES}")
-            shown = line[: -len(f"; {REMEDIES}")] if remedied else line
-            needs_remedies = needs_remedies or remedied
-            console.print(f"[yellow]warning[/] ({point}, mean over seeds): {shown}", highlight=False, soft_wrap=True)
-    if needs_remedies:  # once for the whole study, not on every line
-        console.print(f"[yellow]for the warnings above[/], {REMEDIES}", highlight=False, soft_wrap=True)
 
 
 def _draw_figures(grid_keys: list[str], rows: list[dict], out: Path) -> Path | str:
@@ -214,7 +147,8 @@ def _check_modalities(sweep) -> None:
 
 
 def sweep_command(
-    recipe: Annotated[Path, typer.Argument(metavar="RECIPE", help="A sweep recipe: a training recipe plus grid: and eval:.")],
+    recipe: Annotated[Path, typer.Argument(metavar="RECIPE", help="A sweep recipe file (a training recipe plus grid: and "
+                                           "eval:), or the name of a shipped one, e.g. quickstart (`mvae recipes` lists them).")],
     overrides: Annotated[Optional[list[str]], typer.Argument(
         metavar="KEY=VALUE", help="Overrides for every point, e.g. epochs=1 eval.particles=100.")] = None,
     out: Annotated[Optional[Path], typer.Option(
@@ -237,17 +171,25 @@ def sweep_command(
     tracker: Annotated[Optional[list[str]], typer.Option(
         "--tracker", metavar="tensorboard|mlflow", help="Also log every run to tensorboard or mlflow (repeatable), grouped by sweep.")] = None,
 ) -> None:
-    """Train and evaluate every grid point of a study recipe, then write results.csv and summary.csv.
+    """Run a study: train and evaluate every grid point of a recipe, then write results.csv, summary.csv and its figures.
 
-    Run it again to resume: finished points are kept, interrupted ones continue from their
-    last checkpoint. A failing point is reported and the others go on (exit code 1 at the end).
+    Each point is one run of the recipe's model (model.name: any model of the table; a grid over model.name compares
+    them), trained as `mvae train` does and evaluated as `mvae eval` does; the dataset is prepared first when it is
+    missing.
+
+    Run it again to resume: finished points are kept, interrupted ones continue from their last checkpoint.
+    A failing point is reported and the others go on (exit code 1 at the end).
     """
-    from mvae_cli.cli.progress import console, make_progress
+    from mvae_cli.cli.progress import console, make_progress, plural
+    from mvae_cli.cli.recipes import recipe_path
+    from mvae_cli.cli.study_tables import print_summary, print_warnings
     from mvae_cli.sweep.grid import load_sweep
     from mvae_cli.atomic import check_folder
     from mvae_cli.sweep.revision import check_revision
-    from mvae_cli.sweep.runner import plan, prepare_datasets, run_sweep
+    from mvae_cli.cli.hooks import training_hooks
+    from mvae_cli.sweep.runner import Trainer, plan, prepare_datasets, run_sweep
 
+    recipe = recipe_path(recipe)  # a file, or a shipped recipe's name
     if jobs < 1:
         raise UserError(f"--jobs must be at least 1, got {jobs}")
     if backend not in ("local", "slurm"):
@@ -270,10 +212,10 @@ def sweep_command(
     if collect:
         from mvae_cli.sweep.slurm import run_on_slurm
 
-        report = run_on_slurm(sweep, out, collect=True)
+        report = run_on_slurm(sweep, out, collect=True, trainer=Trainer(training_hooks))
         done = sum(s.status == "finished" for s in report.points)
-        console.print(f"collected {done} of {len(report.points)} finished points into {out / 'results.csv'}")
-        _print_summary(report, sweep.grid_keys, console)
+        console.print(f"collected {done} of {plural(len(report.points), 'finished point')} into {out / 'results.csv'}")
+        print_summary(report.rows, sweep.grid_keys, console)
         if report.rows:
             console.print(f"figures: {_draw_figures(sweep.grid_keys, report.rows, out)}")
         return
@@ -288,7 +230,7 @@ def sweep_command(
     for path in built:
         console.print(f"prepared the dataset {path}")
     _check_modalities(sweep)
-    console.print(f"sweep [bold]{recipe}[/]: {len(sweep.points)} points over {', '.join(sweep.grid_keys)} → {out}")
+    console.print(f"sweep [bold]{recipe}[/]: {plural(len(sweep.points), 'point')} over {', '.join(sweep.grid_keys)} → {out}")
     display = None
     try:
         with make_progress() as progress:
@@ -296,23 +238,23 @@ def sweep_command(
             if backend == "slurm":
                 from mvae_cli.sweep.slurm import run_on_slurm
 
-                report = run_on_slurm(sweep, out, progress=display)
+                report = run_on_slurm(sweep, out, progress=display, trainer=Trainer(training_hooks))
             else:
-                report = run_sweep(sweep, out, jobs=jobs, progress=display)
+                report = run_sweep(sweep, out, jobs=jobs, progress=display, trainer=Trainer(training_hooks))
     except KeyboardInterrupt:
         done = len(display.finished) if display is not None else 0
-        raise Interrupted(f"{done} of {len(sweep.points)} points of {out} are done (results.csv holds them); "
+        raise Interrupted(f"{done} of {plural(len(sweep.points), 'point')} of {out} are done (results.csv holds them); "
                           f"run the same command again to resume the others") from None
     reused = sum(s.reused for s in report.points)
     if reused:
-        console.print(f"{reused} point(s) were finished already and kept")
-    _print_summary(report, sweep.grid_keys, console)
-    _print_warnings(report.rows, sweep.grid_keys, console)
+        console.print(f"{plural(reused, 'point')} {'was' if reused == 1 else 'were'} finished already and kept")
+    print_summary(report.rows, sweep.grid_keys, console)
+    print_warnings(report.rows, sweep.grid_keys, console)
     figures = _draw_figures(sweep.grid_keys, report.rows, out)
     console.print(f"results: {out / 'results.csv'}  summary: {out / 'summary.csv'}  "
                   f"figures: {figures} (redraw with `mvae plot {out}`)")
     if report.failed:
-        console.print(f"[red]{len(report.failed)} of {len(report.points)} points failed:[/]")
+        console.print(f"[red]{len(report.failed)} of {plural(len(report.points), 'point')} failed:[/]")
         for status in report.failed:
             console.print(f"  {status.point.name}: {status.error}")
         raise typer.Exit(1)

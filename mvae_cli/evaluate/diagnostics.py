@@ -11,14 +11,16 @@ the valid split) and the sweep's ``results.csv`` (``eval.json``'s ``latent`` key
 
 from __future__ import annotations
 
+import json
 import math
-
+from pathlib import Path
 from typing import Mapping
 
 import torch
 
-from mvae_cli.evaluate.collapse import latent_warnings
+from mvae_cli.evaluate.collapse import Finding, latent_findings
 from mvae_cli.evaluate.latent import latent_report
+from mvae_cli.engine.hooks import TrainingHook
 from mvae_cli.model.posterior import DiagonalGaussian, Mixture
 
 # Rows of the valid split diagnosed after each epoch: enough for the activity variance and the
@@ -88,7 +90,7 @@ def latent_diagnostics(model, data, limit: int | None = None, batch_size: int = 
                 params[m].append((mu.float(), logvar.float()))
     finally:
         model.train(training)
-    family = getattr(model, "family", DiagonalGaussian)
+    family = model.family
     report = {}
     for m in names:
         mu = torch.cat([p[0] for p in params[m]])
@@ -102,8 +104,8 @@ def flat_latent(report: Mapping[str, Mapping]) -> dict[str, float]:
     return {f"latent.{m}.{key}": float(values[key]) for m, values in report.items() for key in _SCALARS}
 
 
-def warnings_from_flat(values: Mapping[str, float]) -> list[str]:
-    """Collapse warnings for each posterior named in flat ``latent.<m>.*`` keys (a metrics line, a
+def findings_from_flat(values: Mapping[str, float]) -> list[Finding]:
+    """Collapse findings for each posterior named in flat ``latent.<m>.*`` keys (a metrics line, a
     results row, or means over seeds); other keys are ignored."""
     found: dict[str, dict[str, float]] = {}
     for key, value in values.items():
@@ -111,13 +113,19 @@ def warnings_from_flat(values: Mapping[str, float]) -> list[str]:
         if (len(parts) == 3 and parts[0] == "latent" and parts[2] in _SCALARS and isinstance(value, (int, float))
                 and math.isfinite(value)):  # NaN: a mean over no run (a model without that posterior)
             found.setdefault(parts[1], {})[parts[2]] = float(value)
-    lines = []
+    findings = []
     for m, figures in found.items():
         if {"active_units", "latent_dim", "kl"} <= figures.keys():
             active = figures["active_units"]
-            lines += latent_warnings(f"q(z | {m})", int(active) if active == int(active) else round(active, 2),
-                                     int(figures["latent_dim"]), figures["kl"])
-    return lines
+            findings += latent_findings(f"q(z | {m})", int(active) if active == int(active) else round(active, 2),
+                                        int(figures["latent_dim"]), figures["kl"])
+    return findings
+
+
+def warnings_from_flat(values: Mapping[str, float]) -> list[str]:
+    """:func:`findings_from_flat`, each said in a full sentence with its remedy (``eval.json``'s
+    ``latent_warnings``, unchanged since before the CLI grouped its warnings)."""
+    return [f.with_remedy() for f in findings_from_flat(values)]
 
 
 def eval_diagnostics(model, data, n_examples: int, seed: int = 0) -> dict:
@@ -127,12 +135,17 @@ def eval_diagnostics(model, data, n_examples: int, seed: int = 0) -> dict:
     return {"latent": report, "latent_warnings": warnings_from_flat(flat_latent(report))}
 
 
-def last_epoch_warnings(run_dir) -> list[str]:
-    """Collapse warnings from the last line of ``run_dir/metrics.jsonl`` (none when it is missing or empty)."""
-    import json
-    from pathlib import Path
-
+def last_epoch_findings(run_dir) -> list[Finding]:
+    """Collapse findings from the last line of ``run_dir/metrics.jsonl`` (none when it is missing or empty)."""
     path = Path(run_dir) / "metrics.jsonl"
     lines = path.read_text().splitlines() if path.is_file() else []
     lines = [line for line in lines if line.strip()]
-    return warnings_from_flat(json.loads(lines[-1])) if lines else []
+    return findings_from_flat(json.loads(lines[-1])) if lines else []
+
+
+class LatentDiagnosticsHook(TrainingHook):
+    """Every epoch's metrics line gets each unimodal posterior's latent activity on a fixed
+    validation subsample (:data:`EPOCH_ROWS` rows): collapse shows there first."""
+
+    def epoch_metrics(self, session) -> dict:
+        return flat_latent(latent_diagnostics(session.model, session.valid_data, limit=EPOCH_ROWS))

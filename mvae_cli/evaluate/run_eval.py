@@ -34,7 +34,7 @@ from __future__ import annotations
 import re
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -149,6 +149,7 @@ def evaluate_run(
     max_memory: int | str | None = None,
     batch_size: int | None = None,
     progress: Progress | None = None,
+    stage: Callable[[str], None] | None = None,
 ) -> dict:
     """Evaluate a run directory as ``config`` says and write ``RUN_DIR/eval.json`` atomically
     (and every figure per example to ``RUN_DIR/eval_examples.npz``).
@@ -162,6 +163,9 @@ def evaluate_run(
             default a quarter of free RAM or GPU memory.
         batch_size: examples per batch (progress granularity; the figures do not depend on it).
         progress: ``progress(done, total)`` in examples.
+        stage: ``stage(description)`` as each part after the likelihoods starts (the latent diagnostics,
+            the paired-only classifier, coherence and the latent probe), so a caller can show that
+            something is running; the part ends when the next one starts or the call returns.
 
     Returns:
         The contents of ``eval.json``.
@@ -182,6 +186,7 @@ def evaluate_run(
     plan = plan_evaluation(model, config.x, config.y)
     budget = budget or memory_budget(torch_device, MEMORY_FRACTION)
 
+    announce = stage or (lambda description: None)
     started = time.perf_counter()
     check_dataset(run_dir, info, run_dataset_path(info))
     with read_dataset(run_dataset_path(info)) as dataset:
@@ -198,12 +203,15 @@ def evaluate_run(
         figures = evaluate_model(model, data, plan, config, budget_bytes=budget, batch_size=batch_size,
                                  progress=progress, attributes=attribute_names(dataset.attrs, model.specs))
         timed("likelihoods")
+        announce("latent diagnostics")
         figures.update(eval_diagnostics(model, data, figures["n_examples"], config.seed))  # "latent", "latent_warnings"
         timed("latent_diagnostics")
         if config.baseline:
+            announce("paired-only classifier")
             figures.update(_baselines(run_dir, recipe, dataset, data, config.split, plan.x, plan.y,
                                       figures["n_examples"], budget, torch_device, binarize))
             timed("baseline")
+        announce("coherence and latent probe")
         figures.update(_class_figures(model, dataset, data, recipe, config, torch_device, budget))
         timed("coherence_and_probe")  # the coherence classifiers' first training too
     class_reason = figures.pop("not_defined_class", None)

@@ -1,32 +1,35 @@
-"""Figures of a sweep: eval figures against the grid key that varies, mean and 95% band over seeds.
+"""Figures of a sweep: eval figures against the grid key that varies, following
+:mod:`mvae_cli.figures.style` (docs/figures.md).
 
-- supervision: accuracy per predicted modality and their mean, on a log axis (paper Fig. 4),
-  one panel each beside the classifier trained on the paired rows only and chance;
-  and coherence per subset size (MMVAE / MoPoE papers) where eval.json has it;
-- keep_prob: accuracy and the log-likelihoods against p, on a log axis (paper Fig. 5);
-- k: log p(x, y) and the variance of the log importance weights against k (paper Fig. 3);
-- any other key: every eval figure against it.
+- ``accuracy_vs_<x>``: a panel per predicted modality and their mean, the model beside the
+  classifier trained on the paired rows only and chance (against supervision: the paper's Fig. 4);
+- ``likelihoods_vs_<x>``: log p(x), log p(x, y), log p(x | y) per proposal and the variance of
+  the joint target's log weights, unreliable estimates hollow;
+- ``coherence_vs_<x>``, ``probe_vs_<x>``: the class from generated modalities and from the latent;
+- ``figures_vs_keep_prob`` (the paper's Fig. 5) and ``figures_vs_k`` (Fig. 3) where the study varies them.
 
-Every sweep also gets an overview of all eval figures. The numbers behind each figure are
-written next to it as CSV. A second varying key (or a ``model`` column of the results) draws
-one line per value. Series that coincide at every point are named as such in the legend. A panel of
-log-weight variances whose means span more than 30× is drawn on a log y axis.
+A second varying key (or a ``model`` column of the results) draws one line per value (colour) and
+the line style says what each line is; coherence and the probe get a panel per value instead.
+The numbers behind each figure are written next to it as CSV.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, NullFormatter
 
 from mvae_cli.atomic import write_text
-from mvae_cli.evaluate import proposal_label
 from mvae_cli.figures.draw import save_figure
-from mvae_cli.tables.results import format_value
-from mvae_cli.tables.results import csv_text, figure_columns, summary_rows
+from mvae_cli.figures.lines import LegendEntries, draw_panel
+from mvae_cli.figures.panels import (accuracy_overview, accuracy_panels, coherence_panel, likelihood_panel,
+                                     probe_panel, scored, variance_panel, with_probe_sizes)
+from mvae_cli.figures.style import Panel
+from mvae_cli.tables.results import csv_text, figure_columns, format_value, summary_rows
 
 AXIS_LABELS = {
     "supervision": "supervision level: fraction of training examples with every modality (paired)",
@@ -35,101 +38,22 @@ AXIS_LABELS = {
     "objective.k": "k: random-subset ELBO terms per example",
     "seed": "seed",
 }
-FAMILIES = {  # column prefix -> (panel title, y-axis label)
-    "accuracy": ("Accuracy of each y modality predicted from x alone", "test accuracy (fraction correct)"),
-    "log_px": ("Marginal log-likelihood log p(x)", "log p(x) [nats]"),
-    "log_pxy": ("Joint log-likelihood log p(x, y)", "log p(x, y) [nats]"),
-    "log_px_given_y": ("Conditional log-likelihood log p(x | y)", "log p(x | y) [nats]"),
-    "var_log_w.marginal": ("Variance of log weights, log p(x)", "Var[log w] [nats²]"),
-    "var_log_w.joint": ("Variance of log weights, log p(x, y)", "Var[log w] [nats²]"),
-    "var_log_w.conditional": ("Variance of log weights, log p(x | y)", "Var[log w] [nats²]"),
-    "coherence": ("Coherence: generated modalities of the right class", "coherence (fraction coherent)"),
-    "probe": ("Latent linear probe: class from the posterior mean of q(z | S)", "test accuracy (fraction correct)"),
-}
-PAPER = {  # x key -> (file stem, families drawn, figure title)
-    "supervision": ("accuracy_vs_supervision", ["accuracy", "coherence"],
-                    "Accuracy of each y modality predicted from x alone\nagainst the supervision level "
-                    "(cf. Wu & Goodman 2018, Fig. 4)"),
-    "keep_prob": ("figures_vs_keep_prob", ["accuracy", "log_px", "log_pxy", "log_px_given_y"],
-                  "Accuracy and log-likelihoods against the keep probability (cf. Wu & Goodman 2018, Fig. 5)"),
-    "k": ("figures_vs_k", ["log_pxy", "var_log_w.joint"],
-          "Joint log-likelihood and variance of the log weights against k (cf. Wu & Goodman 2018, Fig. 3)"),
-}
-PAPER["objective.k"] = PAPER["k"]  # k's place since objectives own their settings
 LOG_AXIS = ("supervision", "keep_prob")
-MAX_ACCURACY_PANELS = 9  # more predicted modalities (CelebA19's 18) share one panel
-REFERENCES = {  # eval.json families drawn beside the model's accuracy -> (legend label, line style)
-    "baseline": ("classifier on the paired rows only", {"linestyle": "--", "marker": "s", "markersize": 3}),
-    "chance": ("chance (most frequent class)", {"linestyle": ":", "color": "0.45", "marker": None}),
-}
+LOG_SPAN = 30.0  # a variance panel whose means span more than this factor gets a log y axis
+PAPER = {"supervision": ("accuracy_vs_supervision", "Fig. 4"), "keep_prob": ("figures_vs_keep_prob", "Fig. 5"),
+         "k": ("figures_vs_k", "Fig. 3")}
+PAPER["objective.k"] = PAPER["k"]  # k's place since objectives own their settings
+CITE = "cf. Wu & Goodman 2018"
 
 
 @dataclass
-class Panel:
-    title: str
-    ylabel: str
-    series: dict[str, str] = field(default_factory=dict)  # results column -> legend label
+class StudyFigure:
+    """A drawn figure, not yet saved: its file stem, the matplotlib figure and the rows of its CSV."""
 
-
-def panels_for(columns: list[str], families: list[str] | None = None) -> list[Panel]:
-    """Group eval columns into panels, one per family (``accuracy``, ``log_px``, ...).
-
-    Accuracy draws each modality and ``mean``; a log-likelihood draws the ``.mean`` of each
-    proposal; a variance of log weights draws each proposal.
-    """
-    panels = []
-    for family in families or list(FAMILIES):
-        title, ylabel = FAMILIES[family]
-        panel = Panel(title, ylabel)
-        prefix = family + "."
-        for column in columns:
-            if not column.startswith(prefix):
-                continue
-            rest = column[len(prefix):]
-            if family == "accuracy":
-                panel.series[column] = "mean over predicted modalities" if rest == "mean" else rest
-            elif family == "coherence":  # per subset size, and joint; not per target nor the ceilings
-                if rest.startswith("cross_by_size."):
-                    size = rest[len("cross_by_size."):]
-                    panel.series[column] = f"cross-modal, {size} modalit{'y' if size == '1' else 'ies'} given"
-                elif rest == "joint":
-                    panel.series[column] = "joint (from the prior)"
-            elif family == "probe":
-                panel.series[column] = proposal_label(rest)
-            elif family.startswith("var_log_w"):
-                panel.series[column] = proposal_label(rest)
-            elif rest.endswith(".mean"):
-                panel.series[column] = proposal_label(rest[: -len(".mean")])
-        if family == "accuracy" and len(panel.series) == 2:  # one predicted modality: its mean is itself
-            panel.series.pop(f"{family}.mean", None)
-        if family == "accuracy" and panel.series:
-            # beside the model: the paired-only classifier and chance, of the one modality or of the mean
-            (last,) = [c[len(prefix):] for c in panel.series][-1:]
-            for reference, (label, _) in REFERENCES.items():
-                if f"{reference}.{last}" in columns:
-                    panel.series[f"{reference}.{last}"] = label + (", mean" if last == "mean" else "")
-        if panel.series:
-            panels.append(panel)
-    return panels
-
-
-def accuracy_panels(columns: list[str]) -> list[Panel]:
-    """One panel per predicted modality (and their mean): the model's accuracy, the classifier
-    trained on the paired rows only and chance, where the results hold them. With more than
-    :data:`MAX_ACCURACY_PANELS` modalities, one panel of every accuracy (:func:`panels_for`)."""
-    names = [c[len("accuracy."):] for c in columns if c.startswith("accuracy.") and "/" not in c
-             and c != "accuracy.mean"]
-    if not names or len(names) > MAX_ACCURACY_PANELS:
-        return panels_for(columns, ["accuracy"])
-    panels = []
-    for name in names + (["mean"] if len(names) > 1 else []):
-        title = "mean over predicted modalities" if name == "mean" else f"{name} predicted from x alone"
-        panel = Panel(title, "test accuracy (fraction correct)", {f"accuracy.{name}": "multimodal model"})
-        for family, (label, _) in REFERENCES.items():
-            if f"{family}.{name}" in columns:
-                panel.series[f"{family}.{name}"] = label
-        panels.append(panel)
-    return panels
+    stem: str
+    figure: Figure
+    table: list[dict]
+    columns: list[str]
 
 
 def _is_number(value) -> bool:
@@ -157,97 +81,20 @@ def choose_axes(grid_keys: list[str], rows: list[dict]) -> tuple[str, list[str]]
     return x, lines
 
 
-LOG_SPAN = 30.0  # a variance panel whose means span more than this factor gets a log y axis
-
-
-def _log_axis(stats: list[dict], panel: Panel) -> float:
-    """For a panel of variances whose means span more than ``LOG_SPAN`` (a subset proposal's thousands
-    beside the image's units flatten the others into the axis), the floor of its log y axis: half the
-    smallest mean. 0 (a linear axis) otherwise."""
-    if not panel.series or not all(c.startswith("var_log_w.") for c in panel.series):
+def _log_floor(rows: list[dict], panel: Panel) -> float:
+    """For a panel of variances whose values span more than :data:`LOG_SPAN` (a subset proposal's
+    thousands beside the image's units flatten the others into the axis), the floor of its log y axis:
+    half the smallest value. 0 (a linear axis) otherwise."""
+    if not panel.series or not all(c.startswith("var_log_w.") for c in panel.columns):
         return 0.0
-    means = [s["mean"] for s in stats if s["figure"] in panel.series and s["count"] > 0 and math.isfinite(s["mean"])]
-    if not means or min(means) <= 0 or max(means) / min(means) <= LOG_SPAN:
+    values = [r[c] for r in rows for c in panel.columns if _is_number(r.get(c)) and math.isfinite(r[c])]
+    if not values or min(values) <= 0 or max(values) / min(values) <= LOG_SPAN:
         return 0.0
-    return min(means) / 2
+    return min(values) / 2
 
 
-def _draw(ax, stats: list[dict], panel: Panel, x: str, lines: list[str], positions: dict | None,
-          single: bool = False, legend: bool = True) -> set[int]:
-    """Draw one panel: a line per (series, line-key values), band = 95% CI. Returns the seed counts of its points.
-
-    A series whose means equal an earlier one's at every point would hide under it: its legend
-    entry says which it coincides with."""
-    counts, seen = set(), {}
-    log_y = _log_axis(stats, panel)
-    combos = _ordered([tuple(s[k] for k in lines) for s in stats]) if lines else [()]
-    n_lines, drawn = len(panel.series) * len(combos), 0
-    # Beside references (baseline, chance), colour says which line (model) and the style which series.
-    by_combo = any(c.split(".", 1)[0] in REFERENCES for c in panel.series)
-    combined = sum(c.startswith("accuracy.") for c in panel.series) > 1  # the mean among its modalities
-    for column, label in panel.series.items():
-        for c, combo in enumerate(combos):
-            points = [s for s in stats if s["figure"] == column and tuple(s[k] for k in lines) == combo
-                      and s["count"] > 0]
-            if not points:
-                continue
-            points.sort(key=lambda s: positions[format_value(s[x])] if positions else s[x])
-            xs = [positions[format_value(s[x])] if positions else s[x] for s in points]
-            means = [s["mean"] for s in points]
-            family = column.split(".", 1)[0]
-            name = label + ("" if family == "chance" else "".join(f", {k}={format_value(v)}" for k, v in zip(lines, combo)))
-            key = (tuple(xs), tuple(round(m, 9) for m in means))
-            if key in seen:
-                if family == "chance":  # the same test examples for every line: drawn once
-                    continue
-                name += f" (coincides with {seen[key]})"
-            seen.setdefault(key, name)
-            errors = [s["ci95"] if s["count"] > 1 and math.isfinite(s["ci95"]) else 0.0 for s in points]
-            if positions:  # categories: side-by-side points with 95% error bars, no connecting line
-                xs = [xv + 0.06 * (drawn - (n_lines - 1) / 2) for xv in xs]
-                ax.errorbar(xs, means, yerr=errors, fmt="o", markersize=4, capsize=3, label=name)
-            else:
-                style = ({"color": "black", "linestyle": "--", "linewidth": 2.0} if column == "accuracy.mean" and combined
-                         else {"color": f"C{(c if by_combo else drawn) % 10}", **REFERENCES.get(family, ("", {}))[1]})
-                (line,) = ax.plot(xs, means, **{"marker": "o", "markersize": 3.5, "linewidth": 1.4, "label": name,
-                                                **style})
-                # An accuracy cannot leave [0, 1], nor a variance go below 0, whatever a t interval
-                # over few seeds says.
-                low, high = ((0.0, 1.0) if column.startswith(("accuracy.", "coherence.", "probe."))
-                             else (0.0, math.inf) if column.startswith("var_log_w.") else (-math.inf, math.inf))
-                low = log_y or low  # a log axis has no 0: clip the band at the panel's floor
-                band = [(xv, max(low, m - e), min(high, m + e)) for xv, m, e in zip(xs, means, errors)
-                        if e > 0 and family != "chance"]
-                if band:
-                    bx, lo, hi = zip(*band)
-                    ax.fill_between(bx, lo, hi, color=line.get_color(), alpha=0.18, linewidth=0)
-            counts.update(s["count"] for s in points)
-            drawn += 1
-    if not single:  # a lone panel's title is the figure's
-        ax.set_title(panel.title, fontsize=9)
-    if log_y:
-        ax.set_yscale("log")
-    ax.set_ylabel(panel.ylabel + (" (log axis)" if log_y else ""), fontsize=8)
-    ax.tick_params(labelsize=7)
-    ax.grid(True, alpha=0.3)
-    if drawn and legend:
-        # Never over the data: beside a lone panel, below each panel of a grid of them.
-        where = ({"loc": "center left", "bbox_to_anchor": (1.01, 0.5)} if single
-                 else {"loc": "upper center", "bbox_to_anchor": (0.5, -0.12)})
-        ax.legend(fontsize=6.5 if drawn > 6 else 7.5, frameon=False, ncol=_legend_columns(drawn), **where)
-    return counts
-
-
-_LEGEND_INSIDE = 8  # more entries than this (CelebA's 18 attributes) go in columns
-_LEGEND_ROWS = 14
-
-
-def _legend_columns(entries: int) -> int:
-    return max(1, math.ceil(entries / _LEGEND_ROWS)) if entries > _LEGEND_INSIDE else 1
-
-
-def _set_x_axis(ax, x: str, values: list, positions: dict | None, show_label: bool = True) -> str:
-    """Scale and tick the x axis; returns its label (set on the axis when ``show_label``)."""
+def _set_x_axis(ax, x: str, values: list, positions: dict | None) -> str:
+    """Scale and tick the x axis; returns its label."""
     label = AXIS_LABELS.get(x, x)
     if positions:
         ax.set_xticks(list(positions.values()), list(positions.keys()))
@@ -263,65 +110,117 @@ def _set_x_axis(ax, x: str, values: list, positions: dict | None, show_label: bo
         ax.set_xticks([v for v in values if v > 0])  # tick the levels studied, not just the decades
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
         ax.xaxis.set_minor_formatter(NullFormatter())
-    if show_label:
-        ax.set_xlabel(label, fontsize=8)
     return label
 
 
-def plot_figure(rows: list[dict], x: str, lines: list[str], panels: list[Panel], path: Path, title: str) -> list[Path]:
-    """Draw ``panels`` against ``x`` into ``path`` and their numbers into ``path.csv``."""
-    columns = [c for p in panels for c in p.series]
-    stats = summary_rows(rows, [x, *lines], columns)
-    values = _ordered([r.get(x) for r in rows])
-    positions = None if all(_is_number(v) for v in values) else {format_value(v): i for i, v in enumerate(values)}
-    single = len(panels) == 1
-    ncols = min(len(panels), 2 if len(panels) <= 4 else 3)
-    nrows = math.ceil(len(panels) / ncols)
-    combos = len(_ordered([tuple(r.get(k) for k in lines) for r in rows])) if lines else 1
-    entries = max(len(p.series) for p in panels) * combos  # legend entries of the fullest panel
-    # Panels that draw the same series (one per predicted modality) share one legend below them.
-    shared = not single and len({tuple(p.series.values()) for p in panels}) == 1
-    if single:  # the legend sits on the right
-        width, height = 4.9 + 2.6 * _legend_columns(entries), max(3.7, 0.17 * min(entries, _LEGEND_ROWS) + 1.5)
-    elif shared:
-        width, height = 4.9 * ncols, 3.4
-    else:  # each panel's legend sits below it
-        width = 5.6 * ncols
-        height = 3.4 + 0.16 * math.ceil(entries / _legend_columns(entries))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(width, height * nrows), squeeze=False, layout="constrained")
-    counts, label = set(), ""
-    spare = nrows * ncols > len(panels)  # an empty slot holds a shared legend
-    for i, panel in enumerate(panels):
-        ax = axes[i // ncols][i % ncols]
-        counts |= _draw(ax, stats, panel, x, lines, positions, single, legend=not shared)
-        bottom = i // ncols == nrows - 1
-        label = _set_x_axis(ax, x, values, positions, show_label=single or (shared and not spare and bottom))
-    for j in range(len(panels), nrows * ncols):
-        axes[j // ncols][j % ncols].set_visible(False)
-    if not single and not (shared and not spare):  # one x label for the figure, not one per panel
-        fig.supxlabel(label, fontsize=8)
-    if shared:
-        handles, names = axes[0][0].get_legend_handles_labels()
-        if spare:
-            slot = axes[-1][-1]
-            slot.set_visible(True)
-            slot.axis("off")
-            slot.legend(handles, names, loc="center", fontsize=7.5, frameon=False)
-        else:
-            fig.legend(handles, names, loc="outside lower center", ncol=min(len(names), 3), fontsize=7.5,
-                       frameon=False)
+def _subtitle(rows: list[dict], keys: list[str], columns: list[str]) -> str:
+    counts = [s["count"] for s in summary_rows(rows, keys, columns) if s["count"] > 0]
     fewest, most = min(counts, default=0), max(counts, default=0)
     seeds = f"{most} seeds" if fewest == most else f"{fewest}–{most} seeds (as the point has run)"
     spread = f"mean ± 95% CI (Student t) over {seeds}" if most > 1 else "one run per point"
-    scored = _ordered([r.get("n_examples") for r in rows if _is_number(r.get("n_examples"))])
-    if scored:
-        spread += f"; {' / '.join(f'{int(n):,}' for n in scored)} test examples scored per run"
-    fig.suptitle(f"{title}\n{spread}", fontsize=9 if single else 10)
-    save_figure(fig, path)
-    csv_path = path.with_suffix(".csv")
-    labels = {c: (p.title, label) for p in panels for c, label in p.series.items()}
-    table = [{**s, "panel": labels[s["figure"]][0], "series": labels[s["figure"]][1]} for s in stats]
-    write_text(csv_path, csv_text([x, *lines, "panel", "series", "figure", "mean", "std", "ci95", "count"], table))
+    scored_n = _ordered([r.get("n_examples") for r in rows if _is_number(r.get("n_examples"))])
+    if scored_n:
+        spread += f"; {' / '.join(f'{int(n):,}' for n in scored_n)} test examples scored per run"
+    return spread
+
+
+def compose(panels: list[Panel], rows: list[dict], x: str, lines: list[str], title: str,
+            per_combo: bool = False) -> tuple[Figure, list[dict]]:
+    """Draw ``panels`` against ``x`` in one figure with one legend below them.
+
+    Args:
+        per_combo: draw each panel once per value of the line keys (its title says which) instead of
+            one line per value in the same panel.
+
+    Returns:
+        The figure and the rows of its CSV (one per x value, line-key values, panel and series).
+    """
+    combos = _ordered([tuple(r.get(k) for k in lines) for r in rows]) if lines else [()]
+    if per_combo and len(combos) > 1:
+        jobs = [(p, [r for r in rows if tuple(r.get(k) for k in lines) == c],
+                 ", ".join(f"{k}={format_value(v)}" for k, v in zip(lines, c))) for p in panels for c in combos]
+        draw_lines, draw_combos = [], [()]
+    else:
+        jobs, draw_lines, draw_combos = [(p, rows, "") for p in panels], lines, combos
+    values = _ordered([r.get(x) for r in rows])
+    positions = None if all(_is_number(v) for v in values) else {format_value(v): i for i, v in enumerate(values)}
+    ncols = 1 if len(jobs) == 1 else 2 if len(jobs) in (2, 4) else 3
+    nrows = math.ceil(len(jobs) / ncols)
+    legend = LegendEntries()
+    fig, axes = plt.subplots(nrows, ncols, figsize=(5.0 * ncols if ncols > 1 else 6.4, 3.4 * nrows + 0.9),
+                             squeeze=False, layout="constrained")
+    label = AXIS_LABELS.get(x, x)
+    for i, (panel, subset, which) in enumerate(jobs):
+        ax = axes[i // ncols][i % ncols]
+        floor = _log_floor(subset, panel)
+        draw_panel(ax, panel, subset, x, draw_lines, draw_combos, positions, legend, floor,
+                   log_x=x in LOG_AXIS and all(_is_number(v) and v > 0 for v in values))
+        heading = which or panel.title  # a panel per line-key value: the figure's title says what it shows
+        if len(jobs) > 1 or panel.note:  # a lone panel's title is the figure's
+            ax.set_title((heading if len(jobs) > 1 else "") + (f"\n{panel.note}" if panel.note else ""), fontsize=9)
+        if floor:
+            ax.set_yscale("log")
+        ax.set_ylabel(panel.ylabel + (" (log axis)" if floor else ""), fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(True, alpha=0.3)
+        label = _set_x_axis(ax, x, values, positions)
+    for j in range(len(jobs), nrows * ncols):
+        axes[j // ncols][j % ncols].set_visible(False)
+    if len(jobs) == 1:
+        axes[0][0].set_xlabel(label, fontsize=8)
+    else:
+        fig.supxlabel(label, fontsize=8)
+    handles, labels = legend.handles()
+    # below the figure's edge, under the x label: the saved file's tight box takes it in
+    fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0),
+               ncol=max(1, min(3 if ncols > 1 else 2, len(labels))), fontsize=7.5, frameon=False)
+    columns = [c for p in panels for c in p.columns]
+    fig.suptitle(f"{title}\n{_subtitle(rows, [x, *lines], columns)}", fontsize=10)
+    series = {s.column: (p.title, s.label) for p in panels for s in p.series}
+    table = [{**s, "panel": series[s["figure"]][0], "series": series[s["figure"]][1]}
+             for s in summary_rows(rows, [x, *lines], columns) if s["count"] > 0]
+    return fig, table
+
+
+def study_figures(grid_keys: list[str], rows: list[dict], only: str | None = None) -> list[StudyFigure]:
+    """Every figure of a sweep (see the module docstring), drawn but not saved; ``only``: the one of this stem."""
+    x, lines = choose_axes(grid_keys, rows)
+    rows = with_probe_sizes(rows)
+    columns = figure_columns(grid_keys, rows)
+    name, against = scored(columns), format_value(x)
+    csv_columns = [x, *lines, "panel", "series", "figure", "mean", "std", "ci95", "count"]
+    wanted: list[tuple[str, list[Panel], str, bool]] = []
+    if x in PAPER:
+        stem, fig_no = PAPER[x]
+        panels = {"supervision": accuracy_panels(columns),
+                  "keep_prob": [accuracy_overview(columns),
+                                *(likelihood_panel(columns, f) for f in ("log_px", "log_pxy", "log_px_given_y"))],
+                  }.get(x, [likelihood_panel(columns, "log_pxy"), variance_panel(columns)])
+        what = {"supervision": f"Accuracy of each y predicted from {name} alone against the supervision level",
+                "keep_prob": "Accuracy and log-likelihoods against the keep probability"}.get(
+            x, "Joint log-likelihood and variance of the log weights against k")
+        wanted.append((stem, [p for p in panels if p], f"{what} ({CITE}, {fig_no})", False))
+    if x != "supervision":
+        wanted.append((f"accuracy_vs_{against}", accuracy_panels(columns),
+                       f"Accuracy of each y predicted from {name} alone against {x}", False))
+    likelihoods = [likelihood_panel(columns, f) for f in ("log_px", "log_pxy", "log_px_given_y")]
+    wanted.append((f"likelihoods_vs_{against}", [p for p in [*likelihoods, variance_panel(columns)] if p],
+                   f"Log-likelihoods of x = {name} and the variance of the log weights against {x}", False))
+    for stem, panel in (("coherence", coherence_panel(columns)), ("probe", probe_panel(columns))):
+        if panel:
+            wanted.append((f"{stem}_vs_{against}", [panel], f"{panel.title}, against {x}", True))
+    figures = []
+    for stem, panels, title, per_combo in wanted:
+        if panels and only in (None, stem):
+            fig, table = compose(panels, rows, x, lines, title, per_combo)
+            figures.append(StudyFigure(stem, fig, table, csv_columns))
+    return figures
+
+
+def _save(figure: StudyFigure, out: Path, fmt: str) -> list[Path]:
+    path = save_figure(figure.figure, out / f"{figure.stem}.{fmt}")
+    csv_path = out / f"{figure.stem}.csv"
+    write_text(csv_path, csv_text(figure.columns, figure.table))
     return [path, csv_path]
 
 
@@ -332,15 +231,10 @@ def plot_paper_figure(grid_keys: list[str], rows: list[dict], out: str | Path, f
     Returns:
         The files written (the figure and its CSV), or none.
     """
-    x, lines = choose_axes(grid_keys, rows)
+    x, _ = choose_axes(grid_keys, rows)
     if x not in PAPER:
         return []
-    stem, families, title = PAPER[x]
-    columns = figure_columns(grid_keys, rows)
-    # accuracy: a panel per predicted modality with its references; the other families as panels_for draws them
-    panels = ((accuracy_panels(columns) if "accuracy" in families else [])
-              + panels_for(columns, [f for f in families if f != "accuracy"]))
-    return plot_figure(rows, x, lines, panels, Path(out) / f"{stem}.{fmt}", title) if panels else []
+    return [path for figure in study_figures(grid_keys, rows, only=PAPER[x][0]) for path in _save(figure, Path(out), fmt)]
 
 
 def plot_sweep(grid_keys: list[str], rows: list[dict], out: str | Path, fmt: str = "png") -> list[Path]:
@@ -355,11 +249,7 @@ def plot_sweep(grid_keys: list[str], rows: list[dict], out: str | Path, fmt: str
     Returns:
         The files written (each figure and its CSV).
     """
-    out = Path(out)
-    x, lines = choose_axes(grid_keys, rows)
-    written = plot_paper_figure(grid_keys, rows, out, fmt)
-    overview = panels_for(figure_columns(grid_keys, rows))
-    if overview:
-        written += plot_figure(rows, x, lines, overview, out / f"all_figures_vs_{format_value(x)}.{fmt}",
-                               f"Every eval figure against {x}")
+    written = []
+    for figure in study_figures(grid_keys, rows):
+        written += _save(figure, Path(out), fmt)
     return written

@@ -17,7 +17,7 @@ from mvae_cli.tables.results import format_value
 from mvae_cli.recipe import (DICT_KEYS, LEGACY_KEYS, Recipe, foreign_settings, get_dotted, known_keys,
                              load_recipe_dict, model_settings,
                              migrate_legacy, parse_override, recipe_from_dict, recipe_to_dict, set_dotted,
-                             set_key)
+                             set_key, unknown_key)
 
 _SECTIONS = {"data", "model", "eval", *(key.rstrip(".") for key in DICT_KEYS)}
 
@@ -62,7 +62,7 @@ def _check_grid_key(key: str) -> None:
     if key == "grid" or key.startswith("grid."):
         raise UserError("grid key 'grid' is not allowed: a grid cannot vary itself")
     if key not in known_keys() and key not in LEGACY_KEYS and not key.startswith(DICT_KEYS):
-        raise UserError(f"unknown recipe key {key!r} in grid")
+        raise unknown_key(key, known_keys(), "in grid")
 
 
 def _point_recipe(raw: dict, values: dict[str, Any], models: tuple[str, ...] = ()) -> Recipe:
@@ -142,7 +142,7 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
     for text in overrides:
         key, value = parse_override(text)
         if key not in known_keys() and key not in LEGACY_KEYS and not key.startswith(DICT_KEYS + ("grid.",)):
-            raise UserError(f"unknown recipe key {key!r} in override {text!r}")
+            raise unknown_key(key, known_keys(), f"in override {text!r}")
         if isinstance(grid, dict) and key in grid:
             raise UserError(f"override {text!r} sets {key!r}, which the grid varies; "
                             f"replace its values with grid.{key}=[...] instead")

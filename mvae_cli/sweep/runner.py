@@ -19,6 +19,7 @@ The library never prints: it reports through ``progress(event, **info)``:
 - ``point`` (point, index, total, reused): a point starts (or is reused from disk);
 - ``start``, ``step``, ``epoch`` (point, and the training engine's fields);
 - ``evaluate`` (point, done, total): its evaluation starts (total None) and advances, in examples;
+  (point, stage): a part after the likelihoods starts (the paired-only classifier, coherence, ...);
 - ``done`` (point, status, error): it finished or failed.
 """
 
@@ -122,7 +123,7 @@ class Trainer:
 _default_trainer = Trainer()
 
 
-_default_evaluator = evaluate_run  # evaluator(run_dir, recipe.eval, device=, progress=) -> eval.json's mapping
+_default_evaluator = evaluate_run  # evaluator(run_dir, recipe.eval, device=, progress=, stage=) -> eval.json's mapping
 
 
 def run_point(point: Point, run_dir: Path, trainer=None, evaluator=None, progress: Progress | None = None) -> dict:
@@ -137,7 +138,8 @@ def run_point(point: Point, run_dir: Path, trainer=None, evaluator=None, progres
     trainer(recipe, run_dir, lambda event, **info: report(event, point=name, **info))
     report("evaluate", point=name, done=0, total=None)
     return evaluator(run_dir, recipe.eval, device=recipe.device,
-                     progress=lambda done, total: report("evaluate", point=name, done=done, total=total))
+                     progress=lambda done, total: report("evaluate", point=name, done=done, total=total),
+                     stage=lambda what: report("evaluate", point=name, stage=what))
 
 
 def attempt_point(point: Point, run_dir: Path, trainer, evaluator, progress: Progress) -> tuple:
@@ -297,7 +299,7 @@ def run_sweep(sweep: Sweep, out: str | Path, *, jobs: int = 1, progress: Progres
             ``cpu_count // jobs`` torch threads and, with several GPUs, its own GPU.
         progress: ``progress(event, **info)``; see the module docstring.
         trainer: ``trainer(recipe, run_dir, progress)``; default the engine's ``train``.
-        evaluator: ``evaluator(run_dir, recipe.eval, device=, progress=) -> dict``; default
+        evaluator: ``evaluator(run_dir, recipe.eval, device=, progress=, stage=) -> dict``; default
             :func:`~mvae_cli.evaluate.run_eval.evaluate_run`.
 
     Returns:

@@ -16,8 +16,9 @@ from mvae_cli.engine import loop
 from mvae_cli.engine.checkpoint import load_checkpoint
 from mvae_cli.engine.data import SplitData
 from mvae_cli.engine.run import load_trained
-from mvae_cli.evaluate.diagnostics import (LatentDiagnosticsHook, flat_latent, gaussian_parameters, last_epoch_warnings,
-                                           latent_diagnostics, unimodal_names, warnings_from_flat)
+from mvae_cli.evaluate.collapse import REMEDIES, remedy_lines
+from mvae_cli.evaluate.diagnostics import (LatentDiagnosticsHook, findings_from_flat, flat_latent, gaussian_parameters,
+                                           last_epoch_findings, latent_diagnostics, unimodal_names, warnings_from_flat)
 from mvae_cli.model.model import MultimodalVAE
 from mvae_cli.zoo import build
 from mvae_cli.recipe import resolve_recipe
@@ -84,10 +85,12 @@ def test_a_dead_encoder_has_no_active_unit_zero_information_and_warns(data_path)
     assert image["mutual_information"] == pytest.approx(0.0, abs=1e-9)
     flat = flat_latent(report)
     assert flat["latent.image.kl"] == image["kl"] and "latent.image.kl_per_unit" not in flat
-    lines = warnings_from_flat({k: v for k, v in flat.items() if k.startswith("latent.image.")})
+    image_only = {k: v for k, v in flat.items() if k.startswith("latent.image.")}
+    lines = warnings_from_flat(image_only)
     assert len(lines) == 1 and "q(z | image) has 0 of 4 active units and KL 0.386" in lines[0]
+    assert remedy_lines(findings_from_flat(image_only)) == [f"against collapse and chance: {REMEDIES}"]
     for remedy in ("beta=0.5", "free_bits=0.25", "model.weights.", "model.likelihoods."):
-        assert remedy in lines[0]
+        assert remedy in REMEDIES
 
 
 def test_unimodal_posteriors_follow_the_model_interface():
@@ -146,7 +149,7 @@ def test_metrics_report_the_dead_encoder_and_equal_the_diagnostics_of_the_weight
         report = latent_diagnostics(model, valid, limit=1000)
     assert line["latent.label.kl"] == pytest.approx(report["label"]["kl"], rel=1e-6)
     assert line["latent.label.active_units"] == report["label"]["active_units"]
-    assert any("q(z | image) has 0 of 4 active units" in w for w in last_epoch_warnings(dead_run))
+    assert any("q(z | image) has 0 of 4 active units" in f.sentence for f in last_epoch_findings(dead_run))
 
 
 def test_eval_json_holds_the_latent_and_mvae_eval_prints_the_warning(dead_run):
@@ -158,9 +161,11 @@ def test_eval_json_holds_the_latent_and_mvae_eval_prints_the_warning(dead_run):
     assert image["active_units"] == 0 and image["kl"] == pytest.approx(D * DEAD_KL, abs=1e-6)
     assert len(image["kl_per_unit"]) == D
     assert evaluation["latent_warnings"][0].startswith("the latent is inactive: q(z | image) has 0 of 4")
-    stderr = [l for l in result.stderr.splitlines() if "q(z | image) has 0 of 4 active units" in l]
-    assert len(stderr) == 1 and stderr[0].startswith("warning:")  # one line, on stderr, not an error
-    assert "active units" not in result.stdout
+    stderr = " ".join(result.stderr.split())
+    assert stderr.count("warning inactive latent (posterior collapse: it ignores its input): q(z | image) "
+                        "(0 of 4 units, KL 0.39)") == 1  # one entry, on stderr, not an error
+    assert stderr.count("remedy against collapse and chance:") == 1
+    assert "inactive" not in result.stdout
 
 
 def test_mvae_train_warns_at_the_end_from_the_last_epoch(data_path, tmp_path, monkeypatch):
@@ -168,8 +173,9 @@ def test_mvae_train_warns_at_the_end_from_the_last_epoch(data_path, tmp_path, mo
     result = runner.invoke(app, ["train", "--data", str(data_path), "--out", str(tmp_path / "run"), "epochs=1",
                                  "batch_size=32", "model.hidden=16", f"model.latent_dim={D}"])
     assert result.exit_code == 0, result.output
-    assert "warning: the latent is inactive: q(z | image) has 0 of 4 active units" in result.stderr
-    assert "free_bits=0.25" in result.stderr
+    stderr = " ".join(result.stderr.split())
+    assert "warning inactive latent (posterior collapse: it ignores its input): q(z | image) (0 of 4 units" in stderr
+    assert "free_bits=0.25" in stderr
 
 
 def test_a_healthy_tiny_run_does_not_warn(data_path, tmp_path):
@@ -178,22 +184,24 @@ def test_a_healthy_tiny_run_does_not_warn(data_path, tmp_path):
     line = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1])
     assert line["latent.image.active_units"] == D and line["latent.label.active_units"] == D
     assert line["latent.image.mutual_information"] > 0.05
-    assert last_epoch_warnings(tmp_path / "run") == []
+    assert last_epoch_findings(tmp_path / "run") == []
 
 
 def test_the_sweep_summary_warns_of_an_inactive_latent_per_grid_point():
-    from mvae_cli.cli.sweep import _print_warnings
+    from mvae_cli.cli.study_tables import print_warnings
 
     rows = [{"point": f"beta={b},seed={s}", "beta": b, "seed": s, "latent.image.active_units": active[s],
              "latent.image.latent_dim": 16, "latent.image.kl": kl, "latent.image.mutual_information": 0.0}
             for b, active, kl in ((1.0, (0, 0, 0), 0.001), (0.5, (9, 10, 11), 6.0)) for s in (0, 1, 2)]
     out = io.StringIO()
-    _print_warnings(rows, ["beta", "seed"], Console(file=out, width=100))
+    print_warnings(rows, ["beta", "seed"], Console(file=out, width=100))
     lines = out.getvalue().splitlines()
-    assert len(lines) == 2  # one line each, however narrow the terminal, and the remedies once
-    assert "(beta=1.0, mean over seeds): the latent is inactive: q(z | image) has 0 of 16 active units and KL 0.001" \
-        in lines[0] and "remedies" not in lines[0]
-    assert lines[1].startswith("for the warnings above, remedies:") and "free_bits=0.25" in lines[1]
+    assert max(len(line) for line in lines) <= 100
+    # the note, the finding, the remedies once (wrapped at words under an indent)
+    assert [line.split(" ", 1)[0] for line in lines if not line.startswith(" ")] == ["note", "warning", "remedy"]
+    assert lines[1] == "warning inactive latent (posterior collapse: it ignores its input): q(z | image) [1.0]"
+    assert lines[2].startswith("remedy  against collapse and chance:") and lines[3].startswith(" " * 8)
+    assert "free_bits=0.25" in " ".join(lines[2:])
 
 
 def test_a_mean_over_no_run_is_left_out_of_the_warnings():

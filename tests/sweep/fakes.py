@@ -46,7 +46,7 @@ def fake_accuracy(supervision: float, seed: int) -> float:
     return 0.5 + 0.4 * supervision + 0.01 * seed
 
 
-def fake_evaluate(run_dir, config, *, device=None, progress=None) -> dict:
+def fake_evaluate(run_dir, config, *, device=None, progress=None, stage=None) -> dict:
     recipe = recipe_from_dict(yaml.safe_load((Path(run_dir) / "config.yaml").read_text()))
     acc = fake_accuracy(recipe.supervision or 0.0, recipe.seed)
     stat = lambda mean: {"mean": mean, "se": 0.1, "ess": 5.0}  # noqa: E731

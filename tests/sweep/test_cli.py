@@ -41,8 +41,15 @@ def test_sweep_trains_evaluates_aggregates_resumes_and_plots(tmp_path, shapes):
     result = runner.invoke(app, ["sweep", str(recipe), "--out", str(out), *TINY])
     assert result.exit_code == 0, result.output
 
+    # not a terminal: every epoch and every part of each evaluation is a line of the log
+    for part in ("training on 300 examples", "epoch 1/1  loss", "evaluating: likelihoods of 100 examples",
+                 "evaluating: coherence and latent probe"):
+        assert f"supervision=0.1,seed=1  {part}" in result.output, part
+    assert "4 points over supervision, seed" in " ".join(result.output.split())
     drawn = out / "figures" / "accuracy_vs_supervision.png"
     assert drawn.stat().st_size > 5000  # the sweep draws its figures as it ends
+    for stem in ("likelihoods", "coherence", "probe"):
+        assert (out / "figures" / f"{stem}_vs_supervision.png").stat().st_size > 5000
     drawn.unlink()
     rows = _read_csv(out / "results.csv")
     assert [r["point"] for r in rows] == ["supervision=0.1,seed=0", "supervision=0.1,seed=1",
@@ -66,7 +73,7 @@ def test_sweep_trains_evaluates_aggregates_resumes_and_plots(tmp_path, shapes):
 
     stamps = {r["point"]: (out / "runs" / r["point"] / "eval.json").stat().st_mtime_ns for r in rows}
     result = runner.invoke(app, ["sweep", str(recipe), "--out", str(out), *TINY])
-    assert result.exit_code == 0 and "4 point(s) were finished already" in result.output
+    assert result.exit_code == 0 and "4 points were finished already" in result.output
     assert stamps == {r["point"]: (out / "runs" / r["point"] / "eval.json").stat().st_mtime_ns for r in rows}
 
     result = runner.invoke(app, ["sweep", str(recipe), "--out", str(out), "--dry-run", *TINY, "epochs=2"])
@@ -106,12 +113,12 @@ def test_bad_recipes_are_one_line_and_exit_2(tmp_path, shapes, grid, message):
 
 
 def test_the_summary_shows_the_joint_proposal_not_q_z_given_y():
-    from mvae_cli.cli.sweep import _summary_columns
+    from mvae_cli.cli.study_tables import summary_columns
 
     figures = ["accuracy.mean", "log_px.image.mean", "log_px.image+label.mean", "log_px.label.mean",
                "log_pxy.image.mean", "log_pxy.image+label.mean", "log_pxy.label.mean",
                "log_px_given_y.image.mean", "log_px_given_y.image+label.mean", "log_px_given_y.label.mean"]
-    shown = dict(_summary_columns(figures))
-    assert shown["log_px.image.mean"] == "log p(x)"
-    assert shown["log_pxy.image+label.mean"] == "log p(x,y)"  # Eq. 7's q(z|y) comes last in eval.json
-    assert shown["log_px_given_y.image+label.mean"] == "log p(x|y)"
+    shown = dict(summary_columns(figures))
+    assert shown["log_px.image.mean"] == "log p(x)\nq(z|x)"
+    assert shown["log_pxy.image+label.mean"] == "log p(x,y)\nq(z|x,y)"  # Eq. 7's q(z|y) comes last in eval.json
+    assert shown["log_px_given_y.image+label.mean"] == "log p(x|y)\nq(z|x,y)"

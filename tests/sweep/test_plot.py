@@ -1,15 +1,29 @@
+"""The figures of a sweep and of a run: their numbers (CSV) and, read from the matplotlib objects, what
+each draws: its lines per panel, one legend, and the colours of docs/figures.md."""
+
 import csv
 import json
+import os
 
+import matplotlib.pyplot as plt
 import pytest
+from matplotlib.colors import to_rgba
 from typer.testing import CliRunner
 
 from mvae_cli.cli.app import app
-from mvae_cli.figures.curves import plot_run
-from mvae_cli.figures.study import choose_axes, plot_sweep
+from mvae_cli.figures.curves import plot_run, run_figure
+from mvae_cli.figures.study import choose_axes, plot_sweep, study_figures
+from mvae_cli.figures.style import BASELINE, CHANCE, MEAN, MODEL, PALETTE
 from mvae_cli.tables.results import write_tables
 
 PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")  # the figures a test inspects and never saves
+ATTRIBUTES = ("shape", "colour")
 
 
 def _row(key, value, seed):
@@ -29,6 +43,62 @@ def _rows(key, values, seeds=(0, 1, 2)):
     return [_row(key, v, s) for v in values for s in seeds]
 
 
+def _with_references(row, model=None):
+    out = dict(row)
+    for name in ATTRIBUTES:
+        out[f"baseline.{name}"] = row[f"accuracy.{name}"] + 0.2
+        out[f"chance.{name}"] = 0.34 if name == "shape" else 0.26
+    out["baseline.mean"], out["chance.mean"], out["n_examples"] = row["accuracy.mean"] + 0.2, 0.30, 1000
+    if model:
+        out["model"] = model
+    return out
+
+
+def _study_row(supervision, seed, model=None):
+    """A shapes-like results row: the image scored, shape the class, colour an attribute; three proposals,
+    q(z | y) unreliable (ESS 1.3, Var[log w] 6e5); coherence per subset size and the latent probe."""
+    row = _with_references(_row("supervision", supervision, seed), model)
+    for family in ("log_px", "log_pxy", "log_px_given_y"):
+        for proposal, shift, ess in (("image", 0.0, 40.0), ("image+shape+colour", 0.3, 38.0), ("shape+colour", -15, 1.3)):
+            row[f"{family}.{proposal}.mean"] = -100.0 + 10 * supervision + shift - seed
+            row[f"{family}.{proposal}.se"], row[f"{family}.{proposal}.ess"] = 0.5, ess
+    for target in ("marginal", "joint", "conditional"):
+        row.update({f"var_log_w.{target}.image": 20.0, f"var_log_w.{target}.image+shape+colour": 18.0,
+                    f"var_log_w.{target}.shape+colour": 6.0e5})
+    row.update({"coherence.cross_by_size.1": 0.4 + 0.1 * supervision, "coherence.cross_by_size.2": 0.45,
+                "coherence.joint": 0.3, "coherence.cross.shape.1": 0.4, "coherence.cross.image.1": 0.4,
+                "coherence.classifier_accuracy.image": 0.99,
+                "probe.image": 0.5 + 0.01 * seed, "probe.colour": 0.35, "probe.image+colour": 0.55})
+    return row
+
+
+def _study_rows(models=(None,), supervisions=(0.01, 0.1, 1.0)):
+    return [_study_row(f, s, m) for m in models for f in supervisions for s in (0, 1, 2)]
+
+
+def _figures(rows, grid_keys=("supervision", "seed")):
+    return {f.stem: f for f in study_figures(list(grid_keys), rows)}
+
+
+def _series(ax):
+    """The lines through the means: ``{results column: [Line2D, ...]}``."""
+    found = {}
+    for line in ax.get_lines():
+        gid = line.get_gid() or ""
+        if gid.startswith("series:"):
+            found.setdefault(gid[len("series:"):], []).append(line)
+    return found
+
+
+def _colour(line):
+    return to_rgba(line.get_color())
+
+
+def _one_legend(figure):
+    assert len(figure.legends) == 1 and all(ax.get_legend() is None for ax in figure.axes)
+    return [t.get_text() for t in figure.legends[0].get_texts()]
+
+
 def _read_csv(path):
     with path.open() as handle:
         return list(csv.DictReader(handle))
@@ -41,30 +111,124 @@ def _assert_pngs(paths):
         assert path.read_bytes()[:8] == PNG and path.stat().st_size > 5000, path
 
 
-@pytest.mark.parametrize("key, values, stem", [
-    ("supervision", [0.0, 0.01, 0.1, 1.0], "accuracy_vs_supervision"),
-    ("keep_prob", [0.1, 0.5, 1.0], "figures_vs_keep_prob"),
-    ("k", [0, 1, 5], "figures_vs_k"),
-    ("model.hidden", [16, 64], "all_figures_vs_model.hidden"),
-    ("model.image_net", ["mlp", "conv"], "all_figures_vs_model.image_net"),
+@pytest.mark.parametrize("key, values, stems", [
+    ("supervision", [0.0, 0.01, 0.1, 1.0], ["accuracy_vs_supervision", "likelihoods_vs_supervision"]),
+    ("keep_prob", [0.1, 0.5, 1.0], ["figures_vs_keep_prob", "accuracy_vs_keep_prob", "likelihoods_vs_keep_prob"]),
+    ("k", [0, 1, 5], ["figures_vs_k", "accuracy_vs_k", "likelihoods_vs_k"]),
+    ("model.hidden", [16, 64], ["accuracy_vs_model.hidden", "likelihoods_vs_model.hidden"]),
+    ("model.image_net", ["mlp", "conv"], ["accuracy_vs_model.image_net", "likelihoods_vs_model.image_net"]),
 ])
-def test_each_grid_kind_gets_its_figure_and_numbers(tmp_path, key, values, stem):
+def test_each_grid_kind_gets_its_figures_and_numbers(tmp_path, key, values, stems):
     written = plot_sweep([key, "seed"], _rows(key, values), tmp_path)
     _assert_pngs(written)
-    assert tmp_path / f"{stem}.png" in written and tmp_path / f"{stem}.csv" in written
+    assert sorted(p.name for p in written) == sorted(f"{s}.{e}" for s in stems for e in ("png", "csv"))
+    stem = stems[0] if key != "k" else "accuracy_vs_k"
     table = _read_csv(tmp_path / f"{stem}.csv")
     first = str(values[0])
     x = values[0] if isinstance(values[0], (int, float)) else len(values[0])
-    if key in ("supervision", "keep_prob", "model.hidden", "model.image_net"):
-        acc = next(r for r in table if r[key] == first and r["figure"] == "accuracy.mean")
-        assert float(acc["mean"]) == pytest.approx(0.45 + 0.05 * x + 0.01)  # seeds 0, 1, 2 -> mean +0.01
-        assert float(acc["std"]) == pytest.approx(0.01) and acc["count"] == "3"
-        assert float(acc["ci95"]) == pytest.approx(4.302653 * 0.01 / 3 ** 0.5)
+    acc = next(r for r in table if r[key] == first and r["figure"] == "accuracy.mean")
+    assert float(acc["mean"]) == pytest.approx(0.45 + 0.05 * x + 0.01)  # seeds 0, 1, 2 -> mean +0.01
+    assert float(acc["std"]) == pytest.approx(0.01) and acc["count"] == "3"
+    assert float(acc["ci95"]) == pytest.approx(4.302653 * 0.01 / 3 ** 0.5)
     if key == "k":
-        var = [float(r["mean"]) for r in table if r["figure"] == "var_log_w.joint.image"]
+        var = [float(r["mean"]) for r in _read_csv(tmp_path / "figures_vs_k.csv")
+               if r["figure"] == "var_log_w.joint.image"]
         assert var == pytest.approx([6.0, 3.0, 1.0])
-        assert {r["figure"] for r in table} == {"log_pxy.image.mean", "log_pxy.image+shape+colour.mean",
-                                                 "var_log_w.joint.image", "var_log_w.joint.image+shape+colour"}
+        assert {r["figure"] for r in _read_csv(tmp_path / "figures_vs_k.csv")} == {
+            "log_pxy.image.mean", "log_pxy.image+shape+colour.mean", "var_log_w.joint.image",
+            "var_log_w.joint.image+shape+colour"}
+
+
+def test_the_accuracy_figure_has_a_panel_per_modality_three_colours_and_one_legend():
+    figure = _figures(_study_rows())["accuracy_vs_supervision"].figure
+    axes = [ax for ax in figure.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in axes] == ["shape predicted from image", "colour predicted from image",
+                                               "mean over the 2 predicted modalities"]
+    for ax, name in zip(axes, ("shape", "colour", "mean")):
+        lines = _series(ax)
+        assert list(lines) == [f"accuracy.{name}", f"baseline.{name}", f"chance.{name}"]
+        model, baseline, chance = (ls[0] for ls in lines.values())
+        assert (_colour(model), _colour(baseline), _colour(chance)) == (to_rgba(MODEL), to_rgba(BASELINE),
+                                                                        to_rgba(CHANCE))
+        assert (model.get_linestyle(), baseline.get_linestyle(), chance.get_linestyle()) == ("-", "--", ":")
+        # n = 3: each seed a dot (3 per level) and a band for the model and the classifier, none for chance
+        seeds = [l for l in ax.get_lines() if l.get_gid() == "seeds"]
+        assert len(seeds) == 2 and all(len(l.get_xdata()) == 9 for l in seeds)
+        assert sum(c.get_gid() == "band" for c in ax.collections) == 2
+    labels = _one_legend(figure)
+    assert labels[:3] == ["multimodal model", "classifier on the paired rows only", "chance (most frequent class)"]
+    assert labels[3].startswith("dots: individual seeds") and len(labels) == 4
+
+
+def test_a_second_model_gets_its_colour_and_the_line_style_says_what_a_line_is():
+    rows = _study_rows(models=("mvae", "mmvae"))
+    for r in rows:
+        if r["model"] == "mmvae":
+            r["accuracy.shape"] -= 0.1
+    figure = _figures(rows)["accuracy_vs_supervision"].figure
+    lines = _series(figure.axes[0])
+    assert len(lines["accuracy.shape"]) == 2 and len(lines["baseline.shape"]) == 1 and len(lines["chance.shape"]) == 1
+    mvae, mmvae = lines["accuracy.shape"]
+    assert _colour(mvae) == to_rgba(PALETTE[0]) and _colour(mmvae) == to_rgba(PALETTE[1])
+    assert {l.get_linestyle() for l in lines["accuracy.shape"]} == {"-"}
+    assert _colour(lines["baseline.shape"][0]) == to_rgba(BASELINE)  # the same for both models: drawn once
+    labels = _one_legend(figure)
+    assert "multimodal model, model=mvae" in labels and "multimodal model, model=mmvae" in labels
+    assert "classifier on the paired rows only" in labels
+    # more than three lines in a panel: the intervals as bars, side by side, not bands over each other
+    assert not any(c.get_gid() == "band" for c in figure.axes[0].collections)
+    assert sum(c.get_gid() == "bars" for c in figure.axes[0].collections) == 3  # two models, one classifier
+    assert choose_axes(["supervision", "seed"], rows) == ("supervision", ["model"])
+
+
+def test_the_likelihood_figure_draws_each_proposal_in_its_colour_and_the_unreliable_one_hollow():
+    figure = _figures(_study_rows())["likelihoods_vs_supervision"].figure
+    titles = [ax.get_title() for ax in figure.axes if ax.get_visible()]
+    assert titles[:3] == ["log p(x), x = image", "log p(x, y), x = image", "log p(x | y), x = image"]
+    assert titles[3].startswith("Var[log w] of the joint target")
+    for ax in figure.axes[:3]:
+        lines = _series(ax)
+        assert len(lines) == 3 and len({_colour(ls[0]) for ls in lines.values()}) == 3
+        hollow = [l for l in ax.get_lines() if l.get_gid() == "unreliable"]
+        assert len(hollow) == 1 and hollow[0].get_markerfacecolor() == "white"
+        assert to_rgba(hollow[0].get_color()) == _colour(next(ls[0] for c, ls in lines.items() if ".shape+colour." in c))
+        # the first proposal is drawn widest, so one that coincides with it stays visible
+        widths = [ls[0].get_linewidth() for ls in lines.values()]
+        assert widths == sorted(widths, reverse=True) and widths[0] > widths[1]
+    assert figure.axes[3].get_yscale() == "log"  # 18 beside 600,000
+    labels = _one_legend(figure)
+    assert labels[:3] == ["q(z | x), x = image", "q(z | x, y): every modality", "q(z | y), y = shape, colour (unreliable)"]
+    assert figure.legends[0].legend_handles[2].get_markerfacecolor() == "white"
+    assert any(l.startswith("hollow: unreliable estimate (ESS < 2 or Var[log w] > 1,000") for l in labels)
+
+
+def test_coherence_and_the_probe_have_figures_of_their_own_with_chance():
+    figures = _figures(_study_rows())
+    coherence = figures["coherence_vs_supervision"].figure
+    (ax,) = [a for a in coherence.axes if a.get_visible()]
+    lines = _series(ax)
+    assert list(lines) == ["coherence.cross_by_size.1", "coherence.cross_by_size.2", "coherence.joint", "chance.shape"]
+    colours = [_colour(ls[0]) for ls in lines.values()]
+    assert len(set(colours)) == 4 and colours[2] == to_rgba(MEAN) and colours[3] == to_rgba(CHANCE)
+    assert "right shape" in coherence.get_suptitle()
+    assert _one_legend(coherence)[:4] == ["cross-modal, 1 modality given", "cross-modal, 2 modalities given",
+                                          "joint: every modality from z ~ p(z)", "chance (most frequent shape)"]
+    probe = figures["probe_vs_supervision"].figure
+    lines = _series(probe.axes[0])
+    assert list(lines) == ["probe.image", "probe_by_size.1", "probe_by_size.2", "chance.shape"]
+    assert "shape read from the mean of q(z | S)" in probe.get_suptitle()  # the probe's target, named
+    labels = _one_legend(probe)
+    assert labels[:4] == ["S = {image}", "S of 1 modality (mean of 2)", "S of 2 modalities (mean of 1)",
+                          "chance (most frequent shape)"]
+    table = {(r["supervision"], r["figure"]): float(r["mean"]) for r in figures["probe_vs_supervision"].table}
+    assert table[(0.01, "probe_by_size.1")] == pytest.approx((0.51 + 0.35) / 2)  # image and colour, seeds 0-2
+
+
+def test_with_two_models_coherence_gets_a_panel_per_model():
+    figure = _figures(_study_rows(models=("mvae", "mmvae")))["coherence_vs_supervision"].figure
+    axes = [ax for ax in figure.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in axes] == ["model=mvae", "model=mmvae"]
+    assert all(len(_series(ax)) == 4 for ax in axes) and len(figure.legends) == 1
 
 
 def test_a_second_varying_key_draws_lines_and_seed_alone_is_the_x_axis(tmp_path):
@@ -98,113 +262,112 @@ def test_plot_command_on_a_sweep_dir_and_bad_input(tmp_path):
     assert result.exit_code == 2 and "--format" in result.output
 
 
-def test_run_dir_curves_and_samples(tmp_path):
-    run = tmp_path / "run"
-    run.mkdir()
-    lines = [{"epoch": e, "step": 10 * e, "loss": 50.0 / e, "beta": min(1.0, e / 3), "kl": 2.0 + e,
-              "elbo_full": -40.0 + e, "elbo_single": -30.0 + e, "elbo_subset": 0.0, "log_lik_image": -30.0 + e,
-              "log_lik_shape": -1.0 + 0.1 * e, "valid_elbo": -45.0 + e, "seconds": 1.0, "examples_per_s": 9.0,
-              "peak_memory_mb": 1.0} for e in (1, 2, 3, 4)]
+def test_plot_without_a_path_draws_the_most_recent_sweep_or_run(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    result = runner.invoke(app, ["plot"])
+    assert result.exit_code == 2 and "no sweep under sweeps/ and no run under runs/" in result.output
+    write_tables(tmp_path / "sweeps" / "old", ["supervision", "seed"], _rows("supervision", [0.01, 1.0]))
+    run = _write_run(tmp_path / "runs" / "new")
+    os.utime(tmp_path / "sweeps" / "old" / "results.json", (1, 1))
+    result = runner.invoke(app, ["plot"])
+    assert result.exit_code == 0, result.output
+    assert "plotting runs/new" in result.output and (run / "figures" / "curves.png").is_file()
+    write_tables(tmp_path / "sweeps" / "newer", ["supervision", "seed"], _rows("supervision", [0.01, 1.0]))
+    result = runner.invoke(app, ["plot"])
+    assert "plotting sweeps/newer" in result.output
+    assert (tmp_path / "sweeps" / "newer" / "figures" / "accuracy_vs_supervision.png").is_file()
+
+
+def _write_run(run, betas=None):
+    run.mkdir(parents=True)
+    lines = [{"epoch": e, "step": 10 * e, "loss": 50.0 / e, "beta": min(1.0, e / 3) if betas is None else betas,
+              "kl": 2.0 + e, "elbo_full": -40.0 + e, "elbo_single": -30.0 + e, "elbo_subset": 0.0,
+              "log_lik_image": -30.0 + e, "log_lik_shape": -1.0 + 0.1 * e, "valid_elbo": -45.0 + e, "seconds": 1.0,
+              "examples_per_s": 9.0, "peak_memory_mb": 1.0, "latent.image.active_units": 3.0,
+              "latent.image.latent_dim": 4.0, "latent.shape.active_units": 1.0, "latent.shape.latent_dim": 4.0}
+             for e in (1, 2, 3, 4)]
     (run / "metrics.jsonl").write_text("".join(json.dumps(l) + "\n" for l in lines))
+    (run / "config.yaml").write_text("epochs: 4\n")
     (run / "run.json").write_text(json.dumps({"modalities": [{"name": "image", "kind": "image"},
                                                              {"name": "shape", "kind": "categorical"}]}))
     (run / "samples.png").write_bytes(PNG + b"0" * 100)
+    return run
+
+
+def test_run_dir_curves_and_samples(tmp_path):
+    run = _write_run(tmp_path / "run")
     written = plot_run(run, run / "figures")
     assert [p.name for p in written] == ["curves.png", "curves.csv", "samples.png"]
     _assert_pngs(written[:1])
     table = _read_csv(run / "figures" / "curves.csv")
     assert [float(r["loss"]) for r in table] == pytest.approx([50.0, 25.0, 50 / 3, 12.5])
     assert list(table[0]) == ["epoch", "loss", "valid_elbo", "elbo_full", "elbo_single", "elbo_subset", "kl",
-                              "log_lik_image", "log_lik_shape", "beta"]
+                              "log_lik_image", "log_lik_shape", "beta", "latent.image.active_units",
+                              "latent.shape.active_units"]
     assert (run / "figures" / "samples.png").read_bytes() == (run / "samples.png").read_bytes()
     result = CliRunner().invoke(app, ["plot", str(run), "--out", str(tmp_path / "elsewhere")])
     assert result.exit_code == 0 and (tmp_path / "elsewhere" / "curves.png").is_file()
 
 
-def _with_references(row, model=None):
-    out = dict(row)
-    for name in ("shape", "colour"):
-        out[f"baseline.{name}"] = row[f"accuracy.{name}"] + 0.2
-        out[f"chance.{name}"] = 0.34 if name == "shape" else 0.26
-    out["baseline.mean"], out["chance.mean"], out["n_examples"] = row["accuracy.mean"] + 0.2, 0.30, 1000
-    if model:
-        out["model"] = model
-    return out
+def test_the_curves_keep_a_colour_per_modality_and_one_legend(tmp_path):
+    figure, drawn, _ = run_figure(_write_run(tmp_path / "annealed"))
+    by_title = {ax.get_title().split("\n")[0]: _series(ax) for ax in figure.axes if ax.get_visible()}
+    image = _colour(by_title["Log-likelihood, image modalities"]["log_lik_image"][0])
+    shape = _colour(by_title["Log-likelihood, other modalities"]["log_lik_shape"][0])
+    units = by_title["Active units of q(z | m) (Cov E[z] > 0.01)"]
+    assert _colour(units["latent.image.active_units"][0]) == image == to_rgba(PALETTE[0])
+    assert _colour(units["latent.shape.active_units"][0]) == shape == to_rgba(PALETTE[1])
+    terms = by_title["Training ELBO terms"]
+    assert [l[0].get_linestyle() for l in terms.values()] == ["-", "--", ":"]
+    assert {_colour(l[0]) for l in terms.values()} == {to_rgba(MEAN)}
+    labels = _one_legend(figure)
+    assert labels == ["ELBO term: all observed modalities", "ELBO term: each single modality",
+                      "ELBO term: random subsets (k)", "image", "shape"]
+    assert "beta" in drawn
+    # a constant β is said in the title, not drawn as a flat panel
+    figure, drawn, _ = run_figure(_write_run(tmp_path / "constant", betas=1.0))
+    assert "beta" not in drawn and "β = 1 throughout" in figure.get_suptitle()
 
 
-@pytest.mark.parametrize("key, values, stem", [
-    ("supervision", [0.01, 0.1, 1.0], "accuracy_vs_supervision"),
-    ("keep_prob", [0.1, 1.0], "figures_vs_keep_prob"),
-    ("k", [0, 1], "all_figures_vs_k"),
-    ("model.image_net", ["mlp", "conv"], "all_figures_vs_model.image_net"),
-])
-def test_every_grid_kind_draws_the_baseline_and_chance_beside_the_model(tmp_path, key, values, stem):
-    rows = [_with_references(r) for r in _rows(key, values)]
-    written = plot_sweep([key, "seed"], rows, tmp_path)
-    _assert_pngs(written)
-    table = _read_csv(tmp_path / f"{stem}.csv")
-    labels = {r["figure"]: r["series"] for r in table}
-    assert labels["baseline.mean"].startswith("classifier on the paired rows only")
-    assert labels["chance.mean"].startswith("chance (most frequent class)")
-    chance = [float(r["mean"]) for r in table if r["figure"] == "chance.mean"]
-    assert chance and all(c == pytest.approx(0.30) for c in chance)
+@pytest.mark.parametrize("key, values", [("supervision", [0.01, 0.1, 1.0]), ("keep_prob", [0.1, 0.5, 1.0]),
+                                         ("k", [0, 1, 5]), ("model.image_net", ["mlp", "conv"])])
+def test_every_figure_has_one_legend_and_a_colour_per_line_in_each_panel(key, values):
+    rows = []
+    for value in values:
+        for seed in (0, 1, 2):
+            row = _study_row(0.1, seed)
+            row.update({"point": f"{key}={value},seed={seed}", key: value})
+            if key != "supervision":
+                row.pop("supervision")
+            rows.append(row)
+    figures = study_figures([key, "seed"], rows)
+    assert len(figures) >= 4
+    for figure in figures:
+        labels = _one_legend(figure.figure)
+        for ax in (a for a in figure.figure.axes if a.get_visible()):
+            lines = _series(ax)
+            assert lines, (figure.stem, ax.get_title())
+            assert all(len(drawn) == 1 for drawn in lines.values())  # one study: one line per series
+            colours = [_colour(drawn[0]) for drawn in lines.values()]
+            assert len(set(colours)) == len(colours), (figure.stem, ax.get_title())
+        drawn = {c for ax in figure.figure.axes for c in _series(ax)}
+        named = {label.removesuffix(" (unreliable)") for label in labels}
+        assert {r["series"] for r in figure.table} <= named  # every line drawn is in the one legend
+        assert {r["figure"] for r in figure.table} == drawn  # the CSV holds exactly what is drawn
 
 
-def test_supervision_figure_has_a_panel_per_modality_and_a_line_per_model(tmp_path):
-    rows = [_with_references(r, model) for model in ("mvae", "mmvae") for r in _rows("supervision", [0.01, 1.0])]
-    for r in rows:
-        if r["model"] == "mmvae":
-            r["accuracy.shape"] -= 0.1
-    plot_sweep(["supervision", "seed"], rows, tmp_path)
-    table = _read_csv(tmp_path / "accuracy_vs_supervision.csv")
-    panels = {r["panel"] for r in table}
-    assert panels == {"shape predicted from x alone", "colour predicted from x alone", "mean over predicted modalities"}
-    shape = {(r["model"], r["supervision"]): float(r["mean"]) for r in table if r["figure"] == "accuracy.shape"}
-    assert shape[("mvae", "0.01")] - shape[("mmvae", "0.01")] == pytest.approx(0.1)
-    assert choose_axes(["supervision", "seed"], rows) == ("supervision", ["model"])
-
-
-def test_a_variance_panel_spanning_orders_of_magnitude_gets_a_log_axis(tmp_path, monkeypatch):
-    """Fig. 3 on shapes: q(z | attributes) has log-weight variances in the thousands beside the image
-    proposals' units; on a linear axis those lie flat on 0, so the panel switches to a log axis."""
-    import mvae_cli.figures.study as study
-
-    drawn = {}
-    real_save = study.save_figure
-
-    def keep(fig, path, **kwargs):
-        drawn[path] = {ax.get_title(): (ax.get_yscale(), ax.get_ylabel()) for ax in fig.axes}
-        return real_save(fig, path, **kwargs)
-
-    monkeypatch.setattr(study, "save_figure", keep)
-    rows = _rows("k", [0, 1, 5])
-    plot_sweep(["k", "seed"], rows, tmp_path / "near")  # variances 1 to 6: linear
-    for r in rows:
-        r["var_log_w.joint.image+shape+colour"] = 4000.0 + r["seed"]
-    plot_sweep(["k", "seed"], rows, tmp_path / "far")  # 1 to 4,002 in one panel: log
-    variance, joint = "Variance of log weights, log p(x, y)", "Joint log-likelihood log p(x, y)"
-    near, far = drawn[tmp_path / "near" / "figures_vs_k.png"], drawn[tmp_path / "far" / "figures_vs_k.png"]
-    assert near[variance] == ("linear", "Var[log w] [nats²]")
-    assert far[variance] == ("log", "Var[log w] [nats²] (log axis)") and far[joint][0] == "linear"
-    assert study._log_axis([{"figure": "v.a", "mean": 1.0, "count": 1}, {"figure": "v.a", "mean": 4000.0, "count": 1}],
-                           study.Panel("", "", {"v.a": ""})) == 0.0  # only variances
-
-
-def test_the_subtitle_says_how_many_seeds_each_point_has_when_they_differ(tmp_path, monkeypatch):
-    """A study interrupted part way (Fig. 3 with a third seed at small k only): the subtitle must not
-    claim the most seeds for every point."""
-    import mvae_cli.figures.study as study
-
-    titles = {}
-    real_save = study.save_figure
-
-    def keep(fig, path, **kwargs):
-        titles[path.name] = fig.get_suptitle()
-        return real_save(fig, path, **kwargs)
-
-    monkeypatch.setattr(study, "save_figure", keep)
-    plot_sweep(["k", "seed"], _rows("k", [0, 1, 5]), tmp_path / "even")
-    even = titles["figures_vs_k.png"]
-    plot_sweep(["k", "seed"], _rows("k", [0, 1]) + _rows("k", [5], seeds=(0, 1)), tmp_path / "uneven")
-    uneven = titles["figures_vs_k.png"]
-    assert "over 3 seeds" in even and "2–3 seeds (as the point has run)" in uneven and "over 3 seeds" not in uneven
+def test_one_colour_means_one_thing_across_the_panels_of_a_figure():
+    rows = []
+    for value in (0.1, 0.5, 1.0):
+        for seed in (0, 1, 2):
+            row = _study_row(0.1, seed)
+            row.pop("supervision")
+            rows.append({**row, "point": f"keep_prob={value},seed={seed}", "keep_prob": value})
+    figure = _figures(rows, ("keep_prob", "seed"))["figures_vs_keep_prob"].figure
+    meaning = {}
+    for ax in figure.axes:
+        for column, drawn in _series(ax).items():
+            what = column.split(".")[1] if column.startswith(("log_px.", "log_pxy.", "log_px_given_y.")) else column
+            meaning.setdefault(_colour(drawn[0]), set()).add(what)
+    assert all(len(things) == 1 for things in meaning.values()), meaning
