@@ -17,6 +17,25 @@ from mvae_cli.model.posterior import FAMILIES, DiagonalGaussian
 from mvae_cli.model.rows import host_mask, where
 
 
+class _Defaulted:
+    """An attribute that reads as another one of the same object (``fallback``) until it is set."""
+
+    def __init__(self, fallback: str):
+        self.fallback = fallback
+
+    def __set_name__(self, owner, name: str) -> None:
+        self.slot = f"_{name}"
+
+    def __get__(self, obj, owner=None):
+        if obj is None:
+            return self
+        value = obj.__dict__.get(self.slot)
+        return getattr(obj, self.fallback) if value is None else value
+
+    def __set__(self, obj, value) -> None:
+        obj.__dict__[self.slot] = value
+
+
 class ExpertPosterior:
     """q(z | subset) from per-modality experts: :meth:`posterior`, for any module with ``names``,
     ``fusion`` and ``encode(batch, mask) -> (mu, logvar) [B, M, D]`` (the test models use it too)."""
@@ -25,34 +44,11 @@ class ExpertPosterior:
     fusion = "poe"
     family = DiagonalGaussian  # the experts' and the prior's family (:data:`~mvae_cli.model.posterior.FAMILIES`)
     conditional = False  # True where a decoder also takes y (the CVAE's p(x | z, y))
-    _encoded = _decoded = _decoder_dim = None
-
-    @property
-    def encoded(self) -> list[str]:
-        """The modalities the model infers z from (default: every one)."""
-        return self.names if self._encoded is None else self._encoded
-
-    @encoded.setter
-    def encoded(self, names) -> None:
-        self._encoded = list(names)
-
-    @property
-    def decoded(self) -> list[str]:
-        """The modalities the model generates (default: every one)."""
-        return self.names if self._decoded is None else self._decoded
-
-    @decoded.setter
-    def decoded(self, names) -> None:
-        self._decoded = list(names)
-
-    @property
-    def decoder_dim(self) -> int:
-        """A decoder's input width: z (default), or z and y for a conditional decoder."""
-        return self.latent_dim if self._decoder_dim is None else self._decoder_dim
-
-    @decoder_dim.setter
-    def decoder_dim(self, dim: int) -> None:
-        self._decoder_dim = int(dim)
+    # what the model infers z from, what it generates, a decoder's input width: every modality and z
+    # unless a model sets them (the VAE models one modality; the CVAE's decoders also take y)
+    encoded = _Defaulted("names")
+    decoded = _Defaulted("names")
+    decoder_dim = _Defaulted("latent_dim")
 
     def decoder_context(self, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
         """``[B, C]`` appended to z before decoding (the CVAE's y); None: decoders take z alone."""

@@ -43,11 +43,6 @@ class Objective:
                             "this model's posterior is a mixture: use beta below 1 instead")
         self.anneal_steps, self.beta_target, self.free_bits = anneal_steps, beta, free_bits
 
-    @property
-    def beta(self) -> float:
-        """The β target."""
-        return self.beta_target
-
     def per_example(self, model: Model, batch: dict[str, torch.Tensor], beta: float,
                     free_bits: float = 0.0) -> tuple[torch.Tensor, dict]:
         """The objective of each example ``[B]`` at ``beta`` (its KL floored at ``free_bits`` nats
@@ -87,10 +82,3 @@ def per_example_mean(values: torch.Tensor, example: torch.Tensor, n: int) -> tor
     """Mean of ``values [R]`` over each example's rows: ``[n]`` (0 for an example with none)."""
     count = values.new_zeros(n).index_add(0, example, torch.ones_like(values))
     return per_example_sum(values, example, n) / count.clamp(min=1)
-
-
-def subset_rng(batch: dict) -> "np.random.RandomState | np.random.Generator":
-    """What draws an objective's random subsets on the host: the batch's own ``rng`` when the caller
-    gives one, else numpy's global stream (seeded by the engine and saved in every checkpoint, so a
-    resume draws the same subsets)."""
-    return batch.get("rng") or np.random.mtrand._rand

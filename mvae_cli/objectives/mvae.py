@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from mvae_cli.model.rows import host_mask, index
-from mvae_cli.objectives.base import Objective, per_example_sum, subset_rng
+from mvae_cli.objectives.base import Objective, per_example_sum
 from mvae_cli.objectives.elbo import subset_elbo
 
 KIND_FULL, KIND_SINGLE, KIND_RANDOM = 0, 1, 2
@@ -109,7 +109,8 @@ class MVAEObjective(Objective):
         mask = batch["mask"]
         k = default_k(mask.shape[1]) if self.k is None else self.k
         mu, logvar = model.encode(batch, mask)
-        example, subsets, kind = mvae_subsets(host_mask(batch, mask), k, subset_rng(batch))
+        # numpy's global stream: seeded by the engine and saved in every checkpoint (exact resume)
+        example, subsets, kind = mvae_subsets(host_mask(batch, mask), k, np.random)
         elbo, log_lik, kl = subset_elbo(model, batch, mu, logvar, example, subsets, beta, free_bits=free_bits)
         n_examples = mask.shape[0]
         terms = {"kl": kl.mean()}
