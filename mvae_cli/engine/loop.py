@@ -188,7 +188,25 @@ def train(recipe: Recipe, run_dir: str | Path, progress: Progress | None = None,
             called on the main rank; a recipe with ``trackers`` needs a hook that ``tracks``.
     """
     progress = progress or (lambda event, **info: None)
-    run_dir = Path(run_dir)
+    session = open_run(recipe, Path(run_dir), hooks)
+    status = "failed"
+    try:
+        announce(session, progress)
+        while session.epoch < recipe.epochs:
+            end_epoch(session, run_epoch(session, progress), progress)
+        result = finish(session)
+        status = "finished"
+        return result
+    finally:
+        close_run(session, status)
+
+
+def open_run(recipe: Recipe, run_dir: Path, hooks: Hooks = ()) -> Session:
+    """Check ``run_dir`` and the dataset, start the hooks, :func:`setup` and :func:`restore` the run.
+
+    The caller ends it with :func:`close_run` (which closes the hooks and the dataset); a failure here
+    closes them itself.
+    """
     check_folder(run_dir, "the run directory")
     resumed = is_run_dir(run_dir) and (run_dir / "last.pt").is_file()
     if is_run_dir(run_dir):
@@ -211,7 +229,6 @@ def train(recipe: Recipe, run_dir: str | Path, progress: Progress | None = None,
                         f"{recipe.data.dataset} --out {data_path}`")
     dataset = read_dataset(data_path)
     hooks = list(hooks) if world.is_main else []
-    status = "failed"
     try:
         for hook in hooks:
             hook.start(recipe, run_dir)
@@ -219,19 +236,27 @@ def train(recipe: Recipe, run_dir: str | Path, progress: Progress | None = None,
             check_dataset(run_dir, read_run_info(run_dir), data_path)
         session = setup(recipe, run_dir, dataset, device, resumed, world, hooks)
         restore(session)
-        progress("start", epochs=recipe.epochs, start_epoch=session.epoch, steps_per_epoch=session.steps_per_epoch,
-                 n_examples=int(session.train_rows.numel()), device=str(device), resumed=resumed)
-        session.model.train()
-        session.last_saved = time.monotonic()
-        while session.epoch < recipe.epochs:
-            end_epoch(session, run_epoch(session, progress), progress)
-        result = finish(session)
-        status = "finished"
-        return result
-    finally:
+    except BaseException:
         for hook in hooks:
-            hook.close(status)
+            hook.close("failed")
         dataset.close()
+        raise
+    return session
+
+
+def announce(session: Session, progress: Progress) -> None:
+    """The ``start`` event of a run about to train; the model in training mode."""
+    progress("start", epochs=session.recipe.epochs, start_epoch=session.epoch, steps_per_epoch=session.steps_per_epoch,
+             n_examples=int(session.train_rows.numel()), device=str(session.device), resumed=session.resumed)
+    session.model.train()
+    session.last_saved = time.monotonic()
+
+
+def close_run(session: Session, status: str) -> None:
+    """Close the run's hooks (with ``status``: finished or failed) and its dataset file."""
+    for hook in session.hooks:
+        hook.close(status)
+    session.dataset.close()
 
 
 def setup(recipe: Recipe, run_dir: Path, dataset: DatasetFile, device: torch.device, resumed: bool, world: World,

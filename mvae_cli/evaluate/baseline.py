@@ -29,47 +29,18 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
-from torch import nn
 
 from mvae_cli.atomic import exclusive_lock, write_json
-from mvae_cli.model.nets import build_encoder
+from mvae_cli.evaluate.paired_train import (Batches, PairedClassifier, Progress, accuracy, most_rounds,
+                                            train_paired_classifiers)
+
+__all__ = ["KINDS", "VALID_LIMIT", "BASELINE_VERSION", "PairedClassifier", "chance_accuracy", "paired_rows",
+           "paired_baselines", "baselines_path", "cached_baselines"]
 
 KINDS = ("categorical", "binary")
-ROUND_EXAMPLES = 1000  # examples between validations (at least one epoch of the paired rows)
-PATIENCE = 5  # validations without improvement before stopping
-MAX_ROUNDS = 100
-MAX_STEPS = 20_000  # bounds the cost on large paired sets (≈ 40 epochs of MNIST's 50,000)
 VALID_LIMIT = 2000  # valid rows scored for early stopping
-BATCH_SIZE = 100
-LR = 1e-3
-
-Batches = Callable[[torch.Tensor], dict]  # rows long[B] -> {name: model input [B, ...]}
-BASELINE_VERSION = 1  # bump when the classifier, its training or its figures change: old entries are not read
-
-
-class PairedClassifier(nn.Module):
-    """x → the model's x encoder → (mu, logvar) concatenated → linear → class logits (or attribute logits)."""
-
-    def __init__(self, x_spec, y_spec, latent_dim: int, hidden: int, image_net: str):
-        super().__init__()
-        self.encoder = build_encoder(x_spec, latent_dim, hidden, image_net)
-        self.kind = y_spec.kind
-        outputs = y_spec.classes if y_spec.kind == "categorical" else math.prod(y_spec.shape)
-        self.head = nn.Linear(2 * latent_dim, outputs)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(torch.cat(self.encoder(x), dim=-1))
-
-    def loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        if self.kind == "categorical":
-            return nn.functional.cross_entropy(logits, y.long())
-        return nn.functional.binary_cross_entropy_with_logits(logits, y.reshape(logits.shape).float())
-
-    def right(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Correct predictions: ``[B]`` for categorical, ``[B, D]`` for binary."""
-        if self.kind == "categorical":
-            return logits.argmax(dim=-1) == y.long()
-        return (logits > 0) == (y.reshape(logits.shape) > 0.5)
+# bump when the classifier, its training or its figures change: old entries are not read
+BASELINE_VERSION = 1
 
 
 def chance_accuracy(spec, labels: torch.Tensor) -> float:
@@ -91,72 +62,9 @@ def paired_rows(mask: np.ndarray, x_column: int, y_column: int) -> np.ndarray:
     return np.flatnonzero(mask[:, x_column] & mask[:, y_column])
 
 
-def _accuracy(model: PairedClassifier, batches: Batches, n: int, x: str, y: str, device) -> float:
-    model.eval()
-    right, count = 0.0, 0
-    with torch.inference_mode():
-        for start in range(0, n, 500):
-            batch = batches(torch.arange(start, min(start + 500, n), device=device))
-            hits = model.right(model(batch[x]), batch[y]).double()
-            right += float(hits.mean(dim=1).sum()) if hits.dim() > 1 else float(hits.sum())
-            count += hits.shape[0]
-    model.train()
-    return right / max(1, count)
-
-
-def train_paired_classifier(x_spec, y_spec, train: Batches, rows: np.ndarray, valid: Batches, n_valid: int, *,
-                            latent_dim: int, hidden: int, image_net: str, seed: int, device) -> PairedClassifier:
-    """Train the baseline on ``rows`` of the training split only, keeping the best valid accuracy.
-
-    Args:
-        x_spec, y_spec: the input and predicted modalities.
-        train: ``train(rows long[B]) -> batch`` of the training split.
-        rows: the training rows to learn from (:func:`paired_rows`); no other row is read.
-        valid: the same for the valid split, scored on its first ``n_valid`` rows.
-        latent_dim, hidden, image_net: the model's settings (the encoder is built as the model's).
-        seed: seeds initialisation and shuffling (the global RNG is left as it was).
-
-    Returns:
-        The classifier at its best validation round, in eval mode.
-    """
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = PairedClassifier(x_spec, y_spec, latent_dim, hidden, image_net).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=LR)
-    shuffle = torch.Generator().manual_seed(seed)
-    rows = torch.from_numpy(np.asarray(rows, dtype=np.int64))
-    x, y = x_spec.name, y_spec.name
-    best, best_state, waited = -1.0, None, 0
-    steps_per_round = max(math.ceil(rows.numel() / BATCH_SIZE), ROUND_EXAMPLES // BATCH_SIZE)
-    order, used = rows[torch.randperm(rows.numel(), generator=shuffle)], 0
-    model.train()
-    for _ in range(min(MAX_ROUNDS, max(1, MAX_STEPS // steps_per_round))):
-        for _ in range(steps_per_round):
-            if used >= order.numel():
-                order, used = rows[torch.randperm(rows.numel(), generator=shuffle)], 0
-            index = order[used:used + BATCH_SIZE]
-            used += index.numel()
-            batch = train(index)
-            loss = model.loss(model(batch[x]), batch[y])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-        score = _accuracy(model, valid, n_valid, x, y, device)
-        if score > best:
-            best, waited = score, 0
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        else:
-            waited += 1
-            if waited >= PATIENCE:
-                break
-    model.load_state_dict(best_state)
-    model.eval()
-    return model
-
-
 def paired_baselines(specs: Sequence, x: str, y: Sequence[str], mask: np.ndarray, train: Batches, valid: Batches,
                      n_valid: int, test: Batches, n_test: int, *, latent_dim: int, hidden: int, image_net: str,
-                     seed: int, device) -> dict[str, dict[str, float | int]]:
+                     seed: int, device, progress: Progress | None = None) -> dict[str, dict[str, float | int]]:
     """Chance and the paired-only classifier for every predicted modality with classes.
 
     Args:
@@ -166,6 +74,9 @@ def paired_baselines(specs: Sequence, x: str, y: Sequence[str], mask: np.ndarray
         mask: ``bool[N_train, M]``, the run's training mask.
         train, valid, test: ``split(rows) -> batch`` for each split.
         n_valid, n_test: rows scored (the first ones) of valid and test.
+        progress: ``progress(done, total)`` in validation rounds (``total``: the most the classifiers
+            can take; the classifiers that learn from the same paired rows train together,
+            :func:`~mvae_cli.evaluate.paired_train.train_paired_classifiers`).
 
     Returns:
         ``{"chance": {y: acc, "mean"}, "baseline": {y: acc, "mean"}, "baseline_rows": {y: rows}}``;
@@ -174,6 +85,7 @@ def paired_baselines(specs: Sequence, x: str, y: Sequence[str], mask: np.ndarray
     names = [s.name for s in specs]
     by_name = {s.name: s for s in specs}
     chance, baseline, used = {}, {}, {}
+    groups: dict[bytes, list[str]] = {}  # the predicted modalities of each set of paired rows
     for name in y:
         spec = by_name[name]
         if spec.kind not in KINDS:
@@ -183,11 +95,20 @@ def paired_baselines(specs: Sequence, x: str, y: Sequence[str], mask: np.ndarray
         chance[name] = chance_accuracy(spec, labels)
         rows = paired_rows(mask, names.index(x), names.index(name))
         used[name] = int(rows.size)
-        if rows.size == 0:
-            continue
-        model = train_paired_classifier(by_name[x], spec, train, rows, valid, n_valid, latent_dim=latent_dim,
-                                        hidden=hidden, image_net=image_net, seed=seed, device=device)
-        baseline[name] = _accuracy(model, test, n_test, x, name, device)
+        if rows.size:
+            groups.setdefault(rows.tobytes(), []).append(name)
+    most = [most_rounds(len(key) // 8) for key in groups]  # the groups' rounds at most (rows are int64)
+    for i, (key, group) in enumerate(groups.items()):
+        before = sum(most[:i])
+        report = None if progress is None else \
+            (lambda done, _, before=before: progress(before + done, sum(most)))
+        models = train_paired_classifiers(by_name[x], [by_name[n] for n in group], train,
+                                          np.frombuffer(key, dtype=np.int64), valid, n_valid, latent_dim=latent_dim,
+                                          hidden=hidden, image_net=image_net, seed=seed, device=device,
+                                          progress=report)
+        for name, model in zip(group, models):
+            baseline[name] = accuracy(model, test, n_test, x, name, device)
+    baseline = {name: baseline[name] for name in y if name in baseline}  # the order of y
     for table in (chance, baseline):
         if table:
             table["mean"] = sum(table.values()) / len(table)

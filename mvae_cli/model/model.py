@@ -6,6 +6,7 @@ is the only way any caller (objectives, the estimator, accuracy, figures) gets q
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -14,7 +15,7 @@ from mvae_cli.model.fusion import ANY_FAMILY, FUSIONS
 from mvae_cli.model.likelihoods import build_likelihoods
 from mvae_cli.model.nets import build_decoder, build_encoder
 from mvae_cli.model.posterior import FAMILIES, DiagonalGaussian
-from mvae_cli.model.rows import host_mask, where
+from mvae_cli.model.rows import computing, host_mask, where
 
 
 class _Defaulted:
@@ -187,11 +188,13 @@ class MultimodalVAE(ExpertPosterior, nn.Module):
             if name not in self.encoders:  # a modality the model does not infer from (the VAE's y)
                 mu = logvar = torch.zeros(mask.shape[0], self.expert_dim, device=mask.device)
             elif rows is None:
-                mu, logvar = self.encoders[name](batch[name])
+                with computing(batch, None):
+                    mu, logvar = self.encoders[name](batch[name])
             elif rows.numel() == 0:  # nobody shows this modality: its expert is dropped anyway
                 mu = logvar = torch.zeros(mask.shape[0], self.expert_dim, device=mask.device)
             else:
-                mu_rows, logvar_rows = self.encoders[name](batch[name][rows])
+                with computing(batch, np.flatnonzero(shown[:, j])):
+                    mu_rows, logvar_rows = self.encoders[name](batch[name][rows])
                 shape = (mask.shape[0], self.expert_dim)
                 mu = mu_rows.new_zeros(shape).index_copy(0, rows, mu_rows)
                 logvar = logvar_rows.new_zeros(shape).index_copy(0, rows, logvar_rows)

@@ -20,7 +20,7 @@ import torch
 
 from mvae_cli.errors import UserError
 from mvae_cli.model.protocol import Model
-from mvae_cli.model.rows import as_device
+from mvae_cli.model.rows import as_device, index, run_of, run_starts
 from mvae_cli.objectives.regularize import beta_at
 
 
@@ -35,6 +35,8 @@ class Objective:
     """
 
     settings: ClassVar[tuple[str, ...]] = ()  # the recipe's objective.* keys this objective takes
+    # True where :meth:`loss` takes a stacked batch (mvae_cli.model.rows) and returns each run's loss and terms [N]
+    stacks: ClassVar[bool] = False
     gaussian_kl: ClassVar[bool] = True  # a Gaussian posterior with a KL per unit (free bits possible)
 
     def __init__(self, *, anneal_steps: int = 0, beta: float = 1.0, free_bits: float = 0.0):
@@ -82,3 +84,39 @@ def per_example_mean(values: torch.Tensor, example: torch.Tensor, n: int) -> tor
     """Mean of ``values [R]`` over each example's rows: ``[n]`` (0 for an example with none)."""
     count = values.new_zeros(n).index_add(0, example, torch.ones_like(values))
     return per_example_sum(values, example, n) / count.clamp(min=1)
+
+
+class RunRows:
+    """Sums and means per run of a stacked batch (:mod:`~mvae_cli.model.rows`) over rows of ``examples``
+    (host ``int [R]``): the metrics of each run of a stack, as it would report them alone."""
+
+    def __init__(self, batch: dict, examples: np.ndarray, device):
+        starts = run_starts(batch)
+        self.n = starts.size - 1
+        self.runs = run_of(batch, examples)
+        self.device = device
+        self._index = index(self.runs, device)
+        self.sizes = torch.from_numpy(np.diff(starts).astype(np.float32)).to(device)  # examples per run [N]
+        self.counts = np.bincount(self.runs, minlength=self.n)
+
+    def sum(self, values: torch.Tensor, groups: np.ndarray | None = None, n_groups: int = 1) -> torch.Tensor:
+        """Σ of ``values [R]`` per run: ``[N]``; with ``groups int [R]`` (host) per run and group: ``[N, G]``."""
+        if groups is None:
+            return values.new_zeros(self.n).index_add(0, self._index, values)
+        cell = index(self.runs * n_groups + groups, self.device)
+        return values.new_zeros(self.n * n_groups).index_add(0, cell, values).view(self.n, n_groups)
+
+    def mean(self, values: torch.Tensor) -> torch.Tensor:
+        """Mean of ``values [R]`` over each run's rows: ``[N]`` (0 for a run with none)."""
+        counts = torch.from_numpy(np.maximum(self.counts, 1).astype(np.float32)).to(self.device)
+        return self.sum(values.detach()) / counts
+
+    def log_lik_terms(self, model: Model, shown: np.ndarray, log_lik: torch.Tensor) -> dict[str, torch.Tensor]:
+        """:meth:`Objective.log_lik_terms` per run: ``{log_lik_<name>: [N]}``."""
+        shown = np.asarray(shown, dtype=bool)
+        values = log_lik.detach().masked_fill(~as_device(shown, log_lik.device), 0)  # [R, M]
+        sums = values.new_zeros(self.n, values.shape[1]).index_add(0, self._index, values)
+        counts = np.zeros((self.n, shown.shape[1]))
+        np.add.at(counts, self.runs, shown)
+        counts = torch.from_numpy(np.maximum(counts, 1).astype(np.float32)).to(log_lik.device)
+        return {f"log_lik_{name}": sums[:, j] / counts[:, j] for j, name in enumerate(model.names)}

@@ -12,7 +12,7 @@ import torch
 from mvae_cli.model.poe import gaussian_kl_per_unit
 from mvae_cli.model.posterior import DiagonalGaussian
 from mvae_cli.model.protocol import Model
-from mvae_cli.model.rows import as_device, host, index, where
+from mvae_cli.model.rows import as_device, computing, host, index, normal_noise, where
 from mvae_cli.objectives.regularize import free_bits_kl
 
 
@@ -35,7 +35,7 @@ def gather_rows(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
 
 
 def decode_log_lik(model: Model, batch: dict[str, torch.Tensor], z: torch.Tensor, example: torch.Tensor,
-                   targets: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+                   targets: np.ndarray, example_host: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Σ_{i ∈ targets} λ_i log p(x_i | z) per row, each decoder run once on the rows that use it.
 
     Args:
@@ -43,6 +43,8 @@ def decode_log_lik(model: Model, batch: dict[str, torch.Tensor], z: torch.Tensor
         example: ``long [R]`` (device), the example each row reconstructs.
         targets: ``bool [R, M]`` on the host: which rows each decoder runs on is known before the
             step (no device sync).
+        example_host: ``example`` on the host; needed for a stacked batch (:mod:`~mvae_cli.model.stack`:
+            each decoder is told the run of its rows).
 
     Returns:
         ``(weighted [R], per-modality unweighted [R, M])``, zero where a modality is not a target.
@@ -52,11 +54,15 @@ def decode_log_lik(model: Model, batch: dict[str, torch.Tensor], z: torch.Tensor
     for j, name in enumerate(model.names):
         rows = where(targets[:, j], z.device)
         if rows is None:
-            ll = model.log_prob(name, model.decode(name, z).float(), batch[name][example])
+            with computing(batch, example_host):
+                params = model.decode(name, z)
+            ll = model.log_prob(name, params.float(), batch[name][example])
         elif rows.numel() == 0:
             ll = z.new_zeros(z.shape[0])
         else:
-            ll_rows = model.log_prob(name, model.decode(name, z[rows]).float(), batch[name][example[rows]])
+            with computing(batch, None if example_host is None else example_host[targets[:, j]]):
+                params = model.decode(name, z[rows])
+            ll_rows = model.log_prob(name, params.float(), batch[name][example[rows]])
             ll = ll_rows.new_zeros(z.shape[0]).index_copy(0, rows, ll_rows)
         columns.append(ll)
     log_lik = torch.stack(columns, dim=1)
@@ -90,7 +96,7 @@ def subset_elbo(
         example: ``int64[R]`` (host), the example of each row.
         subsets: ``bool[R, M]`` (host), the modalities each row's posterior is given (a model with
             more experts than modalities, as JMVAE's joint network, takes its own mask here).
-        beta: the KL weight.
+        beta: the KL weight; or ``[B]``, one per example.
         eps: ``[R, D]`` standard-normal noise; drawn here when None.
         targets: ``bool[R, M]`` (host), the modalities each row reconstructs (default: ``subsets``;
             BiVCCA's q(z|x) reconstructs every observed modality).
@@ -103,18 +109,18 @@ def subset_elbo(
         single-sample log p(x_i | z_r), zero where modality i is not in row r's targets; ``kl``
         is the plain KL (the floor changes only what ``elbo`` charges).
     """
-    example, subsets = host(example), host(subsets)
+    example_host, subsets = host(example), host(subsets)
     targets = subsets if targets is None else host(targets)
-    example = index(example, mu.device)
+    example = index(example_host, mu.device)
     q = model.posterior(None, as_device(subsets, mu.device),
                         experts=(gather_rows(mu, example).float(), gather_rows(logvar, example).float()))
     if eps is None:
-        eps = torch.randn_like(q.mean)
+        eps = normal_noise(batch, example_host, q.mean)
     z = q.rsample(eps.unsqueeze(1), 0, 1).squeeze(1)
     context = model.decoder_context(batch)
     if context is not None:  # a conditional decoder (CVAE): p(x | z, y)
         z = torch.cat([z, gather_rows(context, example).to(z.dtype)], dim=1)
-    weighted, log_lik = decode_log_lik(model, batch, z, example, targets)
+    weighted, log_lik = decode_log_lik(model, batch, z, example, targets, example_host)
     if free_bits > 0:
         if not isinstance(q, DiagonalGaussian):
             raise ValueError("free bits need a Gaussian posterior (a KL per latent unit)")
@@ -123,4 +129,6 @@ def subset_elbo(
         charged = free_bits_kl(kl_units, free_bits)
     else:
         kl = charged = q.kl_to_prior(eps.unsqueeze(1))
+    if torch.is_tensor(beta):  # one β per example (the runs of a stack anneal on their own steps)
+        beta = beta.index_select(0, example)
     return weighted - beta * charged, log_lik, kl

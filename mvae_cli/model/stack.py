@@ -1,0 +1,226 @@
+"""N models of one architecture as one: every parameter with a leading run dimension.
+
+The runs of a study that differ only in what they are trained on (seed, supervision level, mask)
+share their architecture. :func:`stack_models` builds one model whose networks hold the N runs'
+weights side by side (``[N, out, in]``) and compute every run's rows in one batched product, so a
+step of N runs costs one step's operations, not N. Everything without parameters (the fusion of
+experts, the likelihoods, the objectives) is the single model's own code, run on the stacked
+batch (:mod:`mvae_cli.model.rows`: the examples of run r are one block of it).
+
+A stacked network is told which run each of its input rows belongs to
+(:func:`~mvae_cli.model.rows.computing`); it places them in a padded ``[N, C, ...]`` block (C the
+most rows any run has; padding rows are zeros and their outputs are dropped, so they carry no
+gradient), runs the layers once, and returns the rows in their order. The gradient of each run's
+weights comes from its own rows only: a run of a stack computes what it computes alone, up to the
+rounding of the batched products.
+
+What stacks: networks of linear layers, embeddings and parameter-free layers (MLP encoders and
+decoders, the categorical encoder). What does not (:func:`stack_reason` says why): convolutions,
+recurrent networks, batch normalisation (its statistics would mix runs), learned likelihood
+scales.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import torch
+from torch import nn
+
+from mvae_cli.model.nets import CategoricalEncoder, MLPDecoder, MLPEncoder
+from mvae_cli.model.rows import current_row_runs, index
+
+# parameter-free layers that act on each row alone
+_ROW_WISE = (nn.SiLU, nn.ReLU, nn.Tanh, nn.Sigmoid, nn.Identity, nn.Flatten, nn.Unflatten, nn.ELU, nn.LeakyReLU,
+             nn.GELU, nn.Softplus)
+
+
+def stack_reason(model: nn.Module) -> str | None:
+    """Why ``model`` cannot be stacked (None when it can)."""
+    for name in ("encoders", "decoders"):
+        if not isinstance(getattr(model, name, None), nn.ModuleDict):
+            return f"{type(model).__name__} has no {name} table"
+    for table in (model.encoders, model.decoders):
+        for key, net in table.items():
+            why = _net_reason(net)
+            if why:
+                return f"the network of {key} {why}"
+    nets = {id(p) for table in (model.encoders, model.decoders) for p in table.parameters()}
+    others = [name for name, p in model.named_parameters() if id(p) not in nets]
+    if others:
+        return f"its parameters {', '.join(others[:3])} are outside its encoders and decoders (a learned likelihood scale?)"
+    return None
+
+
+def _net_reason(net: nn.Module) -> str | None:
+    if isinstance(net, CategoricalEncoder):
+        return _net_reason(net.net)
+    for module in net.modules():
+        if isinstance(module, (nn.Linear, nn.Sequential)) or isinstance(module, _ROW_WISE) or module is net:
+            continue
+        if isinstance(module, (MLPEncoder, MLPDecoder)):
+            continue
+        return f"has a {type(module).__name__} layer, which does not stack"
+    if hasattr(net, "log_prob"):
+        return "scores its own likelihood"
+    return None
+
+
+class StackedLinear(nn.Module):
+    """N linear layers on ``[N·C, in]`` rows (run r's rows the r-th block of C): ``[N·C, out]``."""
+
+    def __init__(self, layers: list[nn.Linear]):
+        super().__init__()
+        self.weight = nn.Parameter(torch.stack([layer.weight.detach() for layer in layers]))  # [N, out, in]
+        self.bias = (nn.Parameter(torch.stack([layer.bias.detach() for layer in layers]))  # [N, out]
+                     if layers[0].bias is not None else None)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, out = self.weight.shape[0], self.weight.shape[1]
+        x = x.reshape(n, -1, x.shape[-1])
+        if self.bias is None:
+            y = torch.bmm(x, self.weight.transpose(1, 2))
+        else:
+            y = torch.baddbmm(self.bias.unsqueeze(1), x, self.weight.transpose(1, 2))
+        return y.reshape(-1, out)
+
+
+def _stack_layers(nets: list[nn.Module]) -> nn.Module:
+    """A copy of ``nets[0]`` whose linear layers hold every net's weights (:class:`StackedLinear`)."""
+    stacked = copy.deepcopy(nets[0])
+    for name, module in list(stacked.named_modules()):
+        if isinstance(module, nn.Linear):
+            layers = [net.get_submodule(name) for net in nets]
+            parent, _, leaf = name.rpartition(".")
+            setattr(stacked.get_submodule(parent) if parent else stacked, leaf, StackedLinear(layers))
+    return stacked
+
+
+class _Layout:
+    """Where rows of runs ``runs int [R]`` (host) go in a padded ``[N·C]`` block: ``position [R]``."""
+
+    def __init__(self, runs: np.ndarray, n: int, device):
+        counts = np.bincount(runs, minlength=n)
+        self.capacity = max(int(counts.max()) if counts.size else 0, 1)
+        order = np.argsort(runs, kind="stable")
+        rank = np.empty_like(order)
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        rank[order] = np.arange(runs.size) - starts[runs[order]]
+        position = runs * self.capacity + rank
+        self.identity = bool(position.size == n * self.capacity and np.array_equal(position, np.arange(position.size)))
+        self.position = None if self.identity else index(position, device)
+        self.rows = n * self.capacity
+
+    def pad(self, x: torch.Tensor) -> torch.Tensor:
+        if self.identity:
+            return x
+        return x.new_zeros((self.rows, *x.shape[1:])).index_copy(0, self.position, x)
+
+    def unpad(self, y: torch.Tensor) -> torch.Tensor:
+        return y if self.identity else y.index_select(0, self.position)
+
+
+class StackedNet(nn.Module):
+    """N networks of one architecture, each applied to the rows of its run (:func:`~mvae_cli.model.rows.computing`)."""
+
+    def __init__(self, nets: list[nn.Module]):
+        super().__init__()
+        self.n = len(nets)
+        self.inner = _stack_layers(nets)
+
+    def _layout(self, rows: int, device) -> _Layout:
+        runs = current_row_runs()
+        if runs is None or runs.shape[0] != rows:
+            raise RuntimeError("a stacked network was called without the runs of its rows (mvae_cli.model.rows.computing)")
+        return _Layout(runs, self.n, device)
+
+    def forward(self, x: torch.Tensor):
+        layout = self._layout(x.shape[0], x.device)
+        out = self.inner(layout.pad(x))
+        if isinstance(out, tuple):
+            return tuple(layout.unpad(o) for o in out)
+        return layout.unpad(out)
+
+    def unstack(self, r: int, net: nn.Module) -> None:
+        """Copy run ``r``'s weights into ``net`` (its architecture)."""
+        _copy_out(self.inner, r, net)
+
+
+class StackedCategoricalEncoder(StackedNet):
+    """N :class:`~mvae_cli.model.nets.CategoricalEncoder`: each run's network on its C class rows once,
+    then each example's row picked from its run's table."""
+
+    def __init__(self, nets: list[CategoricalEncoder]):
+        nn.Module.__init__(self)
+        self.n = len(nets)
+        self.classes = nets[0].embed.num_embeddings
+        self.embed = nn.Parameter(torch.stack([net.embed.weight.detach() for net in nets]))  # [N, C, hidden]
+        self.net = _stack_layers([net.net for net in nets])
+
+    def forward(self, x: torch.Tensor):
+        runs = current_row_runs()
+        if runs is None or runs.shape[0] != x.shape[0]:
+            raise RuntimeError("a stacked network was called without the runs of its rows (mvae_cli.model.rows.computing)")
+        table = self.net(self.embed.reshape(-1, self.embed.shape[-1]))  # [N·C, 2D]
+        rows = index(runs * self.classes, x.device) + x.long()
+        return table.index_select(0, rows).chunk(2, dim=-1)
+
+    def unstack(self, r: int, net: nn.Module) -> None:
+        with torch.no_grad():
+            net.embed.weight.copy_(self.embed[r])
+        _copy_out(self.net, r, net.net)
+
+
+def _copy_out(stacked: nn.Module, r: int, net: nn.Module) -> None:
+    with torch.no_grad():
+        for name, module in stacked.named_modules():
+            if isinstance(module, StackedLinear):
+                target = net.get_submodule(name)
+                target.weight.copy_(module.weight[r])
+                if module.bias is not None:
+                    target.bias.copy_(module.bias[r])
+
+
+def stack_models(models: list[nn.Module]) -> nn.Module:
+    """One model computing the N runs of ``models`` (one architecture, :func:`stack_reason` None)
+    on a stacked batch: a copy of ``models[0]`` whose encoders and decoders are stacked networks."""
+    why = stack_reason(models[0])
+    if why:
+        raise ValueError(f"{type(models[0]).__name__} does not stack: {why}")
+    stacked = copy.deepcopy(models[0])
+    for table in ("encoders", "decoders"):
+        for key in getattr(stacked, table):
+            nets = [getattr(model, table)[key] for model in models]
+            kind = StackedCategoricalEncoder if isinstance(nets[0], CategoricalEncoder) else StackedNet
+            getattr(stacked, table)[key] = kind(nets)
+    stacked.stack_size = len(models)
+    return stacked
+
+
+def unstack_into(stacked: nn.Module, r: int, model: nn.Module) -> None:
+    """Copy run ``r``'s weights of ``stacked`` into ``model`` (one of the models it was stacked from)."""
+    for table in ("encoders", "decoders"):
+        for key, net in getattr(stacked, table).items():
+            net.unstack(r, getattr(model, table)[key])
+
+
+def stacked_parameters(stacked: nn.Module, models: list[nn.Module]) -> list[tuple[torch.Tensor, list[torch.Tensor]]]:
+    """Each stacked parameter ``[N, ...]`` with the N runs' own parameters it holds, in a fixed order
+    (for carrying optimiser state between the stack and the runs)."""
+    pairs = []
+    for table in ("encoders", "decoders"):
+        for key, net in getattr(stacked, table).items():
+            own = [getattr(model, table)[key] for model in models]
+            if isinstance(net, StackedCategoricalEncoder):
+                pairs.append((net.embed, [o.embed.weight for o in own]))
+                inner, own = net.net, [o.net for o in own]
+            else:
+                inner = net.inner
+            for name, module in inner.named_modules():
+                if isinstance(module, StackedLinear):
+                    targets = [o.get_submodule(name) for o in own]
+                    pairs.append((module.weight, [t.weight for t in targets]))
+                    if module.bias is not None:
+                        pairs.append((module.bias, [t.bias for t in targets]))
+    return pairs

@@ -1,0 +1,124 @@
+"""A stack of N models computes, for each run, what that run's model computes alone (same noise).
+
+Brute force: every run of the stack against its own model on its own batch, its noise drawn from
+the same stream states; the losses, the metrics and the gradients agree up to the rounding of the
+batched products.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from mvae_cli import zoo
+from mvae_cli.data.format import ModalitySpec
+from mvae_cli.model.rows import stack_batches, with_host_mask
+from mvae_cli.model.stack import stack_models, stack_reason, stacked_parameters, unstack_into
+
+SPECS = [ModalitySpec("image", "image", "bernoulli", (1, 6, 6)),
+         ModalitySpec("shape", "categorical", "categorical", (), 3),
+         ModalitySpec("colour", "categorical", "categorical", (), 4)]
+
+
+def _models(n: int, name: str = "mvae", **settings):
+    models = []
+    for r in range(n):
+        torch.manual_seed(100 + r)
+        models.append(zoo.build(name, SPECS, latent_dim=4, hidden=8, **settings))
+    return models
+
+
+def _batch(seed: int, size: int, keep: float):
+    g = np.random.default_rng(seed)
+    mask = g.random((size, 3)) < keep
+    mask[~mask.any(axis=1), 0] = True
+    t = torch.Generator().manual_seed(seed)
+    batch = {"image": torch.rand(size, 1, 6, 6, generator=t).round(), "shape": torch.randint(0, 3, (size,), generator=t),
+             "colour": torch.randint(0, 4, (size,), generator=t), "mask": torch.from_numpy(mask)}
+    return with_host_mask(batch, mask)
+
+
+def _streams(seed: int):
+    torch_gen = torch.Generator().manual_seed(1000 + seed)
+    numpy_rng = np.random.RandomState(2000 + seed)
+    return torch_gen, numpy_rng
+
+
+def _alone(model, objective, batch, seed: int, beta: float):
+    """The run alone, its global streams set to the states the stack's run starts from."""
+    torch_gen, numpy_rng = _streams(seed)
+    torch.set_rng_state(torch_gen.get_state())
+    np.random.set_state(numpy_rng.get_state())
+    model.zero_grad(set_to_none=True)
+    loss, terms = objective.loss(model, batch, beta)
+    loss.backward()
+    return float(loss.detach()), {k: float(v.detach()) for k, v in terms.items()}
+
+
+@pytest.mark.parametrize("name", ["mvae", "mvae-q"])
+@pytest.mark.parametrize("sizes,keeps", [((6, 6, 6), (1.0, 1.0, 1.0)), ((5, 7, 3), (0.5, 0.8, 1.0))])
+def test_stack_equals_each_run_alone(name, sizes, keeps):
+    n = len(sizes)
+    models = _models(n, name)
+    objective = zoo.objective(name, k=1, anneal_steps=0)
+    batches = [_batch(r, size, keep) for r, (size, keep) in enumerate(zip(sizes, keeps))]
+    alone = [_alone(models[r], objective, batches[r], r, 0.7) for r in range(n)]
+
+    stacked = stack_models([copy.deepcopy(m) for m in models])
+    stacked.zero_grad(set_to_none=True)
+    losses, terms = objective.loss(stacked, stack_batches(batches, [_streams(r) for r in range(n)]), 0.7)
+    assert losses.shape == (n,)
+    losses.sum().backward()
+    for r in range(n):
+        assert float(losses[r].detach()) == pytest.approx(alone[r][0], rel=1e-5)
+        for key, value in alone[r][1].items():
+            assert float(terms[key][r].detach()) == pytest.approx(value, rel=1e-5, abs=1e-6), key
+    for stacked_p, own in stacked_parameters(stacked, models):
+        for r in range(n):
+            torch.testing.assert_close(stacked_p.grad[r], own[r].grad, rtol=1e-5, atol=1e-6)
+
+
+def test_stack_takes_one_beta_per_example():
+    models = _models(2)
+    objective = zoo.objective("mvae", k=1, anneal_steps=0)
+    batches = [_batch(r, 5, 0.7) for r in range(2)]
+    alone = [_alone(models[r], objective, batches[r], r, beta)[0] for r, beta in enumerate((0.25, 1.0))]
+    stacked = stack_models(models)
+    beta = torch.tensor([0.25] * 5 + [1.0] * 5)
+    losses, _ = objective.loss(stacked, stack_batches(batches, [_streams(r) for r in range(2)]), beta)
+    assert [float(v) for v in losses.detach()] == pytest.approx(alone, rel=1e-5)
+
+
+def test_unstack_copies_each_run_back():
+    models = _models(3)
+    stacked = stack_models(models)
+    for p, _ in stacked_parameters(stacked, models):
+        with torch.no_grad():
+            p.add_(torch.arange(3.0).view(3, *[1] * (p.dim() - 1)))
+    copies = [copy.deepcopy(m) for m in models]
+    for r, m in enumerate(copies):
+        unstack_into(stacked, r, m)
+    for r in range(3):
+        for (name, before), after in zip(models[r].named_parameters(), copies[r].parameters()):
+            torch.testing.assert_close(after, before + r, msg=name)
+
+
+def test_what_does_not_stack_says_why():
+    assert stack_reason(_models(1)[0]) is None
+    conv = zoo.build("mvae", [ModalitySpec("image", "image", "bernoulli", (1, 8, 8))], latent_dim=4, hidden=8,
+                     image_net="conv")
+    assert "Conv2d" in stack_reason(conv)
+    learned = zoo.build("mvae", [ModalitySpec("image", "image", "bernoulli", (1, 6, 6))], latent_dim=4, hidden=8,
+                        likelihoods={"image": "gaussian:learned"})
+    assert "outside its encoders and decoders" in stack_reason(learned)
+    with pytest.raises(ValueError, match="does not stack"):
+        stack_models([conv, conv])
+
+
+def test_a_stacked_network_needs_the_runs_of_its_rows():
+    stacked = stack_models(_models(2))
+    with pytest.raises(RuntimeError, match="without the runs of its rows"):
+        stacked.decode("image", torch.zeros(4, 4))
