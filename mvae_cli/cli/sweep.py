@@ -43,6 +43,9 @@ class SweepDisplay:
         if event == "prepare":
             console.print(f"preparing the dataset {info['path']} (once for the whole sweep)")
             return
+        if event == "note":
+            console.print(info["text"], highlight=False)
+            return
         if point in self.finished and event != "done":
             return  # a late event from a worker
         if event == "point" and not info.get("reused"):
@@ -157,6 +160,9 @@ def sweep_command(
         "--jobs", "-j", metavar="N", help="Points trained at once, each in its own process (and GPU, when there are several).")] = 1,
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="List the points and their run directories; train nothing.")] = False,
+    stack: Annotated[bool, typer.Option(
+        "--stack/--no-stack", help="Train the points that share an architecture together as one stacked model, "
+                                    "each with its own run directory (default); --no-stack: one by one.")] = True,
     backend: Annotated[str, typer.Option(
         "--backend", metavar="local|slurm", help="local (processes on this machine, --jobs) or slurm (a job array through submitit).")] = "local",
     collect: Annotated[bool, typer.Option(
@@ -240,7 +246,7 @@ def sweep_command(
 
                 report = run_on_slurm(sweep, out, progress=display, trainer=Trainer(training_hooks))
             else:
-                report = run_sweep(sweep, out, jobs=jobs, progress=display, trainer=Trainer(training_hooks))
+                report = run_sweep(sweep, out, jobs=jobs, progress=display, trainer=Trainer(training_hooks), stack=stack)
     except KeyboardInterrupt:
         done = len(display.finished) if display is not None else 0
         raise Interrupted(f"{done} of {plural(len(sweep.points), 'point')} of {out} are done (results.csv holds them); "

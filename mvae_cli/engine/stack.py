@@ -179,6 +179,9 @@ def _finish(m: _Member, status: str, error: BaseException | None = None):
     return result
 
 
+_MOMENTS = ("exp_avg", "exp_avg_sq")  # Adam's per-element state (the step count is shared by a stack)
+
+
 class _Stack:
     """The stacked model and optimiser of some members, built from their own models and Adam states."""
 
@@ -191,24 +194,25 @@ class _Stack:
         self.pairs = stacked_parameters(self.model, models)
         if len(self.pairs) != len(list(self.model.parameters())):
             raise ValueError("a stacked parameter has no runs' parameters to carry its state")
-        self.optimizer = torch.optim.Adam([p for p, _ in self.pairs], lr=sessions[0].recipe.lr, fused=True)
-        for stacked, own in self.pairs:
+        self.optimizer = torch.optim.Adam([p for p, _, _ in self.pairs], lr=sessions[0].recipe.lr, fused=True)
+        for stacked, own, transposed in self.pairs:
             states = [s.optimizer.state.get(p) for s, p in zip(sessions, own)]
             if all(states):
+                layout = (lambda t: t.t()) if transposed else (lambda t: t)
                 self.optimizer.state[stacked] = {
                     "step": states[0]["step"].clone(),
-                    "exp_avg": torch.stack([st["exp_avg"] for st in states]).clone(),
-                    "exp_avg_sq": torch.stack([st["exp_avg_sq"] for st in states]).clone()}
+                    **{key: torch.stack([layout(st[key]) for st in states]).contiguous() for key in _MOMENTS}}
 
     def copy_out(self, r: int) -> None:
         """Member ``r``'s weights and Adam state back into its own model and optimiser."""
         s = self.members[r].session
         unstack_into(self.model, r, s.model)
-        for stacked, own in self.pairs:
+        for stacked, own, transposed in self.pairs:
             state = self.optimizer.state.get(stacked)
             if state:
-                s.optimizer.state[own[r]] = {"step": state["step"].clone(), "exp_avg": state["exp_avg"][r].clone(),
-                                             "exp_avg_sq": state["exp_avg_sq"][r].clone()}
+                layout = (lambda t: t.t()) if transposed else (lambda t: t)
+                s.optimizer.state[own[r]] = {"step": state["step"].clone(),
+                                             **{key: layout(state[key][r]).contiguous() for key in _MOMENTS}}
 
 
 def _train_group(members: dict[int, _Member], results: list) -> None:

@@ -168,24 +168,26 @@ def coherence(model, data, classifiers: dict, *, limit: int | None = None, prior
     scorable = [n for n in model.names if (n == label or n in classifiers) and model.generation_reason([n]) is None]
     n = data.n if limit is None else min(limit, data.n)
     generator = torch.Generator().manual_seed(seed)
-    right: dict[str, dict[int, list[int]]] = {t: {} for t in scorable}
+    plan = {t: [(size, list(subset)) for size in range(1, len(model.names))
+                for subset in itertools.combinations([m for m in model.names if m != t], size)
+                if model.posterior_reason(list(subset)) is None] for t in scorable}
+    used = {m for subsets in plan.values() for _, subset in subsets for m in subset}
+    shown = torch.tensor([m in used for m in model.names], device=data.device)
+    right: dict[str, dict[int, list]] = {t: {} for t in scorable}  # size -> [hits (a tensor), examples]
     for start in range(0, n, batch_size):
         batch = data.batch(torch.arange(start, min(start + batch_size, n)))
         truth = batch[label]
+        experts = model.encode(batch, shown.expand(truth.shape[0], -1))  # every encoder once, as the estimator
         for target in scorable:
-            others = [m for m in model.names if m != target]
-            for size in range(1, len(others) + 1):
-                for subset in itertools.combinations(others, size):
-                    if model.posterior_reason(list(subset)) is not None:
-                        continue
-                    q = model.posterior(batch, list(subset))
-                    eps = torch.randn(truth.shape[0], 1, model.latent_dim, generator=generator).to(truth.device)
-                    z = q.rsample(eps, 0, 1).squeeze(1)
-                    hit = int((_classify(model, target, z, classifiers, label) == truth).sum())
-                    tally = right[target].setdefault(size, [0, 0])
-                    tally[0] += hit
-                    tally[1] += truth.shape[0]
-    cross = {t: {str(s): h / c for s, (h, c) in sorted(sizes.items())} for t, sizes in right.items() if sizes}
+            for size, subset in plan[target]:
+                q = model.posterior(batch, subset, experts=experts)
+                eps = torch.randn(truth.shape[0], 1, model.latent_dim, generator=generator).to(truth.device)
+                z = q.rsample(eps, 0, 1).squeeze(1)
+                hit = (_classify(model, target, z, classifiers, label) == truth).sum()
+                tally = right[target].setdefault(size, [0, 0])
+                tally[0] = tally[0] + hit  # summed on the device: one host read per figure, at the end
+                tally[1] += truth.shape[0]
+    cross = {t: {str(s): int(h) / c for s, (h, c) in sorted(sizes.items())} for t, sizes in right.items() if sizes}
     by_size: dict[str, list[float]] = {}
     for sizes in cross.values():
         for s, share in sizes.items():

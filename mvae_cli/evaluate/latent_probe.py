@@ -15,15 +15,24 @@ import torch
 from mvae_cli.evaluate.coherence import class_modality
 from mvae_cli.evaluate.probe import linear_probe_accuracy
 
-def _means(model, data, given, n: int, batch_size: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
+def _experts(model, data, used, n: int, batch_size: int = 1000) -> tuple[list, torch.Tensor]:
+    """The experts ``(mu, logvar)`` of the modalities ``used`` for the first ``n`` rows, per batch
+    (every encoder once, as the estimator does), and the rows' classes."""
     label = class_modality(model.specs)
-    feats, labels = [], []
+    shown = torch.tensor([m in used for m in model.names], device=data.device)
+    experts, labels = [], []
     with torch.inference_mode():
         for start in range(0, n, batch_size):
             batch = data.batch(torch.arange(start, min(start + batch_size, n)))
-            feats.append(model.posterior(batch, list(given)).mean.double().cpu())
+            experts.append(model.encode(batch, shown.expand(batch[label].shape[0], -1)))
             labels.append(batch[label].cpu())
-    return torch.cat(feats), torch.cat(labels)
+    return experts, torch.cat(labels)
+
+
+def _means(model, experts: list, given) -> torch.Tensor:
+    """The means of q(z | given) ``[N, D]`` (float64, on the host) from the experts of :func:`_experts`."""
+    with torch.inference_mode():
+        return torch.cat([model.posterior(None, list(given), experts=e).mean.double().cpu() for e in experts])
 
 
 def probe_accuracy(model, train, test, *, n_train: int = 1000, limit: int | None = None) -> dict[str, float]:
@@ -32,11 +41,11 @@ def probe_accuracy(model, train, test, *, n_train: int = 1000, limit: int | None
     spec = next(s for s in model.specs if s.name == label)
     inputs = [n for n in model.names if n != label]
     n_tr, n_te = min(n_train, train.n), test.n if limit is None else min(limit, test.n)
-    out = {}
-    for size in range(1, len(inputs) + 1):
-        for subset in itertools.combinations(inputs, size):
-            if model.posterior_reason(list(subset)) is not None:
-                continue
-            out["+".join(subset)] = linear_probe_accuracy(*_means(model, train, subset, n_tr),
-                                                          *_means(model, test, subset, n_te), spec.classes)
-    return out
+    subsets = [subset for size in range(1, len(inputs) + 1) for subset in itertools.combinations(inputs, size)
+               if model.posterior_reason(list(subset)) is None]
+    used = {m for subset in subsets for m in subset}
+    (train_experts, train_labels), (test_experts, test_labels) = (_experts(model, train, used, n_tr),
+                                                                  _experts(model, test, used, n_te))
+    return {"+".join(subset): linear_probe_accuracy(_means(model, train_experts, subset), train_labels,
+                                                    _means(model, test_experts, subset), test_labels, spec.classes)
+            for subset in subsets}

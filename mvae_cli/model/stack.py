@@ -10,7 +10,8 @@ batch (:mod:`mvae_cli.model.rows`: the examples of run r are one block of it).
 A stacked network is told which run each of its input rows belongs to
 (:func:`~mvae_cli.model.rows.computing`); it places them in a padded ``[N, C, ...]`` block (C the
 most rows any run has; padding rows are zeros and their outputs are dropped, so they carry no
-gradient), runs the layers once, and returns the rows in their order. The gradient of each run's
+gradient; runs whose counts differ much are padded in blocks of their own, :func:`_segments`), runs
+the layers once, and returns the rows in their order. The gradient of each run's
 weights comes from its own rows only: a run of a stack computes what it computes alone, up to the
 rounding of the batched products.
 
@@ -22,6 +23,7 @@ scales.
 
 from __future__ import annotations
 
+import contextvars
 import copy
 
 import numpy as np
@@ -68,22 +70,40 @@ def _net_reason(net: nn.Module) -> str | None:
 
 
 class StackedLinear(nn.Module):
-    """N linear layers on ``[N·C, in]`` rows (run r's rows the r-th block of C): ``[N·C, out]``."""
+    """N linear layers on ``[N·C, in]`` rows (run r's rows the r-th block of C): ``[N·C, out]``.
+
+    The weights are kept transposed, ``[N, in, out]``: the product and both of its gradients are
+    then batched products of contiguous operands (with ``nn.Linear``'s ``[out, in]`` layout the
+    weight's gradient is a strided copy as large as the weights, every step).
+    """
 
     def __init__(self, layers: list[nn.Linear]):
         super().__init__()
-        self.weight = nn.Parameter(torch.stack([layer.weight.detach() for layer in layers]))  # [N, out, in]
+        self.weight = nn.Parameter(torch.stack([layer.weight.detach().t() for layer in layers]).contiguous())
         self.bias = (nn.Parameter(torch.stack([layer.bias.detach() for layer in layers]))  # [N, out]
                      if layers[0].bias is not None else None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n, out = self.weight.shape[0], self.weight.shape[1]
-        x = x.reshape(n, -1, x.shape[-1])
-        if self.bias is None:
-            y = torch.bmm(x, self.weight.transpose(1, 2))
+        segments = _SEGMENTS.get()
+        if segments is None or len(segments) == 1:
+            return self._product(x, self.weight, self.bias)
+        # split, not sliced: the backward of a split is one concatenation, that of each slice a
+        # zero tensor of the whole weight
+        runs = [b - a for a, b, _ in segments]
+        weights = self.weight.split(runs)
+        biases = self.bias.split(runs) if self.bias is not None else [None] * len(runs)
+        xs = x.split([(b - a) * c for a, b, c in segments])
+        return torch.cat([self._product(*part) for part in zip(xs, weights, biases)])
+
+    @staticmethod
+    def _product(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        """Runs of ``weight [n, in, out]`` on their ``[n·C, in]`` rows."""
+        x = x.reshape(weight.shape[0], -1, x.shape[-1])
+        if bias is None:
+            y = torch.bmm(x, weight)
         else:
-            y = torch.baddbmm(self.bias.unsqueeze(1), x, self.weight.transpose(1, 2))
-        return y.reshape(-1, out)
+            y = torch.baddbmm(bias.unsqueeze(1), x, weight)
+        return y.reshape(-1, weight.shape[2])
 
 
 def _stack_layers(nets: list[nn.Module]) -> nn.Module:
@@ -97,20 +117,51 @@ def _stack_layers(nets: list[nn.Module]) -> nn.Module:
     return stacked
 
 
+_SEGMENTS: contextvars.ContextVar = contextvars.ContextVar("stack_segments", default=None)
+
+
+def _segments(counts: np.ndarray) -> list[tuple[int, int, int]]:
+    """Runs ``a:b`` padded to ``C`` rows each, ``[(a, b, C), ...]`` covering every run in order.
+
+    One block of the largest count unless splitting where the counts jump (a run with more than
+    1.5 × the smallest count of its block, plus 8, starts a new one) saves at least a quarter of the
+    padded rows: a stack of supervision levels then pads its sparse runs to their own size, at the
+    price of one more batched product per layer and block.
+    """
+    n = counts.size
+    top = max(int(counts.max()) if n else 0, 1)
+    blocks, a, low, high = [], 0, None, 0
+    for r, c in enumerate(counts.tolist()):
+        if low is not None and c > 1.5 * low + 8 or low is not None and low > 1.5 * c + 8:
+            blocks.append((a, r, max(high, 1)))
+            a, low, high = r, None, 0
+        low = c if low is None else min(low, c)
+        high = max(high, c)
+    blocks.append((a, n, max(high, 1)))
+    if len(blocks) == 1 or sum((b - a) * c for a, b, c in blocks) > 0.75 * n * top:
+        return [(0, n, top)]
+    return blocks
+
+
 class _Layout:
-    """Where rows of runs ``runs int [R]`` (host) go in a padded ``[N·C]`` block: ``position [R]``."""
+    """Where rows of runs ``runs int [R]`` (host) go in the padded blocks of :func:`_segments`: ``position [R]``."""
 
     def __init__(self, runs: np.ndarray, n: int, device):
         counts = np.bincount(runs, minlength=n)
-        self.capacity = max(int(counts.max()) if counts.size else 0, 1)
+        self.segments = _segments(counts)
+        first = np.empty(n, dtype=np.int64)  # the padded row where each run's block starts
+        offset = 0
+        for a, b, c in self.segments:
+            first[a:b] = offset + c * np.arange(b - a)
+            offset += (b - a) * c
+        self.rows = offset
         order = np.argsort(runs, kind="stable")
         rank = np.empty_like(order)
         starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
         rank[order] = np.arange(runs.size) - starts[runs[order]]
-        position = runs * self.capacity + rank
-        self.identity = bool(position.size == n * self.capacity and np.array_equal(position, np.arange(position.size)))
+        position = first[runs] + rank
+        self.identity = bool(position.size == self.rows and np.array_equal(position, np.arange(position.size)))
         self.position = None if self.identity else index(position, device)
-        self.rows = n * self.capacity
 
     def pad(self, x: torch.Tensor) -> torch.Tensor:
         if self.identity:
@@ -137,7 +188,11 @@ class StackedNet(nn.Module):
 
     def forward(self, x: torch.Tensor):
         layout = self._layout(x.shape[0], x.device)
-        out = self.inner(layout.pad(x))
+        token = _SEGMENTS.set(layout.segments)
+        try:
+            out = self.inner(layout.pad(x))
+        finally:
+            _SEGMENTS.reset(token)
         if isinstance(out, tuple):
             return tuple(layout.unpad(o) for o in out)
         return layout.unpad(out)
@@ -177,7 +232,7 @@ def _copy_out(stacked: nn.Module, r: int, net: nn.Module) -> None:
         for name, module in stacked.named_modules():
             if isinstance(module, StackedLinear):
                 target = net.get_submodule(name)
-                target.weight.copy_(module.weight[r])
+                target.weight.copy_(module.weight[r].t())
                 if module.bias is not None:
                     target.bias.copy_(module.bias[r])
 
@@ -205,22 +260,23 @@ def unstack_into(stacked: nn.Module, r: int, model: nn.Module) -> None:
             net.unstack(r, getattr(model, table)[key])
 
 
-def stacked_parameters(stacked: nn.Module, models: list[nn.Module]) -> list[tuple[torch.Tensor, list[torch.Tensor]]]:
-    """Each stacked parameter ``[N, ...]`` with the N runs' own parameters it holds, in a fixed order
-    (for carrying optimiser state between the stack and the runs)."""
+def stacked_parameters(stacked: nn.Module, models: list[nn.Module]) -> list[tuple[torch.Tensor, list[torch.Tensor], bool]]:
+    """Each stacked parameter ``[N, ...]`` with the N runs' own parameters it holds and whether it
+    holds them transposed (a linear layer's weight), in a fixed order (for carrying optimiser state
+    between the stack and the runs)."""
     pairs = []
     for table in ("encoders", "decoders"):
         for key, net in getattr(stacked, table).items():
             own = [getattr(model, table)[key] for model in models]
             if isinstance(net, StackedCategoricalEncoder):
-                pairs.append((net.embed, [o.embed.weight for o in own]))
+                pairs.append((net.embed, [o.embed.weight for o in own], False))
                 inner, own = net.net, [o.net for o in own]
             else:
                 inner = net.inner
             for name, module in inner.named_modules():
                 if isinstance(module, StackedLinear):
                     targets = [o.get_submodule(name) for o in own]
-                    pairs.append((module.weight, [t.weight for t in targets]))
+                    pairs.append((module.weight, [t.weight for t in targets], True))
                     if module.bias is not None:
-                        pairs.append((module.bias, [t.bias for t in targets]))
+                        pairs.append((module.bias, [t.bias for t in targets], False))
     return pairs

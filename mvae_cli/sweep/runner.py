@@ -20,7 +20,12 @@ The library never prints: it reports through ``progress(event, **info)``:
 - ``start``, ``step``, ``epoch`` (point, and the training engine's fields);
 - ``evaluate`` (point, done, total): its evaluation starts (total None) and advances, in examples;
   (point, stage): a part after the likelihoods starts (the paired-only classifier, coherence, ...);
-- ``done`` (point, status, error): it finished or failed.
+- ``done`` (point, status, error): it finished or failed;
+- ``note`` (text): how the points train (which train together as one stack, a stack split to fit
+  memory, which train one by one and why).
+
+Points that share an architecture train together as one stacked model (:mod:`~mvae_cli.sweep.stacks`,
+:mod:`~mvae_cli.engine.stack`); each keeps its own run directory, exactly as when it trains alone.
 """
 
 from __future__ import annotations
@@ -42,12 +47,14 @@ from mvae_cli.atomic import read_json, write_json
 from mvae_cli.data.prepare import ensure_dataset
 from mvae_cli.engine.hooks import HookFactory
 from mvae_cli.engine.launch import train_on_ranks
+from mvae_cli.engine.stack import train_stack
 from mvae_cli.engine.run import is_run_dir, read_config
 from mvae_cli.errors import UserError
 from mvae_cli.eval_config import stale_settings
 from mvae_cli.evaluate.run_eval import evaluate_run
 from mvae_cli.recipe import Recipe, recipe_to_dict
 from mvae_cli.sweep.grid import Point, Sweep
+from mvae_cli.sweep.stacks import stack_units
 from mvae_cli.tables.results import build_row, write_tables
 
 Progress = Callable[..., None]
@@ -119,6 +126,11 @@ class Trainer:
     def __call__(self, recipe: Recipe, run_dir: Path, progress: Progress):
         return train_on_ranks(recipe, run_dir, progress=progress, hooks=self.hooks() if self.hooks else ())
 
+    def stack(self, recipes: list[Recipe], run_dirs: list[Path], progress: list[Progress]) -> list:
+        """The runs trained together as one stack (:func:`~mvae_cli.engine.stack.train_stack`): per run,
+        its result or the exception that ended it."""
+        return train_stack(recipes, run_dirs, progress, [self.hooks() if self.hooks else () for _ in recipes])
+
 
 _default_trainer = Trainer()
 
@@ -132,10 +144,17 @@ def run_point(point: Point, run_dir: Path, trainer=None, evaluator=None, progres
     Returns:
         The evaluation mapping (as written to ``run_dir/eval.json``).
     """
-    trainer, evaluator = trainer or _default_trainer, evaluator or _default_evaluator
+    trainer = trainer or _default_trainer
+    report = progress or (lambda event, **info: None)
+    trainer(point.recipe, run_dir, lambda event, **info: report(event, point=point.name, **info))
+    return evaluate_point(point, run_dir, evaluator, report)
+
+
+def evaluate_point(point: Point, run_dir: Path, evaluator=None, progress: Progress | None = None) -> dict:
+    """Evaluate a trained point with the recipe's eval settings (``run_dir/eval.json``'s mapping)."""
+    evaluator = evaluator or _default_evaluator
     report = progress or (lambda event, **info: None)
     recipe, name = point.recipe, point.name
-    trainer(recipe, run_dir, lambda event, **info: report(event, point=name, **info))
     report("evaluate", point=name, done=0, total=None)
     return evaluator(run_dir, recipe.eval, device=recipe.device,
                      progress=lambda done, total: report("evaluate", point=name, done=done, total=total),
@@ -155,6 +174,46 @@ def attempt_point(point: Point, run_dir: Path, trainer, evaluator, progress: Pro
         return "failed", None, str(error), None
     except Exception as error:  # a bug in one point must not end the study; keep its traceback
         return "failed", None, f"{type(error).__name__}: {error}", traceback.format_exc()
+
+
+def _failure(error: BaseException) -> tuple:
+    if isinstance(error, UserError):
+        return "failed", None, str(error), None
+    return ("failed", None, f"{type(error).__name__}: {error}",
+            "".join(traceback.format_exception(type(error), error, error.__traceback__)))
+
+
+def attempt_stack(points: list[Point], run_dirs: list[Path], trainer, evaluator, progress: Progress,
+                  finished: Callable[[int, tuple], None]) -> list[tuple]:
+    """Train ``points`` as one stack, then evaluate each that trained; as :func:`attempt_point`, one
+    outcome per point, each also handed to ``finished(i, outcome)`` as soon as it is known."""
+    trainer = trainer or _default_trainer
+    forward = [lambda event, name=p.name, **info: progress(event, point=name, **info) for p in points]
+    try:
+        results = trainer.stack([p.recipe for p in points], run_dirs, forward)
+    except Exception as error:  # the stack as a whole (a bug): every point failed with it
+        results = [error] * len(points)
+    outcomes = []
+    for i, (point, run_dir, result) in enumerate(zip(points, run_dirs, results)):
+        if isinstance(result, BaseException):
+            outcome = _failure(result)
+        else:
+            try:
+                outcome = "finished", evaluate_point(point, run_dir, evaluator, progress), None, None
+            except Exception as error:  # noqa: BLE001 -- one point's evaluation does not end the others
+                outcome = _failure(error)
+        finished(i, outcome)
+        outcomes.append(outcome)
+    return outcomes
+
+
+def _attempt_unit(unit: list[Point], run_dirs: list[Path], trainer, evaluator, progress: Progress,
+                  finished: Callable[[int, tuple], None]) -> list[tuple]:
+    if len(unit) == 1:
+        outcome = attempt_point(unit[0], run_dirs[0], trainer, evaluator, progress)
+        finished(0, outcome)
+        return [outcome]
+    return attempt_stack(unit, run_dirs, trainer, evaluator, progress, finished)
 
 
 # --- worker processes (--jobs N) -------------------------------------------------------------
@@ -182,19 +241,20 @@ def _exit_with_parent(parent: int) -> None:
     os._exit(1)
 
 
-def _work(point: Point, run_dir: Path, trainer, evaluator, index: int, total: int) -> tuple:
-    last = [0.0]
+def _work(unit: list[Point], run_dirs: list[Path], trainer, evaluator, indices: list[int], total: int) -> list[tuple]:
+    last: dict[str, float] = {}
 
     def forward(event: str, **info) -> None:
         if event == "step" and info["step"] != info["steps"]:
             now = time.monotonic()
-            if now - last[0] < _STEP_INTERVAL_S:
+            if now - last.get(info.get("point"), 0.0) < _STEP_INTERVAL_S:
                 return
-            last[0] = now
+            last[info.get("point")] = now
         _worker_events.put((event, info))
 
-    forward("point", point=point.name, index=index, total=total, reused=False)
-    return attempt_point(point, run_dir, trainer, evaluator, forward)
+    for point, index in zip(unit, indices):
+        forward("point", point=point.name, index=index, total=total, reused=False)
+    return _attempt_unit(unit, run_dirs, trainer, evaluator, forward, lambda i, outcome: None)
 
 
 def _gpu_ids() -> list[str]:
@@ -289,7 +349,7 @@ def prepare_datasets(statuses: list[PointStatus], progress: Progress | None = No
 
 
 def run_sweep(sweep: Sweep, out: str | Path, *, jobs: int = 1, progress: Progress | None = None,
-              trainer=None, evaluator=None) -> SweepReport:
+              trainer=None, evaluator=None, stack: bool = True) -> SweepReport:
     """Train, evaluate and aggregate every point of ``sweep`` under ``out``.
 
     Args:
@@ -301,6 +361,8 @@ def run_sweep(sweep: Sweep, out: str | Path, *, jobs: int = 1, progress: Progres
         trainer: ``trainer(recipe, run_dir, progress)``; default the engine's ``train``.
         evaluator: ``evaluator(run_dir, recipe.eval, device=, progress=, stage=) -> dict``; default
             :func:`~mvae_cli.evaluate.run_eval.evaluate_run`.
+        stack: train the points that share an architecture as one stack (:mod:`~mvae_cli.sweep.stacks`;
+            a trainer with a ``stack`` method, as :class:`Trainer`); False: one by one.
 
     Returns:
         Every point's status and the results rows.
@@ -329,17 +391,23 @@ def run_sweep(sweep: Sweep, out: str | Path, *, jobs: int = 1, progress: Progres
         book.record(status, evaluation)
         report("done", point=status.point.name, status=status.status, error=status.error)
 
-    if jobs == 1 or len(todo) <= 1:
-        for status in todo:
-            status.status = "running"
-            report("point", point=status.point.name, index=statuses.index(status), total=len(statuses), reused=False)
-            finish(status, attempt_point(status.point, status.run_dir, trainer, evaluator, report))
+    if stack and hasattr(trainer or _default_trainer, "stack") and len(todo) > 1:
+        units = stack_units(todo, lambda s: s.point.recipe, jobs, lambda text: report("note", text=text))
     else:
-        _run_in_processes(todo, statuses, min(jobs, len(todo)), trainer, evaluator, report, finish)
+        units = [[s] for s in todo]
+    if jobs == 1 or len(units) <= 1:
+        for unit in units:
+            for status in unit:
+                status.status = "running"
+                report("point", point=status.point.name, index=statuses.index(status), total=len(statuses), reused=False)
+            _attempt_unit([s.point for s in unit], [s.run_dir for s in unit], trainer, evaluator, report,
+                          lambda i, outcome, unit=unit: finish(unit[i], outcome))
+    else:
+        _run_in_processes(units, statuses, min(jobs, len(units)), trainer, evaluator, report, finish)
     return SweepReport(out, statuses, book.ordered_rows())
 
 
-def _run_in_processes(todo: list[PointStatus], statuses: list[PointStatus], jobs: int, trainer, evaluator,
+def _run_in_processes(units: list[list[PointStatus]], statuses: list[PointStatus], jobs: int, trainer, evaluator,
                       report: Progress, finish: Callable[[PointStatus, tuple], None]) -> None:
     context = multiprocessing.get_context("spawn")
     events = context.Queue()
@@ -362,18 +430,20 @@ def _run_in_processes(todo: list[PointStatus], statuses: list[PointStatus], jobs
     pool = ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker,
                                initargs=(threads, gpus, events, os.getpid()))
     try:
-        futures = {pool.submit(_work, s.point, s.run_dir, trainer, evaluator, statuses.index(s), len(statuses)): s
-                   for s in todo}
+        futures = {pool.submit(_work, [s.point for s in unit], [s.run_dir for s in unit], trainer, evaluator,
+                               [statuses.index(s) for s in unit], len(statuses)): unit for unit in units}
         pending = set(futures)
         while pending:
             done, pending = wait(pending, timeout=0.1, return_when=FIRST_COMPLETED)
             drain()
             for future in done:
+                unit = futures[future]
                 try:
-                    outcome = future.result()
+                    outcomes = future.result()
                 except Exception as error:  # the worker process died (killed, out of memory)
-                    outcome = ("failed", None, f"worker process failed: {type(error).__name__}: {error}", None)
-                finish(futures[future], outcome)
+                    outcomes = [("failed", None, f"worker process failed: {type(error).__name__}: {error}", None)] * len(unit)
+                for status, outcome in zip(unit, outcomes):
+                    finish(status, outcome)
     except BaseException:
         # Ctrl-C or SIGTERM: shutdown() alone would wait for every running point to finish training.
         # Python 3.14 has pool.terminate_workers(); before it, the processes are only reachable here.

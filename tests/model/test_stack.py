@@ -59,7 +59,8 @@ def _alone(model, objective, batch, seed: int, beta: float):
 
 
 @pytest.mark.parametrize("name", ["mvae", "mvae-q"])
-@pytest.mark.parametrize("sizes,keeps", [((6, 6, 6), (1.0, 1.0, 1.0)), ((5, 7, 3), (0.5, 0.8, 1.0))])
+@pytest.mark.parametrize("sizes,keeps", [((6, 6, 6), (1.0, 1.0, 1.0)), ((5, 7, 3), (0.5, 0.8, 1.0)),
+                                         ((40, 4, 40), (1.0, 1.0, 0.9))])  # padded in blocks of their own
 def test_stack_equals_each_run_alone(name, sizes, keeps):
     n = len(sizes)
     models = _models(n, name)
@@ -76,9 +77,10 @@ def test_stack_equals_each_run_alone(name, sizes, keeps):
         assert float(losses[r].detach()) == pytest.approx(alone[r][0], rel=1e-5)
         for key, value in alone[r][1].items():
             assert float(terms[key][r].detach()) == pytest.approx(value, rel=1e-5, abs=1e-6), key
-    for stacked_p, own in stacked_parameters(stacked, models):
+    for stacked_p, own, transposed in stacked_parameters(stacked, models):
         for r in range(n):
-            torch.testing.assert_close(stacked_p.grad[r], own[r].grad, rtol=1e-5, atol=1e-6)
+            grad = stacked_p.grad[r].t() if transposed else stacked_p.grad[r]
+            torch.testing.assert_close(grad, own[r].grad, rtol=1e-5, atol=1e-6)
 
 
 def test_stack_takes_one_beta_per_example():
@@ -95,7 +97,7 @@ def test_stack_takes_one_beta_per_example():
 def test_unstack_copies_each_run_back():
     models = _models(3)
     stacked = stack_models(models)
-    for p, _ in stacked_parameters(stacked, models):
+    for p, _, _ in stacked_parameters(stacked, models):
         with torch.no_grad():
             p.add_(torch.arange(3.0).view(3, *[1] * (p.dim() - 1)))
     copies = [copy.deepcopy(m) for m in models]
@@ -122,3 +124,16 @@ def test_a_stacked_network_needs_the_runs_of_its_rows():
     stacked = stack_models(_models(2))
     with pytest.raises(RuntimeError, match="without the runs of its rows"):
         stacked.decode("image", torch.zeros(4, 4))
+
+
+def test_runs_of_very_different_counts_are_padded_in_blocks_of_their_own():
+    from mvae_cli.model.stack import _Layout, _segments
+
+    assert _segments(np.array([40, 4, 40])) == [(0, 1, 40), (1, 2, 4), (2, 3, 40)]
+    assert _segments(np.array([10, 12, 9])) == [(0, 3, 12)]  # close counts: one block
+    assert _segments(np.array([30, 30, 20])) == [(0, 3, 30)]  # splitting would save too little
+    runs = np.array([0, 0, 2, 1, 2, 0])
+    layout = _Layout(runs, 3, "cpu")
+    x = torch.arange(6.0).unsqueeze(1)
+    padded = layout.pad(x)
+    assert padded.shape[0] == layout.rows and torch.equal(layout.unpad(padded), x)

@@ -65,3 +65,29 @@ def fake_evaluate(run_dir, config, *, device=None, progress=None, stage=None) ->
         progress(10, 10)
     write_json(Path(run_dir) / "eval.json", evaluation)
     return evaluation
+
+
+class FakeStackTrainer:
+    """:func:`fake_train`, with a ``stack`` method as the real trainer's: it logs each stack's points (one
+    line, space-separated) to ``<sweep>/stack_calls.txt`` and trains them one after another, a failing
+    point's exception its result."""
+
+    def __call__(self, recipe, run_dir, progress):
+        fake_train(recipe, run_dir, progress)
+
+    def stack(self, recipes, run_dirs, progress):
+        with (Path(run_dirs[0]).parent.parent / "stack_calls.txt").open("a") as log:
+            log.write(" ".join(Path(d).name for d in run_dirs) + "\n")
+        results = []
+        for recipe, run_dir, forward in zip(recipes, run_dirs, progress):
+            try:
+                fake_train(recipe, run_dir, forward)
+                results.append(None)
+            except RuntimeError as error:
+                results.append(error)
+        return results
+
+
+def stack_calls(sweep_dir: Path) -> list[list[str]]:
+    path = Path(sweep_dir) / "stack_calls.txt"
+    return [line.split() for line in path.read_text().splitlines()] if path.exists() else []

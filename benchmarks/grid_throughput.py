@@ -1,0 +1,154 @@
+"""N runs of one recipe trained as one stack against the same N runs one after another, in one process.
+
+Each run has its own mask (the grid's supervision levels 0.01, 0.1 and 1, a third of the runs each), its own seed, model,
+Adam and noise streams; a "step" is one optimiser step of every run. Sequential: the engine's
+single-run step (`objective(model, batch, step)`, backward, fused Adam) for each run in turn.
+Stacked: the engine's stacked step (`mvae_cli.engine.stack`: one batch of the N runs' batches, one
+forward and backward of the stacked networks, one fused Adam over the stacked parameters). Prints
+ms per step of all N runs, the ratio sequential / stacked, and the stacked step's breakdown
+(host plan and batch assembly, forward, backward, optimiser).
+
+    python benchmarks/grid_throughput.py [--nets quickstart,mnist] [--n 1,3,9,30] [--steps 30]
+
+The quick-start nets: the shapes dataset's layout (an RGB 32×32 image and five categorical
+attributes), MLPs of 64, z = 16, batch 50, k = 1. The MNIST nets: the paper's (784 pixels and a
+10-class label, MLPs of 512, z = 64, batch 100). Synthetic data of those shapes (the arithmetic is
+the same as real data's).
+"""
+
+from __future__ import annotations
+
+import sys
+
+from mvae_cli import accel
+
+accel.enable()  # as the CLI's main() does, before torch is imported
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+from mvae_cli.data.format import ModalitySpec
+from mvae_cli.engine.run import build_model
+from mvae_cli.engine.loop import build_objective
+from mvae_cli.model.rows import stack_batches, with_host_mask
+from mvae_cli.model.stack import stack_models, stacked_parameters
+from mvae_cli.recipe import recipe_from_dict
+
+NETS = {
+    "quickstart": ([ModalitySpec("image", "image", "bernoulli", (3, 32, 32))]
+                   + [ModalitySpec(n, "categorical", "categorical", (), c)
+                      for n, c in (("shape", 3), ("colour", 4), ("size", 2), ("xpos", 3), ("ypos", 3))],
+                   {"model": {"latent_dim": 16, "hidden": 64}, "batch_size": 50, "objective": {"k": 1}}),
+    "mnist": ([ModalitySpec("image", "image", "bernoulli", (1, 28, 28)), ModalitySpec("label", "categorical", "categorical", (), 10)],
+              {"model": {"latent_dim": 64, "hidden": 512}, "batch_size": 100}),
+}
+LEVELS = (0.01, 0.1, 1.0)
+
+
+def _data(specs, n_rows: int, seed: int):
+    g = torch.Generator().manual_seed(seed)
+    data = {}
+    for s in specs:
+        if s.kind == "image":
+            data[s.name] = torch.rand(n_rows, *s.shape, generator=g).round()
+        else:
+            data[s.name] = torch.randint(0, s.classes, (n_rows,), generator=g)
+    return data
+
+
+def _mask(n_rows: int, m: int, level: float, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    mask = np.zeros((n_rows, m), dtype=bool)
+    paired = rng.random(n_rows) < level
+    mask[paired] = True
+    mask[~paired, rng.integers(0, m, n_rows)[~paired]] = True
+    return mask
+
+
+def run(nets: str, n: int, steps: int) -> dict:
+    specs, settings = NETS[nets]
+    recipe = recipe_from_dict({**settings, "model": {"name": "mvae", **settings["model"]}})
+    B, rows = recipe.batch_size, 5000
+    data = _data(specs, rows, 0)
+    masks = [_mask(rows, len(specs), LEVELS[r * len(LEVELS) // n], r) for r in range(n)]  # levels in turn, as a sweep orders them
+    models = []
+    for r in range(n):
+        torch.manual_seed(r)
+        models.append(build_model(recipe, specs))
+    objective = build_objective(recipe, 100, recipe.objective.k)
+    order = np.random.default_rng(1)
+
+    def batch_of(r):
+        index = order.integers(0, rows, B)
+        tensors = {name: value[index] for name, value in data.items()}
+        tensors["mask"] = torch.from_numpy(masks[r][index])
+        return with_host_mask(tensors, masks[r][index])
+
+    optimizers = [torch.optim.Adam(m.parameters(), lr=1e-3, fused=True) for m in models]
+
+    def sequential():
+        for r in range(n):
+            batch = batch_of(r)
+            optimizers[r].zero_grad(set_to_none=True)
+            loss, _ = objective(models[r], batch, 1000)
+            loss.backward()
+            optimizers[r].step()
+
+    stacked = stack_models(models)
+    opt = torch.optim.Adam([p for p, _, _ in stacked_parameters(stacked, models)], lr=1e-3, fused=True)
+    streams = [(torch.Generator().manual_seed(r), np.random.RandomState(r)) for r in range(n)]
+    parts = {"batch": 0.0, "forward": 0.0, "backward": 0.0, "adam": 0.0}
+
+    def stack_step(record: bool):
+        t0 = time.perf_counter()
+        batch = stack_batches([batch_of(r) for r in range(n)], streams)
+        t1 = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        losses, _ = objective.loss(stacked, batch, 1.0)
+        t2 = time.perf_counter()
+        losses.sum().backward()
+        t3 = time.perf_counter()
+        opt.step()
+        t4 = time.perf_counter()
+        if record:
+            for key, (a, b) in zip(parts, ((t0, t1), (t1, t2), (t2, t3), (t3, t4))):
+                parts[key] += (b - a) * 1000 / steps
+
+    result = {}
+    for name, fn in (("sequential", sequential), ("stacked", lambda: stack_step(False))):
+        for _ in range(3):
+            fn()
+        best = float("inf")
+        for _ in range(2):
+            start = time.perf_counter()
+            for _ in range(steps):
+                fn()
+            best = min(best, (time.perf_counter() - start) * 1000 / steps)
+        result[name] = best
+    for _ in range(steps):
+        stack_step(True)
+    result["parts"] = parts
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--nets", default="quickstart,mnist")
+    parser.add_argument("--n", default="1,3,9,30")
+    parser.add_argument("--steps", type=int, default=30)
+    args = parser.parse_args()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; ms per step of all N runs (best of 2 x {args.steps})")
+    print(f"{'nets':<11}{'N':>4}{'sequential':>12}{'stacked':>10}{'ratio':>8}   stacked step: batch / forward / backward / adam")
+    for nets in args.nets.split(","):
+        for n in (int(v) for v in args.n.split(",")):
+            r = run(nets, n, args.steps)
+            p = r["parts"]
+            print(f"{nets:<11}{n:>4}{r['sequential']:>12.1f}{r['stacked']:>10.1f}{r['sequential'] / r['stacked']:>7.2f}x"
+                  f"   {p['batch']:.1f} / {p['forward']:.1f} / {p['backward']:.1f} / {p['adam']:.1f}", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
