@@ -244,7 +244,7 @@ def sweep_command(
             if backend == "slurm":
                 from mvae_cli.sweep.slurm import run_on_slurm
 
-                report = run_on_slurm(sweep, out, progress=display, trainer=Trainer(training_hooks))
+                report = run_on_slurm(sweep, out, progress=display, trainer=Trainer(training_hooks), stack=stack)
             else:
                 report = run_sweep(sweep, out, jobs=jobs, progress=display, trainer=Trainer(training_hooks), stack=stack)
     except KeyboardInterrupt:

@@ -2,7 +2,8 @@
 
 Each array task runs exactly the local code path of its point (:func:`~mvae_cli.sweep.runner.run_point`:
 train, resuming from ``last.pt`` when there is one, then evaluate into the run directory on the
-shared filesystem). A task that is preempted or reaches its time limit is requeued by submitit
+shared filesystem), or of its stack: the points that train together as one stacked model are one
+task (:class:`StackTask`). A task that is preempted or reaches its time limit is requeued by submitit
 (:class:`PointTask` is checkpointable) and resumes from its last checkpoint.
 
 The driver submits only the points that are neither finished nor already queued (job ids are
@@ -22,8 +23,9 @@ from pathlib import Path
 from mvae_cli.atomic import read_json, write_json
 from mvae_cli.errors import UserError
 from mvae_cli.sweep.grid import Point, Sweep
-from mvae_cli.sweep.runner import (PointStatus, Progress, SweepBook, SweepReport, attempt_point, plan,
-                                   prepare_datasets)
+from mvae_cli.sweep.runner import (PointStatus, Progress, SweepBook, SweepReport, attempt_point, attempt_stack,
+                                   plan, prepare_datasets)
+from mvae_cli.sweep.stacks import stack_units
 
 JOBS_FILE = "jobs.json"
 _ACTIVE = ("PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COMPLETING", "RESIZING", "SUSPENDED", "UNKNOWN")
@@ -52,6 +54,22 @@ class PointTask:
 
     def checkpoint(self, point: Point, run_dir: str):
         return require_submitit().helpers.DelayedSubmission(PointTask(self.trainer), point, run_dir)
+
+
+class StackTask:
+    """The array task of points that train together as one stack (:mod:`~mvae_cli.sweep.stacks`): one
+    outcome per point, as :func:`~mvae_cli.sweep.runner.attempt_stack` gives them; requeued as a whole
+    on preemption, each run resuming from its own ``last.pt``."""
+
+    def __init__(self, trainer=None):
+        self.trainer = trainer
+
+    def __call__(self, points: list[Point], run_dirs: list[str]) -> list[tuple]:
+        return attempt_stack(points, [Path(d) for d in run_dirs], self.trainer, None, lambda event, **info: None,
+                             lambda i, outcome: None)
+
+    def checkpoint(self, points: list[Point], run_dirs: list[str]):
+        return require_submitit().helpers.DelayedSubmission(StackTask(self.trainer), points, run_dirs)
 
 
 def executor_for(sweep: Sweep, folder: Path, n_tasks: int):
@@ -94,7 +112,7 @@ def _epochs_done(run_dir: Path) -> int:
 
 
 def run_on_slurm(sweep: Sweep, out: str | Path, *, progress: Progress | None = None, collect: bool = False,
-                 poll_s: float = 10.0, trainer=None) -> SweepReport:
+                 poll_s: float = 10.0, trainer=None, stack: bool = True) -> SweepReport:
     """Submit the unfinished points of ``sweep`` as a Slurm job array, wait, aggregate under ``out``.
 
     Args:
@@ -103,6 +121,8 @@ def run_on_slurm(sweep: Sweep, out: str | Path, *, progress: Progress | None = N
         progress: the local runner's events (``point``, ``start``, ``step`` per epoch, ``done``).
         collect: aggregate what has finished; submit nothing and do not wait.
         poll_s: seconds between looks at the queue.
+        trainer: the runner's :class:`~mvae_cli.sweep.runner.Trainer`; with it (and ``stack``) the
+            points that stack are one task each stack (:class:`StackTask`).
 
     Returns:
         Every point's status (``pending`` for queued or not yet submitted under ``collect``) and the rows.
@@ -139,18 +159,26 @@ def run_on_slurm(sweep: Sweep, out: str | Path, *, progress: Progress | None = N
         else:
             to_submit.append(status)
     if to_submit:
-        executor = executor_for(sweep, folder, len(to_submit))
+        # the points of one architecture as one task (within the task's memory, slurm.mem_gb)
+        units = (stack_units(to_submit, lambda st: st.point.recipe, 1, lambda text: report("note", text=text),
+                             budget=int(sweep.recipe.slurm.mem_gb * 2**30 * 0.5))
+                 if stack and hasattr(trainer, "stack") else [[st] for st in to_submit])
+        executor = executor_for(sweep, folder, len(units))
         try:
             with executor.batch():
-                jobs = [executor.submit(PointTask(trainer), s.point, str(s.run_dir.resolve())) for s in to_submit]
+                jobs = [executor.submit(PointTask(trainer), unit[0].point, str(unit[0].run_dir.resolve()))
+                        if len(unit) == 1 else
+                        executor.submit(StackTask(trainer), [st.point for st in unit],
+                                        [str(st.run_dir.resolve()) for st in unit]) for unit in units]
         except (FileNotFoundError, submitit.core.utils.FailedJobError) as error:
             raise UserError(f"could not submit to Slurm ({str(error).splitlines()[0]}); is sbatch on PATH?") from None
-        for status, job in zip(to_submit, jobs):
-            watched[status.point.name] = (status, job)
-            recorded[status.point.name] = job.job_id
+        for unit, job in zip(units, jobs):
+            for i, status in enumerate(unit):
+                watched[status.point.name] = (status, job, None if len(unit) == 1 else i)
+                recorded[status.point.name] = job.job_id
         folder.mkdir(parents=True, exist_ok=True)
         write_json(folder / JOBS_FILE, recorded)
-    for status, _ in watched.values():
+    for status, *_ in watched.values():
         status.status = "running"
     book.write()
     _wait(watched, book, report, poll_s)
@@ -172,8 +200,8 @@ def _wait(watched: dict, book: SweepBook, report: Progress, poll_s: float, gone_
     shown: dict[str, int] = {}
     gone: dict[str, int] = {}  # polls for which a task without a result was missing from the queue
     while watched:
-        queued = in_queue([str(job.job_id) for _, job in watched.values()])
-        for name, (status, job) in list(watched.items()):
+        queued = in_queue(list({str(entry[1].job_id) for entry in watched.values()}))
+        for name, (status, job, *place) in list(watched.items()):
             epochs = _epochs_done(status.run_dir)
             if epochs and name not in shown:
                 info = read_json(status.run_dir / "run.json") or {}
@@ -193,6 +221,8 @@ def _wait(watched: dict, book: SweepBook, report: Progress, poll_s: float, gone_
             else:
                 try:
                     outcome = job.result()
+                    if place and place[0] is not None:  # a stack's task: one outcome per point
+                        outcome = outcome[place[0]]
                 except Exception as error:  # the task died (killed, out of memory, node failure)
                     outcome = ("failed", None, f"Slurm job {job.job_id} failed: {str(error).splitlines()[0][:300]}", None)
             status.status, evaluation, status.error, status.traceback = outcome

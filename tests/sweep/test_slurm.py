@@ -125,3 +125,59 @@ def test_an_earlier_task_is_waited_for_only_while_squeue_lists_it():
 
     assert _active(Job(), {"7_0", "8_1"}) and not _active(Job(), set()) and not _active(Job(), {"7_1"})
     assert _active(Job(), None)  # squeue unreachable for a moment and no state: assume it still runs
+
+
+def test_a_stack_is_one_task_and_each_point_reads_its_own_outcome(tmp_path):
+    from mvae_cli.sweep import slurm
+    from mvae_cli.sweep.runner import SweepBook, plan
+
+    sweep = load_sweep(_sweep_recipe(tmp_path, tmp_path / "tiny.h5"))
+    statuses = plan(sweep, tmp_path / "out")
+
+    class Done:  # a finished stack task: one outcome per point
+        job_id = "9_0"
+
+        def done(self):
+            return True
+
+        def result(self):
+            return [("failed", None, "the first point diverged", None), ("failed", None, "the second too", None)]
+
+    job = Done()
+    events = []
+    slurm._wait({s.point.name: (s, job, i) for i, s in enumerate(statuses)},
+                SweepBook(sweep, tmp_path / "out", statuses, 0),
+                lambda event, **info: events.append((event, info.get("error"))), poll_s=0)
+    assert [s.error for s in statuses] == ["the first point diverged", "the second too"]
+    assert events == [("done", "the first point diverged"), ("done", "the second too")]
+
+
+def test_a_preempted_stack_requeues_itself_with_the_same_points(tmp_path):
+    pytest.importorskip("submitit")
+    from mvae_cli.sweep.slurm import StackTask
+
+    points = load_sweep(_sweep_recipe(tmp_path, tmp_path / "tiny.h5")).points
+    again = StackTask().checkpoint(points, ["/shared/runs/a", "/shared/runs/b"])
+    assert isinstance(again.function, StackTask) and again.args == (points, ["/shared/runs/a", "/shared/runs/b"])
+
+
+@pytest.mark.slurm
+def test_a_stack_runs_on_slurm_as_one_task(tmp_path):
+    if shutil.which("sbatch") is None:
+        pytest.skip("no sbatch: bring up a cluster with scripts/slurm_local.sh")
+    pytest.importorskip("submitit")
+    from mvae_cli.sweep.runner import Trainer
+    from mvae_cli.sweep.slurm import run_on_slurm
+
+    recipe = _sweep_recipe(tmp_path, make_dataset(tmp_path / "tiny.h5"))
+    out = tmp_path / "out"
+    events = []
+    report = run_on_slurm(load_sweep(recipe), out, poll_s=1, trainer=Trainer(),
+                          progress=lambda event, **info: events.append((event, info.get("text"))))
+    assert [p.status for p in report.points] == ["finished", "finished"], [p.error for p in report.points]
+    jobs = json.loads((out / "slurm" / "jobs.json").read_text())
+    assert len(set(jobs.values())) == 1  # both points in one task
+    assert ("note", "2 runs train together as one stacked model (--no-stack: one by one)") in events
+    for status in report.points:
+        assert json.loads((status.run_dir / "run.json").read_text())["epochs_done"] == 2
+        assert (status.run_dir / "eval.json").is_file()
