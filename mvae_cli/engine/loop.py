@@ -385,7 +385,9 @@ def run_epoch(s: Session, progress: Progress) -> EpochTotals:
             with autocast(device, recipe.precision):
                 loss, terms = s.objective(s.model, batch, s.step)
             # Mean loss over this rank's rows, weighted by its share: the rank sum is the batch mean.
-            s.scaler.scale(loss * (n_local / n) if world.active else loss).backward()
+            # A batch without a row the objective uses (the CVAE's fully shown examples) has nothing to learn.
+            if loss.requires_grad:
+                s.scaler.scale(loss * (n_local / n) if world.active else loss).backward()
             step_losses[b] = loss.detach()
             for key, value in terms.items():
                 sums[key] = sums.get(key, 0.0) + (value.detach() if torch.is_tensor(value) else value) * n_local

@@ -245,7 +245,8 @@ def _train_group(members: dict[int, _Member], results: list) -> None:
         stack.optimizer.zero_grad(set_to_none=True)
         with autocast(device, members[active[0]].session.recipe.precision):
             losses, terms = objective.loss(stack.model, batch, beta)
-        losses.sum().backward()
+        if losses.requires_grad:  # (no run's batch held a row its objective uses: nothing to learn)
+            losses.sum().backward()
         stack.optimizer.step()
         detached = losses.detach()
         ended = []

@@ -10,7 +10,7 @@ from torch import nn
 
 from mvae_cli.data.format import ModalitySpec
 from mvae_cli.model.model import MultimodalVAE, primary_modality
-from mvae_cli.model.rows import host_mask, index
+from mvae_cli.model.rows import computing, host_mask, index
 from mvae_cli.model.nets import MLPDecoder, MLPEncoder
 
 
@@ -62,7 +62,8 @@ class CVAE(MultimodalVAE):
         if rows.numel():
             part = {n: batch[n][rows] for n in self.names}
             inputs = torch.cat([part[self.x].reshape(rows.numel(), -1).float(), self.decoder_context(part)], dim=1)
-            m, lv = self.encoders[self.x](inputs)
+            with computing(batch, np.flatnonzero(full)):  # a stacked network's rows (mvae_cli.model.stack)
+                m, lv = self.encoders[self.x](inputs)
             j = self.names.index(self.x)
             mu, logvar = mu.to(m.dtype).clone(), logvar.to(m.dtype).clone()
             mu[rows, j], logvar[rows, j] = m, lv

@@ -36,8 +36,9 @@ def index(rows: np.ndarray, device: torch.device | str) -> torch.Tensor:
 
 
 def where(column: np.ndarray, device: torch.device | str) -> torch.Tensor | None:
-    """The rows where the host ``column bool [B]`` holds, as a device index; None when it holds everywhere."""
-    if column.all():
+    """The rows where the host ``column bool [B]`` holds, as a device index; None when it holds everywhere
+    (an empty column holds nowhere: a batch without a fully shown example gives the CVAE no row)."""
+    if column.size and column.all():
         return None
     return index(np.flatnonzero(column), device)
 

@@ -52,9 +52,13 @@ class Objective:
         raise NotImplementedError
 
     def loss(self, model: Model, batch: dict[str, torch.Tensor], beta: float) -> tuple[torch.Tensor, dict]:
-        """The training loss at ``beta`` (minus the mean of :meth:`per_example`) and its terms."""
+        """The training loss at ``beta`` (minus the mean of :meth:`per_example`) and its terms; for a
+        stacked batch each run's loss ``[N]``."""
         values, terms = self.per_example(model, batch, beta, self.free_bits)
-        return -values.mean(), terms
+        if run_starts(batch) is None:
+            return -values.mean(), terms
+        examples = RowTerms(batch, np.arange(values.shape[0]), values.device)
+        return -examples.per_example(values), terms
 
     def bound(self, model: Model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """The objective's bound at β = 1 and without a KL floor, per example: ``[B]`` (validation)."""
@@ -86,12 +90,21 @@ def per_example_mean(values: torch.Tensor, example: torch.Tensor, n: int) -> tor
     return per_example_sum(values, example, n) / count.clamp(min=1)
 
 
-class RunRows:
-    """Sums and means per run of a stacked batch (:mod:`~mvae_cli.model.rows`) over rows of ``examples``
-    (host ``int [R]``): the metrics of each run of a stack, as it would report them alone."""
+class RowTerms:
+    """The metrics (and the loss) of an objective's rows, for one run or for each run of a stack.
+
+    ``examples`` (host ``int [R]``) are the examples of the rows being reduced. For a batch of one
+    run every reduction is a scalar, computed as it always was; for a stacked batch
+    (:mod:`~mvae_cli.model.rows`) it is ``[N]``, one value per run over that run's rows and
+    examples, so each run of a stack reports what it would report alone.
+    """
 
     def __init__(self, batch: dict, examples: np.ndarray, device):
         starts = run_starts(batch)
+        self.stacked = starts is not None
+        self.n_examples = batch["mask"].shape[0]
+        if not self.stacked:
+            return
         self.n = starts.size - 1
         self.runs = run_of(batch, examples)
         self.device = device
@@ -99,20 +112,34 @@ class RunRows:
         self.sizes = torch.from_numpy(np.diff(starts).astype(np.float32)).to(device)  # examples per run [N]
         self.counts = np.bincount(self.runs, minlength=self.n)
 
-    def sum(self, values: torch.Tensor, groups: np.ndarray | None = None, n_groups: int = 1) -> torch.Tensor:
-        """Σ of ``values [R]`` per run: ``[N]``; with ``groups int [R]`` (host) per run and group: ``[N, G]``."""
-        if groups is None:
-            return values.new_zeros(self.n).index_add(0, self._index, values)
-        cell = index(self.runs * n_groups + groups, self.device)
-        return values.new_zeros(self.n * n_groups).index_add(0, cell, values).view(self.n, n_groups)
+    def _sums(self, values: torch.Tensor) -> torch.Tensor:
+        return values.new_zeros(self.n).index_add(0, self._index, values)
 
     def mean(self, values: torch.Tensor) -> torch.Tensor:
-        """Mean of ``values [R]`` over each run's rows: ``[N]`` (0 for a run with none)."""
+        """The mean of ``values [R]`` over the rows (each run's rows)."""
+        if not self.stacked:
+            return values.mean()
         counts = torch.from_numpy(np.maximum(self.counts, 1).astype(np.float32)).to(self.device)
-        return self.sum(values.detach()) / counts
+        return self._sums(values.detach()) / counts
+
+    def per_example(self, values: torch.Tensor) -> torch.Tensor:
+        """Σ ``values [R]`` over the rows divided by the examples of the batch (of each run)."""
+        if not self.stacked:
+            return values.sum() / self.n_examples
+        return self._sums(values) / self.sizes
+
+    def per_example_by(self, values: torch.Tensor, groups: np.ndarray, n_groups: int) -> torch.Tensor:
+        """:meth:`per_example` of each group of rows (``groups int [R]``, host): ``[G]``, or ``[N, G]``."""
+        if not self.stacked:
+            return values.new_zeros(n_groups).index_add(0, index(groups, values.device), values) / self.n_examples
+        cell = index(self.runs * n_groups + groups, self.device)
+        sums = values.new_zeros(self.n * n_groups).index_add(0, cell, values).view(self.n, n_groups)
+        return sums / self.sizes.unsqueeze(1)
 
     def log_lik_terms(self, model: Model, shown: np.ndarray, log_lik: torch.Tensor) -> dict[str, torch.Tensor]:
-        """:meth:`Objective.log_lik_terms` per run: ``{log_lik_<name>: [N]}``."""
+        """:meth:`Objective.log_lik_terms`, of each run for a stack."""
+        if not self.stacked:
+            return Objective.log_lik_terms(model, shown, log_lik)
         shown = np.asarray(shown, dtype=bool)
         values = log_lik.detach().masked_fill(~as_device(shown, log_lik.device), 0)  # [R, M]
         sums = values.new_zeros(self.n, values.shape[1]).index_add(0, self._index, values)

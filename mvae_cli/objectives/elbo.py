@@ -12,7 +12,7 @@ import torch
 from mvae_cli.model.poe import gaussian_kl_per_unit
 from mvae_cli.model.posterior import DiagonalGaussian
 from mvae_cli.model.protocol import Model
-from mvae_cli.model.rows import as_device, computing, host, index, normal_noise, where
+from mvae_cli.model.rows import as_device, computing, host, index, normal_noise, run_starts, where
 from mvae_cli.objectives.regularize import free_bits_kl
 
 
@@ -122,6 +122,8 @@ def subset_elbo(
         z = torch.cat([z, gather_rows(context, example).to(z.dtype)], dim=1)
     weighted, log_lik = decode_log_lik(model, batch, z, example, targets, example_host)
     if free_bits > 0:
+        if run_starts(batch) is not None:
+            raise ValueError("free bits floor the KL on a batch's average; the runs of a stack cannot share one")
         if not isinstance(q, DiagonalGaussian):
             raise ValueError("free bits need a Gaussian posterior (a KL per latent unit)")
         kl_units = gaussian_kl_per_unit(q.mu, q.logvar)

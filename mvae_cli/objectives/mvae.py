@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from mvae_cli.model.rows import host_mask, index, plan_per_run, run_starts
-from mvae_cli.objectives.base import Objective, RunRows, per_example_sum
+from mvae_cli.model.rows import host_mask, index, plan_per_run
+from mvae_cli.objectives.base import Objective, RowTerms, per_example_sum
 from mvae_cli.objectives.elbo import subset_elbo
 
 KIND_FULL, KIND_SINGLE, KIND_RANDOM = 0, 1, 2
@@ -99,14 +99,12 @@ class MVAEObjective(Objective):
         return subset_elbo(model, batch, mu, logvar, rows, mask, beta=1.0)[0]
 
     def per_example(self, model, batch, beta, free_bits=0.0):
-        values, terms, _ = self._rows(model, batch, beta, free_bits)
+        values, terms, _, _ = self._rows(model, batch, beta, free_bits)
         return values, terms
 
     def loss(self, model, batch, beta):
-        _, terms, elbo = self._rows(model, batch, beta, self.free_bits)
-        if run_starts(batch) is not None:  # a stack: each run's loss, ``[N]``
-            return terms.pop("_loss"), terms
-        return -elbo.sum() / batch["mask"].shape[0], terms
+        _, terms, elbo, rows = self._rows(model, batch, beta, self.free_bits)
+        return -rows.per_example(elbo), terms
 
     def _rows(self, model, batch, beta, free_bits):
         mask = batch["mask"]
@@ -115,30 +113,14 @@ class MVAEObjective(Objective):
         # numpy's global stream (each run's own in a stack): seeded by the engine and saved in every
         # checkpoint (exact resume)
         example, subsets, kind = plan_per_run(batch, host_mask(batch, mask), lambda m, rng: mvae_subsets(m, k, rng))
-        if free_bits > 0 and run_starts(batch) is not None:
-            raise ValueError("free bits floor the KL on a batch's average; a stack of runs cannot share one")
         elbo, log_lik, kl = subset_elbo(model, batch, mu, logvar, example, subsets, beta, free_bits=free_bits)
-        n_examples = mask.shape[0]
-        if run_starts(batch) is not None:
-            return per_example_sum(elbo, index(example, mask.device), n_examples), \
-                self._stacked_terms(model, batch, example, subsets, kind, elbo, log_lik, kl), elbo
-        terms = {"kl": kl.mean()}
-        bounds = np.searchsorted(kind, [KIND_FULL, KIND_SINGLE, KIND_RANDOM, KIND_RANDOM + 1])  # rows are ordered by kind
+        rows = RowTerms(batch, example, mask.device)
+        by_kind = rows.per_example_by(elbo.detach(), kind, 3)
+        terms = {"kl": rows.mean(kl)}
         for i, label in enumerate(("elbo_full", "elbo_single", "elbo_subset")):
-            terms[label] = elbo[bounds[i]:bounds[i + 1]].sum() / n_examples
-        terms.update(self.log_lik_terms(model, subsets, log_lik))
-        return per_example_sum(elbo, index(example, mask.device), n_examples), terms, elbo
-
-
-    def _stacked_terms(self, model, batch, example, subsets, kind, elbo, log_lik, kl) -> dict[str, torch.Tensor]:
-        """The terms of :meth:`_rows` for each run of a stack (``[N]`` each), and its loss (``_loss``)."""
-        runs = RunRows(batch, example, elbo.device)
-        by_kind = runs.sum(elbo, groups=kind, n_groups=3) / runs.sizes.unsqueeze(1)  # [N, 3]
-        terms = {"_loss": -by_kind.sum(dim=1), "kl": runs.mean(kl)}
-        for i, label in enumerate(("elbo_full", "elbo_single", "elbo_subset")):
-            terms[label] = by_kind[:, i].detach()
-        terms.update(runs.log_lik_terms(model, subsets, log_lik))
-        return terms
+            terms[label] = by_kind[..., i]
+        terms.update(rows.log_lik_terms(model, subsets, log_lik))
+        return per_example_sum(elbo, index(example, mask.device), mask.shape[0]), terms, elbo, rows
 
 
 def default_k(n_modalities: int) -> int:

@@ -23,7 +23,7 @@ import torch
 from mvae_cli.model.model import primary_modality
 from mvae_cli.model.poe import gaussian_kl
 from mvae_cli.model.rows import as_device, host_mask, index
-from mvae_cli.objectives.base import Objective, per_example_sum
+from mvae_cli.objectives.base import Objective, RowTerms, per_example_sum
 from mvae_cli.objectives.elbo import subset_elbo
 
 
@@ -34,6 +34,8 @@ class VAEObjective(Objective):
         anneal_steps, beta, free_bits: see :class:`~mvae_cli.objectives.base.Objective`.
     """
 
+    stacks = True
+
     def per_example(self, model, batch, beta, free_bits=0.0):
         mask = batch["mask"]
         mu, logvar = model.encode(batch, mask)
@@ -42,10 +44,10 @@ class VAEObjective(Objective):
         subsets = np.zeros((example.shape[0], mask.shape[1]), dtype=bool)
         subsets[:, j] = True
         elbo, log_lik, kl = subset_elbo(model, batch, mu, logvar, example, subsets, beta, free_bits=free_bits)
-        x = model.encoded[0]
+        x, rows = model.encoded[0], RowTerms(batch, example, mask.device)
         return per_example_sum(elbo, index(example, mask.device), mask.shape[0]), {
-            "kl": kl.mean(), "elbo_full": elbo.sum() / mask.shape[0],
-            f"log_lik_{x}": self.log_lik_terms(model, subsets, log_lik)[f"log_lik_{x}"]}
+            "kl": rows.mean(kl), "elbo_full": rows.per_example(elbo.detach()),
+            f"log_lik_{x}": rows.log_lik_terms(model, subsets, log_lik)[f"log_lik_{x}"]}
 
 
 class CVAEObjective(Objective):
@@ -56,6 +58,8 @@ class CVAEObjective(Objective):
         anneal_steps, beta, free_bits: see :class:`~mvae_cli.objectives.base.Objective`.
     """
 
+    stacks = True
+
     def per_example(self, model, batch, beta, free_bits=0.0):
         mask = batch["mask"]
         mu, logvar = model.encode(batch, mask)
@@ -65,9 +69,10 @@ class CVAEObjective(Objective):
         targets[:, model.names.index(model.x)] = True
         elbo, log_lik, kl = subset_elbo(model, batch, mu, logvar, example, shown[example], beta, targets=targets,
                                         free_bits=free_bits)
+        rows = RowTerms(batch, example, mask.device)
         return per_example_sum(elbo, index(example, mask.device), mask.shape[0]), {
-            "kl": kl.mean(), "elbo_full": elbo.sum() / mask.shape[0],
-            f"log_lik_{model.x}": self.log_lik_terms(model, targets, log_lik)[f"log_lik_{model.x}"]}
+            "kl": rows.mean(kl), "elbo_full": rows.per_example(elbo.detach()),
+            f"log_lik_{model.x}": rows.log_lik_terms(model, targets, log_lik)[f"log_lik_{model.x}"]}
 
 
 class BiVCCAObjective(Objective):
@@ -78,6 +83,8 @@ class BiVCCAObjective(Objective):
         mu: the weight μ of the primary modality's term, in [0, 1].
         anneal_steps, beta, free_bits: see :class:`~mvae_cli.objectives.base.Objective`.
     """
+
+    stacks = True
 
     settings = ("mu",)
 
@@ -97,7 +104,9 @@ class BiVCCAObjective(Objective):
                                         free_bits=free_bits)
         x = model.names.index(primary_modality(model.specs))
         weight = as_device(np.where(modality == x, self.mu, (1.0 - self.mu) / max(1, M - 1)), mask.device).to(elbo.dtype)
-        terms = {"kl": kl.mean(), "elbo_single": elbo.sum() / mask.shape[0], **self.log_lik_terms(model, targets, log_lik)}
+        rows = RowTerms(batch, example, mask.device)
+        terms = {"kl": rows.mean(kl), "elbo_single": rows.per_example(elbo.detach()),
+                 **rows.log_lik_terms(model, targets, log_lik)}
         return per_example_sum(weight * elbo, index(example, mask.device), mask.shape[0]), terms
 
 
@@ -132,15 +141,18 @@ class JMVAEObjective(Objective):
         elbo, log_lik, kl = subset_elbo(model, batch, mu, logvar, example, given, beta, targets=targets,
                                         free_bits=free_bits)
         values = per_example_sum(elbo, index(example, mask.device), B)
-        kl_units = mu.new_zeros(())
+        rows = RowTerms(batch, example, mask.device)
+        kl_units = mu.new_zeros(rows.n if rows.stacked else ())  # without a fully shown example
         if joint_ex.size:
+            joint_rows = RowTerms(batch, joint_ex, mask.device)
             joint_ex = index(joint_ex, mask.device)
             j_mu, j_lv = mu[joint_ex, M].float(), logvar[joint_ex, M].float()
             kls = torch.stack([gaussian_kl(j_mu, j_lv, mu[joint_ex, i].float(), logvar[joint_ex, i].float())
                                for i in range(M)], dim=1)  # [J, M]
             values = values.index_add(0, joint_ex, -self.alpha * kls.sum(dim=1))
-            kl_units = kls.sum(dim=1).mean()
+            kl_units = joint_rows.mean(kls.sum(dim=1))
         n_joint = int(full.sum())
-        terms = {"kl": kl.mean(), "kl_unimodal": kl_units, "elbo_full": elbo[:n_joint].sum() / B,
-                 "elbo_single": elbo[n_joint:].sum() / B, **self.log_lik_terms(model, targets, log_lik)}
+        by_kind = rows.per_example_by(elbo.detach(), (np.arange(example.size) >= n_joint).astype(np.int64), 2)
+        terms = {"kl": rows.mean(kl), "kl_unimodal": kl_units, "elbo_full": by_kind[..., 0],
+                 "elbo_single": by_kind[..., 1], **rows.log_lik_terms(model, targets, log_lik)}
         return values, terms

@@ -11,7 +11,7 @@ from torch import nn
 
 from mvae_cli.data.format import ModalitySpec
 from mvae_cli.evaluate.coherence import _classify, class_modality, coherence
-from mvae_cli.evaluate.latent_probe import probe_accuracy
+from mvae_cli.evaluate.latent_probe import _experts, _means, probe_accuracy
 from mvae_cli.evaluate.probe import linear_probe_accuracy
 from mvae_cli.model.jmvae import JMVAE
 from mvae_cli.model.model import MultimodalVAE
@@ -31,7 +31,7 @@ class Data:
 
     def batch(self, index):
         return {"image": self.image[index], "label": self.label[index], "bits": self.bits[index],
-                "kind": self.kind[index], "mask": torch.ones(len(index), 4, dtype=torch.bool)}
+                "kind": self.kind[index], "mask": torch.ones(len(index), 4, dtype=torch.bool)}  # unused: fully observed
 
 
 def _reference_coherence(model, data, classifiers, *, limit, prior_samples, seed, batch_size):
@@ -62,19 +62,11 @@ def _reference_coherence(model, data, classifiers, *, limit, prior_samples, seed
     return cross, float((predictions == predictions[:1]).all(dim=0).double().mean())
 
 
-def _reference_probe(model, train, test, n_train, limit):
-    label = class_modality(model.specs)
-
-    def means(data, given, n):
-        batches = [data.batch(torch.arange(s, min(s + 1000, n))) for s in range(0, n, 1000)]
-        with torch.inference_mode():
-            features = torch.cat([model.posterior(b, list(given)).mean.double() for b in batches])
-        return features, torch.cat([b[label] for b in batches])
-
-    inputs = [n for n in model.names if n != label]
-    return {"+".join(subset): linear_probe_accuracy(*means(train, subset, n_train), *means(test, subset, limit), 3)
-            for size in range(1, len(inputs) + 1) for subset in itertools.combinations(inputs, size)
-            if model.posterior_reason(list(subset)) is None}
+def _reference_means(model, data, given, n):
+    """The probe's features before: q(z | given) encoded anew for each subset, in batches of 1,000."""
+    batches = [data.batch(torch.arange(s, min(s + 1000, n))) for s in range(0, n, 1000)]
+    with torch.inference_mode():
+        return torch.cat([model.posterior(b, list(given)).mean.double() for b in batches])
 
 
 def _model(kind):
@@ -85,12 +77,30 @@ def _model(kind):
 
 @pytest.mark.parametrize("kind", ["poe", "mopoe", "jmvae"])
 def test_coherence_and_the_probe_equal_the_subset_by_subset_figures(kind):
-    model, data, train = _model(kind), Data(1300, 1), Data(1200, 2)
+    model, data, train = _model(kind), Data(130, 1), Data(1200, 2)
     torch.manual_seed(1)
     classifiers = {"image": nn.Sequential(nn.Flatten(), nn.Linear(16, 3)), "bits": nn.Linear(5, 3)}
-    result = coherence(model, data, classifiers, limit=1100, prior_samples=300, seed=4, batch_size=500)
-    cross, joint = _reference_coherence(model, data, classifiers, limit=1100, prior_samples=300, seed=4,
-                                        batch_size=500)
+    result = coherence(model, data, classifiers, limit=110, prior_samples=300, seed=4, batch_size=50)
+    cross, joint = _reference_coherence(model, data, classifiers, limit=110, prior_samples=300, seed=4, batch_size=50)
     assert result["cross"] == cross and result["joint"] == joint
     assert len(cross["label"]) == (1 if kind == "jmvae" else 3)  # sizes 1–3 (jmvae: one modality only)
-    assert probe_accuracy(model, train, data, n_train=1100, limit=1050) == _reference_probe(model, train, data, 1100, 1050)
+    inputs = [n for n in model.names if n != "label"]
+    subsets = [s for size in (1, 2, 3) for s in itertools.combinations(inputs, size) if model.posterior_reason(list(s)) is None]
+    used = {m for s in subsets for m in s}
+    experts, labels = _experts(model, train, used, 1100)
+    assert torch.equal(labels, train.label[:1100])
+    for subset in subsets:
+        assert torch.equal(_means(model, experts, subset), _reference_means(model, train, subset, 1100))
+
+
+def test_the_probe_fits_the_features_of_each_subset():
+    torch.manual_seed(0)
+    model = MultimodalVAE(SPECS[:3], 3, 16, "mlp").eval()  # image, label, bits
+    train, test = Data(150, 2), Data(100, 3)
+    for data in (train, test):  # bits that show the class: the probes converge fast
+        data.bits = (nn.functional.one_hot(data.label, 5) + 0.2 * torch.rand(data.n, 5) > 0.5).float()
+    result = probe_accuracy(model, train, test, n_train=120, limit=80)
+    expected = {"+".join(subset): linear_probe_accuracy(_reference_means(model, train, subset, 120), train.label[:120],
+                                                        _reference_means(model, test, subset, 80), test.label[:80], 3)
+                for subset in (["image"], ["bits"], ["image", "bits"])}
+    assert result == expected

@@ -124,3 +124,19 @@ def test_one_particle_of_the_estimator_is_the_single_sample_bound(name):
         torch.manual_seed(3)
         again = subset_elbo(model, full, mu, logvar, torch.arange(3), shown, 1.0, eps=torch.randn(3, 2))[0]
         torch.testing.assert_close(bound, again)
+
+
+def test_cvae_batch_without_a_fully_shown_example_adds_nothing():
+    import numpy as np
+
+    from mvae_cli import zoo
+    from mvae_cli.data.format import ModalitySpec
+    from mvae_cli.model.rows import with_host_mask
+
+    specs = [ModalitySpec("image", "image", "bernoulli", (1, 4, 4)), ModalitySpec("label", "categorical", "categorical", (), 3)]
+    model = zoo.build("cvae", specs, latent_dim=2, hidden=4)
+    mask = np.array([[True, False], [False, True]])
+    batch = with_host_mask({"image": torch.rand(2, 1, 4, 4).round(), "label": torch.tensor([0, 2]),
+                            "mask": torch.from_numpy(mask)}, mask)
+    loss, terms = zoo.objective("cvae")(model, batch, 10)
+    assert float(loss) == 0.0 and not loss.requires_grad
