@@ -333,7 +333,7 @@ def restore(session: Session) -> None:
         s.epoch, s.step, s.best, s.train_seconds = state["epoch"], state["step"], state["best_valid_elbo"], state["train_seconds"]
         lines = metrics_path.read_text().splitlines() if metrics_path.exists() else []
         if world.is_main:
-            write_text(metrics_path, "".join(f"{l}\n" for l in lines if l and json.loads(l)["epoch"] <= s.epoch))
+            write_text(metrics_path, "".join(f"{l}\n" for l in lines if _line_epoch(l) <= s.epoch))
     elif world.is_main:
         s.run_dir.mkdir(parents=True, exist_ok=True)
         with atomic_path(s.run_dir / "mask.npy") as tmp, open(tmp, "wb") as handle:
@@ -343,6 +343,15 @@ def restore(session: Session) -> None:
     if world.is_main:
         write_config(s.run_dir, recipe)  # on resume too: it records a changed number of epochs
         write_json(s.run_dir / "run.json", s.info)
+
+
+def _line_epoch(line: str) -> float:
+    """The epoch of a ``metrics.jsonl`` line; infinite for a line a kill cut short (dropped on resume:
+    it was written after the checkpoint the run resumes from)."""
+    try:
+        return json.loads(line)["epoch"]
+    except (ValueError, KeyError, TypeError):
+        return math.inf
 
 
 def _run_info(s: Session) -> dict:

@@ -127,3 +127,17 @@ def test_what_does_not_stack(data_path):
     a, b = _recipe(data_path, POINTS[0]), _recipe(data_path, POINTS[0], "model.hidden=8")
     assert stack_key(a) != stack_key(b)
     assert stack_key(a) == stack_key(_recipe(data_path, POINTS[2], "beta=0.25"))
+
+
+def test_a_kill_in_the_middle_of_a_metrics_line_resumes(data_path, tmp_path):
+    recipes = [_recipe(data_path, p, "epochs=2") for p in LEVELS[:2]]
+    train_stack(recipes, [tmp_path / "whole0", tmp_path / "whole1"])
+    train_stack([dataclasses.replace(r, epochs=1) for r in recipes], [tmp_path / "cut0", tmp_path / "cut1"])
+    with (tmp_path / "cut1" / "metrics.jsonl").open("a") as handle:
+        handle.write('{"epoch": 2, "step": 14, "loss": 12')  # the kill came while epoch 2's line was written
+    train_stack(recipes, [tmp_path / "cut0", tmp_path / "cut1"])
+    for i in range(2):
+        assert _lines(tmp_path / f"cut{i}") == _lines(tmp_path / f"whole{i}") or \
+            [line["loss"] for line in _lines(tmp_path / f"cut{i}")] == [line["loss"] for line in _lines(tmp_path / f"whole{i}")]
+        whole, cut = _weights(tmp_path / f"whole{i}"), _weights(tmp_path / f"cut{i}")
+        assert all(torch.equal(whole[k], cut[k]) for k in whole)
