@@ -71,3 +71,28 @@ def test_the_counter_sees_a_sync():
         x[x > 1].sum()
         float(x.sum())
     assert counter.seen.count("index(bool)") == 1 and "_local_scalar_dense" in counter.seen
+
+
+@pytest.mark.parametrize("name", [n for n in zoo.names() if getattr(zoo.entry(n).objective, "stacks", False)])
+def test_a_stacked_step_has_no_host_sync(name):
+    from mvae_cli.model.rows import stack_batches
+    from mvae_cli.model.stack import stack_models
+
+    models = []
+    for r in range(3):
+        torch.manual_seed(r)
+        models.append(zoo.build(name, SPECS, latent_dim=3, hidden=8))
+    stacked = stack_models(models)
+    settings = {"k": 2} if name in ("mvae", "mvae-q") else {}
+    objective = zoo.objective(name, anneal_steps=10, beta=1.0, **settings)
+    optimizer = torch.optim.Adam(stacked.parameters(), lr=1e-3, fused=True)
+    batch = stack_batches([_batch() for _ in range(3)],
+                          [(torch.Generator().manual_seed(r), np.random.RandomState(r)) for r in range(3)])
+    beta = torch.linspace(0.2, 1.0, 36)  # one β per example: the runs anneal on their own steps
+    counter = SyncCounter()
+    with counter:
+        losses, terms = objective.loss(stacked, batch, beta)
+        losses.sum().backward()
+        optimizer.step()
+    assert counter.seen == [], f"{name}: {counter.seen}"
+    assert losses.shape == (3,) and bool(torch.isfinite(losses).all())
