@@ -85,7 +85,7 @@ def paired_baselines(specs: Sequence, x: str, y: Sequence[str], mask: np.ndarray
     names = [s.name for s in specs]
     by_name = {s.name: s for s in specs}
     chance, baseline, used = {}, {}, {}
-    groups: dict[bytes, list[str]] = {}  # the predicted modalities of each set of paired rows
+    groups: dict[bytes, tuple[np.ndarray, list[str]]] = {}  # each set of paired rows, its predicted modalities
     for name in y:
         spec = by_name[name]
         if spec.kind not in KINDS:
@@ -96,16 +96,14 @@ def paired_baselines(specs: Sequence, x: str, y: Sequence[str], mask: np.ndarray
         rows = paired_rows(mask, names.index(x), names.index(name))
         used[name] = int(rows.size)
         if rows.size:
-            groups.setdefault(rows.tobytes(), []).append(name)
-    most = [most_rounds(len(key) // 8) for key in groups]  # the groups' rounds at most (rows are int64)
-    for i, (key, group) in enumerate(groups.items()):
-        before = sum(most[:i])
+            groups.setdefault(rows.tobytes(), (rows, []))[1].append(name)
+    most = [most_rounds(rows.size) for rows, _ in groups.values()]  # each group's rounds at most
+    for i, (rows, group) in enumerate(groups.values()):
         report = None if progress is None else \
-            (lambda done, _, before=before: progress(before + done, sum(most)))
-        models = train_paired_classifiers(by_name[x], [by_name[n] for n in group], train,
-                                          np.frombuffer(key, dtype=np.int64).copy(), valid, n_valid, latent_dim=latent_dim,
-                                          hidden=hidden, image_net=image_net, seed=seed, device=device,
-                                          progress=report)
+            (lambda done, _, before=sum(most[:i]): progress(before + done, sum(most)))
+        models = train_paired_classifiers(by_name[x], [by_name[n] for n in group], train, rows, valid, n_valid,
+                                          latent_dim=latent_dim, hidden=hidden, image_net=image_net, seed=seed,
+                                          device=device, progress=report)
         for name, model in zip(group, models):
             baseline[name] = accuracy(model, test, n_test, x, name, device)
     baseline = {name: baseline[name] for name in y if name in baseline}  # the order of y

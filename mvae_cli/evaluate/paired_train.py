@@ -201,8 +201,7 @@ class _Stack:
         """Only the active classifiers at positions ``kept`` stay, their Adam moments and step with them."""
         old = self.optimizer.state
         index = torch.tensor(kept, dtype=torch.long, device=self.layers[0][0].device)
-        moved = []
-        layers = []
+        moved, layers = [], []
         for pair in self.layers:
             new_pair = tuple(p.detach()[index].clone().requires_grad_() for p in pair)
             moved += [(p, q, index) for p, q in zip(pair, new_pair)]
@@ -250,9 +249,7 @@ def train_paired_classifiers(x_spec, y_specs: Sequence, train: Batches, rows: np
         return out
     names = [name for name, _ in models[0].named_parameters()]
     stack, x = _Stack(models), x_spec.name
-    best = [-1.0] * len(models)
-    best_state: list[dict | None] = [None] * len(models)
-    waited = [0] * len(models)
+    best, best_state, waited = [-1.0] * len(models), [None] * len(models), [0] * len(models)
     shuffle = torch.Generator().manual_seed(seed)
     order, used = rows[torch.randperm(rows.numel(), generator=shuffle)], 0
     for done in range(most):

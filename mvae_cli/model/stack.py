@@ -84,16 +84,11 @@ class StackedLinear(nn.Module):
                      if layers[0].bias is not None else None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        segments = _SEGMENTS.get()
-        if segments is None or len(segments) == 1:
+        part = _SEGMENT.get()  # (block, {layer: its weights and biases split by block}) inside a StackedNet
+        if part is None or part[1] is None:
             return self._product(x, self.weight, self.bias)
-        # split, not sliced: the backward of a split is one concatenation, that of each slice a
-        # zero tensor of the whole weight
-        runs = [b - a for a, b, _ in segments]
-        weights = self.weight.split(runs)
-        biases = self.bias.split(runs) if self.bias is not None else [None] * len(runs)
-        xs = x.split([(b - a) * c for a, b, c in segments])
-        return torch.cat([self._product(*part) for part in zip(xs, weights, biases)])
+        weights, biases = part[1][id(self)]
+        return self._product(x, weights[part[0]], biases[part[0]])
 
     @staticmethod
     def _product(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
@@ -117,7 +112,7 @@ def _stack_layers(nets: list[nn.Module]) -> nn.Module:
     return stacked
 
 
-_SEGMENTS: contextvars.ContextVar = contextvars.ContextVar("stack_segments", default=None)
+_SEGMENT: contextvars.ContextVar = contextvars.ContextVar("stack_segment", default=None)
 
 
 def _segments(counts: np.ndarray) -> list[tuple[int, int, int]]:
@@ -144,32 +139,35 @@ def _segments(counts: np.ndarray) -> list[tuple[int, int, int]]:
 
 
 class _Layout:
-    """Where rows of runs ``runs int [R]`` (host) go in the padded blocks of :func:`_segments`: ``position [R]``."""
+    """Where the rows of runs ``runs int [R]`` (host, run after run) go in the padded blocks of
+    :func:`_segments`: block ``s`` takes the rows ``bounds[s]:bounds[s + 1]`` of the input, run
+    ``r`` of it padded to the block's C rows."""
 
     def __init__(self, runs: np.ndarray, n: int, device):
+        if runs.size and np.any(np.diff(runs) < 0):
+            raise ValueError("the rows of a stacked network must be ordered run after run")
         counts = np.bincount(runs, minlength=n)
         self.segments = _segments(counts)
-        first = np.empty(n, dtype=np.int64)  # the padded row where each run's block starts
-        offset = 0
+        ends = np.cumsum(counts)
+        self.bounds, self.positions = [0], []
         for a, b, c in self.segments:
-            first[a:b] = offset + c * np.arange(b - a)
-            offset += (b - a) * c
-        self.rows = offset
-        order = np.argsort(runs, kind="stable")
-        rank = np.empty_like(order)
-        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-        rank[order] = np.arange(runs.size) - starts[runs[order]]
-        position = first[runs] + rank
-        self.identity = bool(position.size == self.rows and np.array_equal(position, np.arange(position.size)))
-        self.position = None if self.identity else index(position, device)
+            lo, hi = self.bounds[-1], int(ends[b - 1])
+            local = runs[lo:hi] - a
+            rank = np.arange(lo, hi) - (ends[runs[lo:hi]] - counts[runs[lo:hi]])
+            position = local * c + rank
+            identity = position.size == (b - a) * c  # every run of the block has C rows: nothing to pad
+            self.positions.append(None if identity else (index(position, device), (b - a) * c))
+            self.bounds.append(hi)
 
-    def pad(self, x: torch.Tensor) -> torch.Tensor:
-        if self.identity:
+    def pad(self, s: int, x: torch.Tensor) -> torch.Tensor:
+        x = x[self.bounds[s]:self.bounds[s + 1]] if len(self.segments) > 1 else x
+        if self.positions[s] is None:
             return x
-        return x.new_zeros((self.rows, *x.shape[1:])).index_copy(0, self.position, x)
+        position, rows = self.positions[s]
+        return x.new_zeros((rows, *x.shape[1:])).index_copy(0, position, x)
 
-    def unpad(self, y: torch.Tensor) -> torch.Tensor:
-        return y if self.identity else y.index_select(0, self.position)
+    def unpad(self, s: int, y: torch.Tensor) -> torch.Tensor:
+        return y if self.positions[s] is None else y.index_select(0, self.positions[s][0])
 
 
 class StackedNet(nn.Module):
@@ -188,14 +186,24 @@ class StackedNet(nn.Module):
 
     def forward(self, x: torch.Tensor):
         layout = self._layout(x.shape[0], x.device)
-        token = _SEGMENTS.set(layout.segments)
-        try:
-            out = self.inner(layout.pad(x))
-        finally:
-            _SEGMENTS.reset(token)
-        if isinstance(out, tuple):
-            return tuple(layout.unpad(o) for o in out)
-        return layout.unpad(out)
+        splits = None
+        if len(layout.segments) > 1:  # each layer's weights split once (one concatenation in the backward)
+            runs = [b - a for a, b, _ in layout.segments]
+            splits = {id(m): (m.weight.split(runs), m.bias.split(runs) if m.bias is not None else [None] * len(runs))
+                      for m in self.inner.modules() if isinstance(m, StackedLinear)}
+        outs = []
+        for s in range(len(layout.segments)):
+            token = _SEGMENT.set((s, splits))
+            try:
+                out = self.inner(layout.pad(s, x))
+            finally:
+                _SEGMENT.reset(token)
+            outs.append(tuple(layout.unpad(s, o) for o in out) if isinstance(out, tuple) else layout.unpad(s, out))
+        if len(outs) == 1:
+            return outs[0]
+        if isinstance(outs[0], tuple):
+            return tuple(torch.cat(parts) for parts in zip(*outs))
+        return torch.cat(outs)
 
     def unstack(self, r: int, net: nn.Module) -> None:
         """Copy run ``r``'s weights into ``net`` (its architecture)."""

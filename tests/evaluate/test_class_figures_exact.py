@@ -16,7 +16,8 @@ from mvae_cli.evaluate.probe import linear_probe_accuracy
 from mvae_cli.model.jmvae import JMVAE
 from mvae_cli.model.model import MultimodalVAE
 
-SPECS = [ModalitySpec("image", "image", "bernoulli", (1, 4, 4)), ModalitySpec("label", "categorical", "categorical", (), 3),
+SPECS = [ModalitySpec("image", "image", "bernoulli", (1, 4, 4)),
+         ModalitySpec("label", "categorical", "categorical", (), 3),
          ModalitySpec("bits", "binary", "bernoulli", (5,)), ModalitySpec("kind", "categorical", "categorical", (), 2)]
 
 
@@ -85,7 +86,8 @@ def test_coherence_and_the_probe_equal_the_subset_by_subset_figures(kind):
     assert result["cross"] == cross and result["joint"] == joint
     assert len(cross["label"]) == (1 if kind == "jmvae" else 3)  # sizes 1–3 (jmvae: one modality only)
     inputs = [n for n in model.names if n != "label"]
-    subsets = [s for size in (1, 2, 3) for s in itertools.combinations(inputs, size) if model.posterior_reason(list(s)) is None]
+    subsets = [s for size in (1, 2, 3) for s in itertools.combinations(inputs, size)
+               if model.posterior_reason(list(s)) is None]
     used = {m for s in subsets for m in s}
     experts, labels = _experts(model, train, used, 1100)
     assert torch.equal(labels, train.label[:1100])

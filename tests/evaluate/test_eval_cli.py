@@ -197,7 +197,7 @@ def test_a_second_evaluation_with_the_same_mask_reuses_the_paired_only_classifie
     def no_training(*args, **kwargs):
         raise AssertionError("the paired-only classifier was trained again")
 
-    monkeypatch.setattr(baseline, "train_paired_classifier", no_training)
+    monkeypatch.setattr(baseline, "train_paired_classifiers", no_training)
     again = runner.invoke(app, ["eval", str(run_dir), *FAST])
     assert again.exit_code == 0, again.output
     after = json.loads((run_dir / "eval.json").read_text())

@@ -134,8 +134,10 @@ def test_runs_of_very_different_counts_are_padded_in_blocks_of_their_own():
     assert _segments(np.array([40, 4, 40])) == [(0, 1, 40), (1, 2, 4), (2, 3, 40)]
     assert _segments(np.array([10, 12, 9])) == [(0, 3, 12)]  # close counts: one block
     assert _segments(np.array([30, 30, 20])) == [(0, 3, 30)]  # splitting would save too little
-    runs = np.array([0, 0, 2, 1, 2, 0])
+    runs = np.array([0] * 40 + [1] * 4 + [2] * 39)
     layout = _Layout(runs, 3, "cpu")
-    x = torch.arange(6.0).unsqueeze(1)
-    padded = layout.pad(x)
-    assert padded.shape[0] == layout.rows and torch.equal(layout.unpad(padded), x)
+    x = torch.arange(83.0).unsqueeze(1)
+    assert [p.shape[0] for p in (layout.pad(s, x) for s in range(3))] == [40, 4, 39]
+    assert torch.equal(torch.cat([layout.unpad(s, layout.pad(s, x)) for s in range(3)]), x)
+    with pytest.raises(ValueError, match="run after run"):
+        _Layout(np.array([0, 1, 0]), 2, "cpu")
