@@ -115,7 +115,7 @@ def train_paired_classifier(x_spec, y_spec, train: Batches, rows: np.ndarray, va
     """
     model = _new_classifier(x_spec, y_spec, latent_dim, hidden, image_net, seed, device)
     optimizer = torch.optim.Adam(model.parameters(), lr=LR)
-    rows = torch.from_numpy(np.asarray(rows, dtype=np.int64))
+    rows = torch.from_numpy(np.array(rows, dtype=np.int64))  # a copy: the rows may be read-only
     x, y = x_spec.name, y_spec.name
     shuffle = torch.Generator().manual_seed(seed)
     best, best_state, waited = -1.0, None, 0
@@ -238,7 +238,7 @@ def train_paired_classifiers(x_spec, y_specs: Sequence, train: Batches, rows: np
     """
     settings = dict(latent_dim=latent_dim, hidden=hidden, image_net=image_net, seed=seed, device=device)
     models = [_new_classifier(x_spec, y, latent_dim, hidden, image_net, seed, device) for y in y_specs]
-    rows = torch.from_numpy(np.asarray(rows, dtype=np.int64))
+    rows = torch.from_numpy(np.array(rows, dtype=np.int64))  # a copy: the rows may be read-only
     steps_per_round, most = _rounds(rows)
     if not models or _mlp_layers(models[0]) is None:
         out = []
