@@ -5,8 +5,10 @@ Adam and noise streams; a "step" is one optimiser step of every run. Sequential:
 single-run step (`objective(model, batch, step)`, backward, fused Adam) for each run in turn.
 Stacked: the engine's stacked step (`mvae_cli.engine.stack`: one batch of the N runs' batches, one
 forward and backward of the stacked networks, one fused Adam over the stacked parameters). Prints
-ms per step of all N runs, the ratio sequential / stacked, and the stacked step's breakdown
-(host plan and batch assembly, forward, backward, optimiser).
+ms per step of all N runs, the ratio sequential / stacked, the stacked step's matmul floor (its
+matrix products, forward and backward, timed alone at their shapes on contiguous operands) with the
+step's ratio to it, and the stacked step's breakdown (host plan and batch assembly, forward,
+backward, optimiser).
 
     python benchmarks/grid_throughput.py [--nets quickstart,mnist] [--n 1,3,9,30] [--steps 30]
 
@@ -29,6 +31,7 @@ import time
 
 import numpy as np
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from mvae_cli.data.format import ModalitySpec
 from mvae_cli.engine.run import build_model
@@ -117,7 +120,7 @@ def run(nets: str, n: int, steps: int) -> dict:
             for key, (a, b) in zip(parts, ((t0, t1), (t1, t2), (t2, t3), (t3, t4))):
                 parts[key] += (b - a) * 1000 / steps
 
-    result = {}
+    result = {"floor": gemm_floor(lambda: stack_step(False))}
     for name, fn in (("sequential", sequential), ("stacked", lambda: stack_step(False))):
         for _ in range(3):
             fn()
@@ -134,6 +137,40 @@ def run(nets: str, n: int, steps: int) -> dict:
     return result
 
 
+_PRODUCTS = {"mm", "addmm", "bmm", "baddbmm", "linear", "_mkldnn_linear", "mkldnn_linear"}
+
+
+class _Products(TorchDispatchMode):
+    """Records every matrix product of a step (forward and backward) with its operands' shapes."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func.overloadpacket.__name__ in _PRODUCTS:
+            self.calls.append((func, [tuple(a.shape) if torch.is_tensor(a) else a for a in args]))
+        return func(*args, **(kwargs or {}))
+
+
+def gemm_floor(step) -> float:
+    """The stacked step's matrix products alone, at their shapes, on contiguous operands: ms (best of 5)."""
+    recorder = _Products()
+    with recorder:
+        step()
+    total = 0.0
+    for func, shapes in recorder.calls:
+        args = [torch.randn(shape) if isinstance(shape, tuple) else shape for shape in shapes]
+        func(*args)
+        best = float("inf")
+        for _ in range(5):
+            start = time.perf_counter()
+            func(*args)
+            best = min(best, time.perf_counter() - start)
+        total += best
+    return total * 1000
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nets", default="quickstart,mnist")
@@ -141,12 +178,14 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30)
     args = parser.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; ms per step of all N runs (best of 2 x {args.steps})")
-    print(f"{'nets':<11}{'N':>4}{'sequential':>12}{'stacked':>10}{'ratio':>8}   stacked step: batch / forward / backward / adam")
+    print(f"{'nets':<11}{'N':>4}{'sequential':>12}{'stacked':>10}{'ratio':>8}{'floor':>8}{'/floor':>8}"
+          "   stacked step: batch / forward / backward / adam")
     for nets in args.nets.split(","):
         for n in (int(v) for v in args.n.split(",")):
             r = run(nets, n, args.steps)
             p = r["parts"]
             print(f"{nets:<11}{n:>4}{r['sequential']:>12.1f}{r['stacked']:>10.1f}{r['sequential'] / r['stacked']:>7.2f}x"
+                  f"{r['floor']:>8.1f}{r['stacked'] / r['floor']:>7.2f}x"
                   f"   {p['batch']:.1f} / {p['forward']:.1f} / {p['backward']:.1f} / {p['adam']:.1f}", flush=True)
 
 
