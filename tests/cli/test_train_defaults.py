@@ -37,7 +37,7 @@ def test_the_defaults_are_the_quick_starts_networks_and_schedule():
 def test_help_shows_every_default():
     text = " ".join(runner.invoke(app, ["train", "--help"]).output.replace("│", " ").split())
     assert "model.latent_dim=16 model.hidden=64 epochs=8 batch_size=50 lr=0.005 anneal_epochs=1" in text
-    assert "without one 5" in text and "without one 0" in text and "every example shows every modality" in text
+    assert "without one 8" in text and "without one 0" in text and "every example shows every modality" in text
     assert "[default: both]" in text and "--point" in text
 
 
