@@ -59,6 +59,9 @@ class ObjectiveConfig:
     alpha: float = 0.1  # jmvae: weight of the KL terms of JMVAE-kl
     k_particles: int = 1  # mmvae: particles per expert of the stratified IWAE bound (1: the mixture ELBO)
     estimator: str = "iwae"  # mmvae: gradient estimator, iwae | dreg
+    # mvae, mvae-q: cross reconstruction, "given:target" -> λ: the ELBO of q(z | given) on a row that
+    # also shows target scores λ log p(target | z) too
+    cross: dict[str, float] = field(default_factory=dict)
 
 
 def check_eval(config: EvalConfig, options: bool = False) -> EvalConfig:
@@ -121,8 +124,8 @@ class Recipe:
     grid: dict[str, list] = field(default_factory=dict)  # sweep recipes only: key -> values
 
 
-# Mappings whose keys are modality names: `model.weights.image=2` sets one entry.
-DICT_KEYS = ("model.weights.", "model.likelihoods.")
+# Mappings whose keys are modality names: `model.weights.image=2` sets one entry (`objective.cross.image:label=1`).
+DICT_KEYS = ("model.weights.", "model.likelihoods.", "objective.cross.")
 
 # Keys of older recipes and run directories, read as their new place.
 LEGACY_KEYS = {"k": "objective.k"}

@@ -63,6 +63,13 @@ def check_modality_keys(recipe: Recipe, names: list[str]) -> None:
     if unknown:
         raise UserError(f"recipe key 'model.weights' names {', '.join(map(repr, unknown))}, which the dataset "
                         f"does not have (modalities: {known})")
+    for key, weight in recipe.objective.cross.items():
+        given, _, target = key.partition(":")
+        if given not in names or target not in names or given == target:
+            raise UserError(f"recipe key 'objective.cross.{key}' must name two modalities as given:target "
+                            f"(modalities: {known}), e.g. objective.cross.{names[0]}:{names[-1]}=1")
+        if weight < 0:
+            raise UserError(f"recipe key 'objective.cross.{key}' must be 0 or more, got {weight}")
     if recipe.eval.x is not None and recipe.eval.x not in names:
         raise UserError(f"recipe key 'eval.x' names {recipe.eval.x!r}, which the dataset does not have (modalities: {known})")
     unknown = [n for n in recipe.eval.y or [] if n not in names]

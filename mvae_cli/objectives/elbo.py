@@ -35,7 +35,8 @@ def gather_rows(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
 
 
 def decode_log_lik(model: Model, batch: dict[str, torch.Tensor], z: torch.Tensor, example: torch.Tensor,
-                   targets: np.ndarray, example_host: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                   targets: np.ndarray, example_host: np.ndarray | None = None,
+                   weights: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Σ_{i ∈ targets} λ_i log p(x_i | z) per row, each decoder run once on the rows that use it.
 
     Args:
@@ -45,6 +46,7 @@ def decode_log_lik(model: Model, batch: dict[str, torch.Tensor], z: torch.Tensor
             step (no device sync).
         example_host: ``example`` on the host; needed for a stacked batch (:mod:`~mvae_cli.model.stack`:
             each decoder is told the run of its rows).
+        weights: ``float [R, M]`` (host), each row's own λ per modality; default the model's λ_i.
 
     Returns:
         ``(weighted [R], per-modality unweighted [R, M])``, zero where a modality is not a target.
@@ -66,7 +68,10 @@ def decode_log_lik(model: Model, batch: dict[str, torch.Tensor], z: torch.Tensor
             ll = ll_rows.new_zeros(z.shape[0]).index_copy(0, rows, ll_rows)
         columns.append(ll)
     log_lik = torch.stack(columns, dim=1)
-    weights = torch.tensor(model.weights, device=log_lik.device, dtype=log_lik.dtype)
+    if weights is None:
+        weights = torch.tensor(model.weights, device=log_lik.device, dtype=log_lik.dtype)
+    else:
+        weights = as_device(np.ascontiguousarray(weights, dtype=np.float32), log_lik.device).to(log_lik.dtype)
     return (log_lik * weights).sum(dim=1), log_lik
 
 
@@ -81,6 +86,7 @@ def subset_elbo(
     eps: torch.Tensor | None = None,
     targets: torch.Tensor | None = None,
     free_bits: float = 0.0,
+    target_weights: np.ndarray | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """ELBO(X) = E_q(z|X)[Σ_{i∈X} λ_i log p(x_i|z)] − β KL[q(z|X) || p(z)] (paper Eq. 4), one row per subset.
 
@@ -103,6 +109,8 @@ def subset_elbo(
         free_bits: a KL floor in nats per latent unit on the rows' average
             (:func:`~mvae_cli.objectives.regularize.free_bits_kl`); 0 for the plain ELBO. Needs a
             Gaussian posterior (a per-unit KL).
+        target_weights: ``float [R, M]`` (host), each row's λ per target (the MVAE's cross
+            reconstruction); default the model's λ_i.
 
     Returns:
         ``(elbo [R], log_lik [R, M], kl [R])``; ``log_lik[r, i]`` is the unweighted
@@ -120,7 +128,7 @@ def subset_elbo(
     context = model.decoder_context(batch)
     if context is not None:  # a conditional decoder (CVAE): p(x | z, y)
         z = torch.cat([z, gather_rows(context, example).to(z.dtype)], dim=1)
-    weighted, log_lik = decode_log_lik(model, batch, z, example, targets, example_host)
+    weighted, log_lik = decode_log_lik(model, batch, z, example, targets, example_host, target_weights)
     if free_bits > 0:
         if run_starts(batch) is not None:
             raise ValueError("free bits floor the KL on a batch's average; the runs of a stack cannot share one")

@@ -81,15 +81,47 @@ class MVAEObjective(Objective):
     Args:
         k: random-subset ELBOs per example (the paper uses k = 1 for MVAE19); None: one when there
             are more than two modalities, else none (:func:`default_k`).
+        cross: ``{"given:target": λ}``, cross reconstruction (:meth:`cross_targets`); empty: the
+            paper's objective.
         anneal_steps, beta, free_bits: see :class:`~mvae_cli.objectives.base.Objective`.
     """
 
-    settings = ("k",)
+    settings = ("k", "cross")
     stacks = True
 
-    def __init__(self, *, k: int | None = 0, **common):
+    def __init__(self, *, k: int | None = 0, cross: dict[str, float] | None = None, **common):
         super().__init__(**common)
         self.k = k
+        self.cross = {}
+        for key, weight in (cross or {}).items():
+            given, sep, target = key.partition(":")
+            if not sep or not given or not target or given == target:
+                raise ValueError(f"a cross-reconstruction key is given:target, got {key!r}")
+            self.cross[(given, target)] = float(weight)
+
+    def cross_targets(self, model, shown: np.ndarray, subsets: np.ndarray, kind: np.ndarray):
+        """What each row reconstructs with cross reconstruction (the authors' ``lambda_yx``): the
+        single-modality row of ``given`` also scores ``target`` when its example shows ``target``,
+        with weight λ in place of the modality's own.
+
+        Args:
+            shown: ``bool [R, M]`` (host), what each row's example shows.
+            subsets, kind: the rows of :func:`mvae_subsets`.
+
+        Returns:
+            ``(targets bool [R, M], weights float [R, M], cross bool [R, M])``; None without cross terms.
+        """
+        if not self.cross:
+            return None
+        targets = subsets.copy()
+        weights = np.broadcast_to(np.asarray(model.weights, dtype=np.float32), subsets.shape).copy()
+        cross = np.zeros_like(subsets)
+        for (given, target), weight in self.cross.items():
+            g, t = model.names.index(given), model.names.index(target)
+            rows = (kind == KIND_SINGLE) & subsets[:, g] & shown[:, t]
+            targets[rows, t] = cross[rows, t] = True
+            weights[rows, t] = weight
+        return targets, weights, cross
 
     def bound(self, model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """The ELBO of every shown modality (β = 1, one sample), per example: ``[B]`` (validation)."""
@@ -112,14 +144,21 @@ class MVAEObjective(Objective):
         mu, logvar = model.encode(batch, mask)
         # numpy's global stream (each run's own in a stack): seeded by the engine and saved in every
         # checkpoint (exact resume)
-        example, subsets, kind = plan_per_run(batch, host_mask(batch, mask), lambda m, rng: mvae_subsets(m, k, rng))
-        elbo, log_lik, kl = subset_elbo(model, batch, mu, logvar, example, subsets, beta, free_bits=free_bits)
+        shown = host_mask(batch, mask)
+        example, subsets, kind = plan_per_run(batch, shown, lambda m, rng: mvae_subsets(m, k, rng))
+        cross = self.cross_targets(model, shown[example], subsets, kind)
+        targets, weights = (None, None) if cross is None else cross[:2]
+        elbo, log_lik, kl = subset_elbo(model, batch, mu, logvar, example, subsets, beta, targets=targets,
+                                        free_bits=free_bits, target_weights=weights)
         rows = RowTerms(batch, example, mask.device)
         by_kind = rows.per_example_by(elbo.detach(), kind, 3)
         terms = {"kl": rows.mean(kl)}
         for i, label in enumerate(("elbo_full", "elbo_single", "elbo_subset")):
             terms[label] = by_kind[..., i]
         terms.update(rows.log_lik_terms(model, subsets, log_lik))
+        if cross is not None:  # what the cross terms add to each example's objective, on average
+            scored = torch.from_numpy(cross[1] * cross[2]).to(log_lik.device)
+            terms["cross"] = rows.per_example((log_lik.detach() * scored).sum(dim=1))
         return per_example_sum(elbo, index(example, mask.device), mask.shape[0]), terms, elbo, rows
 
 

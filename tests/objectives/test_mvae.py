@@ -62,8 +62,9 @@ def test_k_zero_gives_full_and_singles_only():
     assert subsets.shape[0] == 5 + 4 + 3 + 2 and not bool((kind == 2).any())
 
 
-def _plain_elbo(model, batch, b, subset, eps, beta):
-    """One ELBO term by straightforward code: per-expert encoders, closed-form PoE, manual likelihoods."""
+def _plain_elbo(model, batch, b, subset, eps, beta, cross=None):
+    """One ELBO term by straightforward code: per-expert encoders, closed-form PoE, manual likelihoods;
+    ``cross {modality index: λ}``: more targets scored with their own weight."""
     precision_sum = torch.ones(model.latent_dim)
     weighted = torch.zeros(model.latent_dim)
     for j, name in enumerate(model.names):
@@ -75,8 +76,9 @@ def _plain_elbo(model, batch, b, subset, eps, beta):
     mean = weighted * var
     z = mean + eps * var.sqrt()
     total = 0.0
+    cross = cross or {}
     for j, name in enumerate(model.names):
-        if not subset[j]:
+        if not subset[j] and j not in cross:
             continue
         out = model.decoders[name](z.unsqueeze(0))[0]
         if SPECS[j].kind == "image":
@@ -85,7 +87,7 @@ def _plain_elbo(model, batch, b, subset, eps, beta):
             ll = (x * torch.log(p) + (1 - x) * torch.log(1 - p)).sum()
         else:
             ll = F.log_softmax(out, dim=-1)[batch[name][b]]
-        total = total + model.weights[j] * ll
+        total = total + (cross[j] if j in cross else model.weights[j]) * ll
     kl = 0.5 * (mean ** 2 + var - 1 - torch.log(var)).sum()
     return total - beta * kl
 
@@ -148,3 +150,41 @@ def test_gradients_are_reproducible_bit_for_bit():
     first = gradients()
     for _ in range(4):
         assert all(torch.equal(a, b) for a, b in zip(first, gradients()))
+
+
+def test_cross_reconstruction_equals_the_extra_terms_computed_one_at_a_time():
+    """objective.cross {"image:colour": 3, "shape:size": 0.5}: the single ELBO of q(z | image) on a row
+    that also shows colour scores 3 · log p(colour | z); likewise shape → size."""
+    model, batch = _model(), _batch()
+    objective = MVAEObjective(k=2, anneal_steps=10, cross={"image:colour": 3.0, "shape:size": 0.5})
+    step = 4
+    torch.manual_seed(123)
+    np.random.seed(123)
+    loss, terms = objective(model, batch, step)
+    torch.manual_seed(123)
+    np.random.seed(123)
+    example, subsets, kind = map(torch.from_numpy, mvae_subsets(batch["mask"].numpy(), 2, np.random.mtrand._rand))
+    eps = torch.randn(subsets.shape[0], model.latent_dim)
+    mask, names = batch["mask"], model.names
+    plain, extra = 0.0, 0
+    with torch.no_grad():
+        for r in range(subsets.shape[0]):
+            b, cross = int(example[r]), {}
+            for (given, target), weight in (("image", "colour"), 3.0), (("shape", "size"), 0.5):
+                g, t = names.index(given), names.index(target)
+                if int(kind[r]) == 1 and subsets[r].tolist() == [j == g for j in range(4)] and bool(mask[b, t]):
+                    cross[t] = weight
+            extra += len(cross)
+            plain = plain + _plain_elbo(model, batch, b, subsets[r], eps[r], beta_at(step, 10), cross)
+    assert extra == 3  # image → colour on example 0; shape → size on examples 0 and 1
+    assert math.isclose(loss.item(), -plain.item() / 5, rel_tol=1e-5)
+    assert "cross" in terms and terms["cross"].item() < 0
+
+
+def test_cross_reconstruction_keys_are_checked():
+    import pytest
+
+    with pytest.raises(ValueError, match="given:target"):
+        MVAEObjective(cross={"image": 1.0})
+    with pytest.raises(ValueError, match="given:target"):
+        MVAEObjective(cross={"image:image": 1.0})
