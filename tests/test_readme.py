@@ -161,8 +161,14 @@ def test_the_readmes_links_lead_somewhere():
     assert broken_links(README) == []
 
 
+def _benchmark_options() -> set[str]:
+    """The options of the scripts under benchmarks/ (docs/benchmarks.md names them)."""
+    return {option for script in (ROOT / "benchmarks").glob("*.py")
+            for option in re.findall(r"add_argument\(\s*\"(--[a-z0-9-]+)\"", script.read_text(encoding="utf-8"))}
+
+
 def test_every_option_the_pages_name_exists():
-    known = cli_options() | FOREIGN_OPTIONS
+    known = cli_options() | FOREIGN_OPTIONS | _benchmark_options()
     unknown = {page.relative_to(ROOT).as_posix(): sorted(set(_OPTION.findall(page.read_text(encoding="utf-8"))) - known)
                for page in checked_pages()}
     assert {page: options for page, options in unknown.items() if options} == {}
