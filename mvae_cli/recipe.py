@@ -44,6 +44,8 @@ class ModelConfig:
     hidden: int = 512
     image_net: str = "mlp"  # mlp | conv (miniature DCGAN, 2 layers) | dcgan (4 layers)
     weights: dict[str, float] = field(default_factory=dict)  # λ per modality name, default 1
+    # every λ times D_max / D_m, D_m the values modality m's likelihood scores (MultiVae's rescale_factors)
+    rescale: bool = False
     likelihoods: dict[str, str] = field(default_factory=dict)  # modality -> likelihood, default the dataset's
     private_dim: int = 4  # mmjsd: each modality's private latent block s_m (latent_dim is the shared c)
     posterior: str = "gaussian"  # mmvae: gaussian | laplace, the experts' and the prior's family (Shi et al. use laplace)
@@ -299,7 +301,7 @@ def model_settings(section: str, model: str) -> tuple[str, ...]:
     """The keys of ``section`` (``model`` or ``objective``) that ``model`` takes (the model table)."""
     entry = zoo.entry(model)
     if section == "model":
-        return ("name", *zoo.SHARED_SETTINGS, *entry.settings)
+        return ("name", "rescale", *zoo.SHARED_SETTINGS, *entry.settings)
     return entry.objective_settings
 
 

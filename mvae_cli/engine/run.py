@@ -26,7 +26,7 @@ from mvae_cli.engine.checkpoint import load_checkpoint
 from mvae_cli.data.format import ModalitySpec
 from mvae_cli.data.layout import fingerprint
 from mvae_cli.errors import UserError
-from mvae_cli.model.model import MultimodalVAE
+from mvae_cli.model.model import MultimodalVAE, rescaled_weights
 from mvae_cli.recipe import Recipe, parse_yaml, recipe_from_dict, recipe_to_dict
 
 CONFIG = "config.yaml"
@@ -37,15 +37,19 @@ def build_model(recipe: Recipe, specs: list[ModalitySpec]) -> MultimodalVAE:
     """The recipe's ``model.name`` over the dataset's modalities, from the model table (a recipe
     without one, as old run directories have, builds the MVAE), given the settings it takes.
 
+    With ``model.rescale`` each λ_i is multiplied by :func:`~mvae_cli.model.model.rescaled_weights`'s factor.
+
     Raises:
         UserError: ``model.weights`` names a modality the dataset does not have, or the model cannot
             be built for these modalities (named in the message); ``MVAE_CPU_LINEAR`` names no kernel.
     """
     check_modality_keys(recipe, [s.name for s in specs])
     m = recipe.model
-    own = zoo.SHARED_SETTINGS + tuple(zoo.entry(m.name).settings)
+    own = {key: getattr(m, key) for key in zoo.SHARED_SETTINGS + tuple(zoo.entry(m.name).settings)}
+    if m.rescale:
+        own["weights"] = rescaled_weights(specs, m.weights)
     try:
-        model = zoo.build(m.name, specs, **{key: getattr(m, key) for key in own})
+        model = zoo.build(m.name, specs, **own)
     except ValueError as error:
         raise UserError(f"model.name={m.name}: {error}") from None
     return prepare(model)  # this CPU's linear kernel where mvae_cli.accel is on; checks MVAE_CPU_LINEAR

@@ -6,6 +6,8 @@ is the only way any caller (objectives, the estimator, accuracy, figures) gets q
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 from torch import nn
@@ -216,6 +218,21 @@ class MultimodalVAE(ExpertPosterior, nn.Module):
         if hasattr(decoder, "log_prob"):  # autoregressive decoders own their likelihood
             return decoder.log_prob(params, x)
         return self.likelihoods[name].log_prob(params, x)
+
+
+def rescaled_weights(specs: list[ModalitySpec], weights: dict[str, float] | None = None) -> dict[str, float]:
+    """Likelihood rescaling (MultiVae's ``rescale_factors``): each modality's λ (``weights``, default 1)
+    times D_max / D_m, where D_m is the number of values its likelihood scores (an image's pixels, a
+    binary vector's attributes, a sequence's tokens, 1 for a class id), so that every modality's
+    log-likelihood counts as much as the largest one's.
+
+    Returns:
+        ``{name: λ_m · D_max / D_m}`` for every modality.
+    """
+    dims = {s.name: max(1, math.prod(s.shape)) for s in specs}
+    top = max(dims.values())
+    weights = weights or {}
+    return {name: float(weights.get(name, 1.0)) * top / d for name, d in dims.items()}
 
 
 def primary_modality(specs: list[ModalitySpec]) -> str:

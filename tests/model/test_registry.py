@@ -54,3 +54,23 @@ def test_each_model_defines_the_posteriors_its_networks_give():
     vae = build("vae", MNIST, 8, 16)
     assert list(vae.decoders) == ["image"] and list(vae.encoders) == ["image"]
     torch.testing.assert_close(vae.posterior(batch, ["image"]).mean, vae.encoders["image"](batch["image"])[0])
+
+
+def test_likelihood_rescaling_is_d_max_over_d_m_times_the_weights():
+    from mvae_cli.model.model import rescaled_weights
+
+    specs = [ModalitySpec("image", "image", "bernoulli", (3, 4, 4)), ModalitySpec("label", "categorical", "categorical", (), 10),
+             ModalitySpec("attrs", "binary", "bernoulli", (6,))]
+    assert rescaled_weights(specs) == {"image": 1.0, "label": 48.0, "attrs": 8.0}
+    assert rescaled_weights(specs, {"label": 0.5, "image": 2.0}) == {"image": 2.0, "label": 24.0, "attrs": 8.0}
+
+
+def test_model_rescale_sets_the_built_models_weights():
+    from mvae_cli.engine.run import build_model
+    from mvae_cli.recipe import resolve_recipe
+
+    specs = [ModalitySpec("image", "image", "bernoulli", (1, 4, 4)), ModalitySpec("label", "categorical", "categorical", (), 3)]
+    for name in ("mvae", "jmvae", "mmvae"):
+        model = build_model(resolve_recipe(None, [f"model.name={name}", "model.rescale=true", "model.weights.label=2",
+                                                  "model.hidden=8", "model.latent_dim=2"]), specs)
+        assert model.weights == [1.0, 32.0], name
