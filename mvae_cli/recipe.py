@@ -115,6 +115,8 @@ class Recipe:
     beta: float = 1.0  # the β target; below 1 against posterior collapse
     free_bits: float = 0.0  # KL floor in nats per latent unit (batch average); 0: plain ELBO
     paired_repeat: int = 1  # each fully observed row is shown this many times per epoch; 1: the paper
+    # a fixed share of every batch from the fully observed rows (an epoch: one pass over the others); None: the paper
+    paired_share: float | None = None
     checkpoint_every: int = 1  # write last.pt every N epochs (and at the end)
     checkpoint_minutes: float | None = None  # ... or when this many minutes passed since the last one
     device: str = "auto"  # auto | cpu | cuda
@@ -158,6 +160,7 @@ _RANGES = {
     "beta": (0.0, None, True),
     "free_bits": (0.0, None, False),
     "paired_repeat": (1, None, False),
+    "paired_share": (0.0, 1.0, True),
     "checkpoint_every": (1, None, False),
     "checkpoint_minutes": (0.0, None, True),
     "model.latent_dim": (1, None, False),

@@ -275,6 +275,7 @@ def setup(recipe: Recipe, run_dir: Path, dataset: DatasetFile, device: torch.dev
     if recipe.paired_repeat > 1:  # oversampling: the fully observed rows again, shuffled in with the rest
         paired_rows = torch.from_numpy(np.flatnonzero(mask.all(axis=1)))
         train_rows = torch.cat([train_rows, paired_rows.repeat(recipe.paired_repeat - 1)])
+    paired_per_batch = _paired_per_batch(recipe, mask)
     if world.size > recipe.batch_size:
         raise UserError(f"{world.size} ranks cannot share batches of {recipe.batch_size}; use at most {recipe.batch_size} ranks")
     _seed_everything(recipe.seed)
@@ -291,11 +292,49 @@ def setup(recipe: Recipe, run_dir: Path, dataset: DatasetFile, device: torch.dev
     budget = memory_budget(device, 0.25)
     train_data = SplitData(dataset, "train", device, mask, budget)
     valid_data = SplitData(dataset, "valid", device, None, budget, binarize=binarized)
-    steps_per_epoch = math.ceil(train_rows.numel() / recipe.batch_size)
+    if paired_per_batch:
+        others = int((mask.any(axis=1) & ~mask.all(axis=1)).sum())
+        steps_per_epoch = math.ceil(others / (recipe.batch_size - paired_per_batch))
+    else:
+        steps_per_epoch = math.ceil(train_rows.numel() / recipe.batch_size)
     k = recipe.objective.k if recipe.objective.k is not None else default_k(len(specs))
     objective = build_objective(recipe, round(recipe.anneal_epochs * steps_per_epoch), k)
     return Session(recipe, run_dir, dataset, device, world, resumed, mask, mask_info, train_rows, model, binarized,
                    optimizer, scaler, train_data, valid_data, steps_per_epoch, objective, k, shuffle, hooks)
+
+
+def _paired_per_batch(recipe: Recipe, mask: np.ndarray) -> int:
+    """The paired rows of every batch under ``paired_share`` (0: batches drawn as the paper's)."""
+    if recipe.paired_share is None:
+        return 0
+    if recipe.paired_repeat > 1:
+        raise UserError("paired_share and paired_repeat both show the pairs more often; set one of them")
+    n = round(recipe.paired_share * recipe.batch_size)
+    if not 1 <= n <= recipe.batch_size - 1:
+        raise UserError(f"paired_share={recipe.paired_share} gives {n} of a batch of {recipe.batch_size} to the paired "
+                        f"rows; it must give between 1 and {recipe.batch_size - 1}")
+    paired = mask.all(axis=1)
+    if not paired.any() or not (mask.any(axis=1) & ~paired).any():  # nothing to mix: every row or none paired
+        return 0
+    return n
+
+
+def epoch_order(s: "Session") -> torch.Tensor:
+    """The training rows of one epoch, batch after batch (``batch_size`` at a time), from the run's
+    shuffle stream: a fresh shuffle of them; with ``paired_share``, every batch ``p`` paired rows (a
+    shuffled cycle of them) and ``batch_size - p`` of the others (one shuffled pass over them)."""
+    recipe = s.recipe
+    p = _paired_per_batch(recipe, s.mask)
+    if not p:
+        return s.train_rows[torch.randperm(s.train_rows.numel(), generator=s.shuffle)]
+    paired = torch.from_numpy(np.flatnonzero(s.mask.all(axis=1)))
+    others = torch.from_numpy(np.flatnonzero(s.mask.any(axis=1) & ~s.mask.all(axis=1)))
+    others = others[torch.randperm(others.numel(), generator=s.shuffle)]
+    cycles = math.ceil(s.steps_per_epoch * p / paired.numel())
+    stream = torch.cat([paired[torch.randperm(paired.numel(), generator=s.shuffle)] for _ in range(cycles)])
+    step = recipe.batch_size - p
+    return torch.cat([torch.cat([stream[b * p:(b + 1) * p], others[b * step:(b + 1) * step]])
+                      for b in range(s.steps_per_epoch)])
 
 
 def build_objective(recipe: Recipe, anneal_steps: int, k: int) -> Objective:
@@ -365,7 +404,8 @@ def _run_info(s: Session) -> dict:
                         "classes": sp.classes} for sp in dataset.specs],
         "likelihoods": {name: likelihood.describe() for name, likelihood in s.model.likelihoods.items()},
         "mask": {**s.mask_info, "n_train": int(mask.shape[0]), "n_shown": int(s.train_rows.numel()),
-                 "n_paired": int(mask.all(axis=1).sum()), "paired_repeat": recipe.paired_repeat},
+                 "n_paired": int(mask.all(axis=1).sum()), "paired_repeat": recipe.paired_repeat,
+                 **({"paired_share": recipe.paired_share} if recipe.paired_share is not None else {})},
         "model": {"name": recipe.model.name, "parameters": parameter_counts(s.model)},
         "k": s.k, "device": str(s.device), "status": "training", "epochs_done": s.epoch,
         **({"ranks": s.world.size} if s.world.active else {}),
@@ -376,7 +416,7 @@ def run_epoch(s: Session, progress: Progress) -> EpochTotals:
     """One epoch of optimiser steps over a fresh shuffle of the training rows."""
     recipe, world, device = s.recipe, s.world, s.device
     started = time.perf_counter()
-    order = s.train_rows[torch.randperm(s.train_rows.numel(), generator=s.shuffle)]
+    order = epoch_order(s)
     sums: dict[str, torch.Tensor | float] = {}
     # Each step's loss stays on the device (no host sync per step); read every READ_EVERY_S.
     step_losses = torch.zeros(s.steps_per_epoch, device=device)

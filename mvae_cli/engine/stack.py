@@ -38,14 +38,14 @@ from mvae_cli.engine.data import dynamic_binarize
 from mvae_cli.engine.device import autocast
 from mvae_cli.engine.hooks import Hooks
 from mvae_cli.engine.loop import (READ_EVERY_S, EpochTotals, Progress, Session, TrainingDiverged, TrainResult,
-                                  _check_finite, announce, close_run, end_epoch, finish, open_run)
+                                  _check_finite, announce, close_run, end_epoch, epoch_order, finish, open_run)
 from mvae_cli.model.rows import stack_batches, with_host_mask
 from mvae_cli.model.stack import stack_models, stack_reason as model_stack_reason, stacked_parameters, unstack_into
 from mvae_cli.objectives.regularize import beta_at
 from mvae_cli.recipe import Recipe, recipe_to_dict
 
 # What may differ between the runs of one stack: what they are trained on, and β.
-STACK_FREE = ("seed", "supervision", "keep_prob", "beta", "epochs", "paired_repeat", "eval", "grid",
+STACK_FREE = ("seed", "supervision", "keep_prob", "beta", "epochs", "paired_repeat", "paired_share", "eval", "grid",
               "checkpoint_every", "checkpoint_minutes", "trackers", "slurm")
 
 
@@ -227,7 +227,7 @@ def _train_group(members: dict[int, _Member], results: list) -> None:
             m = members[i]
             s = m.session
             if m.b == 0:
-                m.order = s.train_rows[torch.randperm(s.train_rows.numel(), generator=s.shuffle)]
+                m.order = epoch_order(s)
                 m.step_losses = torch.zeros(s.steps_per_epoch, device=s.device)
                 m.shown, m.sums, m.started, m.first_step, m.read_at = [], {}, time.perf_counter(), s.step, -math.inf
                 m.loss_value = math.nan
