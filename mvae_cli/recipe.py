@@ -64,6 +64,9 @@ class ObjectiveConfig:
     # mvae, mvae-q: cross reconstruction, "given:target" -> λ: the ELBO of q(z | given) on a row that
     # also shows target scores λ log p(target | z) too
     cross: dict[str, float] = field(default_factory=dict)
+    # mvae, mvae-q: α of the alignment term α Σ_i KL[q(z|X) ‖ q(z|x_i)] on every example showing two or more
+    # modalities (JMVAE-kl's, with the product of experts as the joint posterior); 0: the paper's objective
+    align: float = 0.0
 
 
 def check_eval(config: EvalConfig, options: bool = False) -> EvalConfig:
@@ -151,6 +154,7 @@ _RANGES = {
     "objective.k": (0, None, False),
     "objective.mu": (0.0, 1.0, False),
     "objective.alpha": (0.0, None, False),
+    "objective.align": (0.0, None, False),
     "objective.k_particles": (1, None, False),
     "seed": (0, None, False),
     "epochs": (1, None, False),

@@ -12,7 +12,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from mvae_cli.model.rows import host_mask, index, plan_per_run
+from mvae_cli.model.poe import gaussian_kl
+from mvae_cli.model.rows import as_device, host_mask, index, plan_per_run
 from mvae_cli.objectives.base import Objective, RowTerms, per_example_sum
 from mvae_cli.objectives.elbo import subset_elbo
 
@@ -83,21 +84,46 @@ class MVAEObjective(Objective):
             are more than two modalities, else none (:func:`default_k`).
         cross: ``{"given:target": λ}``, cross reconstruction (:meth:`cross_targets`); empty: the
             paper's objective.
+        align: α of the alignment term (:meth:`alignment`); 0: the paper's objective.
         anneal_steps, beta, free_bits: see :class:`~mvae_cli.objectives.base.Objective`.
     """
 
-    settings = ("k", "cross")
+    settings = ("k", "cross", "align")
     stacks = True
 
-    def __init__(self, *, k: int | None = 0, cross: dict[str, float] | None = None, **common):
+    def __init__(self, *, k: int | None = 0, cross: dict[str, float] | None = None, align: float = 0.0, **common):
         super().__init__(**common)
-        self.k = k
+        self.k, self.align = k, float(align)
         self.cross = {}
         for key, weight in (cross or {}).items():
             given, sep, target = key.partition(":")
             if not sep or not given or not target or given == target:
                 raise ValueError(f"a cross-reconstruction key is given:target, got {key!r}")
             self.cross[(given, target)] = float(weight)
+
+    def alignment(self, model, mu: torch.Tensor, logvar: torch.Tensor, example: np.ndarray, subsets: np.ndarray,
+                  kind: np.ndarray) -> torch.Tensor:
+        """α KL[q(z | X) ‖ q(z | x_i)] on each single-modality row, X its example's observed modalities
+        (the row of kind 0), both the model's fused posteriors of the experts ``mu, logvar [B, M, D]``:
+        ``[R]``, zero on the other rows. JMVAE-kl's alignment, with the product of experts as the
+        joint network, on every example that shows two or more modalities."""
+        single = np.flatnonzero(kind == KIND_SINGLE)
+        penalty = mu.new_zeros(example.shape[0], dtype=torch.float32)
+        if single.size == 0:
+            return penalty
+        full_row = np.full(int(example.max()) + 1, -1)
+        full = np.flatnonzero(kind == KIND_FULL)
+        full_row[example[full]] = full
+        partner = full_row[example[single]]
+
+        def fused(rows):
+            ex = index(example[rows], mu.device)
+            return model.posterior(None, as_device(subsets[rows], mu.device),
+                                   experts=(mu.index_select(0, ex).float(), logvar.index_select(0, ex).float()))
+
+        joint, alone = fused(partner), fused(single)
+        kl = gaussian_kl(joint.mu, joint.logvar, alone.mu, alone.logvar)
+        return penalty.index_add(0, index(single, mu.device), self.align * kl)
 
     def cross_targets(self, model, shown: np.ndarray, subsets: np.ndarray, kind: np.ndarray):
         """What each row reconstructs with cross reconstruction (the authors' ``lambda_yx``): the
@@ -152,10 +178,15 @@ class MVAEObjective(Objective):
                                         free_bits=free_bits, target_weights=weights)
         rows = RowTerms(batch, example, mask.device)
         by_kind = rows.per_example_by(elbo.detach(), kind, 3)
+        penalty = self.alignment(model, mu, logvar, example, subsets, kind) if self.align > 0 else None
+        if penalty is not None:
+            elbo = elbo - penalty
         terms = {"kl": rows.mean(kl)}
         for i, label in enumerate(("elbo_full", "elbo_single", "elbo_subset")):
             terms[label] = by_kind[..., i]
         terms.update(rows.log_lik_terms(model, subsets, log_lik))
+        if penalty is not None:  # what the alignment term takes from each example's objective, on average
+            terms["align"] = rows.per_example(penalty.detach())
         if cross is not None:  # what the cross terms add to each example's objective, on average
             scored = torch.from_numpy(cross[1] * cross[2]).to(log_lik.device)
             terms["cross"] = rows.per_example((log_lik.detach() * scored).sum(dim=1))

@@ -141,3 +141,18 @@ def test_runs_of_very_different_counts_are_padded_in_blocks_of_their_own():
     assert torch.equal(torch.cat([layout.unpad(s, layout.pad(s, x)) for s in range(3)]), x)
     with pytest.raises(ValueError, match="run after run"):
         _Layout(np.array([0, 1, 0]), 2, "cpu")
+
+
+def test_the_remedies_stack_too():
+    """Cross reconstruction and the alignment term: each run of a stack as alone."""
+    n, sizes, keeps = 3, (6, 7, 5), (0.6, 1.0, 0.8)
+    models = _models(n)
+    objective = zoo.objective("mvae", anneal_steps=0, k=1, cross={"image:shape": 2.0}, align=0.5)
+    batches = [_batch(r, size, keep) for r, (size, keep) in enumerate(zip(sizes, keeps))]
+    alone = [_alone(models[r], objective, batches[r], r, 1.0) for r in range(n)]
+    stacked = stack_models([copy.deepcopy(m) for m in models])
+    losses, terms = objective.loss(stacked, stack_batches(batches, [_streams(r) for r in range(n)]), 1.0)
+    for r in range(n):
+        assert float(losses[r].detach()) == pytest.approx(alone[r][0], rel=1e-5)
+        for key in ("cross", "align"):
+            assert float(terms[key][r].detach()) == pytest.approx(alone[r][1][key], rel=1e-5, abs=1e-6), key

@@ -188,3 +188,39 @@ def test_cross_reconstruction_keys_are_checked():
         MVAEObjective(cross={"image": 1.0})
     with pytest.raises(ValueError, match="given:target"):
         MVAEObjective(cross={"image:image": 1.0})
+
+
+def _plain_poe(model, batch, b, subset):
+    """The product of the prior and the subset's experts of example b, by straightforward code: (mean, var)."""
+    precision_sum = torch.ones(model.latent_dim)
+    weighted = torch.zeros(model.latent_dim)
+    for j, name in enumerate(model.names):
+        if subset[j]:
+            mu, logvar = model.encoders[name](batch[name][b:b + 1])
+            precision_sum = precision_sum + torch.exp(-logvar[0])
+            weighted = weighted + mu[0] * torch.exp(-logvar[0])
+    var = 1.0 / precision_sum
+    return weighted * var, var
+
+
+def test_the_alignment_term_is_alpha_times_the_kl_of_the_joint_to_each_single_posterior():
+    model, batch = _model(), _batch()
+    runs = {}
+    for align in (0.0, 0.7):
+        torch.manual_seed(5)
+        np.random.seed(5)
+        runs[align] = MVAEObjective(k=1, anneal_steps=0, align=align)(model, batch, 0)
+    mask = batch["mask"]
+    expected = 0.0
+    with torch.no_grad():
+        for b in range(5):
+            if int(mask[b].sum()) < 2:
+                continue
+            m_q, v_q = _plain_poe(model, batch, b, mask[b])
+            for j in range(4):
+                if mask[b, j]:
+                    m_p, v_p = _plain_poe(model, batch, b, [i == j for i in range(4)])
+                    expected += 0.7 * 0.5 * (v_q / v_p + (m_q - m_p) ** 2 / v_p - 1 + torch.log(v_p / v_q)).sum().item()
+    (loss0, _), (loss1, terms) = runs[0.0], runs[0.7]
+    assert math.isclose(loss1.item() - loss0.item(), expected / 5, rel_tol=1e-5)
+    assert math.isclose(terms["align"].item(), expected / 5, rel_tol=1e-5)
