@@ -98,6 +98,18 @@ def _rounds(rows: torch.Tensor) -> tuple[int, int]:
     return _steps_per_round(rows.numel()), most_rounds(rows.numel())
 
 
+def _row_batches(rows: torch.Tensor, shuffle: torch.Generator):
+    """Batches of ``BATCH_SIZE`` of ``rows``, through one fresh shuffle after another (the last of a
+    shuffle may be shorter)."""
+    order, used = rows[torch.randperm(rows.numel(), generator=shuffle)], 0
+    while True:
+        if used >= order.numel():
+            order, used = rows[torch.randperm(rows.numel(), generator=shuffle)], 0
+        index = order[used:used + BATCH_SIZE]
+        used += index.numel()
+        yield index
+
+
 def train_paired_classifier(x_spec, y_spec, train: Batches, rows: np.ndarray, valid: Batches, n_valid: int, *,
                             latent_dim: int, hidden: int, image_net: str, seed: int, device) -> PairedClassifier:
     """Train the baseline on ``rows`` of the training split only, keeping the best valid accuracy.
@@ -120,15 +132,11 @@ def train_paired_classifier(x_spec, y_spec, train: Batches, rows: np.ndarray, va
     shuffle = torch.Generator().manual_seed(seed)
     best, best_state, waited = -1.0, None, 0
     steps_per_round, most = _rounds(rows)
-    order, used = rows[torch.randperm(rows.numel(), generator=shuffle)], 0
+    batches = _row_batches(rows, shuffle)
     model.train()
     for _ in range(most):
         for _ in range(steps_per_round):
-            if used >= order.numel():
-                order, used = rows[torch.randperm(rows.numel(), generator=shuffle)], 0
-            index = order[used:used + BATCH_SIZE]
-            used += index.numel()
-            batch = train(index)
+            batch = train(next(batches))
             loss = model.loss(model(batch[x]), batch[y])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -251,14 +259,10 @@ def train_paired_classifiers(x_spec, y_specs: Sequence, train: Batches, rows: np
     stack, x = _Stack(models), x_spec.name
     best, best_state, waited = [-1.0] * len(models), [None] * len(models), [0] * len(models)
     shuffle = torch.Generator().manual_seed(seed)
-    order, used = rows[torch.randperm(rows.numel(), generator=shuffle)], 0
+    batches = _row_batches(rows, shuffle)
     for done in range(most):
         for _ in range(steps_per_round):
-            if used >= order.numel():
-                order, used = rows[torch.randperm(rows.numel(), generator=shuffle)], 0
-            index = order[used:used + BATCH_SIZE]
-            used += index.numel()
-            batch = train(index)
+            batch = train(next(batches))
             logits = stack.forward(batch[x])
             loss = sum(models[k].loss(out, batch[y_specs[k].name]) for k, out in zip(stack.members, logits))
             stack.optimizer.zero_grad(set_to_none=True)

@@ -92,18 +92,23 @@ def _plain_elbo(model, batch, b, subset, eps, beta, cross=None):
     return total - beta * kl
 
 
+def _with_replay(objective, model, batch, step, k):
+    """The objective's loss and terms, and its random draws replayed: the subsets from numpy's stream
+    (on the host) and one noise row per term."""
+    torch.manual_seed(123)
+    np.random.seed(123)
+    loss, terms = objective(model, batch, step)
+    torch.manual_seed(123)
+    np.random.seed(123)
+    example, subsets, kind = map(torch.from_numpy, mvae_subsets(batch["mask"].numpy(), k, np.random.mtrand._rand))
+    return loss, terms, (example, subsets, kind, torch.randn(subsets.shape[0], model.latent_dim))
+
+
 def test_batched_objective_equals_terms_computed_one_at_a_time():
     model, batch = _model(), _batch()
     objective = MVAEObjective(k=2, anneal_steps=10)
     step = 4
-    torch.manual_seed(123)
-    np.random.seed(123)
-    loss, terms = objective(model, batch, step)
-    # Replay the objective's random draws: subsets from numpy's stream (on the host), one noise row per term.
-    torch.manual_seed(123)
-    np.random.seed(123)
-    example, subsets, _ = map(torch.from_numpy, mvae_subsets(batch["mask"].numpy(), 2, np.random.mtrand._rand))
-    eps = torch.randn(subsets.shape[0], model.latent_dim)
+    loss, terms, (example, subsets, _, eps) = _with_replay(objective, model, batch, step, 2)
     with torch.no_grad():
         plain = sum(_plain_elbo(model, batch, int(example[r]), subsets[r], eps[r], beta_at(step, 10))
                     for r in range(subsets.shape[0]))
@@ -158,13 +163,7 @@ def test_cross_reconstruction_equals_the_extra_terms_computed_one_at_a_time():
     model, batch = _model(), _batch()
     objective = MVAEObjective(k=2, anneal_steps=10, cross={"image:colour": 3.0, "shape:size": 0.5})
     step = 4
-    torch.manual_seed(123)
-    np.random.seed(123)
-    loss, terms = objective(model, batch, step)
-    torch.manual_seed(123)
-    np.random.seed(123)
-    example, subsets, kind = map(torch.from_numpy, mvae_subsets(batch["mask"].numpy(), 2, np.random.mtrand._rand))
-    eps = torch.randn(subsets.shape[0], model.latent_dim)
+    loss, terms, (example, subsets, kind, eps) = _with_replay(objective, model, batch, step, 2)
     mask, names = batch["mask"], model.names
     plain, extra = 0.0, 0
     with torch.no_grad():
