@@ -62,9 +62,8 @@ def test_k_zero_gives_full_and_singles_only():
     assert subsets.shape[0] == 5 + 4 + 3 + 2 and not bool((kind == 2).any())
 
 
-def _plain_elbo(model, batch, b, subset, eps, beta, cross=None):
-    """One ELBO term by straightforward code: per-expert encoders, closed-form PoE, manual likelihoods;
-    ``cross {modality index: λ}``: more targets scored with their own weight."""
+def _plain_poe(model, batch, b, subset):
+    """The product of the prior and the subset's experts of example b, by straightforward code: (mean, var)."""
     precision_sum = torch.ones(model.latent_dim)
     weighted = torch.zeros(model.latent_dim)
     for j, name in enumerate(model.names):
@@ -73,7 +72,13 @@ def _plain_elbo(model, batch, b, subset, eps, beta, cross=None):
             precision_sum = precision_sum + torch.exp(-logvar[0])
             weighted = weighted + mu[0] * torch.exp(-logvar[0])
     var = 1.0 / precision_sum
-    mean = weighted * var
+    return weighted * var, var
+
+
+def _plain_elbo(model, batch, b, subset, eps, beta, cross=None):
+    """One ELBO term by straightforward code: per-expert encoders, closed-form PoE, manual likelihoods;
+    ``cross {modality index: λ}``: more targets scored with their own weight."""
+    mean, var = _plain_poe(model, batch, b, subset)
     z = mean + eps * var.sqrt()
     total = 0.0
     cross = cross or {}
@@ -187,19 +192,6 @@ def test_cross_reconstruction_keys_are_checked():
         MVAEObjective(cross={"image": 1.0})
     with pytest.raises(ValueError, match="given:target"):
         MVAEObjective(cross={"image:image": 1.0})
-
-
-def _plain_poe(model, batch, b, subset):
-    """The product of the prior and the subset's experts of example b, by straightforward code: (mean, var)."""
-    precision_sum = torch.ones(model.latent_dim)
-    weighted = torch.zeros(model.latent_dim)
-    for j, name in enumerate(model.names):
-        if subset[j]:
-            mu, logvar = model.encoders[name](batch[name][b:b + 1])
-            precision_sum = precision_sum + torch.exp(-logvar[0])
-            weighted = weighted + mu[0] * torch.exp(-logvar[0])
-    var = 1.0 / precision_sum
-    return weighted * var, var
 
 
 def test_the_alignment_term_is_alpha_times_the_kl_of_the_joint_to_each_single_posterior():
