@@ -30,8 +30,8 @@ REMEDIES = ("a β target below 1 (`beta=0.5`), free bits, a KL floor in nats per
             "(`free_bits=0.25`), more weight on the predicted modality (λ: `model.weights.<name>=50`), "
             "or a likelihood that does not drown the others (`model.likelihoods.<image>=continuous-bernoulli`)")
 ALIGNMENT = ("more paired rows align the unimodal codes: a higher supervision level, the paired rows "
-             f"shown more often ({PAIRED_REMEDY}), or cross reconstruction on them "
-             "(mvae, mvae-q: `objective.cross.<x>:<y>=1`)")
+             f"shown more often ({PAIRED_REMEDY}, or a share of every batch: `paired_share=0.2`), or cross "
+             "reconstruction on them (mvae, mvae-q: `objective.cross.<x>:<y>=1`)")
 
 INACTIVE, CHANCE, UNALIGNED, BELOW_BASELINE = "inactive", "chance", "unaligned", "below_baseline"
 # kind -> (what the grouped line says before the names, the remedy it calls for or None)
