@@ -140,28 +140,27 @@ def train_stack(recipes: list[Recipe], run_dirs: list[str | Path], progress: lis
         raise ValueError("the runs of a stack must share their architecture and optimiser (stack_key)")
     results: list = [None] * n
     members: dict[int, _Member] = {}
-    for i, (recipe, run_dir) in enumerate(zip(recipes, run_dirs)):
-        try:
-            session = open_run(recipe, Path(run_dir), hooks[i])
-        except Exception as error:  # noqa: BLE001 -- this run's failure is its result
-            results[i] = error
-            continue
-        why = stack_reason(recipe, session.model)
-        if why is not None:
-            close_run(session, "failed")
-            raise ValueError(f"{run_dir} does not stack: {why}")
-        announce(session, progress[i])
-        members[i] = _Member(session, progress[i], *_capture_streams(session.device))
-    for i, m in list(members.items()):
-        if m.session.epoch >= m.session.recipe.epochs:
-            results[i] = _finish(m, "finished")
-            del members[i]
-    # One stack per (optimiser step, steps per epoch): its runs write their checkpoints at the same
-    # steps, so a killed stack resumes as the same stack, bit for bit.
-    by_step: dict[tuple[int, int], list[int]] = {}
-    for i, m in members.items():
-        by_step.setdefault((m.session.step, m.session.steps_per_epoch), []).append(i)
     try:
+        for i, (recipe, run_dir) in enumerate(zip(recipes, run_dirs)):
+            try:
+                session = open_run(recipe, Path(run_dir), hooks[i])
+            except Exception as error:  # noqa: BLE001 -- this run's failure is its result
+                results[i] = error
+                continue
+            members[i] = _Member(session, progress[i], *_capture_streams(session.device))
+            why = stack_reason(recipe, session.model)
+            if why is not None:
+                raise ValueError(f"{run_dir} does not stack: {why}")
+            announce(session, progress[i])
+        for i, m in list(members.items()):
+            if m.session.epoch >= m.session.recipe.epochs:
+                results[i] = _finish(m, "finished")
+        # One stack per (optimiser step, steps per epoch): its runs write their checkpoints at the same
+        # steps, so a killed stack resumes as the same stack, bit for bit.
+        by_step: dict[tuple[int, int], list[int]] = {}
+        for i, m in members.items():
+            if results[i] is None:
+                by_step.setdefault((m.session.step, m.session.steps_per_epoch), []).append(i)
         for group in by_step.values():
             _train_group({i: members[i] for i in group}, results)
     finally:  # interrupted (Ctrl-C, a kill's signal): every run still open is closed as failed
