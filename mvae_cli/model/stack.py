@@ -2,16 +2,16 @@
 
 The runs of a study that differ only in what they are trained on (seed, supervision level, mask)
 share their architecture. :func:`stack_models` builds one model whose networks hold the N runs'
-weights side by side (``[N, out, in]``) and compute every run's rows in one batched product, so a
-step of N runs costs one step's operations, not N. Everything without parameters (the fusion of
+weights side by side (``[N, in, out]``, :class:`StackedLinear`) and compute every run's rows in one
+batched product, so a step of N runs costs one step's operations, not N. Everything without parameters (the fusion of
 experts, the likelihoods, the objectives) is the single model's own code, run on the stacked
 batch (:mod:`mvae_cli.model.rows`: the examples of run r are one block of it).
 
 A stacked network is told which run each of its input rows belongs to
 (:func:`~mvae_cli.model.rows.computing`); it places them in a padded ``[N, C, ...]`` block (C the
 most rows any run has; padding rows are zeros and their outputs are dropped, so they carry no
-gradient; runs whose counts differ much are padded in blocks of their own, :func:`_segments`), runs
-the layers once, and returns the rows in their order. The gradient of each run's
+gradient; runs whose counts differ much are padded in blocks of their own, :func:`_segments`, each
+run through the whole network), and returns the rows in their order. The gradient of each run's
 weights comes from its own rows only: a run of a stack computes what it computes alone, up to the
 rounding of the batched products.
 
