@@ -2,6 +2,18 @@
 
 Every value is validated by building the recipe of a point that holds it, so a value out of
 range is an error naming the grid key and the value, before anything is trained.
+
+A grid varies single keys, every combination of their values. Settings that go together (the
+remedies of a study: ``paired_share=0.2`` alone, cross reconstruction alone, both) are named sets
+of overrides under ``variants:``, and the grid key ``variant`` lists the names to try::
+
+    variants:
+      paper: {}
+      share: {paired_share: 0.2}
+      share+cross: {paired_share: 0.2, objective.cross.image:label: 1.0}
+    grid:
+      variant: [paper, share, share+cross]
+      supervision: [0.01, 0.1]
 """
 
 from __future__ import annotations
@@ -56,7 +68,15 @@ def point_name(values: dict[str, Any]) -> str:
     return ",".join(f"{key}={format_value(value)}" for key, value in values.items())
 
 
-def _check_grid_key(key: str) -> None:
+VARIANT = "variant"  # the grid key whose values name sets of overrides under ``variants:``
+
+
+def _check_grid_key(key: str, variants: dict | None = None) -> None:
+    if key == VARIANT:
+        if not variants:
+            raise UserError("grid key 'variant' names sets of overrides, but the recipe has no `variants:` "
+                            "(e.g. `variants: {paper: {}, share: {paired_share: 0.2}}`)")
+        return
     if key in _SECTIONS:
         raise UserError(f"grid key {key!r} is a section of the recipe; grid one of its keys, such as {key}.<name>")
     if key == "grid" or key.startswith("grid."):
@@ -65,15 +85,22 @@ def _check_grid_key(key: str) -> None:
         raise unknown_key(key, known_keys(), "in grid")
 
 
-def _point_recipe(raw: dict, values: dict[str, Any], models: tuple[str, ...] = ()) -> Recipe:
+def _point_recipe(raw: dict, values: dict[str, Any], models: tuple[str, ...] = (),
+                  variants: dict[str, dict] | None = None) -> Recipe:
     """The recipe of one point. Where the grid varies ``model.name`` over ``models``, a setting of
     the base recipe that one of them takes is left at its default for the points of the others (an
     MVAE point of a grid over mvae and jmvae ignores objective.alpha); any other setting a point's
-    model does not take is refused."""
+    model does not take is refused. A ``variant`` value applies its set of overrides first."""
     raw = copy.deepcopy(raw)
     raw.pop("grid", None)
+    if VARIANT in values:
+        for key, value in variants[values[VARIANT]].items():
+            if key in values:
+                raise UserError(f"variant {values[VARIANT]!r} sets {key!r}, which the grid varies")
+            set_key(raw, key, value)
     for key, value in values.items():
-        set_dotted(raw, key, value)
+        if key != VARIANT:
+            set_dotted(raw, key, value)
     recipe = recipe_from_dict(raw, check_settings=False)
     for key, _ in foreign_settings(recipe):
         section, _, name = key.partition(".")
@@ -82,11 +109,33 @@ def _point_recipe(raw: dict, values: dict[str, Any], models: tuple[str, ...] = (
     return recipe_from_dict(raw)
 
 
-def expand_grid(raw: dict) -> list[Point]:
+def check_variants(variants: Any) -> dict[str, dict]:
+    """``variants:`` as ``{name: {recipe key: value}}``, each key known (values are checked with the points).
+
+    Raises:
+        UserError: not a mapping of mappings, or a key that is not a recipe key.
+    """
+    if not isinstance(variants, dict) or not variants:
+        raise UserError("recipe key 'variants' must map names to sets of overrides, e.g. "
+                        "`variants: {paper: {}, share: {paired_share: 0.2}}`")
+    checked = {}
+    for name, overrides in variants.items():
+        overrides = overrides or {}
+        if not isinstance(overrides, dict):
+            raise UserError(f"variant {name!r} must be a mapping of recipe keys to values, got {overrides!r}")
+        for key in overrides:
+            if key not in known_keys() and key not in LEGACY_KEYS and not str(key).startswith(DICT_KEYS):
+                raise unknown_key(str(key), known_keys(), f"in variant {name!r}")
+        checked[str(name)] = {str(k): v for k, v in overrides.items()}
+    return checked
+
+
+def expand_grid(raw: dict, variants: dict[str, dict] | None = None) -> list[Point]:
     """Expand the ``grid`` of a raw recipe mapping into validated points.
 
     Args:
         raw: a recipe mapping (as read from YAML, overrides applied) with a non-empty ``grid``.
+        variants: the named sets of overrides the grid key ``variant`` chooses from.
 
     Returns:
         The points of the Cartesian product of the grid's lists, in order.
@@ -104,18 +153,21 @@ def expand_grid(raw: dict) -> list[Point]:
     levels: dict[str, list] = {}
     for key, values in grid.items():
         key = str(key)
-        _check_grid_key(key)
+        _check_grid_key(key, variants)
         if not isinstance(values, list):
             values = [values]
         if not values:
             raise UserError(f"grid key {key!r} has no values")
         checked = []
         for value in values:
+            if key == VARIANT and str(value) not in variants:
+                raise UserError(f"grid value variant={value!r} is not a variant of the recipe "
+                                f"(variants: {', '.join(variants)})")
             try:
-                recipe = _point_recipe(raw, {key: value}, models)
+                recipe = _point_recipe(raw, {key: str(value) if key == VARIANT else value}, models, variants)
             except UserError as error:
                 raise UserError(f"grid value {key}={value!r} is not allowed: {error}") from None
-            checked.append(get_dotted(recipe_to_dict(recipe), LEGACY_KEYS.get(key, key)))
+            checked.append(str(value) if key == VARIANT else get_dotted(recipe_to_dict(recipe), LEGACY_KEYS.get(key, key)))
         names = [format_value(v) for v in checked]
         repeated = sorted({n for n in names if names.count(n) > 1})
         if repeated:
@@ -125,7 +177,7 @@ def expand_grid(raw: dict) -> list[Point]:
     for combination in itertools.product(*levels.values()):
         values = dict(zip(levels, combination))
         try:
-            recipe = _point_recipe(base, values, models)
+            recipe = _point_recipe(base, values, models, variants)
         except UserError as error:
             raise UserError(f"grid point {point_name(values)} is not allowed: {error}") from None
         points.append(Point(point_name(values), values, recipe))
@@ -156,9 +208,11 @@ def load_sweep(path: str | Path, overrides: list[str] = ()) -> Sweep:
     Raises:
         UserError: as :func:`expand_grid`, or an unreadable recipe or bad override.
     """
-    raw = apply_overrides(migrate_legacy(load_recipe_dict(path)), list(overrides))
+    raw = migrate_legacy(load_recipe_dict(path))
+    variants = check_variants(raw.pop("variants")) if "variants" in raw else None
+    raw = apply_overrides(raw, list(overrides))
     if not raw.get("grid"):
         raise UserError(f"recipe {path} has no grid: a sweep recipe lists the values to vary under `grid:`, "
                         "e.g. `grid: {supervision: [0.01, 0.1, 1.0]}`; train a single recipe with `mvae train`")
-    points = expand_grid(raw)
+    points = expand_grid(raw, variants)
     return Sweep(recipe_from_dict(raw), points, str(path), list(overrides))

@@ -81,3 +81,37 @@ def test_point_names_are_filesystem_safe():
 def test_expand_grid_validates_each_combination():
     points = expand_grid({"grid": {"supervision": [0.0, 0.5]}})
     assert [p.recipe.supervision for p in points] == [0.0, 0.5]
+
+
+VARIANTS = {"paper": {}, "share": {"paired_share": 0.2},
+            "share+cross": {"paired_share": 0.2, "objective.cross.image:label": 1.0}}
+
+
+def test_variants_are_named_sets_of_overrides_the_grid_chooses_from(tmp_path):
+    sweep = load_sweep(_write(tmp_path, {"variants": VARIANTS,
+                                         "grid": {"variant": ["paper", "share", "share+cross"], "supervision": [0.01, 0.1]}}))
+    assert [p.name for p in sweep.points][:3] == ["variant=paper,supervision=0.01", "variant=paper,supervision=0.1",
+                                                  "variant=share,supervision=0.01"]
+    recipes = {p.name: p.recipe for p in sweep.points}
+    assert recipes["variant=paper,supervision=0.1"].paired_share is None
+    both = recipes["variant=share+cross,supervision=0.01"]
+    assert (both.paired_share, both.objective.cross, both.supervision) == (0.2, {"image:label": 1.0}, 0.01)
+    assert sweep.grid_keys == ["variant", "supervision"] and sweep.points[0].values["variant"] == "paper"
+    again = load_sweep(_write(tmp_path, {"variants": VARIANTS, "grid": {"variant": ["paper", "share"]}}),
+                       ["grid.variant=[share]"])
+    assert [p.name for p in again.points] == ["variant=share"]
+
+
+@pytest.mark.parametrize("recipe, message", [
+    ({"grid": {"variant": ["a"]}}, "grid key 'variant' names sets of overrides, but the recipe has no `variants:`"),
+    ({"variants": VARIANTS, "grid": {"variant": ["shares"]}}, "grid value variant='shares' is not a variant"),
+    ({"variants": {"a": {"paired_shar": 0.2}}, "grid": {"variant": ["a"]}}, "paired_shar"),
+    ({"variants": {"a": {"supervision": 0.2}}, "grid": {"variant": ["a"], "supervision": [0.1]}},
+     "variant 'a' sets 'supervision', which the grid varies"),
+    ({"variants": {"a": {"paired_share": 2.0}}, "grid": {"variant": ["a"]}}, "paired_share"),
+    ({"variants": ["a"], "grid": {"variant": ["a"]}}, "recipe key 'variants' must map names to sets of overrides"),
+])
+def test_bad_variants_are_one_line_naming_what_is_wrong(tmp_path, recipe, message):
+    with pytest.raises(UserError, match=None) as error:
+        load_sweep(_write(tmp_path, recipe))
+    assert message in str(error.value) and "\n" not in str(error.value)
