@@ -129,6 +129,7 @@ class Recipe:
     trackers: list[str] = field(default_factory=list)  # tensorboard | mlflow, beside metrics.jsonl
     slurm: SlurmConfig = field(default_factory=SlurmConfig)
     grid: dict[str, list] = field(default_factory=dict)  # sweep recipes only: key -> values
+    variants: dict[str, dict] = field(default_factory=dict)  # sweep recipes only: name -> overrides (grid key variant)
 
 
 # Mappings whose keys are modality names: `model.weights.image=2` sets one entry (`objective.cross.image:label=1`).
@@ -198,7 +199,8 @@ def _check_value(key: str, value: Any, hint: Any) -> Any:
         if not isinstance(value, dict):
             raise UserError(f"recipe key {key!r} must be a mapping, got {value!r}")
         _, vtype = typing.get_args(hint)
-        return {str(k): (_check_value(f"{key}.{k}", v, vtype) if vtype is not list else v) for k, v in value.items()}
+        return {str(k): (_check_value(f"{key}.{k}", v, vtype) if vtype not in (list, dict) else v)
+                for k, v in value.items()}
     if origin is list:
         (etype,) = typing.get_args(hint)
         if not isinstance(value, list):

@@ -93,6 +93,7 @@ def _point_recipe(raw: dict, values: dict[str, Any], models: tuple[str, ...] = (
     model does not take is refused. A ``variant`` value applies its set of overrides first."""
     raw = copy.deepcopy(raw)
     raw.pop("grid", None)
+    raw.pop("variants", None)
     if VARIANT in values:
         for key, value in variants[values[VARIANT]].items():
             if key in values:
@@ -130,12 +131,12 @@ def check_variants(variants: Any) -> dict[str, dict]:
     return checked
 
 
-def expand_grid(raw: dict, variants: dict[str, dict] | None = None) -> list[Point]:
+def expand_grid(raw: dict) -> list[Point]:
     """Expand the ``grid`` of a raw recipe mapping into validated points.
 
     Args:
-        raw: a recipe mapping (as read from YAML, overrides applied) with a non-empty ``grid``.
-        variants: the named sets of overrides the grid key ``variant`` chooses from.
+        raw: a recipe mapping (as read from YAML, overrides applied) with a non-empty ``grid``, and
+            ``variants`` where the grid key ``variant`` chooses among them.
 
     Returns:
         The points of the Cartesian product of the grid's lists, in order.
@@ -144,6 +145,7 @@ def expand_grid(raw: dict, variants: dict[str, dict] | None = None) -> list[Poin
         UserError: no grid, a grid key that is not a recipe key, an empty or repeated list,
             or a value (or a combination of values) the recipe refuses, naming key and value.
     """
+    variants = check_variants(raw["variants"]) if raw.get("variants") is not None else None
     grid = raw.get("grid") or {}
     if not isinstance(grid, dict) or not grid:
         raise UserError("the recipe has no grid: a sweep recipe lists the values to vary under `grid:`, "
@@ -208,11 +210,9 @@ def load_sweep(path: str | Path, overrides: list[str] = ()) -> Sweep:
     Raises:
         UserError: as :func:`expand_grid`, or an unreadable recipe or bad override.
     """
-    raw = migrate_legacy(load_recipe_dict(path))
-    variants = check_variants(raw.pop("variants")) if "variants" in raw else None
-    raw = apply_overrides(raw, list(overrides))
+    raw = apply_overrides(migrate_legacy(load_recipe_dict(path)), list(overrides))
     if not raw.get("grid"):
         raise UserError(f"recipe {path} has no grid: a sweep recipe lists the values to vary under `grid:`, "
                         "e.g. `grid: {supervision: [0.01, 0.1, 1.0]}`; train a single recipe with `mvae train`")
-    points = expand_grid(raw, variants)
+    points = expand_grid(raw)
     return Sweep(recipe_from_dict(raw), points, str(path), list(overrides))

@@ -54,3 +54,14 @@ def test_paper_fig3_varies_k_over_three_seeds_on_a_many_modality_dataset():
     sweep = load_sweep(RECIPES[0].parent / "paper-fig3-shapes.yaml")
     assert sorted({p.recipe.objective.k for p in sweep.points}) == [0, 1, 5, 10, 25, 50]
     assert sorted({p.recipe.seed for p in sweep.points}) == [0, 1, 2]
+
+
+def test_mnist_remedies_compares_the_remedies_alone_and_combined():
+    sweep = load_sweep(RECIPES[0].parent / "mnist-remedies.yaml")
+    assert sweep.grid_keys == ["variant", "supervision", "seed"] and len(sweep.points) == 54
+    recipes = {p.name: p.recipe for p in sweep.points}
+    paper, both = recipes["variant=paper,supervision=0.01,seed=0"], recipes["variant=share+cross,supervision=0.01,seed=0"]
+    assert (paper.paired_share, paper.objective.cross, paper.objective.align, paper.model.rescale) == (None, {}, 0.0, False)
+    assert (both.paired_share, both.objective.cross) == (0.2, {"image:label": 1.0})
+    assert recipes["variant=rescale,supervision=0.1,seed=2"].model.rescale
+    assert (paper.data.dataset, paper.model.hidden, paper.model.latent_dim, paper.epochs) == ("mnist", 512, 64, 10)
