@@ -1,8 +1,8 @@
 """Which points of a sweep train together as one stack (:mod:`mvae_cli.engine.stack`).
 
 Points whose recipes differ only in what the runs are trained on (seed, supervision or keep-prob
-level, β, epochs) share one stack key; each such group is one unit of work, trained in one
-process as one stacked model. A group is cut into pieces so that ``--jobs`` processes each get
+level, β, epochs) share one stack key; each such group (of one epoch length, :func:`epoch_key`)
+is one unit of work, trained in one process as one stacked model. A group is cut into pieces so that ``--jobs`` processes each get
 one, and so that a piece fits the memory budget; a point whose recipe or model does not stack is a
 unit of its own, trained alone as before.
 """
@@ -30,6 +30,16 @@ def run_bytes(recipe: Recipe, model) -> int:
     params = sum(p.numel() for p in model.parameters())
     widths = sum(m.out_features for m in model.modules() if hasattr(m, "out_features"))
     return BYTES * (6 * params + 3 * recipe.batch_size * ROWS_PER_EXAMPLE * widths)
+
+
+def epoch_key(recipe: Recipe) -> tuple:
+    """What sets a run's epoch length besides the dataset: runs that differ in it train as separate
+    stacks (the engine stacks runs of one epoch length, for bit-for-bit resume), so a unit holds only
+    runs of one key. Keep-prob masks drop different rows; with ``paired_share`` or ``paired_repeat``
+    the paired rows a level holds set the epoch."""
+    pairs_shape_epoch = recipe.paired_share is not None or recipe.paired_repeat > 1
+    return (recipe.keep_prob, recipe.paired_share, recipe.paired_repeat,
+            recipe.supervision if pairs_shape_epoch else None)
 
 
 def _reason_and_size(recipe: Recipe) -> tuple[str | None, int]:
@@ -60,12 +70,12 @@ def stack_units(items: Sequence, recipe_of: Callable[[object], Recipe], jobs: in
         if key not in reasons:
             reasons[key], sizes[key] = _reason_and_size(recipe)
         if reasons[key] is None:
-            groups.setdefault(key, []).append(item)
+            groups.setdefault((key, epoch_key(recipe)), []).append(item)
         else:
             alone.append([item])
     units = []
     per_job = max(1, math.ceil(len(items) / max(1, jobs)))
-    for key, group in groups.items():
+    for (key, _), group in groups.items():
         if len(group) == 1:
             units.append(group)
             continue

@@ -76,3 +76,10 @@ def test_jobs_spread_stacks_over_processes(tmp_path, data_path):
     report, _ = _run(_sweep(tmp_path, data_path, {"supervision": [0.1, 1.0], "seed": [0, 1]}), out, jobs=2)
     assert sorted(len(s) for s in stack_calls(out)) == [2, 2]
     assert not report.failed and len(report.rows) == 4
+
+
+def test_runs_of_other_epoch_lengths_are_units_of_their_own(tmp_path, data_path):
+    sweep = _sweep(tmp_path, data_path, {"supervision": [0.1, 1.0], "seed": [0, 1]}, ["paired_share=0.25"])
+    assert sorted(len(u) for u in stack_units(sweep.points, lambda p: p.recipe)) == [2, 2]  # a level each
+    keep = _sweep(tmp_path, data_path, {"keep_prob": [0.5, 0.8], "seed": [0, 1]})
+    assert sorted(len(u) for u in stack_units(keep.points, lambda p: p.recipe)) == [2, 2]
