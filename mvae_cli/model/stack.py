@@ -170,6 +170,14 @@ class _Layout:
         return y if self.positions[s] is None else y.index_select(0, self.positions[s][0])
 
 
+def _row_runs(rows: int) -> np.ndarray:
+    """The run of each of the ``rows`` rows a stacked network is called on (:func:`~mvae_cli.model.rows.computing`)."""
+    runs = current_row_runs()
+    if runs is None or runs.shape[0] != rows:
+        raise RuntimeError("a stacked network was called without the runs of its rows (mvae_cli.model.rows.computing)")
+    return runs
+
+
 class StackedNet(nn.Module):
     """N networks of one architecture, each applied to the rows of its run (:func:`~mvae_cli.model.rows.computing`)."""
 
@@ -178,14 +186,8 @@ class StackedNet(nn.Module):
         self.n = len(nets)
         self.inner = _stack_layers(nets)
 
-    def _layout(self, rows: int, device) -> _Layout:
-        runs = current_row_runs()
-        if runs is None or runs.shape[0] != rows:
-            raise RuntimeError("a stacked network was called without the runs of its rows (mvae_cli.model.rows.computing)")
-        return _Layout(runs, self.n, device)
-
     def forward(self, x: torch.Tensor):
-        layout = self._layout(x.shape[0], x.device)
+        layout = _Layout(_row_runs(x.shape[0]), self.n, x.device)
         splits = None
         if len(layout.segments) > 1:  # each layer's weights split once (one concatenation in the backward)
             runs = [b - a for a, b, _ in layout.segments]
@@ -222,9 +224,7 @@ class StackedCategoricalEncoder(StackedNet):
         self.net = _stack_layers([net.net for net in nets])
 
     def forward(self, x: torch.Tensor):
-        runs = current_row_runs()
-        if runs is None or runs.shape[0] != x.shape[0]:
-            raise RuntimeError("a stacked network was called without the runs of its rows (mvae_cli.model.rows.computing)")
+        runs = _row_runs(x.shape[0])
         table = self.net(self.embed.reshape(-1, self.embed.shape[-1]))  # [N·C, 2D]
         rows = index(runs * self.classes, x.device) + x.long()
         return table.index_select(0, rows).chunk(2, dim=-1)

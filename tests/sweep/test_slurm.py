@@ -30,6 +30,12 @@ def _sweep_recipe(tmp_path, data):
     return path
 
 
+def _need_a_cluster():
+    if shutil.which("sbatch") is None:
+        pytest.skip("no sbatch: bring up a cluster with scripts/slurm_local.sh")
+    pytest.importorskip("submitit")
+
+
 def test_missing_submitit_is_one_line_saying_what_to_install(tmp_path, monkeypatch):
     from mvae_cli.sweep.slurm import run_on_slurm
 
@@ -58,9 +64,7 @@ def test_a_preempted_task_requeues_itself_with_the_same_point(tmp_path):
 
 @pytest.mark.slurm
 def test_a_sweep_runs_on_slurm_end_to_end(tmp_path):
-    if shutil.which("sbatch") is None:
-        pytest.skip("no sbatch: bring up a cluster with scripts/slurm_local.sh")
-    pytest.importorskip("submitit")
+    _need_a_cluster()
     from mvae_cli.sweep.slurm import run_on_slurm
 
     recipe = _sweep_recipe(tmp_path, make_dataset(tmp_path / "tiny.h5"))
@@ -163,9 +167,7 @@ def test_a_preempted_stack_requeues_itself_with_the_same_points(tmp_path):
 
 @pytest.mark.slurm
 def test_a_stack_runs_on_slurm_as_one_task(tmp_path):
-    if shutil.which("sbatch") is None:
-        pytest.skip("no sbatch: bring up a cluster with scripts/slurm_local.sh")
-    pytest.importorskip("submitit")
+    _need_a_cluster()
     from mvae_cli.sweep.runner import Trainer
     from mvae_cli.sweep.slurm import run_on_slurm
 
