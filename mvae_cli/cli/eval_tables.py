@@ -119,6 +119,31 @@ def accuracy_table(result: dict) -> RenderableType | None:
                   table, notes)
 
 
+def fair_table(result: dict) -> RenderableType | None:
+    """The model's accuracy beside the fair baselines (:mod:`~mvae_cli.evaluate.fair`), per y they
+    cover; None where ``eval.json`` has neither."""
+    probes = {key: result.get(key) or {} for key in ("paired_probe", "vae_probe")}
+    names = list(dict.fromkeys(name for values in probes.values() for name in values))
+    if not names:
+        return None
+    n, accuracy = result["n_examples"], result.get("accuracy") or {}
+
+    def with_error(values: dict, name: str) -> str:
+        return estimate(values[name], binomial_se(values[name], n)) if name in values else "–"
+
+    rows = [[name, with_error(accuracy, name), *(with_error(probes[k], name) for k in probes)] for name in names]
+    table = new_table()
+    label_column(table, "y")
+    for i, heading in enumerate(["model", "probe of its code", "probe of image VAE"]):
+        number_column(table, heading, [r[i + 1] for r in rows])
+    for row in rows:
+        add_row(table, row)
+    x = result["x"]
+    notes = [f"probe of its code: a linear probe on the model's q(z|{x}) fitted on the run's paired rows alone; "
+             f"probe of image VAE: the same probe on a VAE of every {x} with the run's networks and schedule"]
+    return titled("the fair baselines: did the unpaired data give a better code?", table, notes)
+
+
 def class_table(result: dict, class_name: str | None) -> RenderableType | None:
     """Coherence and the latent linear probe of the class: a row per subset size (means over the
     subsets of that size), the probe from q(z | x) and its best subset; None when neither exists."""
@@ -167,7 +192,7 @@ def class_table(result: dict, class_name: str | None) -> RenderableType | None:
 def eval_report(result: dict, class_name: str | None) -> Group:
     """Everything ``mvae eval`` prints on stdout, in order."""
     parts: list[RenderableType] = [header(result), Text(""), likelihood_table(result)]
-    for part in (accuracy_table(result), class_table(result, class_name)):
+    for part in (accuracy_table(result), fair_table(result), class_table(result, class_name)):
         if part is not None:
             parts.append(part)
     return Group(*parts)

@@ -1,7 +1,9 @@
 """What ``mvae sweep`` prints at the end of a study: two summary tables and the grouped warnings.
 
-The summary is split in two tables so that each fits 80 columns with its numbers whole: the
-accuracy of y from x beside the paired-only classifier and chance, then the log-likelihoods.
+The summary is split in tables so that each fits 80 columns with its numbers whole: the accuracy
+of y from x beside the paired-only classifier and chance; the model's accuracy beside the fair
+baselines (:mod:`~mvae_cli.evaluate.fair`: linear probes fitted on the paired rows, on the model's
+q(z|x) and on an image-only VAE's); then the log-likelihoods.
 With several seeds a cell is the mean ± its 95% interval over seeds (Student t), rounded to the
 standard error over seeds; with one run per point, the mean ± its standard error over the test
 examples. Chance, the same on every run's test examples, has no ±. Every figure is in summary.csv.
@@ -12,6 +14,8 @@ from __future__ import annotations
 import math
 
 from rich.console import Console, RenderableType
+from rich.padding import Padding
+from rich.text import Text
 
 from mvae_cli.cli.findings import print_findings
 from mvae_cli.cli.tables import add_row, label_column, new_table, number_column, titled
@@ -23,9 +27,11 @@ from mvae_cli.tables.rounding import binomial_se, exact, interval, is_exact
 
 # Summary columns: (family, which proposal, heading); the paper's proposals (Tables 2–3).
 _SHOWN = (("accuracy", None, "model"), ("baseline", None, "paired\nonly"), ("chance", None, "chance"),
+          ("paired_probe", None, "probe of\nits code"), ("vae_probe", None, "probe of\nimage VAE"),
           ("log_px", "first", "log p(x)\nq(z|x)"),
           ("log_pxy", "last", "log p(x,y)\nq(z|x,y)"), ("log_px_given_y", "last", "log p(x|y)\nq(z|x,y)"))
 _ACCURACY = ("accuracy", "baseline", "chance")
+_FAIR = ("accuracy", "paired_probe", "vae_probe")
 _TARGETS = {"log_px": "marginal", "log_pxy": "joint", "log_px_given_y": "conditional"}
 DAGGER = "† "
 
@@ -69,7 +75,7 @@ def _cell(column: str, stat: dict, members: list[dict]) -> str:
         return exact(mean)
     if count > 1:
         text = interval(mean, std / math.sqrt(count), stat["ci95"])
-    elif family in _ACCURACY:
+    elif family in _ACCURACY + _FAIR:
         text = interval(mean, binomial_se(mean, int(_mean(members, "n_examples") or 0)), None)
     else:
         text = interval(mean, _mean(members, column[: -len(".mean")] + ".se"), None)
@@ -99,9 +105,10 @@ def summary_tables(rows: list[dict], grid_keys: list[str]) -> list[RenderableTyp
     x = scored_modality(figures)
     tables = []
     for part, title in ((_ACCURACY, f"accuracy of y predicted from {x} alone, mean over the predicted modalities"),
+                        (_FAIR, "the fair baselines: did the unpaired data give a better code?"),
                         (tuple(_TARGETS), "log-likelihoods [nats]")):
         columns = [(c, h) for c, h in shown if c.split(".", 1)[0] in part]
-        if not columns:
+        if not columns or (part == _FAIR and len(columns) < 2):
             continue
         body, flagged = [], False
         for i in range(0, len(stats), len(shown)):
@@ -123,7 +130,11 @@ def summary_tables(rows: list[dict], grid_keys: list[str]) -> list[RenderableTyp
         if part == _ACCURACY and any(c.startswith("baseline.") for c, _ in columns):
             notes.append("paired only: a classifier trained on each run's paired rows alone; "
                          "chance: the most frequent class (exact)")
-        if part != _ACCURACY:
+        if part == _FAIR:
+            notes.append(f"probe of its code: a linear probe on the model's q(z|{x}) fitted on each run's paired rows "
+                         f"alone; probe of image VAE: the same probe on a VAE of every {x} (same networks and "
+                         "schedule): a code no better than the image VAE's gained nothing from modelling y")
+        if part not in (_ACCURACY, _FAIR):
             notes.append("y: every other modality; per-modality and per-proposal figures are in summary.csv")
         if flagged:
             notes.append(f"† unreliable: {rule()}")
@@ -131,10 +142,28 @@ def summary_tables(rows: list[dict], grid_keys: list[str]) -> list[RenderableTyp
     return tables
 
 
+def remedy_verdicts(rows: list[dict], grid_keys: list[str]) -> list[str]:
+    """For a study over ``variant`` and ``supervision`` (the remedies against the paired-only
+    classifier): per level, the variant of the highest mean accuracy and whether it beats the
+    classifier trained on the pairs alone (:func:`~mvae_cli.sweep.report.best_remedy`)."""
+    from mvae_cli.sweep.report import best_remedy
+
+    if "variant" not in grid_keys or "supervision" not in grid_keys:
+        return []
+    levels = sorted({float(r["supervision"]) for r in rows if isinstance(r.get("supervision"), (int, float))})
+    return [line for line in (best_remedy(rows, "variant", level) for level in levels) if line]
+
+
 def print_summary(rows: list[dict], grid_keys: list[str], console: Console) -> None:
-    """Print :func:`summary_tables`."""
+    """Print :func:`summary_tables`, then :func:`remedy_verdicts`."""
     for table in summary_tables(rows, grid_keys):
         console.print(table)
+    verdicts = remedy_verdicts(rows, grid_keys)
+    if verdicts:
+        console.print(Text("does the unpaired data help? the best variant at each level", style="bold"))
+        for line in verdicts:
+            console.print(Padding(Text(line), (0, 0, 0, 2)))
+        console.print("")
 
 
 def study_findings(rows: list[dict], grid_keys: list[str]) -> list:

@@ -9,6 +9,8 @@ not define is null, never zero), computes and assembles the likelihood figures a
 - the latent diagnostics of every unimodal posterior (:mod:`~mvae_cli.evaluate.diagnostics`);
 - beside the accuracy, for every y with classes, chance and a classifier trained on the paired
   rows of the run's mask only (:mod:`~mvae_cli.evaluate.baseline`): the lines the model must beat;
+- the fair baselines (:mod:`~mvae_cli.evaluate.fair`): a linear probe on the model's q(z|x) fitted on
+  the paired rows only, and the same probe on an image-only VAE trained on every image;
 - coherence and the latent probe (:mod:`~mvae_cli.evaluate.coherence`,
   :mod:`~mvae_cli.evaluate.latent_probe`).
 
@@ -44,12 +46,14 @@ from mvae_cli.data.format import read_dataset
 from mvae_cli.engine.data import SplitData, binarized_modalities
 from mvae_cli.engine.device import autocast_networks, memory_budget, select_device
 from mvae_cli.engine.run import check_dataset, latest_run, load_trained, read_config
+from mvae_cli.model.model import primary_modality
 from mvae_cli.errors import UserError
 from mvae_cli.eval_config import UNLESS_DEFAULT, EvalConfig
 from mvae_cli.evaluate.accuracy import attribute_names
 from mvae_cli.evaluate.baseline import VALID_LIMIT, cached_baselines, paired_baselines
 from mvae_cli.evaluate.coherence import JOINT_SAMPLES, class_modality, coherence, load_or_train_classifiers
 from mvae_cli.evaluate.diagnostics import eval_diagnostics
+from mvae_cli.evaluate.fair import image_vae, image_vae_recipe, pair_probe, targets
 from mvae_cli.evaluate.latent_probe import probe_accuracy
 from mvae_cli.evaluate.model_eval import Progress, evaluate_model
 from mvae_cli.evaluate.plan import plan_evaluation
@@ -82,15 +86,19 @@ def parse_size(text: str | int) -> int:
     return value
 
 
+def _run_mask(run_dir: Path) -> np.ndarray:
+    mask_path = Path(run_dir) / "mask.npy"
+    if not mask_path.is_file():
+        raise UserError(f"{run_dir} has no mask.npy (the training mask): retrain the run, or pass --no-baseline")
+    return np.load(mask_path)
+
+
 def _baselines(run_dir: Path, recipe, dataset, test: SplitData, split: str, x: str, y: Sequence[str], n_test: int,
                budget: int, device: torch.device, binarize) -> dict:
     """Chance and the paired-only classifiers on the run's own mask (``mask.npy``), scored on the
     same ``n_test`` examples as the model; computed once per dataset file, mask and settings
     (:func:`~mvae_cli.evaluate.baseline.cached_baselines`)."""
-    mask_path = Path(run_dir) / "mask.npy"
-    if not mask_path.is_file():
-        raise UserError(f"{run_dir} has no mask.npy (the training mask): retrain the run, or pass --no-baseline")
-    mask = np.load(mask_path)
+    mask = _run_mask(run_dir)
     m = recipe.model
 
     def compute() -> dict:
@@ -103,6 +111,30 @@ def _baselines(run_dir: Path, recipe, dataset, test: SplitData, split: str, x: s
     settings = {"x": x, "y": list(y), "latent_dim": m.latent_dim, "hidden": m.hidden, "image_net": m.image_net,
                 "seed": recipe.seed, "n_test": n_test, "split": split, "binarize": sorted(binarize or [])}
     return cached_baselines(dataset.path, mask, settings, compute)
+
+
+def _fair_baselines(run_dir: Path, model, recipe, dataset, test: SplitData, x: str, y: Sequence[str], n_test: int,
+                    budget: int, device: torch.device, binarize, stage) -> dict:
+    """The fair baselines (:mod:`~mvae_cli.evaluate.fair`): ``paired_probe`` and ``vae_probe``, each
+    ``{y: accuracy, "mean"}``, or null with its reason under ``not_defined_fair``."""
+    if not targets(dataset.specs, y) or "train" not in dataset.sizes:
+        return {}
+    mask = _run_mask(run_dir)
+    train = SplitData(dataset, "train", device, None, budget, binarize=binarize)
+    out, why = {}, {}
+    reason = model.posterior_reason([x])
+    if reason is None:
+        out["paired_probe"] = pair_probe(model, dataset.specs, x, y, mask, train, test, n_test)
+    else:
+        out["paired_probe"], why["paired_probe"] = None, reason
+    primary = primary_modality(dataset.specs)
+    if x != primary:
+        out["vae_probe"], why["vae_probe"] = None, (f"the image-only VAE models the primary modality {primary}, "
+                                                     f"not x = {x}")
+    else:
+        vae = image_vae(image_vae_recipe(recipe, dataset.path, x, device.type), device, stage)
+        out["vae_probe"] = pair_probe(vae, dataset.specs, x, y, mask, train, test, n_test)
+    return {**out, "not_defined_fair": why}
 
 
 PROBE_TRAIN = 1000  # training examples the latent probe is fitted on
@@ -214,6 +246,12 @@ def evaluate_run(
         announce("coherence and latent probe")
         figures.update(_class_figures(model, dataset, data, recipe, config, torch_device, budget))
         timed("coherence_and_probe")  # the coherence classifiers' first training too
+        if config.baseline:  # last: a first evaluation trains the image-only VAE here
+            announce("fair baselines: linear probes fitted on the paired rows")
+            figures.update(_fair_baselines(run_dir, model, recipe, dataset, data, plan.x, plan.y,
+                                           figures["n_examples"], budget, torch_device, binarize, announce))
+            timed("fair_baselines")
+    figures["not_defined"].update(figures.pop("not_defined_fair", {}))
     class_reason = figures.pop("not_defined_class", None)
     if class_reason:
         figures["not_defined"].update({"coherence": class_reason, "probe": class_reason})

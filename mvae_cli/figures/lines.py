@@ -15,7 +15,8 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from mvae_cli.evaluate.reliability import rule, unreliable
-from mvae_cli.figures.style import BAND_ALPHA, FADED_ALPHA, MARKERS, SEED_ALPHA, Panel, Series, colour
+from mvae_cli.figures.style import (BAND_ALPHA, FADED_ALPHA, LINESTYLES, MARKERS, REFERENCES, SEED_ALPHA, Panel, Series,
+                                    colour)
 from mvae_cli.tables.results import format_value
 from mvae_cli.tables.stats import summarize
 
@@ -126,11 +127,11 @@ def draw_panel(ax, panel: Panel, rows: list[dict], x: str, lines: list[str], com
     for i, series in enumerate(panel.series):
         per_combo = [(c, combo, points_of(rows, series, x, lines, combo)) for c, combo in enumerate(combos)]
         per_combo = [entry for entry in per_combo if entry[2]]
-        once = series.role in ("baseline", "chance") and all(_same(per_combo[0][2], p) for _, _, p in per_combo)
+        once = series.role in REFERENCES and all(_same(per_combo[0][2], p) for _, _, p in per_combo)
         for c, combo, points in per_combo[:1] if once else per_combo:
             if compared and not once:
                 style = {"color": colour(c), "marker": MARKERS[i % len(MARKERS)] if series.marker else None,
-                         "linestyle": series.linestyle if series.role in ("model", "baseline", "chance")
+                         "linestyle": series.linestyle if series.role in LINESTYLES and series.role != "mean"
                          else CYCLE_STYLES[i % len(CYCLE_STYLES)]}
                 label = series.label + ", " + ", ".join(f"{k}={format_value(v)}" for k, v in zip(lines, combo))
             else:

@@ -102,6 +102,13 @@ def _add_references(panel: Panel, columns: list[str], name: str) -> None:
     suffix = ", mean" if name == "mean" and len(panel.series) > 1 else ""
     if f"baseline.{name}" in columns:
         panel.series.append(reference(f"baseline.{name}", "classifier on the paired rows only" + suffix, "baseline"))
+    x = scored(columns)
+    if f"paired_probe.{name}" in columns:
+        panel.series.append(reference(f"paired_probe.{name}", f"linear probe on the model's q(z | {x}), fitted on the "
+                                      "paired rows" + suffix, "probe"))
+    if f"vae_probe.{name}" in columns:
+        panel.series.append(reference(f"vae_probe.{name}", f"the same probe on an image-only VAE of every {x}" + suffix,
+                                      "vae_probe"))
     if f"chance.{name}" in columns:
         panel.series.append(reference(f"chance.{name}", "chance (most frequent class)" + suffix, "chance"))
 

@@ -103,6 +103,8 @@ def is_finished(run_dir: Path, recipe: Recipe) -> bool:
             return False
     except UserError:
         return False
+    if recipe.eval.baseline and evaluation.get("chance") and "vae_probe" not in evaluation:
+        return False  # evaluated before the fair baselines (mvae_cli.evaluate.fair) existed: evaluated again
     return not stale_settings(evaluation, recipe.eval)  # eval.json records the settings it was computed with
 
 

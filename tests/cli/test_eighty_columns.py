@@ -21,7 +21,7 @@ import pytest
 from rich.console import Console
 
 from mvae_cli.cli.study_tables import print_summary, print_warnings
-from mvae_cli.tables.rounding import estimate, exact
+from mvae_cli.tables.rounding import binomial_se, estimate, exact
 from tests.helpers import make_dataset
 
 WIDTH = 80
@@ -72,12 +72,18 @@ def test_eval_output_to_a_file_fits_with_every_number_whole(trained):
     for key in ("log_px", "log_pxy", "log_px_given_y"):
         for figure in result[key].values():
             assert estimate(figure["mean"], figure["se"]) in evaluate.stdout
-    (chance_row,) = [line for line in evaluate.stdout.splitlines() if line.startswith("label ")]
+    accuracy_part = evaluate.stdout.split("did the unpaired data give")[0]
+    (chance_row,) = [line for line in accuracy_part.splitlines() if line.startswith("label ")]
     assert chance_row.rstrip().endswith(exact(result["chance"]["label"]))  # chance: no ±
     assert chance_row.count("±") == 2  # the model and the paired-only classifier, each with its error
     # each part after the likelihoods said as it started, in the log
-    for part in ("likelihoods of 60 examples", "paired-only classifier", "coherence and latent probe", "done"):
+    for part in ("likelihoods of 60 examples", "paired-only classifier", "coherence and latent probe",
+                 "fair baselines", "image-only VAE: epoch", "done"):
         assert part in evaluate.stderr
+    (fair_row,) = [line for line in evaluate.stdout.split("did the unpaired data give")[1].splitlines()
+                   if line.startswith("label ")]
+    assert fair_row.count("±") == 3  # the model, the probe of its code, the probe of the image-only VAE
+    assert estimate(result["vae_probe"]["label"], binomial_se(result["vae_probe"]["label"], 60)) in fair_row
 
 
 def _rows():
@@ -117,6 +123,31 @@ def test_the_sweep_summary_and_its_warnings_fit_80_columns_in_a_file():
     assert "-1015.2 ± 2.5" in text
     assert "shape [mlp/0.01, conv/0.01]" in " ".join(text.split())  # each grid point named whole
     assert sum(line.startswith("warning ") for line in text.splitlines()) == 3  # collapse, chance, below the baseline
+
+
+def test_a_remedies_summary_fits_80_columns_and_names_the_best_variant_per_level():
+    rows = []
+    for variant, lift in (("paper", 0.0), ("share+cross", 0.3)):
+        for f in (0.001, 0.01, 0.1):
+            for seed in (0, 1, 2):
+                acc = 0.3 + lift + 2 * f + 0.011 * seed
+                rows.append({"point": f"{variant},{f},{seed}", "variant": variant, "supervision": f, "seed": seed,
+                             "n_examples": 2000, "accuracy.label": acc, "accuracy.mean": acc,
+                             "baseline.label": 0.55 + 0.01 * seed, "baseline.mean": 0.55 + 0.01 * seed,
+                             "chance.label": 0.1135, "chance.mean": 0.1135, "paired_probe.label": 0.6 + lift / 3,
+                             "paired_probe.mean": 0.6 + lift / 3 + 0.002 * seed, "vae_probe.label": 0.62,
+                             "vae_probe.mean": 0.62 + 0.003 * seed})
+    out = io.StringIO()
+    print_summary(rows, ["variant", "supervision", "seed"], Console(file=out))
+    text = out.getvalue()
+    _check_lines(text)
+    joined = " ".join(text.split())
+    assert "the fair baselines: did the unpaired data give a better code?" in joined
+    assert "probe of its code" in joined and "probe of image VAE" in joined
+    # 0.001: share+cross 0.613 against the paired-only 0.560; 0.1: 0.811
+    assert ("best at 0.001 paired: variant share+cross, accuracy 0.613 ± 0.027: it beats the paired-only "
+            "classifier's 0.560 ± 0.025 (by +0.053).") in joined
+    assert joined.count("best at ") == 3
 
 
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")

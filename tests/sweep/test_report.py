@@ -83,11 +83,31 @@ def test_a_supervision_sweep_reports_fig4_against_full_supervision_and_the_basel
             for f, acc, base in ((0.01, 0.90, 0.84), (0.1, 0.94, 0.93), (1.0, 0.96, 0.97)) for s in (0, 1)]
     markdown, long, _ = build_report(["supervision", "seed"], rows, model_name="mvae")
     # 1%: mean 0.905 against the fully paired 0.965: 0.060 below
-    assert "| mvae | 0.01 | 0.905 | -0.060 | 0.840 | 0.100 |" in markdown
-    assert "| mvae | 1 | 0.965 | +0.000 | 0.970 | 0.100 |" in markdown
-    assert ("- mvae: at 0.01 paired, accuracy 0.905 is 0.060 below the fully paired 0.965 (outside the paper's "
+    # (± the 95% interval over the two seeds: t(1) = 12.706 × 0.00707 / √2 = 0.064)
+    assert "| mvae | 0.01 | 0.905 ± 0.064 | -0.060 | 0.840 | 0.100 |" in markdown
+    assert "| mvae | 1 | 0.965 ± 0.064 | +0.000 | 0.970 | 0.100 |" in markdown
+    assert ("- mvae: at 0.01 paired, accuracy 0.905 ± 0.064; 0.060 below the fully paired 0.965 (outside the paper's "
             "0.02 on MNIST); above the paired-only classifier's 0.840.") in markdown
     assert any(r["table"].startswith("Fig. 4") and r["column"] == "supervision=0.01" for r in long)
+    assert "probe of its code" not in markdown  # no fair baselines in these rows: no columns for them
+
+
+def test_a_remedies_sweep_reports_the_fair_baselines_and_names_the_best_remedy():
+    rows = [{"point": f"{v},{f},{s}", "variant": v, "supervision": f, "seed": s, "accuracy.mean": acc + 0.01 * s,
+             "baseline.mean": 0.80, "chance.mean": 0.1, "paired_probe.mean": probe, "vae_probe.mean": 0.70}
+            for v, f, acc, probe in (("paper", 0.01, 0.40, 0.60), ("paper", 0.1, 0.85, 0.80),
+                                     ("share", 0.01, 0.84, 0.75), ("share", 0.1, 0.90, 0.85))
+            for s in (0, 1)]
+    markdown, long, _ = build_report(["variant", "supervision", "seed"], rows, model_name="mvae")
+    assert "| variant | supervision | accuracy | Δ full | paired-only classifier | probe of its code | " \
+           "probe of image VAE | chance |" in markdown
+    assert "| share | 0.01 | 0.845 ± 0.064 | – | 0.800 | 0.750 | 0.700 | 0.100 |" in markdown
+    assert ("- paper: at 0.01 paired, accuracy 0.405 ± 0.064; not above the paired-only classifier's 0.800; its code "
+            "read by a probe fitted on the pairs 0.600, not above the image-only VAE's 0.700.") in markdown
+    assert ("- best at 0.01 paired: variant share, accuracy 0.845 ± 0.064: it beats the paired-only classifier's "
+            "0.800 ± 0.000 (by +0.045).") in markdown
+    assert {r["figure"] for r in long if r["table"].startswith("Fig. 4")} == {
+        "accuracy.mean", "baseline.mean", "paired_probe.mean", "vae_probe.mean"}
 
 
 def test_a_grid_key_beside_the_dataset_keeps_its_runs_apart():

@@ -81,3 +81,21 @@ def test_jobs_run_points_in_worker_processes(tmp_path):
     assert {info["point"] for event, info in events if event == "start"} == {
         "supervision=0.1,seed=0", "supervision=1.0,seed=0"}
     assert [r["accuracy.mean"] for r in report.rows] == pytest.approx([fake_accuracy(0.1, 0), fake_accuracy(1.0, 0)])
+
+
+def test_a_point_evaluated_before_the_fair_baselines_is_evaluated_again(tmp_path):
+    out = tmp_path / "out"
+    _run(_sweep(tmp_path, supervision=(0.1,), seeds=(0,)), out)
+    run = out / "runs" / "supervision=0.1,seed=0"
+    evaluation = json.loads((run / "eval.json").read_text())
+    # an eval.json with chance and the paired-only classifier, but from before the fair baselines
+    write_json(run / "eval.json", {**evaluation, "chance": {"label": 0.1, "mean": 0.1}})
+    evaluated = []
+    report = run_sweep(_sweep(tmp_path, supervision=(0.1,), seeds=(0,)), out, trainer=fake_train,
+                       evaluator=lambda *a, **k: evaluated.append(1) or {**fake_evaluate(*a, **k), "vae_probe": {}},
+                       progress=lambda event, **info: None)
+    assert evaluated == [1] and not report.points[0].reused
+    # with the fair baselines in it (or without chance: nothing to compare) the point is kept
+    write_json(run / "eval.json", {**evaluation, "chance": {"label": 0.1}, "vae_probe": {"label": 0.5}})
+    assert run_sweep(_sweep(tmp_path, supervision=(0.1,), seeds=(0,)), out, trainer=fake_train,
+                     evaluator=fake_evaluate, progress=lambda event, **info: None).points[0].reused

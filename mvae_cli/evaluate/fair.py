@@ -1,0 +1,204 @@
+"""The fair baselines of a weak-supervision study: did the unpaired data give a better representation?
+
+The paired-only classifier (:mod:`~mvae_cli.evaluate.baseline`) asks whether the model predicts y
+better than a classifier given the same pairs. Two more lines ask whether the unpaired rows gave the
+model a better *code* (the "M1" comparison of semi-supervised learning), for each predicted y with
+classes:
+
+- ``paired_probe``: a linear probe (:mod:`~mvae_cli.evaluate.probe`) on the mean of the model's own
+  q(z | x), fitted on the paired rows of the run's mask only (the rows that show both x and y) and
+  scored on the same test examples as the model. Above the paired-only classifier: the model's code
+  of x, learnt from every image, makes the few pairs go further.
+- ``vae_probe``: the same probe on an image-only VAE (the model table's ``vae``: q(z | x) and
+  p(x | z)) trained on every training x with the run's networks (latent size, width, image network,
+  x's likelihood) and schedule (epochs, batch size, learning rate, β and its annealing, seed). It is
+  what unpaired images give without any multimodal model: a multimodal model whose paired probe is
+  not above it gained nothing from modelling y.
+
+A binary y of D attributes gets a probe per attribute (two classes) and their mean; ``mean`` is the
+mean over the predicted modalities, as the paired-only classifier's. The image-only VAE is a run
+directory of its own beside the dataset file (``<dataset>.baselines.d/image-vae-<key>/``, loadable by
+``mvae eval``), keyed by the dataset file and everything its training depends on, so the runs of one
+seed share it and a killed evaluation resumes its training.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import random
+import tempfile
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from mvae_cli.atomic import exclusive_lock
+from mvae_cli.evaluate.baseline import KINDS, paired_rows
+from mvae_cli.evaluate.probe import linear_probe_accuracy
+from mvae_cli.recipe import DataConfig, ModelConfig, Recipe, recipe_to_dict
+
+# bump when the probe, the image-only VAE's recipe or its training change: a new VAE is trained
+FAIR_VERSION = 1
+BATCH = 1000  # rows encoded at a time
+
+
+def targets(specs: Sequence, y: Sequence[str]) -> list:
+    """The predicted modalities with classes (categorical, binary), in the order of ``y``."""
+    by_name = {s.name: s for s in specs}
+    return [by_name[name] for name in y if by_name[name].kind in KINDS]
+
+
+def code_means(model, split, x: str, rows: torch.Tensor) -> torch.Tensor:
+    """The means of q(z | x) of ``split``'s ``rows`` (``[R, D]`` float64 on the host), encoded
+    :data:`BATCH` rows at a time."""
+    shown = torch.tensor([m == x for m in model.names], device=split.device)
+    means = []
+    with torch.inference_mode():
+        for start in range(0, rows.numel(), BATCH):
+            batch = split.batch(rows[start:start + BATCH])
+            experts = model.encode(batch, shown.expand(batch[x].shape[0], -1))
+            means.append(model.posterior(None, [x], experts=experts).mean.double().cpu())
+    dim = int(getattr(model, "latent_dim", 0) or 0)
+    return torch.cat(means) if means else torch.zeros(0, dim, dtype=torch.float64)
+
+
+def labels(split, name: str, rows: torch.Tensor) -> torch.Tensor:
+    """The values of modality ``name`` on ``split``'s ``rows``, on the host."""
+    return torch.cat([split.batch(rows[s:s + BATCH])[name].cpu() for s in range(0, rows.numel(), BATCH)])
+
+
+def probe_figures(specs: Sequence, train_codes: torch.Tensor, train_labels: dict[str, torch.Tensor],
+                  test_codes: torch.Tensor, test_labels: dict[str, torch.Tensor]) -> dict[str, float]:
+    """``{y: test accuracy, "mean": …}`` of a linear probe per predicted modality ``y`` of ``specs``
+    (those in ``train_labels``; a binary y of D attributes: the mean of D two-class probes)."""
+    out = {}
+    for spec in specs:
+        if spec.name not in train_labels:
+            continue
+        train_y, test_y = train_labels[spec.name], test_labels[spec.name]
+        if spec.kind == "categorical":
+            out[spec.name] = linear_probe_accuracy(train_codes, train_y.long().reshape(-1), test_codes,
+                                                   test_y.long().reshape(-1), spec.classes)
+            continue
+        train_y = (train_y.reshape(train_y.shape[0], -1) > 0.5).long()
+        test_y = (test_y.reshape(test_y.shape[0], -1) > 0.5).long()
+        out[spec.name] = sum(linear_probe_accuracy(train_codes, train_y[:, a], test_codes, test_y[:, a], 2)
+                             for a in range(train_y.shape[1])) / train_y.shape[1]
+    if out:
+        out["mean"] = sum(out.values()) / len(out)
+    return out
+
+
+def pair_probe(model, specs: Sequence, x: str, y: Sequence[str], mask: np.ndarray, train, test,
+               n_test: int) -> dict[str, float]:
+    """A linear probe on the mean of ``model``'s q(z | x), fitted on the rows of ``mask`` that show x
+    and y, per predicted y with classes (a y without such a row is left out).
+
+    Args:
+        specs: the dataset's modalities (``mask``'s columns follow them).
+        mask: ``bool[N_train, M]``, the run's training mask.
+        train, test: the splits (:class:`~mvae_cli.engine.data.SplitData`); the first ``n_test``
+            test rows are scored.
+    """
+    names = [s.name for s in specs]
+    wanted = targets(specs, y)
+    test_rows = torch.arange(n_test)
+    test_codes = code_means(model, test, x, test_rows)
+    figures, by_rows = {}, {}
+    for spec in wanted:  # the predicted modalities with the same paired rows share one encoding
+        rows = paired_rows(mask, names.index(x), names.index(spec.name))
+        if rows.size:
+            by_rows.setdefault(rows.tobytes(), (rows, []))[1].append(spec)
+    for rows, group in by_rows.values():
+        index = torch.from_numpy(rows)
+        codes = code_means(model, train, x, index)
+        figures.update(probe_figures(group, codes, {s.name: labels(train, s.name, index) for s in group},
+                                     test_codes, {s.name: labels(test, s.name, test_rows) for s in group}))
+    figures.pop("mean", None)
+    ordered = {s.name: figures[s.name] for s in wanted if s.name in figures}
+    if ordered:
+        ordered["mean"] = sum(ordered.values()) / len(ordered)
+    return ordered
+
+
+def image_vae_recipe(recipe: Recipe, dataset_path: str | Path, x: str, device: str) -> Recipe:
+    """The recipe of the image-only VAE beside ``recipe``'s run: the ``vae`` of x alone with the run's
+    networks and schedule, on every training row (supervision 1: the VAE reads x only), on ``device``."""
+    m = recipe.model
+    likelihoods = {x: m.likelihoods[x]} if x in m.likelihoods else {}
+    data = DataConfig(dataset=recipe.data.dataset, path=str(Path(dataset_path).resolve()),
+                      binarize=recipe.data.binarize)
+    return Recipe(data=data, model=ModelConfig(name="vae", latent_dim=m.latent_dim, hidden=m.hidden,
+                                               image_net=m.image_net, likelihoods=likelihoods),
+                  supervision=1.0, seed=recipe.seed, epochs=recipe.epochs, batch_size=recipe.batch_size,
+                  lr=recipe.lr, anneal_epochs=recipe.anneal_epochs, beta=recipe.beta, device=device,
+                  precision="fp32")
+
+
+def image_vae_dir(recipe: Recipe) -> Path:
+    """Where the image-only VAE of ``recipe`` (:func:`image_vae_recipe`) is kept: beside its dataset
+    file, named by a key of the file (size, modification time) and everything its training reads."""
+    path = Path(recipe.data.path)
+    stat = path.stat()
+    what = recipe_to_dict(dataclasses.replace(recipe, device="auto"))  # the device does not change the figures
+    key = json.dumps({"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "version": FAIR_VERSION, "recipe": what},
+                     sort_keys=True)
+    return path.with_name(path.name + ".baselines.d") / f"image-vae-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
+
+
+@contextlib.contextmanager
+def _random_state_kept(device: torch.device):
+    """The block (the engine's training, which seeds Python, numpy and torch) leaves every global
+    random state as it found it, so an evaluation's figures do not depend on whether it trained the VAE."""
+    kept = random.getstate(), np.random.get_state()
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        try:
+            yield
+        finally:
+            random.setstate(kept[0])
+            np.random.set_state(kept[1])
+
+
+def image_vae(recipe: Recipe, device: torch.device, stage: Callable[[str], None] | None = None):
+    """The image-only VAE of ``recipe`` (:func:`image_vae_recipe`), in eval mode on ``device``: loaded
+    from :func:`image_vae_dir` when trained before, else trained there first (resumed where an
+    earlier evaluation was stopped). Evaluations side by side wait for each other, so one trains it.
+    Where the dataset's folder cannot be written, it is trained in a temporary folder and not kept.
+
+    Args:
+        stage: ``stage(description)`` once per training epoch.
+    """
+    from mvae_cli.engine.loop import train  # the engine imports the evaluation's modules
+    from mvae_cli.engine.run import load_trained, read_run_info
+
+    run_dir = image_vae_dir(recipe)
+    report = stage or (lambda description: None)
+
+    def progress(event: str, **info) -> None:
+        if event == "start" and info.get("start_epoch", 0) < recipe.epochs:
+            report(f"image-only VAE for the fair baselines: training {recipe.epochs} epochs in {run_dir}")
+        elif event == "epoch":
+            report(f"image-only VAE: epoch {info.get('epoch')}/{recipe.epochs}, valid ELBO "
+                   f"{info.get('valid_elbo', float('nan')):.1f}")
+
+    def finished(folder: Path) -> bool:
+        try:
+            return read_run_info(folder).get("status") == "finished" and (folder / "best.pt").is_file()
+        except Exception:  # no run there yet, or a damaged run.json: train (or resume) it
+            return False
+
+    with _random_state_kept(device):  # building a model draws its initial weights too
+        try:
+            run_dir.parent.mkdir(parents=True, exist_ok=True)
+        except OSError:
+            with tempfile.TemporaryDirectory(prefix="mvae-image-vae-") as folder:
+                train(recipe, Path(folder) / "run", progress)
+                return load_trained(Path(folder) / "run", "best", device)[2]
+        with exclusive_lock(run_dir):
+            if not finished(run_dir):
+                train(recipe, run_dir, progress)
+        return load_trained(run_dir, "best", device)[2]
