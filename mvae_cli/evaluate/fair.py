@@ -202,3 +202,83 @@ def image_vae(recipe: Recipe, device: torch.device, stage: Callable[[str], None]
             if not finished(run_dir):
                 train(recipe, run_dir, progress)
         return load_trained(run_dir, "best", device)[2]
+
+
+def image_vaes_for(recipes: Sequence[Recipe]) -> list[Recipe]:
+    """The image-only VAEs the evaluations of ``recipes`` (a study's points) will need and that are not
+    trained yet, once each: for each recipe that evaluates its baselines, on a dataset with x its
+    primary modality and a predicted y with classes. A dataset file that does not exist (yet) or does
+    not open is left to the evaluation, which says what is wrong."""
+    from mvae_cli.data.format import read_dataset
+    from mvae_cli.engine.run import read_run_info
+    from mvae_cli.model.model import primary_modality
+
+    found: dict[Path, Recipe] = {}
+    for recipe in recipes:
+        if not recipe.eval.baseline:
+            continue
+        path = recipe.data.resolved_path()
+        try:
+            with read_dataset(path) as dataset:
+                specs, splits = dataset.specs, set(dataset.sizes)
+        except Exception:  # noqa: BLE001 -- the evaluation reports it
+            continue
+        x = recipe.eval.x or primary_modality(specs)
+        y = recipe.eval.y or [s.name for s in specs if s.name != x]
+        if x != primary_modality(specs) or "train" not in splits or not targets(specs, [n for n in y if n != x]):
+            continue
+        vae = image_vae_recipe(recipe, path, x, recipe.device)
+        folder = image_vae_dir(vae)
+        try:
+            done = read_run_info(folder).get("status") == "finished" and (folder / "best.pt").is_file()
+        except Exception:  # noqa: BLE001 -- not trained yet, or a damaged run.json: train (or resume) it
+            done = False
+        if not done:
+            found.setdefault(folder, vae)
+    return list(found.values())
+
+
+def train_image_vaes(recipes: Sequence[Recipe], note: Callable[[str], None] | None = None) -> None:
+    """Train the image-only VAEs ``recipes`` (:func:`image_vaes_for`) before a study's evaluations
+    need them: those that share networks and schedule (they differ in seed) as one stack
+    (:func:`~mvae_cli.engine.stack.train_stack`), each in its own folder, so the evaluations load
+    them. A VAE that fails here is left to the evaluation, which trains it alone or says why.
+
+    Args:
+        note: ``note(text)``: a line as each group starts and at each of its epochs.
+    """
+    from mvae_cli.engine.stack import stack_key, stack_reason, train_stack
+
+    say = note or (lambda text: None)
+    groups: dict[str, list[Recipe]] = {}
+    for recipe in recipes:
+        groups.setdefault(stack_key(recipe) if stack_reason(recipe) is None else repr(id(recipe)), []).append(recipe)
+    for group in groups.values():
+        folders = [image_vae_dir(r) for r in group]
+        seeds = ", ".join(str(r.seed) for r in group)
+        say(f"training {len(group)} image-only VAE{'s' if len(group) > 1 else ''} (seed {seeds}) for the fair "
+            f"baselines{' together' if len(group) > 1 else ''}, {group[0].epochs} epochs")
+        epochs = group[0].epochs
+
+        def progress(event: str, *, first: bool, **info) -> None:
+            if event == "epoch" and first:
+                say(f"image-only VAEs: epoch {info.get('epoch')}/{epochs}")
+
+        with contextlib.ExitStack() as locks, _random_state_kept(torch.device("cpu")):
+            try:
+                for folder in folders:
+                    folder.parent.mkdir(parents=True, exist_ok=True)
+                    locks.enter_context(exclusive_lock(folder))
+            except OSError:
+                continue  # a folder that cannot be written: each evaluation trains its own
+            reports = [lambda event, first=(i == 0), **info: progress(event, first=first, **info)
+                       for i in range(len(group))]
+            if len(group) > 1:
+                train_stack(group, folders, reports)
+            else:
+                from mvae_cli.engine.loop import train
+
+                try:
+                    train(group[0], folders[0], reports[0])
+                except Exception:  # noqa: BLE001 -- the evaluation trains it again and reports the error
+                    pass

@@ -278,7 +278,10 @@ def build_report(grid_keys: list[str], rows: list[dict], sweep_dir: Path | None 
                 if table:
                     sections.append(table[0])
                     long += table[1]
-    supervision = supervision_section(rows, [k for k in grid_keys if k not in ("supervision", "seed")], model_name)
+    # a row per model and per value of every other key that varies (a variant, a setting, a dataset)
+    varying = [k for k in grid_keys if k not in ("supervision", "seed")
+               and (k in MODEL_KEYS or len({format_value(r.get(k)) for r in rows}) > 1)]
+    supervision = supervision_section(rows, varying, model_name)
     if supervision:
         sections.append(supervision[0])
         long += supervision[1]

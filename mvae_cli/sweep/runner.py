@@ -51,6 +51,7 @@ from mvae_cli.engine.stack import train_stack
 from mvae_cli.engine.run import is_run_dir, read_config
 from mvae_cli.errors import UserError
 from mvae_cli.eval_config import stale_settings
+from mvae_cli.evaluate.fair import image_vaes_for, train_image_vaes
 from mvae_cli.evaluate.run_eval import evaluate_run
 from mvae_cli.recipe import Recipe, recipe_to_dict
 from mvae_cli.sweep.grid import Point, Sweep
@@ -393,6 +394,10 @@ def run_sweep(sweep: Sweep, out: str | Path, *, jobs: int = 1, progress: Progres
         book.record(status, evaluation)
         report("done", point=status.point.name, status=status.status, error=status.error)
 
+    if stack and evaluator is None and todo:  # the fair baselines' image-only VAEs, one stack per schedule
+        vaes = image_vaes_for([s.point.recipe for s in todo])
+        if vaes:
+            train_image_vaes(vaes, lambda text: report("note", text=text))
     if stack and hasattr(trainer or _default_trainer, "stack") and len(todo) > 1:
         units = stack_units(todo, lambda s: s.point.recipe, jobs, lambda text: report("note", text=text))
     else:

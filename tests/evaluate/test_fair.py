@@ -145,3 +145,23 @@ def test_a_model_without_q_z_given_x_has_no_paired_probe_and_says_why(tmp_path, 
     result = evaluate_run(run, EvalConfig(particles=2, prior_samples=10, x="image", y=["label"]))
     assert result["paired_probe"] is None and "q(z|" in result["not_defined"]["paired_probe"]
     assert set(result["vae_probe"]) == {"label", "mean"}
+
+
+def test_a_study_trains_the_image_vaes_it_needs_once_each_as_one_stack(tmp_path, monkeypatch):
+    from mvae_cli.evaluate.fair import image_vaes_for, train_image_vaes
+
+    monkeypatch.chdir(tmp_path)
+    data = make_dataset(tmp_path / "d.h5", sizes=(100, 20, 20))
+    base = [f"data.path={data}", "epochs=2", "model.hidden=8", "model.latent_dim=2"]
+    recipes = [resolve_recipe(None, base + [f"seed={seed}", f"supervision={f}"]) for seed in (0, 1) for f in (0.1, 1.0)]
+    recipes.append(resolve_recipe(None, base + ["seed=2", "eval.baseline=false"]))  # no baselines: no VAE
+    wanted = image_vaes_for(recipes)
+    assert sorted(r.seed for r in wanted) == [0, 1]  # one per seed: the levels share it
+    notes = []
+    train_image_vaes(wanted, notes.append)
+    assert notes[0] == "training 2 image-only VAEs (seed 0, 1) for the fair baselines together, 2 epochs"
+    assert notes[1:] == ["image-only VAEs: epoch 1/2", "image-only VAEs: epoch 2/2"]
+    for vae in wanted:
+        info = json.loads((image_vae_dir(vae) / "run.json").read_text())
+        assert info["status"] == "finished" and info["epochs_done"] == 2
+    assert image_vaes_for(recipes) == []  # trained: the evaluations load them

@@ -273,7 +273,7 @@ def test_runs_at_two_supervision_levels_give_fig4_in_numbers(tmp_path):
     assert result.exit_code == 0, result.output
     markdown = (tmp_path / "report" / "report.md").read_text()
     assert "| mvae | 0.01 | 0.780 | -0.190 | 0.840 | 0.110 |" in markdown
-    assert "accuracy 0.780 is 0.190 below the fully paired 0.970 (outside the paper's 0.02" in markdown
+    assert "accuracy 0.780; 0.190 below the fully paired 0.970 (outside the paper's 0.02" in markdown
 
 
 def test_a_variance_that_rests_on_a_few_test_examples_is_shown_with_its_median():
