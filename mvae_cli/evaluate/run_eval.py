@@ -93,11 +93,21 @@ def _run_mask(run_dir: Path) -> np.ndarray:
     return np.load(mask_path)
 
 
+def round_reporter(stage: Callable[[str], None]) -> Callable[[int, int], None]:
+    """``progress(done, most)`` of the paired-only classifiers' validation rounds as a ``stage`` line
+    every tenth of the most rounds they can take (early stopping usually ends them sooner)."""
+    def report(done: int, most: int) -> None:
+        if 0 < done < most and done % max(1, most // 10) == 0:
+            stage(f"paired-only classifier: validation round {done} (early stopping ends it by round {most})")
+    return report
+
+
 def _baselines(run_dir: Path, recipe, dataset, test: SplitData, split: str, x: str, y: Sequence[str], n_test: int,
-               budget: int, device: torch.device, binarize) -> dict:
+               budget: int, device: torch.device, binarize, stage=None) -> dict:
     """Chance and the paired-only classifiers on the run's own mask (``mask.npy``), scored on the
     same ``n_test`` examples as the model; computed once per dataset file, mask and settings
-    (:func:`~mvae_cli.evaluate.baseline.cached_baselines`)."""
+    (:func:`~mvae_cli.evaluate.baseline.cached_baselines`). ``stage(description)`` every tenth of the
+    most validation rounds the classifiers can take, while they train."""
     mask = _run_mask(run_dir)
     m = recipe.model
 
@@ -106,7 +116,8 @@ def _baselines(run_dir: Path, recipe, dataset, test: SplitData, split: str, x: s
         valid = SplitData(dataset, "valid", device, None, budget, binarize=binarize)
         return paired_baselines(dataset.specs, x, y, mask, train.batch, valid.batch, min(VALID_LIMIT, valid.n),
                                 test.batch, n_test, latent_dim=m.latent_dim, hidden=m.hidden,
-                                image_net=m.image_net, seed=recipe.seed, device=device)
+                                image_net=m.image_net, seed=recipe.seed, device=device,
+                                progress=None if stage is None else round_reporter(stage))
 
     settings = {"x": x, "y": list(y), "latent_dim": m.latent_dim, "hidden": m.hidden, "image_net": m.image_net,
                 "seed": recipe.seed, "n_test": n_test, "split": split, "binarize": sorted(binarize or [])}
@@ -241,7 +252,7 @@ def evaluate_run(
         if config.baseline:
             announce("paired-only classifier")
             figures.update(_baselines(run_dir, recipe, dataset, data, config.split, plan.x, plan.y,
-                                      figures["n_examples"], budget, torch_device, binarize))
+                                      figures["n_examples"], budget, torch_device, binarize, announce))
             timed("baseline")
         announce("coherence and latent probe")
         figures.update(_class_figures(model, dataset, data, recipe, config, torch_device, budget))

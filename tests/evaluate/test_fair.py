@@ -165,3 +165,19 @@ def test_a_study_trains_the_image_vaes_it_needs_once_each_as_one_stack(tmp_path,
         info = json.loads((image_vae_dir(vae) / "run.json").read_text())
         assert info["status"] == "finished" and info["epochs_done"] == 2
     assert image_vaes_for(recipes) == []  # trained: the evaluations load them
+
+
+def test_the_paired_only_classifiers_rounds_are_said_every_tenth_of_the_most():
+    from mvae_cli.evaluate.run_eval import round_reporter
+
+    lines = []
+    report = round_reporter(lines.append)
+    for done in range(1, 101):
+        report(done, 100)
+    assert lines == [f"paired-only classifier: validation round {r} (early stopping ends it by round 100)"
+                     for r in range(10, 100, 10)]
+    lines.clear()
+    for done in (1, 2, 3):
+        round_reporter(lines.append)(done, 3)
+    assert lines == ["paired-only classifier: validation round 1 (early stopping ends it by round 3)",
+                     "paired-only classifier: validation round 2 (early stopping ends it by round 3)"]
