@@ -190,12 +190,16 @@ class _Stack:
     def parameters(self) -> list[torch.Tensor]:
         return [p for pair in self.layers for p in pair] + [p for pair in self.heads for p in pair]
 
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Every active classifier's logits for the shared input ``x [B, ...]``."""
+    def forward(self, x: torch.Tensor, per_member: bool = False) -> list[torch.Tensor]:
+        """Every active classifier's logits for the shared input ``x [B, ...]``, or with ``per_member``
+        for each classifier's own input ``x [K, B, ...]`` (its group's batch)."""
         (weight, bias), rest = self.layers[0], self.layers[1:]
         k, width = weight.shape[:2]
-        h = nn.functional.linear(x.flatten(1), weight.reshape(k * width, -1), bias.reshape(k * width))
-        h = h.view(x.shape[0], k, width).transpose(0, 1)  # [K, B, width]: one product for all first layers
+        if per_member:
+            h = torch.baddbmm(bias.unsqueeze(1), x.flatten(2), weight.transpose(1, 2))  # [K, B, width]
+        else:
+            h = nn.functional.linear(x.flatten(1), weight.reshape(k * width, -1), bias.reshape(k * width))
+            h = h.view(x.shape[0], k, width).transpose(0, 1)  # [K, B, width]: one product for all first layers
         for weight, bias in rest:
             h = torch.baddbmm(bias.unsqueeze(1), nn.functional.silu(h), weight.transpose(1, 2))
         return [nn.functional.linear(code, *head) for code, head in zip(h.unbind(0), self.heads)]
@@ -231,9 +235,9 @@ def train_paired_classifiers(x_spec, y_specs: Sequence, train: Batches, rows: np
                              progress: Progress | None = None) -> list[PairedClassifier]:
     """:func:`train_paired_classifier` for every modality of ``y_specs`` on the same ``rows``, at once.
 
-    Each classifier is initialised as it would be alone (under ``torch.manual_seed(seed)``), all see
-    the same batches, and each keeps its best state and its patience: one that would have stopped
-    alone leaves the stack then. An encoder that is not a plain MLP (convolutions, batch
+    With the same seed and rows every classifier draws the same batches, so the first layers run as
+    one product with the shared x (:class:`_Stack`); each keeps its own best state and patience and
+    leaves the stack when it stops. An encoder that is not a plain MLP (convolutions, batch
     normalisation) is trained one classifier at a time instead.
 
     Args:
@@ -244,32 +248,67 @@ def train_paired_classifiers(x_spec, y_specs: Sequence, train: Batches, rows: np
     Returns:
         The classifiers at their best validation rounds, in eval mode, in the order of ``y_specs``.
     """
-    settings = dict(latent_dim=latent_dim, hidden=hidden, image_net=image_net, seed=seed, device=device)
-    models = [_new_classifier(x_spec, y, latent_dim, hidden, image_net, seed, device) for y in y_specs]
-    rows = torch.from_numpy(np.array(rows, dtype=np.int64))  # a copy: the rows may be read-only
-    steps_per_round, most = _rounds(rows)
-    if not models or _mlp_layers(models[0]) is None:
+    return train_classifier_groups(x_spec, [(list(y_specs), rows, seed)], train, valid, n_valid,
+                                   latent_dim=latent_dim, hidden=hidden, image_net=image_net, device=device,
+                                   progress=progress)[0]
+
+
+def train_classifier_groups(x_spec, groups: Sequence[tuple[Sequence, np.ndarray, int]], train: Batches,
+                            valid: Batches, n_valid: int, *, latent_dim: int, hidden: int, image_net: str, device,
+                            progress: Progress | None = None) -> list[list[PairedClassifier]]:
+    """The classifiers of several groups trained as one stack: a group is ``(y_specs, rows, seed)``, the
+    classifiers of one run's paired rows (:func:`train_paired_classifiers`), and every group has as many
+    rows (the runs of one supervision level), so each draws its own batches from its own rows and
+    shuffle, one step of all at a time. While classifiers of more than one group are active, each
+    one's first layer is a batched product with its own group's x; with one group left, the shared
+    product of :func:`train_paired_classifiers`. Each classifier ends as it would alone up to the last
+    bits of its weights.
+
+    Returns:
+        Per group, its classifiers at their best validation rounds, in eval mode, in the order of its y_specs.
+
+    Raises:
+        ValueError: groups with different numbers of rows.
+    """
+    settings = dict(latent_dim=latent_dim, hidden=hidden, image_net=image_net, device=device)
+    sizes = {len(rows) for _, rows, _ in groups}
+    if len(sizes) > 1:
+        raise ValueError(f"the groups of one stack need as many rows each, not {sorted(sizes)}")
+    models, owner = [], []
+    for g, (y_specs, _, seed) in enumerate(groups):
+        models += [_new_classifier(x_spec, y, latent_dim, hidden, image_net, seed, device) for y in y_specs]
+        owner += [g] * len(y_specs)
+    row_sets = [torch.from_numpy(np.array(rows, dtype=np.int64)) for _, rows, _ in groups]  # copies: may be read-only
+    if not models:
+        return [[] for _ in groups]
+    steps_per_round, most = _rounds(row_sets[0])
+    if _mlp_layers(models[0]) is None:
         out = []
-        for i, y in enumerate(y_specs):
-            out.append(train_paired_classifier(x_spec, y, train, rows.numpy(), valid, n_valid, **settings))
+        for g, (y_specs, rows, seed) in enumerate(groups):
+            out.append([train_paired_classifier(x_spec, y, train, rows, valid, n_valid, seed=seed, **settings)
+                        for y in y_specs])
             if progress is not None:
-                progress(i + 1, len(y_specs))
+                progress(g + 1, len(groups))
         return out
+    y_of = [y for y_specs, _, _ in groups for y in y_specs]
     names = [name for name, _ in models[0].named_parameters()]
     stack, x = _Stack(models), x_spec.name
     best, best_state, waited = [-1.0] * len(models), [None] * len(models), [0] * len(models)
-    shuffle = torch.Generator().manual_seed(seed)
-    batches = _row_batches(rows, shuffle)
+    batches = [_row_batches(rows, torch.Generator().manual_seed(seed)) for rows, (_, _, seed) in zip(row_sets, groups)]
     for done in range(most):
         for _ in range(steps_per_round):
-            batch = train(next(batches))
-            logits = stack.forward(batch[x])
-            loss = sum(models[k].loss(out, batch[y_specs[k].name]) for k, out in zip(stack.members, logits))
+            active = sorted({owner[k] for k in stack.members})
+            drawn = {g: train(next(batches[g])) for g in active}
+            if len(active) == 1:
+                logits = stack.forward(drawn[active[0]][x])
+            else:
+                logits = stack.forward(torch.stack([drawn[owner[k]][x] for k in stack.members]), per_member=True)
+            loss = sum(models[k].loss(out, drawn[owner[k]][y_of[k].name]) for k, out in zip(stack.members, logits))
             stack.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             stack.optimizer.step()
         kept = []
-        for j, score in enumerate(_stack_accuracy(stack, models, y_specs, valid, n_valid, x, device)):
+        for j, score in enumerate(_stack_accuracy(stack, models, y_of, valid, n_valid, x, device)):
             k = stack.members[j]
             if score > best[k]:
                 best[k], waited[k], best_state[k] = score, 0, stack.state(j, names)
@@ -287,7 +326,11 @@ def train_paired_classifiers(x_spec, y_specs: Sequence, train: Batches, rows: np
     for model, state in zip(models, best_state):
         model.load_state_dict(state)
         model.eval()
-    return models
+    out, at = [], 0
+    for y_specs, _, _ in groups:
+        out.append(models[at:at + len(y_specs)])
+        at += len(y_specs)
+    return out
 
 
 def _stack_accuracy(stack: _Stack, models, y_specs, batches: Batches, n: int, x: str, device) -> list[float]:

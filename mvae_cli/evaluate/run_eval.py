@@ -33,6 +33,7 @@ to a callback ``progress(done, total)`` in examples.
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from pathlib import Path
@@ -41,16 +42,18 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from mvae_cli.atomic import atomic_path, write_json
+from mvae_cli.atomic import atomic_path, exclusive_lock, write_json
 from mvae_cli.data.format import read_dataset
 from mvae_cli.engine.data import SplitData, binarized_modalities
 from mvae_cli.engine.device import autocast_networks, memory_budget, select_device
-from mvae_cli.engine.run import check_dataset, latest_run, load_trained, read_config
+from mvae_cli.engine.run import (build_model, check_dataset, latest_run, load_trained, read_config, read_run_info,
+                                 run_specs)
 from mvae_cli.model.model import primary_modality
 from mvae_cli.errors import UserError
 from mvae_cli.eval_config import UNLESS_DEFAULT, EvalConfig
 from mvae_cli.evaluate.accuracy import attribute_names
-from mvae_cli.evaluate.baseline import VALID_LIMIT, cached_baselines, paired_baselines
+from mvae_cli.evaluate.baseline import (VALID_LIMIT, baselines_path, cached_baseline, cached_baselines, keep_baselines,
+                                       paired_baselines, paired_baselines_of_runs)
 from mvae_cli.evaluate.coherence import JOINT_SAMPLES, class_modality, coherence, load_or_train_classifiers
 from mvae_cli.evaluate.diagnostics import eval_diagnostics
 from mvae_cli.evaluate.fair import image_vae, image_vae_recipe, pair_probe, targets
@@ -102,6 +105,13 @@ def round_reporter(stage: Callable[[str], None]) -> Callable[[int, int], None]:
     return report
 
 
+def _baseline_settings(recipe, x: str, y: Sequence[str], n_test: int, split: str, binarize) -> dict:
+    """Everything the paired-only classifiers' figures depend on besides the file and the mask (their cache key)."""
+    m = recipe.model
+    return {"x": x, "y": list(y), "latent_dim": m.latent_dim, "hidden": m.hidden, "image_net": m.image_net,
+            "seed": recipe.seed, "n_test": n_test, "split": split, "binarize": sorted(binarize or [])}
+
+
 def _baselines(run_dir: Path, recipe, dataset, test: SplitData, split: str, x: str, y: Sequence[str], n_test: int,
                budget: int, device: torch.device, binarize, stage=None) -> dict:
     """Chance and the paired-only classifiers on the run's own mask (``mask.npy``), scored on the
@@ -119,9 +129,58 @@ def _baselines(run_dir: Path, recipe, dataset, test: SplitData, split: str, x: s
                                 image_net=m.image_net, seed=recipe.seed, device=device,
                                 progress=None if stage is None else round_reporter(stage))
 
-    settings = {"x": x, "y": list(y), "latent_dim": m.latent_dim, "hidden": m.hidden, "image_net": m.image_net,
-                "seed": recipe.seed, "n_test": n_test, "split": split, "binarize": sorted(binarize or [])}
+    settings = _baseline_settings(recipe, x, y, n_test, split, binarize)
     return cached_baselines(dataset.path, mask, settings, compute)
+
+
+def precompute_baselines(run_dirs: Sequence[Path], configs: Sequence[EvalConfig], device: str = "auto",
+                         stage: Callable[[str], None] | None = None) -> int:
+    """The paired-only classifiers the evaluations of ``run_dirs`` (with ``configs``) will need, trained
+    before them: those of the runs of one dataset, networks and supervision level (their seeds) as one
+    stack (:func:`~mvae_cli.evaluate.baseline.paired_baselines_of_runs`), and kept in the dataset's cache
+    (:func:`~mvae_cli.evaluate.baseline.cached_baselines`), where each evaluation then finds its figures.
+    What is cached already, or belongs to an evaluation without baselines, is left alone.
+
+    Returns:
+        The runs whose figures were computed here.
+    """
+    torch_device = select_device(device)
+    jobs: dict[str, list] = {}
+    for run_dir, config in zip(run_dirs, configs):
+        if not config.baseline:
+            continue
+        run_dir = Path(run_dir)
+        recipe, info = read_config(run_dir), read_run_info(run_dir)
+        path, mask = run_dataset_path(info), _run_mask(run_dir)
+        model = build_model(recipe, run_specs(info))
+        plan = plan_evaluation(model, config.x, config.y)
+        binarize = binarized_modalities(recipe.data.binarize, model)
+        with read_dataset(path) as dataset:
+            if config.split not in dataset.sizes:
+                continue
+            n_test = dataset.sizes[config.split] if config.limit is None else min(config.limit, dataset.sizes[config.split])
+        settings = _baseline_settings(recipe, plan.x, plan.y, n_test, config.split, binarize)
+        if cached_baseline(path, mask, settings) is not None:
+            continue
+        shared = json.dumps({**settings, "seed": None, "path": str(path.resolve())}, sort_keys=True)
+        jobs.setdefault(shared, []).append((recipe, path, mask, settings))
+    done = 0
+    for members in jobs.values():
+        recipe, path, _, settings = members[0]
+        m = recipe.model
+        with exclusive_lock(baselines_path(path)), read_dataset(path) as dataset:
+            budget = memory_budget(torch_device, MEMORY_FRACTION)
+            splits = [SplitData(dataset, name, torch_device, None, budget, binarize=settings["binarize"])
+                      for name in ("train", "valid", settings["split"])]
+            results = paired_baselines_of_runs(
+                dataset.specs, settings["x"], settings["y"], [mask for _, _, mask, _ in members],
+                [r.seed for r, _, _, _ in members], splits[0].batch, splits[1].batch, min(VALID_LIMIT, splits[1].n),
+                splits[2].batch, settings["n_test"], latent_dim=m.latent_dim, hidden=m.hidden,
+                image_net=m.image_net, device=torch_device,
+                progress=None if stage is None else round_reporter(stage))
+            keep_baselines(path, [(mask, s, result) for (_, _, mask, s), result in zip(members, results)])
+        done += len(members)
+    return done
 
 
 def _fair_baselines(run_dir: Path, model, recipe, dataset, test: SplitData, x: str, y: Sequence[str], n_test: int,

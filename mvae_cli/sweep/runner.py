@@ -52,7 +52,7 @@ from mvae_cli.engine.run import is_run_dir, read_config
 from mvae_cli.errors import UserError
 from mvae_cli.eval_config import stale_settings
 from mvae_cli.evaluate.fair import image_vaes_for, train_image_vaes
-from mvae_cli.evaluate.run_eval import evaluate_run
+from mvae_cli.evaluate.run_eval import evaluate_run, precompute_baselines
 from mvae_cli.recipe import Recipe, recipe_to_dict
 from mvae_cli.sweep.grid import Point, Sweep
 from mvae_cli.sweep.stacks import stack_units
@@ -196,6 +196,14 @@ def attempt_stack(points: list[Point], run_dirs: list[Path], trainer, evaluator,
         results = trainer.stack([p.recipe for p in points], run_dirs, forward)
     except Exception as error:  # the stack as a whole (a bug): every point failed with it
         results = [error] * len(points)
+    trained = [i for i, result in enumerate(results) if not isinstance(result, BaseException)]
+    if evaluator is None and len(trained) > 1:  # the real evaluation: the runs' paired-only classifiers at once
+        try:
+            precompute_baselines([run_dirs[i] for i in trained], [points[i].recipe.eval for i in trained],
+                                 points[trained[0]].recipe.device,
+                                 stage=lambda what: progress("note", text=f"{what} ({len(trained)} runs together)"))
+        except Exception:  # noqa: BLE001 -- each evaluation then trains its own and reports what is wrong
+            pass
     outcomes = []
     for i, (point, run_dir, result) in enumerate(zip(points, run_dirs, results)):
         if isinstance(result, BaseException):

@@ -143,3 +143,33 @@ def test_where_no_lock_can_be_taken_the_block_runs_unlocked(tmp_path):
         with exclusive_lock(tmp_path / "other.json"):  # another target's lock does not wait on this one
             ran.append(2)
     assert ran == [1, 2] and (tmp_path / ".d.h5.baselines.json.lock").exists()
+
+
+def test_the_paired_only_classifiers_of_a_stack_are_trained_together_before_its_evaluations(tmp_path, monkeypatch):
+    from mvae_cli.engine.loop import train
+    from mvae_cli.eval_config import EvalConfig
+    from mvae_cli.evaluate import run_eval
+    from mvae_cli.evaluate.baseline import baselines_path
+    from mvae_cli.evaluate.run_eval import evaluate_run
+    from mvae_cli.recipe import resolve_recipe
+    from tests.helpers import make_dataset
+
+    monkeypatch.chdir(tmp_path)
+    data = make_dataset(tmp_path / "d.h5", sizes=(300, 60, 80))
+    runs = []
+    for seed in (0, 1):
+        run = tmp_path / f"run{seed}"
+        train(resolve_recipe(None, [f"data.path={data}", "epochs=1", "model.hidden=16", "model.latent_dim=3",
+                                    "supervision=0.2", f"seed={seed}"]), run)
+        runs.append(run)
+    config = EvalConfig(particles=2, prior_samples=10)
+    assert run_eval.precompute_baselines(runs, [config, config]) == 2
+    assert run_eval.precompute_baselines(runs, [config, config]) == 0  # cached: nothing to do
+    real = run_eval.paired_baselines
+    monkeypatch.setattr(run_eval, "paired_baselines", lambda *a, **k: (_ for _ in ()).throw(AssertionError("trained")))
+    together = [evaluate_run(run, config) for run in runs]  # each finds its figures: nothing trained
+    monkeypatch.setattr(run_eval, "paired_baselines", real)
+    baselines_path(data).unlink()  # each alone, as an evaluation outside a stack computes it
+    for run, result in zip(runs, together):
+        assert evaluate_run(run, config)["baseline"] == result["baseline"]
+        assert result["baseline_rows"] == {"label": 60}

@@ -181,3 +181,4 @@ def test_the_paired_only_classifiers_rounds_are_said_every_tenth_of_the_most():
         round_reporter(lines.append)(done, 3)
     assert lines == ["paired-only classifier: validation round 1 (early stopping ends it by round 3)",
                      "paired-only classifier: validation round 2 (early stopping ends it by round 3)"]
+

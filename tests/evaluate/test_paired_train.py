@@ -95,3 +95,27 @@ def test_an_encoder_that_is_not_a_plain_mlp_is_trained_one_at_a_time():
              for y in YS[:2]]
     _assert_same(alone, together)
     assert paired_train._mlp_layers(together[0]) is None
+
+
+def test_groups_of_other_rows_and_seeds_trained_as_one_stack_end_as_each_alone(monkeypatch):
+    from mvae_cli.evaluate.paired_train import train_classifier_groups
+
+    monkeypatch.setattr(paired_train, "PATIENCE", 3)
+    monkeypatch.setattr(paired_train, "ROUND_EXAMPLES", 2000)
+    train, valid = _split(300, 0), _split(200, 1)
+    first, second = np.arange(0, 300, 2), np.arange(1, 300, 2)  # two runs' paired rows, 150 each
+    settings = {k: v for k, v in SETTINGS.items() if k != "seed"}
+    groups = [(YS[:2], first, 3), (YS[1:], second, 8)]
+    reported = []
+    together = train_classifier_groups(X, groups, _batches(train), _batches(valid), 200,
+                                       progress=lambda done, total: reported.append(done), **settings)
+    assert reported and not any(m.training for ms in together for m in ms)
+    for (ys, rows, seed), models in zip(groups, together):
+        alone = train_paired_classifiers(X, ys, _batches(train), rows, _batches(valid), 200, seed=seed, **settings)
+        _assert_same(alone, models)
+        for y, one, other in zip(ys, alone, models):
+            assert accuracy(one, _batches(valid), 200, "image", y.name, "cpu") == \
+                accuracy(other, _batches(valid), 200, "image", y.name, "cpu")
+    with pytest.raises(ValueError, match="as many rows"):
+        train_classifier_groups(X, [(YS[:1], first, 3), (YS[:1], first[:10], 3)], _batches(train),
+                                _batches(valid), 200, **settings)
