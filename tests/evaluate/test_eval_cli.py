@@ -22,7 +22,7 @@ runner = CliRunner()
 KEYS = ["particles", "prior_samples", "split", "checkpoint", "n_examples", "x", "y", "seconds",
         "seconds_by_part",
         "log_px", "log_pxy", "log_px_given_y", "var_log_w", "accuracy", "not_defined", "latent", "latent_warnings",
-        "chance", "baseline", "baseline_rows", "coherence", "probe"]
+        "chance", "baseline", "baseline_rows", "coherence", "probe", "paired_probe", "vae_probe"]
 FAST = ["--particles", "20", "--prior-samples", "100", "--limit", "30"]
 
 
@@ -53,7 +53,7 @@ def test_eval_writes_eval_json_and_prints_the_table(run_dir):
     assert list(evaluation) == KEYS
     assert evaluation["x"] == "image" and evaluation["y"] == ["label"] and evaluation["n_examples"] == 30
     parts = evaluation["seconds_by_part"]
-    assert list(parts) == ["likelihoods", "latent_diagnostics", "baseline", "coherence_and_probe"]
+    assert list(parts) == ["likelihoods", "latent_diagnostics", "baseline", "coherence_and_probe", "fair_baselines"]
     assert all(s >= 0 for s in parts.values()) and sum(parts.values()) <= evaluation["seconds"]
     for key in ("log_px", "log_pxy", "log_px_given_y"):
         assert set(evaluation[key]) == {"image", "image+label", "label"}  # label: Eq. 7's q(z|y)
@@ -197,7 +197,7 @@ def test_a_second_evaluation_with_the_same_mask_reuses_the_paired_only_classifie
     def no_training(*args, **kwargs):
         raise AssertionError("the paired-only classifier was trained again")
 
-    monkeypatch.setattr(baseline, "train_paired_classifiers", no_training)
+    monkeypatch.setattr(baseline, "train_classifier_groups", no_training)
     again = runner.invoke(app, ["eval", str(run_dir), *FAST])
     assert again.exit_code == 0, again.output
     after = json.loads((run_dir / "eval.json").read_text())
