@@ -37,8 +37,13 @@ import numpy as np
 import torch
 
 from mvae_cli.atomic import exclusive_lock
+from mvae_cli.data.format import read_dataset
+from mvae_cli.engine.loop import train
+from mvae_cli.engine.run import load_trained, read_run_info
+from mvae_cli.engine.stack import stack_key, stack_reason, train_stack
 from mvae_cli.evaluate.baseline import KINDS, paired_rows
 from mvae_cli.evaluate.probe import linear_probe_accuracy
+from mvae_cli.model.model import primary_modality
 from mvae_cli.recipe import DataConfig, ModelConfig, Recipe, recipe_to_dict
 
 # bump when the probe, the image-only VAE's recipe or its training change: a new VAE is trained
@@ -172,8 +177,6 @@ def image_vae(recipe: Recipe, device: torch.device, stage: Callable[[str], None]
     Args:
         stage: ``stage(description)`` once per training epoch.
     """
-    from mvae_cli.engine.loop import train  # the engine imports the evaluation's modules
-    from mvae_cli.engine.run import load_trained, read_run_info
 
     run_dir = image_vae_dir(recipe)
     report = stage or (lambda description: None)
@@ -209,9 +212,6 @@ def image_vaes_for(recipes: Sequence[Recipe]) -> list[Recipe]:
     trained yet, once each: for each recipe that evaluates its baselines, on a dataset with x its
     primary modality and a predicted y with classes. A dataset file that does not exist (yet) or does
     not open is left to the evaluation, which says what is wrong."""
-    from mvae_cli.data.format import read_dataset
-    from mvae_cli.engine.run import read_run_info
-    from mvae_cli.model.model import primary_modality
 
     found: dict[Path, Recipe] = {}
     for recipe in recipes:
@@ -247,7 +247,6 @@ def train_image_vaes(recipes: Sequence[Recipe], note: Callable[[str], None] | No
     Args:
         note: ``note(text)``: a line as each group starts and at each of its epochs.
     """
-    from mvae_cli.engine.stack import stack_key, stack_reason, train_stack
 
     say = note or (lambda text: None)
     groups: dict[str, list[Recipe]] = {}
@@ -276,8 +275,6 @@ def train_image_vaes(recipes: Sequence[Recipe], note: Callable[[str], None] | No
             if len(group) > 1:
                 train_stack(group, folders, reports)
             else:
-                from mvae_cli.engine.loop import train
-
                 try:
                     train(group[0], folders[0], reports[0])
                 except Exception:  # noqa: BLE001 -- the evaluation trains it again and reports the error
