@@ -62,9 +62,10 @@ def proposal_name(proposal: str, columns: list[str]) -> str:
     return proposal_label(proposal)
 
 
-def accuracy_panels(columns: list[str]) -> list[Panel]:
+def accuracy_panels(columns: list[str], fair: bool = True) -> list[Panel]:
     """One panel per predicted modality and their mean: the model, the classifier trained on the
-    paired rows only and chance. More than :data:`MAX_ACCURACY_PANELS` modalities share one panel
+    paired rows only, the fair baselines (unless ``fair`` is False: :func:`fair_panel` draws them
+    instead) and chance. More than :data:`MAX_ACCURACY_PANELS` modalities share one panel
     (:func:`accuracy_overview`)."""
     names, x = predicted(columns), scored(columns)
     if not names:
@@ -75,9 +76,24 @@ def accuracy_panels(columns: list[str]) -> list[Panel]:
     for name in names + (["mean"] if len(names) > 1 else []):
         title = f"mean over the {len(names)} predicted modalities" if name == "mean" else f"{name} predicted from {x}"
         panel = Panel(title, ACCURACY_LABEL, [Series(f"accuracy.{name}", "multimodal model")], share=True)
-        _add_references(panel, columns, name)
+        _add_references(panel, columns, name, fair)
         panels.append(panel)
     return panels
+
+
+def fair_panel(columns: list[str]) -> Panel | None:
+    """The model's accuracy (its mean over the predicted modalities) beside the fair baselines, the
+    paired-only classifier and chance: a figure of its own when a study compares models or variants,
+    a panel each, where the accuracy figure would hold too many lines."""
+    names = predicted(columns)
+    name = "mean" if len(names) > 1 else (names[0] if names else None)
+    if name is None or not any(f"{k}.{name}" in columns for k in ("paired_probe", "vae_probe")):
+        return None
+    what = f"the mean over the {len(names)} predicted modalities" if name == "mean" else name
+    panel = Panel(f"Did the unpaired data give a better code? {what} from {scored(columns)}", ACCURACY_LABEL,
+                  [Series(f"accuracy.{name}", "multimodal model")], share=True)
+    _add_references(panel, columns, name)
+    return panel
 
 
 def accuracy_overview(columns: list[str]) -> Panel | None:
@@ -98,15 +114,15 @@ def accuracy_overview(columns: list[str]) -> Panel | None:
     return panel
 
 
-def _add_references(panel: Panel, columns: list[str], name: str) -> None:
+def _add_references(panel: Panel, columns: list[str], name: str, fair: bool = True) -> None:
     suffix = ", mean" if name == "mean" and len(panel.series) > 1 else ""
     if f"baseline.{name}" in columns:
         panel.series.append(reference(f"baseline.{name}", "classifier on the paired rows only" + suffix, "baseline"))
     x = scored(columns)
-    if f"paired_probe.{name}" in columns:
+    if fair and f"paired_probe.{name}" in columns:
         panel.series.append(reference(f"paired_probe.{name}", f"linear probe on the model's q(z | {x}), fitted on the "
                                       "paired rows" + suffix, "probe"))
-    if f"vae_probe.{name}" in columns:
+    if fair and f"vae_probe.{name}" in columns:
         panel.series.append(reference(f"vae_probe.{name}", f"the same probe on an image-only VAE of every {x}" + suffix,
                                       "vae_probe"))
     if f"chance.{name}" in columns:

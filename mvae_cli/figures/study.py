@@ -2,7 +2,11 @@
 :mod:`mvae_cli.figures.style` (docs/figures.md).
 
 - ``accuracy_vs_<x>``: a panel per predicted modality and their mean, the model beside the
-  classifier trained on the paired rows only and chance (against supervision: the paper's Fig. 4);
+  classifier trained on the paired rows only, the fair baselines and chance (against supervision:
+  the paper's Fig. 4);
+- ``fair_baselines_vs_<x>``: where a second key draws several lines, the fair baselines move here
+  from the accuracy figure, a panel per value: the model, the probes of its code and of an
+  image-only VAE, the paired-only classifier and chance;
 - ``likelihoods_vs_<x>``: log p(x), log p(x, y), log p(x | y) per proposal and the variance of
   the joint target's log weights, unreliable estimates hollow;
 - ``coherence_vs_<x>``, ``probe_vs_<x>``: the class from generated modalities and from the latent;
@@ -26,8 +30,8 @@ from matplotlib.ticker import FuncFormatter, NullFormatter
 from mvae_cli.atomic import write_text
 from mvae_cli.figures.draw import save_figure
 from mvae_cli.figures.lines import LegendEntries, draw_panel
-from mvae_cli.figures.panels import (accuracy_overview, accuracy_panels, coherence_panel, likelihood_panel,
-                                     probe_panel, scored, variance_panel, with_probe_sizes)
+from mvae_cli.figures.panels import (accuracy_overview, accuracy_panels, coherence_panel, fair_panel,
+                                     likelihood_panel, probe_panel, scored, variance_panel, with_probe_sizes)
 from mvae_cli.figures.style import Panel
 from mvae_cli.tables.results import csv_text, figure_columns, format_value, summary_rows
 
@@ -192,7 +196,7 @@ def study_figures(grid_keys: list[str], rows: list[dict], only: str | None = Non
     wanted: list[tuple[str, list[Panel], str, bool]] = []
     if x in PAPER:
         stem, fig_no = PAPER[x]
-        panels = {"supervision": accuracy_panels(columns),
+        panels = {"supervision": accuracy_panels(columns, fair=not lines),
                   "keep_prob": [accuracy_overview(columns),
                                 *(likelihood_panel(columns, f) for f in ("log_px", "log_pxy", "log_px_given_y"))],
                   }.get(x, [likelihood_panel(columns, "log_pxy"), variance_panel(columns)])
@@ -201,12 +205,13 @@ def study_figures(grid_keys: list[str], rows: list[dict], only: str | None = Non
             x, "Joint log-likelihood and variance of the log weights against k")
         wanted.append((stem, [p for p in panels if p], f"{what} ({CITE}, {fig_no})", False))
     if x != "supervision":
-        wanted.append((f"accuracy_vs_{against}", accuracy_panels(columns),
+        wanted.append((f"accuracy_vs_{against}", accuracy_panels(columns, fair=not lines),
                        f"Accuracy of each y predicted from {name} alone against {x}", False))
     likelihoods = [likelihood_panel(columns, f) for f in ("log_px", "log_pxy", "log_px_given_y")]
     wanted.append((f"likelihoods_vs_{against}", [p for p in [*likelihoods, variance_panel(columns)] if p],
                    f"Log-likelihoods of x = {name} and the variance of the log weights against {x}", False))
-    for stem, panel in (("coherence", coherence_panel(columns)), ("probe", probe_panel(columns))):
+    fair = [("fair_baselines", fair_panel(columns))] if lines else []  # else in the accuracy figure
+    for stem, panel in (*fair, ("coherence", coherence_panel(columns)), ("probe", probe_panel(columns))):
         if panel:
             wanted.append((f"{stem}_vs_{against}", [panel], f"{panel.title}, against {x}", True))
     figures = []

@@ -2,7 +2,7 @@
 
 - Colour says *what* a line is: the multimodal model blue, the classifier trained on the paired
   rows only orange, chance grey, a mean black; the fair baselines (a linear probe fitted on the
-  paired rows) purple dash-dot on the model's own code, brown dash-dot-dot on an image-only VAE's; attributes, proposals and models each get their
+  paired rows) purple dash-dot on the model's own code, gold dash-dot-dot on an image-only VAE's; attributes, proposals and models each get their
   own colour from :data:`PALETTE` (never orange or grey, which the references own); subset sizes
   a sequential ramp (1 given: dark, all given: light).
 - When a figure compares several models (or another second grid key), colour says which model
@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import matplotlib
 
 MODEL, BASELINE, CHANCE, MEAN = "#1f77b4", "#ff7f0e", "0.45", "black"
-PROBE, VAE_PROBE = "#6a3d9a", "#a6761d"  # the fair baselines' purple and brown, outside PALETTE
+PROBE, VAE_PROBE = "#6a3d9a", "#d4a017"  # the fair baselines' purple and gold, outside PALETTE
 # Attributes, proposals, models: distinct hues, none of them the references' orange or grey.
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22",
            "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#3182bd", "#31a354", "#756bb1",

@@ -357,8 +357,9 @@ def supervision_section(rows: list[dict], row_keys: list[str], model_name: str,
 
 def best_remedy(rows: list[dict], key: str, level: float) -> str | None:
     """The variant (a remedy) of the highest mean accuracy at ``level`` paired, said against the
-    paired-only classifier there: whether it beats it, by how much, with both 95% intervals over seeds;
-    None without accuracy at that level."""
+    paired-only classifier there: whether it beats it, by how much, with both 95% intervals over seeds
+    (and whether the margin is within their sum, so the seeds cannot tell the two apart); None without
+    accuracy at that level."""
     at = [r for r in rows if isinstance(r.get("supervision"), (int, float)) and float(r["supervision"]) == level]
     names = _ordered([str(r.get(key)) for r in at if isinstance(r.get("accuracy.mean"), (int, float))])
     if not names:
@@ -371,7 +372,9 @@ def best_remedy(rows: list[dict], key: str, level: float) -> str | None:
         return text + "."
     margin = stats[name].mean - base.mean
     verdict = ("beats" if margin > 0 else "does not beat") + f" the paired-only classifier's {_with_interval(base)}"
-    return f"{text}: it {verdict} (by {margin:+.3f})."
+    spread = sum(s.ci95 for s in (stats[name], base) if s.count > 1 and math.isfinite(s.ci95))
+    close = " — within the two intervals: the seeds do not tell them apart" if spread and abs(margin) < spread else ""
+    return f"{text}: it {verdict} (by {margin:+.3f}){close}."
 
 
 def _with_interval(stats) -> str:

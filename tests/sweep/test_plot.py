@@ -376,23 +376,33 @@ def test_one_colour_means_one_thing_across_the_panels_of_a_figure():
 def test_the_fair_baselines_are_drawn_beside_the_paired_only_classifier_each_in_its_colour_and_style():
     from mvae_cli.figures.style import PROBE, VAE_PROBE
 
+    single = _study_rows()
+    for r in single:
+        for name in ATTRIBUTES + ("mean",):
+            r[f"paired_probe.{name}"] = r[f"accuracy.{name}"] + 0.05
+            r[f"vae_probe.{name}"] = 0.5 + 0.1 * r["supervision"] + 0.01 * r["seed"]
+    figures = _figures(single)
+    assert "fair_baselines_vs_supervision" not in figures  # one line per panel: they sit in the accuracy figure
+    lines = _series(figures["accuracy_vs_supervision"].figure.axes[0])
+    (probe,), (vae,) = lines["paired_probe.shape"], lines["vae_probe.shape"]
+    assert _colour(probe) == to_rgba(PROBE) and probe.get_linestyle() == "-."
+    assert _colour(vae) == to_rgba(VAE_PROBE)
+    assert tuple(vae._unscaled_dash_pattern[1]) == (6, 2, 1, 2, 1, 2)  # dash-dot-dot, a style of its own
+    labels = _one_legend(figures["accuracy_vs_supervision"].figure)
+    assert "linear probe on the model's q(z | image), fitted on the paired rows" in labels
+    assert "the same probe on an image-only VAE of every image" in labels
+    # two models: the accuracy figure keeps its three lines a model; the fair baselines get a figure, a panel each
     rows = _study_rows(models=("mvae", "mmvae"))
     for r in rows:
         for name in ATTRIBUTES + ("mean",):
             r[f"paired_probe.{name}"] = r[f"accuracy.{name}"] + (0.05 if r["model"] == "mvae" else -0.05)
-            r[f"vae_probe.{name}"] = 0.5 + 0.1 * r["supervision"] + 0.01 * r["seed"]  # the same for both models
-    figure = _figures(rows)["accuracy_vs_supervision"].figure
-    lines = _series(figure.axes[0])
-    # the probe of each model's own code: a line per model, dash-dot; the image-only VAE's: one line, its own
-    assert len(lines["paired_probe.shape"]) == 2 and {l.get_linestyle() for l in lines["paired_probe.shape"]} == {"-."}
-    (vae,) = lines["vae_probe.shape"]
-    assert _colour(vae) == to_rgba(VAE_PROBE)
-    assert tuple(vae._unscaled_dash_pattern[1]) == (6, 2, 1, 2, 1, 2)  # dash-dot-dot, a style of its own
-    labels = _one_legend(figure)
-    assert "linear probe on the model's q(z | image), fitted on the paired rows, model=mvae" in labels
-    assert "the same probe on an image-only VAE of every image" in labels
-    one = _figures(_study_rows())["accuracy_vs_supervision"].figure  # without the probes: nothing new drawn
-    assert not any(k.startswith(("paired_probe", "vae_probe")) for k in _series(one.axes[0]))
-    single = [dict(r, **{"paired_probe.shape": 0.7, "vae_probe.shape": 0.6}) for r in _study_rows()]
-    drawn = _series(_figures(single)["accuracy_vs_supervision"].figure.axes[0])
-    assert _colour(drawn["paired_probe.shape"][0]) == to_rgba(PROBE) and _colour(drawn["vae_probe.shape"][0]) == to_rgba(VAE_PROBE)
+            r[f"vae_probe.{name}"] = 0.5 + 0.1 * r["supervision"] + 0.01 * r["seed"]
+    figures = _figures(rows)
+    assert not any(k.startswith(("paired_probe", "vae_probe")) for k in _series(figures["accuracy_vs_supervision"].figure.axes[0]))
+    fair = [ax for ax in figures["fair_baselines_vs_supervision"].figure.axes if ax.get_visible()]
+    assert len(fair) == 2
+    for ax in fair:
+        assert set(_series(ax)) == {"accuracy.mean", "baseline.mean", "paired_probe.mean", "vae_probe.mean",
+                                    "chance.mean"}
+    one = _figures(_study_rows(models=("mvae", "mmvae")))  # without the probes: no such figure
+    assert "fair_baselines_vs_supervision" not in one
