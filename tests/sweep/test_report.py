@@ -105,7 +105,8 @@ def test_a_remedies_sweep_reports_the_fair_baselines_and_names_the_best_remedy()
     assert ("- paper: at 0.01 paired, accuracy 0.405 ± 0.064; not above the paired-only classifier's 0.800; its code "
             "read by a probe fitted on the pairs 0.600, not above the image-only VAE's 0.700.") in markdown
     assert ("- best at 0.01 paired: variant share, accuracy 0.845 ± 0.064: it beats the paired-only classifier's "
-            "0.800 ± 0.000 (by +0.045) — within the two intervals: the seeds do not tell them apart.") in markdown
+            "0.800 ± 0.000 by +0.045 ± 0.064 (each seed against the classifier of its own pairs), a difference the seeds "
+            "do not tell from none.") in markdown
     assert {r["figure"] for r in long if r["table"].startswith("Fig. 4")} == {
         "accuracy.mean", "baseline.mean", "paired_probe.mean", "vae_probe.mean"}
 
