@@ -198,6 +198,8 @@ def attempt_stack(points: list[Point], run_dirs: list[Path], trainer, evaluator,
         results = [error] * len(points)
     trained = [i for i, result in enumerate(results) if not isinstance(result, BaseException)]
     if evaluator is None and len(trained) > 1:  # the real evaluation: the runs' paired-only classifiers at once
+        progress("note", text=f"training the paired-only classifiers of these {len(trained)} runs together "
+                              "(each seed of a level beside the others), where not cached")
         try:
             precompute_baselines([run_dirs[i] for i in trained], [points[i].recipe.eval for i in trained],
                                  points[trained[0]].recipe.device,
