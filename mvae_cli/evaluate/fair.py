@@ -41,7 +41,9 @@ from mvae_cli.data.format import read_dataset
 from mvae_cli.engine.loop import train
 from mvae_cli.engine.run import load_trained, read_run_info
 from mvae_cli.engine.stack import stack_key, stack_reason, train_stack
+from mvae_cli.errors import UserError
 from mvae_cli.evaluate.baseline import KINDS, paired_rows
+from mvae_cli.evaluate.plan import resolve_modalities
 from mvae_cli.evaluate.probe import linear_probe_accuracy
 from mvae_cli.model.model import primary_modality
 from mvae_cli.recipe import DataConfig, ModelConfig, Recipe, recipe_to_dict
@@ -57,23 +59,22 @@ def targets(specs: Sequence, y: Sequence[str]) -> list:
     return [by_name[name] for name in y if by_name[name].kind in KINDS]
 
 
-def code_means(model, split, x: str, rows: torch.Tensor) -> torch.Tensor:
+def code_means(model, split, x: str, rows: torch.Tensor, names: Sequence[str] = ()) -> tuple[torch.Tensor, dict]:
     """The means of q(z | x) of ``split``'s ``rows`` (``[R, D]`` float64 on the host), encoded
-    :data:`BATCH` rows at a time."""
+    :data:`BATCH` rows at a time, and the values of the modalities ``names`` on those rows (on the
+    host), read from the same batches."""
     shown = torch.tensor([m == x for m in model.names], device=split.device)
-    means = []
+    means, values = [], {name: [] for name in names}
     with torch.inference_mode():
         for start in range(0, rows.numel(), BATCH):
             batch = split.batch(rows[start:start + BATCH])
             experts = model.encode(batch, shown.expand(batch[x].shape[0], -1))
             means.append(model.posterior(None, [x], experts=experts).mean.double().cpu())
+            for name in names:
+                values[name].append(batch[name].cpu())
     dim = int(getattr(model, "latent_dim", 0) or 0)
-    return torch.cat(means) if means else torch.zeros(0, dim, dtype=torch.float64)
-
-
-def labels(split, name: str, rows: torch.Tensor) -> torch.Tensor:
-    """The values of modality ``name`` on ``split``'s ``rows``, on the host."""
-    return torch.cat([split.batch(rows[s:s + BATCH])[name].cpu() for s in range(0, rows.numel(), BATCH)])
+    return (torch.cat(means) if means else torch.zeros(0, dim, dtype=torch.float64),
+            {name: torch.cat(parts) for name, parts in values.items()})
 
 
 def probe_figures(specs: Sequence, train_codes: torch.Tensor, train_labels: dict[str, torch.Tensor],
@@ -111,18 +112,15 @@ def pair_probe(model, specs: Sequence, x: str, y: Sequence[str], mask: np.ndarra
     """
     names = [s.name for s in specs]
     wanted = targets(specs, y)
-    test_rows = torch.arange(n_test)
-    test_codes = code_means(model, test, x, test_rows)
+    test_codes, test_labels = code_means(model, test, x, torch.arange(n_test), [s.name for s in wanted])
     figures, by_rows = {}, {}
     for spec in wanted:  # the predicted modalities with the same paired rows share one encoding
         rows = paired_rows(mask, names.index(x), names.index(spec.name))
         if rows.size:
             by_rows.setdefault(rows.tobytes(), (rows, []))[1].append(spec)
     for rows, group in by_rows.values():
-        index = torch.from_numpy(rows)
-        codes = code_means(model, train, x, index)
-        figures.update(probe_figures(group, codes, {s.name: labels(train, s.name, index) for s in group},
-                                     test_codes, {s.name: labels(test, s.name, test_rows) for s in group}))
+        codes, train_labels = code_means(model, train, x, torch.from_numpy(rows), [s.name for s in group])
+        figures.update(probe_figures(group, codes, train_labels, test_codes, test_labels))
     figures.pop("mean", None)
     ordered = {s.name: figures[s.name] for s in wanted if s.name in figures}
     if ordered:
@@ -153,6 +151,15 @@ def image_vae_dir(recipe: Recipe) -> Path:
     key = json.dumps({"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "version": FAIR_VERSION, "recipe": what},
                      sort_keys=True)
     return path.with_name(path.name + ".baselines.d") / f"image-vae-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
+
+
+def _trained(folder: Path) -> bool:
+    """Whether ``folder`` holds a finished run with its best.pt (no run there yet, or a damaged
+    run.json: not trained, so trained or resumed)."""
+    try:
+        return read_run_info(folder).get("status") == "finished" and (folder / "best.pt").is_file()
+    except Exception:  # noqa: BLE001
+        return False
 
 
 @contextlib.contextmanager
@@ -188,12 +195,6 @@ def image_vae(recipe: Recipe, device: torch.device, stage: Callable[[str], None]
             report(f"image-only VAE: epoch {info.get('epoch')}/{recipe.epochs}, valid ELBO "
                    f"{info.get('valid_elbo', float('nan')):.1f}")
 
-    def finished(folder: Path) -> bool:
-        try:
-            return read_run_info(folder).get("status") == "finished" and (folder / "best.pt").is_file()
-        except Exception:  # no run there yet, or a damaged run.json: train (or resume) it
-            return False
-
     with _random_state_kept(device):  # building a model draws its initial weights too
         try:
             run_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -202,7 +203,7 @@ def image_vae(recipe: Recipe, device: torch.device, stage: Callable[[str], None]
                 train(recipe, Path(folder) / "run", progress)
                 return load_trained(Path(folder) / "run", "best", device)[2]
         with exclusive_lock(run_dir):
-            if not finished(run_dir):
+            if not _trained(run_dir):
                 train(recipe, run_dir, progress)
         return load_trained(run_dir, "best", device)[2]
 
@@ -223,17 +224,15 @@ def image_vaes_for(recipes: Sequence[Recipe]) -> list[Recipe]:
                 specs, splits = dataset.specs, set(dataset.sizes)
         except Exception:  # noqa: BLE001 -- the evaluation reports it
             continue
-        x = recipe.eval.x or primary_modality(specs)
-        y = recipe.eval.y or [s.name for s in specs if s.name != x]
-        if x != primary_modality(specs) or "train" not in splits or not targets(specs, [n for n in y if n != x]):
+        try:
+            x, y = resolve_modalities(specs, recipe.eval.x, recipe.eval.y)  # as the evaluation resolves them
+        except UserError:
+            continue
+        if x != primary_modality(specs) or "train" not in splits or not targets(specs, y):
             continue
         vae = image_vae_recipe(recipe, path, x, recipe.device)
         folder = image_vae_dir(vae)
-        try:
-            done = read_run_info(folder).get("status") == "finished" and (folder / "best.pt").is_file()
-        except Exception:  # noqa: BLE001 -- not trained yet, or a damaged run.json: train (or resume) it
-            done = False
-        if not done:
+        if not _trained(folder):
             found.setdefault(folder, vae)
     return list(found.values())
 

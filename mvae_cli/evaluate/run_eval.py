@@ -183,14 +183,14 @@ def precompute_baselines(run_dirs: Sequence[Path], configs: Sequence[EvalConfig]
     return done
 
 
-def _fair_baselines(run_dir: Path, model, recipe, dataset, test: SplitData, x: str, y: Sequence[str], n_test: int,
-                    budget: int, device: torch.device, binarize, stage) -> dict:
+def _fair_baselines(run_dir: Path, model, recipe, dataset, train: Callable[[], SplitData], test: SplitData, x: str,
+                    y: Sequence[str], n_test: int, device: torch.device, stage) -> dict:
     """The fair baselines (:mod:`~mvae_cli.evaluate.fair`): ``paired_probe`` and ``vae_probe``, each
-    ``{y: accuracy, "mean"}``, or null with its reason under ``not_defined_fair``."""
+    ``{y: accuracy, "mean"}``, or null with its reason under ``not_defined_fair``. ``train()``: the
+    training split."""
     if not targets(dataset.specs, y) or "train" not in dataset.sizes:
         return {}
-    mask = _run_mask(run_dir)
-    train = SplitData(dataset, "train", device, None, budget, binarize=binarize)
+    mask, train = _run_mask(run_dir), train()
     out, why = {}, {}
     reason = model.posterior_reason([x])
     if reason is None:
@@ -210,16 +210,16 @@ def _fair_baselines(run_dir: Path, model, recipe, dataset, test: SplitData, x: s
 PROBE_TRAIN = 1000  # training examples the latent probe is fitted on
 
 
-def _class_figures(model, dataset, data: SplitData, recipe, config: EvalConfig, device, budget: int) -> dict:
+def _class_figures(model, dataset, data: SplitData, train: Callable[[], SplitData], config: EvalConfig, device,
+                   budget: int, binarize) -> dict:
     """Coherence and the latent probe (:mod:`~mvae_cli.evaluate.coherence`,
     :mod:`~mvae_cli.evaluate.latent_probe`): null, with the reason under ``not_defined``, for a
-    dataset without a class modality or a training split."""
+    dataset without a class modality or a training split. ``train()``: the training split."""
     if class_modality(model.specs) is None or "train" not in dataset.sizes or "test" not in dataset.sizes:
         why = "the dataset has no categorical (class) modality" if class_modality(model.specs) is None else \
             "the dataset has no train and test splits to fit the classifiers on"
         return {"coherence": None, "probe": None, "not_defined_class": why}
-    binarize = binarized_modalities(recipe.data.binarize, model)
-    train = SplitData(dataset, "train", device, None, budget, binarize=binarize)
+    train = train()
     test = data if config.split == "test" else SplitData(dataset, "test", device, None, budget, binarize=binarize)
     classifiers, ceiling = load_or_train_classifiers(dataset.path, train, test, dataset.specs, device)
     figures = coherence(model, data, classifiers, limit=config.limit,
@@ -313,13 +313,20 @@ def evaluate_run(
             figures.update(_baselines(run_dir, recipe, dataset, data, config.split, plan.x, plan.y,
                                       figures["n_examples"], budget, torch_device, binarize, announce))
             timed("baseline")
+        loaded: list[SplitData] = []
+
+        def train_split() -> SplitData:  # read once, for the class figures and the fair baselines
+            if not loaded:
+                loaded.append(SplitData(dataset, "train", torch_device, None, budget, binarize=binarize))
+            return loaded[0]
+
         announce("coherence and latent probe")
-        figures.update(_class_figures(model, dataset, data, recipe, config, torch_device, budget))
+        figures.update(_class_figures(model, dataset, data, train_split, config, torch_device, budget, binarize))
         timed("coherence_and_probe")  # the coherence classifiers' first training too
         if config.baseline:  # last: a first evaluation trains the image-only VAE here
             announce("fair baselines: linear probes fitted on the paired rows")
-            figures.update(_fair_baselines(run_dir, model, recipe, dataset, data, plan.x, plan.y,
-                                           figures["n_examples"], budget, torch_device, binarize, announce))
+            figures.update(_fair_baselines(run_dir, model, recipe, dataset, train_split, data, plan.x, plan.y,
+                                           figures["n_examples"], torch_device, announce))
             timed("fair_baselines")
     figures["not_defined"].update(figures.pop("not_defined_fair", {}))
     class_reason = figures.pop("not_defined_class", None)
