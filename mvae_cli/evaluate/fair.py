@@ -44,7 +44,7 @@ from mvae_cli.engine.stack import stack_key, stack_reason, train_stack
 from mvae_cli.errors import UserError
 from mvae_cli.evaluate.baseline import KINDS, paired_rows
 from mvae_cli.evaluate.plan import resolve_modalities
-from mvae_cli.evaluate.probe import linear_probe_accuracy
+from mvae_cli.evaluate.probe import linear_probes_accuracy
 from mvae_cli.model.model import primary_modality
 from mvae_cli.recipe import DataConfig, ModelConfig, Recipe, recipe_to_dict
 
@@ -81,19 +81,25 @@ def probe_figures(specs: Sequence, train_codes: torch.Tensor, train_labels: dict
                   test_codes: torch.Tensor, test_labels: dict[str, torch.Tensor]) -> dict[str, float]:
     """``{y: test accuracy, "mean": …}`` of a linear probe per predicted modality ``y`` of ``specs``
     (those in ``train_labels``; a binary y of D attributes: the mean of D two-class probes)."""
-    out = {}
+    problems: dict[int, list] = {}  # classes -> [(name, train y, test y)]: the probes of one K fitted at once
     for spec in specs:
         if spec.name not in train_labels:
             continue
         train_y, test_y = train_labels[spec.name], test_labels[spec.name]
         if spec.kind == "categorical":
-            out[spec.name] = linear_probe_accuracy(train_codes, train_y.long().reshape(-1), test_codes,
-                                                   test_y.long().reshape(-1), spec.classes)
+            problems.setdefault(spec.classes, []).append((spec.name, train_y.long().reshape(-1), test_y.long().reshape(-1)))
             continue
         train_y = (train_y.reshape(train_y.shape[0], -1) > 0.5).long()
         test_y = (test_y.reshape(test_y.shape[0], -1) > 0.5).long()
-        out[spec.name] = sum(linear_probe_accuracy(train_codes, train_y[:, a], test_codes, test_y[:, a], 2)
-                             for a in range(train_y.shape[1])) / train_y.shape[1]
+        problems.setdefault(2, []).extend((spec.name, train_y[:, a], test_y[:, a]) for a in range(train_y.shape[1]))
+    scores: dict[str, list[float]] = {}
+    for classes, group in problems.items():
+        accuracies = linear_probes_accuracy(train_codes.expand(len(group), -1, -1), torch.stack([g[1] for g in group]),
+                                            test_codes.expand(len(group), -1, -1), torch.stack([g[2] for g in group]),
+                                            classes)
+        for (name, _, _), accuracy in zip(group, accuracies):
+            scores.setdefault(name, []).append(accuracy)
+    out = {spec.name: sum(scores[spec.name]) / len(scores[spec.name]) for spec in specs if spec.name in scores}
     if out:
         out["mean"] = sum(out.values()) / len(out)
     return out

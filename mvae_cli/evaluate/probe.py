@@ -2,41 +2,93 @@
 
 Trained on the given rows only (in a weak-supervision study, the paired rows of the run's
 mask) and scored on the test split: how much of a label is linearly readable from a latent.
-Features are standardised with the training rows' mean and spread; the convex loss (cross
-entropy plus a small L2 penalty on the weights) is minimised with full-batch L-BFGS, so the
-result is deterministic and does not depend on a learning rate.
+Features are standardised with the training rows' mean and spread; the loss (mean cross
+entropy plus a small L2 penalty on the weights, not the biases) is convex, with one optimum up to
+a shift of every bias (the softmax does not see it). A small problem, of at most
+``NEWTON_PARAMETERS`` parameters (a latent of 16 and 3 classes: 51), is solved by Newton's method
+with a backtracking line search, to a gradient of 1e-10 or the loss's rounding, in about ten
+steps; a larger one by full-batch L-BFGS, whose steps cost O(N·P) where Newton's Hessian costs
+O(N·P²) (a latent of 64 and 10 classes on 50,000 rows: 2.6 s against 14 s). Either way the result is
+deterministic and does not depend on a learning rate.
+
+Many probes with the same rows and classes (the subsets of a latent probe, the attributes of
+a fair probe) are solved at once (:func:`fit_linear_probes`): a batch of independent problems,
+each with its own step length and its own stop, so each ends where it would alone.
 """
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 
 L2 = 1e-4  # keeps the optimum finite on separable rows
-MAX_ITERATIONS = 500
+MAX_ITERATIONS = 100  # Newton steps; a problem of this size converges in a few tens
+TOLERANCE = 1e-10  # on the largest entry of the gradient
+ARMIJO = 1e-4  # sufficient decrease of the line search
+HALVINGS = 40  # most halvings of a step
+NEWTON_PARAMETERS = 128  # (features + 1) × classes up to which Newton's method is used
+LBFGS_ITERATIONS = 500
+ROUNDING = 1e-15  # relative rounding of the loss in float64, with some room
+
+Predict = Callable[[torch.Tensor], torch.Tensor]
 
 
-def fit_linear_probe(features: torch.Tensor, labels: torch.Tensor, classes: int, l2: float = L2,
-                     max_iterations: int = MAX_ITERATIONS):
-    """Fit softmax(W standardise(x) + b).
+def _loss(design: torch.Tensor, theta: torch.Tensor, onehot: torch.Tensor, penalty: torch.Tensor) -> torch.Tensor:
+    """Mean cross entropy plus Σ l2·W² per problem: ``[S]``."""
+    logits = design @ theta
+    ce = (torch.logsumexp(logits, dim=-1) - (logits * onehot).sum(dim=-1)).mean(dim=-1)
+    return ce + (penalty * theta.pow(2)).sum(dim=(1, 2))
+
+
+def fit_linear_probes(features: torch.Tensor, labels: torch.Tensor, classes: int, l2: float = L2,
+                      max_iterations: int = MAX_ITERATIONS) -> list[Predict]:
+    """Fit softmax(W standardise(x) + b) for each of S problems with the same rows and classes.
 
     Args:
-        features: ``[N, F]``.
-        labels: ``long[N]`` in [0, classes).
+        features: ``[S, N, F]``.
+        labels: ``long [N]`` (every problem's) or ``[S, N]``, in [0, classes).
         classes: K.
 
     Returns:
-        ``predict(features [N', F]) -> long[N']``.
+        ``predict(features [N', F]) -> long[N']`` per problem.
     """
     x = features.detach().double()
-    y = labels.detach().long()
-    if x.shape[0] == 0:
+    if x.dim() != 3:
+        raise ValueError("fit_linear_probes takes features [S, N, F]")
+    S, N, F = x.shape
+    if N == 0:
         raise ValueError("a linear probe needs at least one training row")
-    centre = x.mean(dim=0)
-    scale = x.std(dim=0, correction=0).clamp(min=1e-8)
-    x = (x - centre) / scale
+    y = labels.detach().long().expand(S, N)
+    centre = x.mean(dim=1, keepdim=True)
+    scale = x.std(dim=1, correction=0, keepdim=True).clamp(min=1e-8)
+    design = torch.cat([(x - centre) / scale, x.new_ones(S, N, 1)], dim=2)  # [S, N, F + 1]
+    onehot = torch.nn.functional.one_hot(y, classes).double()  # [S, N, K]
+    penalty = torch.full((F + 1, classes), l2, dtype=torch.float64)
+    penalty[F] = 0.0  # the biases are not penalised
+    if (F + 1) * classes > NEWTON_PARAMETERS:
+        theta = torch.stack([_lbfgs(design[s, :, :F], y[s], classes, l2) for s in range(S)])
+    else:
+        theta = _newton(design, onehot, penalty, max_iterations)
+
+    def predictor(s: int) -> Predict:
+        w = theta[s]
+
+        def predict(new: torch.Tensor) -> torch.Tensor:
+            standard = (new.detach().double() - centre[s]) / scale[s]
+            return (standard @ w[:F] + w[F]).argmax(dim=1)
+
+        return predict
+
+    return [predictor(s) for s in range(S)]
+
+
+def _lbfgs(x: torch.Tensor, y: torch.Tensor, classes: int, l2: float) -> torch.Tensor:
+    """One problem (standardised ``x [N, F]``, ``y long[N]``) by full-batch L-BFGS: θ ``[F + 1, K]``
+    (the weights, then the biases)."""
     weight = torch.zeros(x.shape[1], classes, dtype=x.dtype, requires_grad=True)
     bias = torch.zeros(classes, dtype=x.dtype, requires_grad=True)
-    optimizer = torch.optim.LBFGS([weight, bias], max_iter=max_iterations, tolerance_grad=1e-9,
+    optimizer = torch.optim.LBFGS([weight, bias], max_iter=LBFGS_ITERATIONS, tolerance_grad=1e-9,
                                   tolerance_change=1e-12, line_search_fn="strong_wolfe")
 
     def closure():
@@ -47,12 +99,74 @@ def fit_linear_probe(features: torch.Tensor, labels: torch.Tensor, classes: int,
 
     with torch.enable_grad():
         optimizer.step(closure)
-    weight, bias = weight.detach(), bias.detach()
+    return torch.cat([weight.detach(), bias.detach()[None]])
 
-    def predict(new: torch.Tensor) -> torch.Tensor:
-        return (((new.detach().double() - centre) / scale) @ weight + bias).argmax(dim=1)
 
-    return predict
+def _newton(design: torch.Tensor, onehot: torch.Tensor, penalty: torch.Tensor, max_iterations: int) -> torch.Tensor:
+    """S problems (``design [S, N, F + 1]``, ``onehot [S, N, K]``) by Newton's method: θ ``[S, F + 1, K]``."""
+    S, N, F1 = design.shape
+    classes = onehot.shape[2]
+    P = F1 * classes  # θ flattened as (feature, class), class fastest
+    # Shifting every bias by one constant leaves the softmax unchanged: H has that null direction, and the
+    # gradient never points along it. Adding u uᵀ (u: ones on the biases) makes H invertible without changing
+    # the step in any other direction (the step stays orthogonal to u, as the gradient is).
+    u = torch.zeros(F1, classes, dtype=torch.float64)
+    u[F1 - 1] = 1.0
+    u = u.reshape(P)
+    fix = torch.outer(u, u) + torch.diag(2 * penalty.reshape(P))
+    eye = torch.eye(classes, dtype=torch.float64)
+    theta = torch.zeros(S, F1, classes, dtype=torch.float64)
+    active = torch.ones(S, dtype=torch.bool)
+    loss = _loss(design, theta, onehot, penalty)
+    for _ in range(max_iterations):
+        p = torch.softmax(design @ theta, dim=-1)  # [S, N, K]
+        grad = design.transpose(1, 2) @ (p - onehot) / N + 2 * penalty * theta  # [S, F1, K]
+        active &= grad.abs().amax(dim=(1, 2)) > TOLERANCE
+        if not bool(active.any()):
+            break
+        # H = (1/N) Σ_n (x̃ x̃ᵀ) ⊗ (diag p − p pᵀ) + 2 l2 on the weights
+        block = torch.einsum("snf,snk,sng->sfkg", design, p, design)  # Σ x̃_f x̃_g p_k
+        diagonal = torch.einsum("sfkg,kl->sfkgl", block, eye).reshape(S, P, P)
+        z = (design.unsqueeze(3) * p.unsqueeze(2)).reshape(S, N, P)
+        hessian = (diagonal - z.transpose(1, 2) @ z) / N + fix
+        step = -torch.linalg.solve(hessian, grad.reshape(S, P, 1)).reshape(S, F1, classes)
+        slope = (grad * step).sum(dim=(1, 2))
+        # the predicted decrease −slope/2 (the Newton decrement) below the loss's rounding: at the optimum
+        active &= -slope > ROUNDING * loss.abs().clamp(min=1.0)
+        if not bool(active.any()):
+            break
+        t = active.double()  # a converged problem stays where it is
+        for _ in range(HALVINGS):
+            trial = _loss(design, theta + t.view(S, 1, 1) * step, onehot, penalty)
+            short = trial > loss + ARMIJO * t * slope + ROUNDING * loss.abs()
+            if not bool(short.any()):
+                break
+            t = torch.where(short, t / 2, t)
+        theta = theta + t.view(S, 1, 1) * step
+        loss = _loss(design, theta, onehot, penalty)
+    return theta
+
+
+def fit_linear_probe(features: torch.Tensor, labels: torch.Tensor, classes: int, l2: float = L2,
+                     max_iterations: int = MAX_ITERATIONS) -> Predict:
+    """One probe (:func:`fit_linear_probes` of one problem): ``features [N, F]``, ``labels long[N]``."""
+    return fit_linear_probes(features.unsqueeze(0), labels, classes, l2, max_iterations)[0]
+
+
+def linear_probes_accuracy(train_features: torch.Tensor, train_labels: torch.Tensor, test_features: torch.Tensor,
+                           test_labels: torch.Tensor, classes: int) -> list[float]:
+    """Test accuracy of each of S probes fitted at once (:func:`fit_linear_probes`).
+
+    Args:
+        train_features: ``[S, N, F]``.
+        train_labels: ``long[N]`` or ``[S, N]``.
+        test_features: ``[S, T, F]``.
+        test_labels: ``long[T]`` or ``[S, T]``.
+        classes: K.
+    """
+    predictors = fit_linear_probes(train_features, train_labels, classes)
+    test_labels = test_labels.long().expand(len(predictors), test_features.shape[1])
+    return [float((predict(test_features[s]) == test_labels[s]).double().mean()) for s, predict in enumerate(predictors)]
 
 
 def linear_probe_accuracy(train_features: torch.Tensor, train_labels: torch.Tensor, test_features: torch.Tensor,
@@ -66,5 +180,5 @@ def linear_probe_accuracy(train_features: torch.Tensor, train_labels: torch.Tens
         test_labels: ``long[T]``.
         classes: K.
     """
-    predict = fit_linear_probe(train_features, train_labels, classes)
-    return float((predict(test_features) == test_labels.long()).double().mean())
+    return linear_probes_accuracy(train_features.unsqueeze(0), train_labels, test_features.unsqueeze(0),
+                                  test_labels, classes)[0]

@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 
+from mvae_cli.evaluate import probe
 from mvae_cli.evaluate.probe import linear_probe_accuracy
 
 
@@ -33,3 +34,58 @@ def test_labels_unrelated_to_the_features_give_chance():
     labels = torch.randint(0, 4, (6000,), generator=g)
     accuracy = linear_probe_accuracy(features[:2000], labels[:2000], features[2000:], labels[2000:], classes=4)
     assert accuracy == pytest.approx(0.25, abs=0.03)
+
+
+def _problem(S, N, F, K, seed):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(S, N, F, generator=g, dtype=torch.float64)
+    w = torch.randn(F, K, generator=g, dtype=torch.float64)
+    y = (x @ w + torch.randn(S, N, K, generator=g, dtype=torch.float64)).argmax(dim=-1)
+    design = torch.cat([x, x.new_ones(S, N, 1)], dim=2)
+    return x, y, design, torch.nn.functional.one_hot(y, K).double()
+
+
+def _penalty(F, K):
+    penalty = torch.full((F + 1, K), probe.L2, dtype=torch.float64)
+    penalty[F] = 0.0
+    return penalty
+
+
+def test_newton_reaches_the_optimum_where_the_loss_gradient_vanishes():
+    S, N, F, K = 3, 400, 4, 3
+    _, _, design, onehot = _problem(S, N, F, K, 5)
+    theta = probe._newton(design, onehot, _penalty(F, K), probe.MAX_ITERATIONS).requires_grad_()
+    loss = probe._loss(design, theta, onehot, _penalty(F, K)).sum()
+    (grad,) = torch.autograd.grad(loss, theta)
+    assert float(grad.abs().max()) < 1e-9
+
+
+def test_newton_and_lbfgs_find_the_same_optimum():
+    # The optimum is unique up to one shift of every bias: compare the weights and the centred biases.
+    S, N, F, K = 2, 500, 3, 4
+    x, y, design, onehot = _problem(S, N, F, K, 6)
+    newton = probe._newton(design, onehot, _penalty(F, K), probe.MAX_ITERATIONS)
+    for s in range(S):
+        lbfgs = probe._lbfgs(x[s], y[s], K, probe.L2)
+        assert torch.allclose(newton[s, :F], lbfgs[:F], atol=1e-5)
+        assert torch.allclose(newton[s, F] - newton[s, F].mean(), lbfgs[F] - lbfgs[F].mean(), atol=1e-5)
+
+
+def test_probes_fitted_at_once_predict_as_each_alone():
+    S, N, F, K = 4, 300, 5, 3
+    x, y, _, _ = _problem(S, N, F, K, 7)
+    test = torch.randn(1000, F, dtype=torch.float64, generator=torch.Generator().manual_seed(8))
+    together = probe.fit_linear_probes(x.float(), y, K)
+    for s in range(S):
+        alone = probe.fit_linear_probe(x[s].float(), y[s], K)
+        assert torch.equal(together[s](test), alone(test))
+
+
+def test_a_large_probe_takes_lbfgs_and_agrees_with_newton(monkeypatch):
+    S, N, F, K = 1, 600, 6, 3
+    x, y, _, _ = _problem(S, N, F, K, 9)
+    test = torch.randn(2000, F, dtype=torch.float64, generator=torch.Generator().manual_seed(10))
+    newton = probe.fit_linear_probe(x[0], y[0], K)(test)
+    monkeypatch.setattr(probe, "NEWTON_PARAMETERS", 1)
+    lbfgs = probe.fit_linear_probe(x[0], y[0], K)(test)
+    assert float((newton == lbfgs).double().mean()) > 0.999
