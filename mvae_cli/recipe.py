@@ -130,6 +130,8 @@ class Recipe:
     slurm: SlurmConfig = field(default_factory=SlurmConfig)
     grid: dict[str, list] = field(default_factory=dict)  # sweep recipes only: key -> values
     variants: dict[str, dict] = field(default_factory=dict)  # sweep recipes only: name -> overrides (grid key variant)
+    # sweep recipes only: stacks (or points that do not stack) trained at once, each in its own process; --jobs overrides
+    jobs: int = 1
 
 
 # Mappings whose keys are modality names: `model.weights.image=2` sets one entry (`objective.cross.image:label=1`).
@@ -175,6 +177,7 @@ _RANGES = {
     "eval.prior_samples": (1, None, False),
     "eval.limit": (1, None, False),
     "nproc": (1, None, False),
+    "jobs": (1, None, False),
     "slurm.time_min": (1, None, False),
     "slurm.gpus": (0, None, False),
     "slurm.cpus": (1, None, False),

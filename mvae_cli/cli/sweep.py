@@ -156,8 +156,9 @@ def sweep_command(
         metavar="KEY=VALUE", help="Overrides for every point, e.g. epochs=1 eval.particles=100.")] = None,
     out: Annotated[Optional[Path], typer.Option(
         "--out", "-o", metavar="DIR", help="Sweep directory (default: sweeps/<recipe file stem>).")] = None,
-    jobs: Annotated[int, typer.Option(
-        "--jobs", "-j", metavar="N", help="Points trained at once, each in its own process (and GPU, when there are several).")] = 1,
+    jobs: Annotated[Optional[int], typer.Option(
+        "--jobs", "-j", metavar="N", help="Stacks (or points that do not stack) trained at once, each in its own process "
+        "(and GPU, when there are several) (default: the recipe's `jobs`, else 1).", show_default=False)] = None,
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="List the points and their run directories; train nothing.")] = False,
     stack: Annotated[bool, typer.Option(
@@ -196,7 +197,7 @@ def sweep_command(
     from mvae_cli.sweep.runner import Trainer, plan, prepare_datasets, run_sweep
 
     recipe = recipe_path(recipe)  # a file, or a shipped recipe's name
-    if jobs < 1:
+    if jobs is not None and jobs < 1:
         raise UserError(f"--jobs must be at least 1, got {jobs}")
     if backend not in ("local", "slurm"):
         raise UserError(f"--backend must be local or slurm, got {backend!r}")
@@ -206,6 +207,7 @@ def sweep_command(
     if tracker:
         extra.append(f"trackers=[{','.join(tracker)}]")
     sweep = load_sweep(recipe, [*(overrides or []), *extra])
+    jobs = sweep.recipe.jobs if jobs is None else jobs
     out = out or Path("sweeps") / recipe.stem
     check_folder(out, "the sweep directory")
     check_revision(sweep, out)

@@ -18,8 +18,8 @@ from mvae_cli.errors import UserError
 # The recipe and the grid import torch (through the model table): imported where used, so that
 # `mvae --help`, which reads TRAIN_DEFAULTS for the help text, stays fast.
 
-TRAIN_DEFAULTS: dict[str, Any] = {"model.latent_dim": 16, "model.hidden": 64, "epochs": 8, "batch_size": 50,
-                                  "lr": 0.005, "anneal_epochs": 1}
+TRAIN_DEFAULTS: dict[str, Any] = {"model.latent_dim": 16, "model.hidden": 64, "epochs": 5, "batch_size": 50,
+                                  "lr": 0.003, "anneal_epochs": 1}
 
 
 def defaults_text() -> str:

@@ -46,7 +46,7 @@ from mvae_cli.recipe import Recipe, recipe_to_dict
 
 # What may differ between the runs of one stack: what they are trained on, and β.
 STACK_FREE = ("seed", "supervision", "keep_prob", "beta", "epochs", "paired_repeat", "paired_share", "eval", "grid",
-              "checkpoint_every", "checkpoint_minutes", "trackers", "slurm")
+              "checkpoint_every", "checkpoint_minutes", "trackers", "slurm", "jobs")
 
 
 def stack_key(recipe: Recipe) -> str:

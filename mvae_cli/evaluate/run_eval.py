@@ -169,6 +169,10 @@ def precompute_baselines(run_dirs: Sequence[Path], configs: Sequence[EvalConfig]
         recipe, path, _, settings = members[0]
         m = recipe.model
         with exclusive_lock(baselines_path(path)), read_dataset(path) as dataset:
+            # another process (a stack of another variant on the same masks) may have trained them meanwhile
+            members = [member for member in members if cached_baseline(path, member[2], member[3]) is None]
+            if not members:
+                continue
             budget = memory_budget(torch_device, MEMORY_FRACTION)
             splits = [SplitData(dataset, name, torch_device, None, budget, binarize=settings["binarize"])
                       for name in ("train", "valid", settings["split"])]

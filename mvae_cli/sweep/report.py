@@ -373,13 +373,13 @@ def best_remedy(rows: list[dict], key: str, level: float) -> str | None:
     # each run against the classifier of its own pairs (same mask): the seeds' differences
     margin = summarize(r["accuracy.mean"] - r["baseline.mean"] for r in at if str(r.get(key)) == name
                        and isinstance(r.get("baseline.mean"), (int, float)))
-    verdict = ("beats" if margin.mean > 0 else "does not beat") + f" the paired-only classifier's {_with_interval(base)}"
+    verdict = ("beats" if margin.mean > 0 else "is below") + f" the paired-only classifier's {_with_interval(base)}"
     if margin.count > 1 and math.isfinite(margin.ci95):
-        by = f"by {margin.mean:+.3f} ± {margin.ci95:.3f} (each seed against the classifier of its own pairs)"
+        by = f"by {abs(margin.mean):.3f} ± {margin.ci95:.3f} (each seed against the classifier of its own pairs)"
         if abs(margin.mean) <= margin.ci95:
             by += ", a difference the seeds do not tell from none"
     else:
-        by = f"by {margin.mean:+.3f}"
+        by = f"by {abs(margin.mean):.3f}"
     return f"{text}: it {verdict} {by}."
 
 

@@ -16,8 +16,8 @@ from mvae_cli.atomic import read_json
 from mvae_cli.sweep.runner import SWEEP_JSON
 
 # Keys a finished sweep may be re-run with changed: more epochs train every point further, new
-# eval settings re-evaluate, a changed grid adds or drops points, the device does not change results.
-_REVISABLE = ("epochs", "eval", "grid", "device")
+# eval settings re-evaluate, a changed grid adds or drops points, the device and the jobs do not change results.
+_REVISABLE = ("epochs", "eval", "grid", "device", "jobs")
 
 
 def flatten_recipe(mapping: dict, prefix: str = "") -> dict:

@@ -147,7 +147,7 @@ def test_a_remedies_summary_fits_80_columns_and_names_the_best_variant_per_level
     # 0.001: share+cross 0.613 against the paired-only 0.560; 0.1: 0.811
     # each seed's difference to its classifier: 0.052 + 0.001·seed, so ± t(2)·0.001/√3 = 0.002
     assert ("best at 0.001 paired: variant share+cross, accuracy 0.613 ± 0.027: it beats the paired-only "
-            "classifier's 0.560 ± 0.025 by +0.053 ± 0.002 (each seed against the classifier of its own "
+            "classifier's 0.560 ± 0.025 by 0.053 ± 0.002 (each seed against the classifier of its own "
             "pairs).") in joined
     assert joined.count("best at ") == 3
 

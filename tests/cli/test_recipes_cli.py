@@ -33,7 +33,7 @@ def test_recipes_lists_every_shipped_recipe_with_its_runs():
     lines = result.output.splitlines()
     for name in shipped():
         assert any(line.split()[:1] == [name] for line in lines), name
-    assert "9 runs over supervision × seed · dataset shapes · model mvae" in result.output  # quickstart
+    assert "18 runs over variant × supervision × seed · dataset shapes · model mvae" in result.output  # quickstart
     assert "model mvae, jmvae, vae, cvae, bivcca" in result.output  # paper-mnist's grid over model.name
 
 
@@ -64,7 +64,8 @@ def test_sweep_runs_a_shipped_recipe_by_name_from_any_folder(tmp_path, monkeypat
     monkeypatch.chdir(tmp_path)
     result = _run("sweep", "quickstart", "--dry-run")
     assert result.exit_code == 0, result.output
-    assert result.output.count("to train") == 9 and "sweeps/quickstart/runs/supervision=0.01,seed=0" in result.output
+    assert result.output.count("to train") == 18
+    assert "sweeps/quickstart/runs/variant=paper,supervision=0.01,seed=0" in result.output
     assert not Path("sweeps").exists()  # a dry run writes nothing
     missing = _run("sweep", "nope")
     assert missing.exit_code == 2 and "no shipped recipe is called 'nope'" in missing.output

@@ -36,27 +36,29 @@ def test_the_defaults_are_the_quick_starts_networks_and_schedule():
 
 def test_help_shows_every_default():
     text = " ".join(runner.invoke(app, ["train", "--help"]).output.replace("│", " ").split())
-    assert "model.latent_dim=16 model.hidden=64 epochs=8 batch_size=50 lr=0.005 anneal_epochs=1" in text
-    assert "without one 8" in text and "without one 0" in text and "every example shows every modality" in text
+    assert "model.latent_dim=16 model.hidden=64 epochs=5 batch_size=50 lr=0.003 anneal_epochs=1" in text
+    assert "without one 5" in text and "without one 0" in text and "every example shows every modality" in text
     assert "[default: both]" in text and "--point" in text
 
 
 def test_a_recipe_with_a_grid_says_how_to_pick_a_point_and_point_picks_it():
     with pytest.raises(UserError) as error:
         train_recipe(QUICKSTART, [], {}, None, shown="quickstart")
-    assert str(error.value) == ("recipe quickstart has a grid (supervision: 0.01, 0.1, 1.0; seed: 0, 1, 2): train one "
-                                "of its points with --point supervision=0.01,seed=0, or the whole study with "
-                                "`mvae sweep quickstart`")
-    recipe = train_recipe(QUICKSTART, ["epochs=2"], {}, "supervision=1,seed=2")
+    assert str(error.value) == ("recipe quickstart has a grid (variant: paper, cross; supervision: 0.01, 0.1, 1.0; seed: "
+                                "0, 1, 2): train one of its points with --point variant=paper,supervision=0.01,seed=0, "
+                                "or the whole study with `mvae sweep quickstart`")
+    recipe = train_recipe(QUICKSTART, ["epochs=2"], {}, "variant=cross,supervision=1,seed=2")
     assert (recipe.supervision, recipe.seed, recipe.epochs, recipe.grid) == (1.0, 2, 2, {})
+    assert recipe.objective.cross["image:shape"] == 100.0  # the variant's overrides applied
     assert recipe.model.hidden == 64  # the rest of the recipe as it is
 
 
 @pytest.mark.parametrize("point, extra, message", [
-    ("supervision=0.2,seed=0", {}, "the grid of quickstart has no supervision=0.2 (supervision: 0.01, 0.1, 1.0)"),
-    ("supervision=0.1", {}, "matches 3 grid points: also give seed (0, 1, 2), e.g. --point supervision=0.1,seed=0"),
+    ("variant=paper,supervision=0.2,seed=0", {}, "the grid of quickstart has no supervision=0.2 (supervision: 0.01, 0.1, 1.0)"),
+    ("variant=paper,supervision=0.1", {}, "matches 3 grid points: also give seed (0, 1, 2), e.g. --point "
+     "variant=paper,supervision=0.1,seed=0"),
     ("supervison=0.1", {}, "'supervison' is not a key of the grid of quickstart"),
-    ("supervision=0.1,seed=0", {"seed": 3}, "--seed sets seed, which the grid of quickstart varies"),
+    ("variant=paper,supervision=0.1,seed=0", {"seed": 3}, "--seed sets seed, which the grid of quickstart varies"),
 ])
 def test_a_point_that_is_not_one_is_one_clear_error(point, extra, message):
     with pytest.raises(UserError, match="^") as error:
@@ -128,3 +130,32 @@ def test_the_help_reads_the_defaults_without_importing_torch():
     code = "import sys, mvae_cli.cli.app; print('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() \
         == "False"
+
+
+def test_a_sweep_takes_its_jobs_from_the_recipe_unless_the_command_line_gives_them(tmp_path, monkeypatch):
+    import yaml
+    from typer.testing import CliRunner
+
+    from mvae_cli.cli.app import app
+    from mvae_cli.errors import UserError
+    from mvae_cli.sweep import runner
+    from tests.helpers import make_dataset
+
+    monkeypatch.chdir(tmp_path)
+    make_dataset(tmp_path / "d.h5", sizes=(60, 20, 20))
+    seen = []
+
+    def fake_run_sweep(sweep, out, *, jobs=1, **kw):
+        seen.append(jobs)
+        raise UserError("stopped here by the test")
+
+    monkeypatch.setattr(runner, "run_sweep", fake_run_sweep)
+    recipe = {"data": {"path": "d.h5"}, "epochs": 1, "jobs": 2, "grid": {"seed": [0, 1]}}
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(recipe))
+    for extra, expected in (([], 2), (["--jobs", "3"], 3)):
+        result = CliRunner().invoke(app, ["sweep", "s.yaml", "--out", "sweeps/s", *extra])
+        assert result.exit_code == 2 and "stopped here by the test" in result.output
+        assert seen[-1] == expected
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump({**recipe, "jobs": 0}))
+    result = CliRunner().invoke(app, ["sweep", "bad.yaml", "--out", "sweeps/b"])
+    assert result.exit_code == 2 and "jobs" in result.output

@@ -165,6 +165,18 @@ def test_the_paired_only_classifiers_of_a_stack_are_trained_together_before_its_
     config = EvalConfig(particles=2, prior_samples=10)
     assert run_eval.precompute_baselines(runs, [config, config]) == 2
     assert run_eval.precompute_baselines(runs, [config, config]) == 0  # cached: nothing to do
+    # Another process (a stack of another variant on the same masks) kept them between this one's first
+    # look and its lock: it finds them under the lock and trains nothing.
+    real_cached, calls = run_eval.cached_baseline, []
+
+    def none_before_the_lock(*args):  # the first look (one call per run) misses; the look under the lock finds them
+        calls.append(args)
+        return None if len(calls) <= len(runs) else real_cached(*args)
+    with monkeypatch.context() as patch:
+        patch.setattr(run_eval, "cached_baseline", none_before_the_lock)
+        patch.setattr(run_eval, "paired_baselines_of_runs", lambda *a, **k: (_ for _ in ()).throw(AssertionError("trained")))
+        assert run_eval.precompute_baselines(runs, [config, config]) == 0
+    assert len(calls) == 2 * len(runs)
     real = run_eval.paired_baselines
     monkeypatch.setattr(run_eval, "paired_baselines", lambda *a, **k: (_ for _ in ()).throw(AssertionError("trained")))
     together = [evaluate_run(run, config) for run in runs]  # each finds its figures: nothing trained

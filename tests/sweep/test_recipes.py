@@ -23,7 +23,11 @@ def test_every_recipe_loads(path):
 def test_quickstart_is_a_small_supervision_study_on_shapes():
     sweep = load_sweep(RECIPES[0].parent / "quickstart.yaml")
     assert sorted({p.recipe.supervision for p in sweep.points}) == [0.01, 0.1, 1.0]
-    assert sorted({p.recipe.seed for p in sweep.points}) == [0, 1, 2] and len(sweep.points) == 9
+    assert sorted({p.recipe.seed for p in sweep.points}) == [0, 1, 2] and len(sweep.points) == 18
+    # the paper's objective and the remedy that makes the fully paired model learn (cross reconstruction)
+    assert sweep.recipe.variants["paper"] == {} and sweep.recipe.jobs == 2
+    cross = [p.recipe.objective.cross for p in sweep.points if p.values["variant"] == "cross"]
+    assert cross and all(c == {f"image:{a}": 100.0 for a in ("shape", "colour", "size", "xpos", "ypos")} for c in cross)
     assert all(p.recipe.data.dataset == "shapes" for p in sweep.points)
     assert sweep.recipe.eval.limit is not None and sweep.recipe.epochs <= 10
 

@@ -105,10 +105,22 @@ def test_a_remedies_sweep_reports_the_fair_baselines_and_names_the_best_remedy()
     assert ("- paper: at 0.01 paired, accuracy 0.405 ± 0.064; not above the paired-only classifier's 0.800; its code "
             "read by a probe fitted on the pairs 0.600, not above the image-only VAE's 0.700.") in markdown
     assert ("- best at 0.01 paired: variant share, accuracy 0.845 ± 0.064: it beats the paired-only classifier's "
-            "0.800 ± 0.000 by +0.045 ± 0.064 (each seed against the classifier of its own pairs), a difference the seeds "
+            "0.800 ± 0.000 by 0.045 ± 0.064 (each seed against the classifier of its own pairs), a difference the seeds "
             "do not tell from none.") in markdown
     assert {r["figure"] for r in long if r["table"].startswith("Fig. 4")} == {
         "accuracy.mean", "baseline.mean", "paired_probe.mean", "vae_probe.mean"}
+
+
+def test_a_best_remedy_below_the_classifier_is_said_to_be_below_it_by_a_positive_margin():
+    from mvae_cli.sweep.report import best_remedy
+
+    # seeds 0.70 and 0.72 against their classifiers' 0.90 and 0.91: differences −0.20 and −0.19,
+    # mean −0.195 ± t(1)·0.00707/√2 = 0.064
+    rows = [{"variant": "cross", "supervision": 0.1, "seed": s, "accuracy.mean": 0.70 + 0.02 * s,
+             "baseline.mean": 0.90 + 0.01 * s} for s in (0, 1)]
+    assert best_remedy(rows, "variant", 0.1) == (
+        "best at 0.1 paired: variant cross, accuracy 0.710 ± 0.127: it is below the paired-only classifier's "
+        "0.905 ± 0.064 by 0.195 ± 0.064 (each seed against the classifier of its own pairs).")
 
 
 def test_a_grid_key_beside_the_dataset_keeps_its_runs_apart():
