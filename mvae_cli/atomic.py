@@ -59,13 +59,17 @@ def write_text(target: str | os.PathLike, text: str) -> None:
 
 
 @contextlib.contextmanager
-def exclusive_lock(target: str | os.PathLike) -> Iterator[None]:
+def exclusive_lock(target: str | os.PathLike, wait: bool = True) -> Iterator[bool]:
     """Hold an exclusive advisory lock tied to ``target`` for the block (``flock`` on a hidden
     ``.name.lock`` beside it), so that evaluations running side by side in a sweep compute a shared
     cache once: the second waits, then finds the first's entry.
 
+    With ``wait=False`` the block runs at once and is told whether it holds the lock (``with
+    exclusive_lock(path, wait=False) as held``): False when another process holds it, so the
+    caller can do other work first.
+
     Where no lock can be taken (no ``fcntl`` on the platform, a read-only folder) the block runs
-    unlocked: the lock only saves time, it never guards correctness.
+    unlocked, told True: the lock only saves time, it never guards correctness.
     """
     target = Path(target)
     try:
@@ -73,14 +77,17 @@ def exclusive_lock(target: str | os.PathLike) -> Iterator[None]:
 
         fd = os.open(target.with_name(f".{target.name}.lock"), os.O_RDWR | os.O_CREAT, 0o666)
     except (ImportError, OSError):
-        yield
+        yield True
         return
     try:
+        held = True
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            held = False
         except OSError:
             pass
-        yield
+        yield held
     finally:
         os.close(fd)  # closing the descriptor releases the lock
 

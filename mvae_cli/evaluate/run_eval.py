@@ -33,6 +33,7 @@ to a callback ``progress(done, total)`` in examples.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import time
@@ -53,7 +54,7 @@ from mvae_cli.errors import UserError
 from mvae_cli.eval_config import UNLESS_DEFAULT, EvalConfig
 from mvae_cli.evaluate.accuracy import attribute_names
 from mvae_cli.evaluate.baseline import (VALID_LIMIT, baselines_path, cached_baseline, cached_baselines, keep_baselines,
-                                       paired_baselines, paired_baselines_of_runs)
+                                       paired_baselines, paired_baselines_of_runs, paired_rows)
 from mvae_cli.evaluate.coherence import JOINT_SAMPLES, class_modality, coherence, load_or_train_classifiers
 from mvae_cli.evaluate.diagnostics import eval_diagnostics
 from mvae_cli.evaluate.fair import image_vae, image_vae_recipe, pair_probe, targets
@@ -162,29 +163,50 @@ def precompute_baselines(run_dirs: Sequence[Path], configs: Sequence[EvalConfig]
         settings = _baseline_settings(recipe, plan.x, plan.y, n_test, config.split, binarize)
         if cached_baseline(path, mask, settings) is not None:
             continue
-        shared = json.dumps({**settings, "seed": None, "path": str(path.resolve())}, sort_keys=True)
+        # one group per level: the runs whose paired rows are as many (their classifiers train as one stack)
+        names = [s.name for s in run_specs(info)]
+        sizes = [int(paired_rows(mask, names.index(plan.x), names.index(name)).size) for name in plan.y]
+        shared = json.dumps({**settings, "seed": None, "path": str(path.resolve()), "rows": sizes}, sort_keys=True)
         jobs.setdefault(shared, []).append((recipe, path, mask, settings))
-    done = 0
-    for members in jobs.values():
-        recipe, path, _, settings = members[0]
-        m = recipe.model
-        with exclusive_lock(baselines_path(path)), read_dataset(path) as dataset:
-            # another process (a stack of another variant on the same masks) may have trained them meanwhile
-            members = [member for member in members if cached_baseline(path, member[2], member[3]) is None]
-            if not members:
-                continue
-            budget = memory_budget(torch_device, MEMORY_FRACTION)
-            splits = [SplitData(dataset, name, torch_device, None, budget, binarize=settings["binarize"])
-                      for name in ("train", "valid", settings["split"])]
-            results = paired_baselines_of_runs(
-                dataset.specs, settings["x"], settings["y"], [mask for _, _, mask, _ in members],
-                [r.seed for r, _, _, _ in members], splits[0].batch, splits[1].batch, min(VALID_LIMIT, splits[1].n),
-                splits[2].batch, settings["n_test"], latent_dim=m.latent_dim, hidden=m.hidden,
-                image_net=m.image_net, device=torch_device,
-                progress=None if stage is None else round_reporter(stage))
-            keep_baselines(path, [(mask, s, result) for (_, _, mask, s), result in zip(members, results)])
-        done += len(members)
+    # Each group (a level's seeds) under its own lock: processes side by side (a sweep's --jobs, whose
+    # stacks may share their masks) first take the groups nobody holds, then wait for the others,
+    # which they then mostly find in the cache.
+    done, waiting = 0, list(jobs.items())
+    for wait in (False, True):
+        later = []
+        for shared, members in waiting:
+            key = hashlib.sha256(shared.encode()).hexdigest()[:16]
+            path = members[0][1]
+            with exclusive_lock(baselines_path(path).with_name(f"{baselines_path(path).name}.{key}"), wait) as held:
+                if not held:
+                    later.append((shared, members))
+                    continue
+                done += _train_baselines_group(members, torch_device, stage)
+        waiting = later
     return done
+
+
+def _train_baselines_group(members: list, device: torch.device, stage) -> int:
+    """The paired-only classifiers of ``members`` (``(recipe, dataset path, mask, settings)`` of one
+    group) trained as one stack and kept in the cache, but for those found there: how many were trained."""
+    recipe, path, _, settings = members[0]
+    members = [member for member in members if cached_baseline(path, member[2], member[3]) is None]
+    if not members:  # another process trained them meanwhile
+        return 0
+    m = recipe.model
+    with read_dataset(path) as dataset:
+        budget = memory_budget(device, MEMORY_FRACTION)
+        splits = [SplitData(dataset, name, device, None, budget, binarize=settings["binarize"])
+                  for name in ("train", "valid", settings["split"])]
+        results = paired_baselines_of_runs(
+            dataset.specs, settings["x"], settings["y"], [mask for _, _, mask, _ in members],
+            [r.seed for r, _, _, _ in members], splits[0].batch, splits[1].batch, min(VALID_LIMIT, splits[1].n),
+            splits[2].batch, settings["n_test"], latent_dim=m.latent_dim, hidden=m.hidden,
+            image_net=m.image_net, device=device,
+            progress=None if stage is None else round_reporter(stage))
+    with exclusive_lock(baselines_path(path)):  # the cache file's own lock, for the write
+        keep_baselines(path, [(mask, s, result) for (_, _, mask, s), result in zip(members, results)])
+    return len(members)
 
 
 def _fair_baselines(run_dir: Path, model, recipe, dataset, train: Callable[[], SplitData], test: SplitData, x: str,

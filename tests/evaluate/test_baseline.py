@@ -145,6 +145,72 @@ def test_where_no_lock_can_be_taken_the_block_runs_unlocked(tmp_path):
     assert ran == [1, 2] and (tmp_path / ".d.h5.baselines.json.lock").exists()
 
 
+def test_a_lock_taken_without_waiting_says_whether_it_is_held(tmp_path):
+    from mvae_cli.atomic import exclusive_lock
+
+    target = tmp_path / "d.h5.baselines.json"
+    with exclusive_lock(target, wait=False) as held:
+        assert held is True
+        with exclusive_lock(target, wait=False) as again:  # another open file: as another process sees it
+            assert again is False
+    with exclusive_lock(tmp_path / "no such folder" / "x.json", wait=False) as unlockable:
+        assert unlockable is True  # no lock can be made: the block runs as if it held one
+
+
+def test_a_group_another_process_holds_is_left_for_last(tmp_path, monkeypatch):
+    # Two levels, two groups. The first group's lock is held (as by a process beside this one): the
+    # second group is trained first, then this one waits for the first and trains it once it is free.
+    import threading
+
+    from mvae_cli.atomic import exclusive_lock
+    from mvae_cli.engine.loop import train
+    from mvae_cli.eval_config import EvalConfig
+    from mvae_cli.evaluate import run_eval
+    from mvae_cli.recipe import resolve_recipe
+    from tests.helpers import make_dataset
+
+    monkeypatch.chdir(tmp_path)
+    data = make_dataset(tmp_path / "d.h5", sizes=(300, 60, 80))
+    runs = []
+    for level in (0.2, 0.5):
+        run = tmp_path / f"run{level}"
+        train(resolve_recipe(None, [f"data.path={data}", "epochs=1", "model.hidden=16", "model.latent_dim=3",
+                                    f"supervision={level}", "seed=0"]), run)
+        runs.append(run)
+    order = []
+    real = run_eval.paired_baselines_of_runs
+
+    def recording(specs, x, y, masks, *args, **kwargs):
+        order.append(int(masks[0].all(axis=1).sum()))  # the group's paired rows: 60 or 150
+        return real(specs, x, y, masks, *args, **kwargs)
+    monkeypatch.setattr(run_eval, "paired_baselines_of_runs", recording)
+    first = {}
+    real_lock = run_eval.exclusive_lock
+
+    def lock_spy(target, wait=True):  # note the first group's lock file to hold it from outside
+        first.setdefault("path", target)
+        return real_lock(target, wait)
+    monkeypatch.setattr(run_eval, "exclusive_lock", lock_spy)
+    config = EvalConfig(particles=2, prior_samples=10)
+    assert run_eval.precompute_baselines(runs, [config, config]) == 2 and order == [60, 150]
+    from mvae_cli.evaluate.baseline import baselines_path
+    baselines_path(data).unlink()
+    order.clear()
+    held, result = real_lock(first["path"]), {}
+    held.__enter__()
+    worker = threading.Thread(target=lambda: result.setdefault("done", run_eval.precompute_baselines(runs, [config, config])))
+    worker.start()
+    import time
+    deadline = time.monotonic() + 60
+    while not order and time.monotonic() < deadline:
+        time.sleep(0.05)
+    worker.join(timeout=0.5)
+    assert worker.is_alive() and order == [150]  # the free group trained; the held one waits
+    held.__exit__(None, None, None)
+    worker.join(timeout=60)
+    assert result["done"] == 2 and order == [150, 60]
+
+
 def test_the_paired_only_classifiers_of_a_stack_are_trained_together_before_its_evaluations(tmp_path, monkeypatch):
     from mvae_cli.engine.loop import train
     from mvae_cli.eval_config import EvalConfig
