@@ -171,7 +171,8 @@ def precompute_baselines(run_dirs: Sequence[Path], configs: Sequence[EvalConfig]
     # Each group (a level's seeds) under its own lock: processes side by side (a sweep's --jobs, whose
     # stacks may share their masks) first take the groups nobody holds, then wait for the others,
     # which they then mostly find in the cache.
-    done, waiting = 0, list(jobs.items())
+    # the largest level first: a process beside this one takes the smaller ones meanwhile
+    done, waiting = 0, sorted(jobs.items(), key=lambda item: -sum(json.loads(item[0])["rows"]))
     for wait in (False, True):
         later = []
         for shared, members in waiting:

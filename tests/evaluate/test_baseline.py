@@ -158,8 +158,8 @@ def test_a_lock_taken_without_waiting_says_whether_it_is_held(tmp_path):
 
 
 def test_a_group_another_process_holds_is_left_for_last(tmp_path, monkeypatch):
-    # Two levels, two groups. The first group's lock is held (as by a process beside this one): the
-    # second group is trained first, then this one waits for the first and trains it once it is free.
+    # Two levels, two groups, the larger (150 paired rows) first. Its lock is held (as by a process
+    # beside this one): the other group is trained first, then this one waits and trains it once it is free.
     import threading
 
     from mvae_cli.atomic import exclusive_lock
@@ -187,12 +187,12 @@ def test_a_group_another_process_holds_is_left_for_last(tmp_path, monkeypatch):
     first = {}
     real_lock = run_eval.exclusive_lock
 
-    def lock_spy(target, wait=True):  # note the first group's lock file to hold it from outside
+    def lock_spy(target, wait=True):  # note the first group's lock file, to hold it from outside
         first.setdefault("path", target)
         return real_lock(target, wait)
     monkeypatch.setattr(run_eval, "exclusive_lock", lock_spy)
     config = EvalConfig(particles=2, prior_samples=10)
-    assert run_eval.precompute_baselines(runs, [config, config]) == 2 and order == [60, 150]
+    assert run_eval.precompute_baselines(runs, [config, config]) == 2 and order == [150, 60]  # the largest first
     from mvae_cli.evaluate.baseline import baselines_path
     baselines_path(data).unlink()
     order.clear()
@@ -205,10 +205,10 @@ def test_a_group_another_process_holds_is_left_for_last(tmp_path, monkeypatch):
     while not order and time.monotonic() < deadline:
         time.sleep(0.05)
     worker.join(timeout=0.5)
-    assert worker.is_alive() and order == [150]  # the free group trained; the held one waits
+    assert worker.is_alive() and order == [60]  # the free group trained; the held one waits
     held.__exit__(None, None, None)
     worker.join(timeout=60)
-    assert result["done"] == 2 and order == [150, 60]
+    assert result["done"] == 2 and order == [60, 150]
 
 
 def test_the_paired_only_classifiers_of_a_stack_are_trained_together_before_its_evaluations(tmp_path, monkeypatch):
