@@ -168,10 +168,9 @@ def precompute_baselines(run_dirs: Sequence[Path], configs: Sequence[EvalConfig]
         sizes = [int(paired_rows(mask, names.index(plan.x), names.index(name)).size) for name in plan.y]
         shared = json.dumps({**settings, "seed": None, "path": str(path.resolve()), "rows": sizes}, sort_keys=True)
         jobs.setdefault(shared, []).append((recipe, path, mask, settings))
-    # Each group (a level's seeds) under its own lock: processes side by side (a sweep's --jobs, whose
-    # stacks may share their masks) first take the groups nobody holds, then wait for the others,
-    # which they then mostly find in the cache.
-    # the largest level first: a process beside this one takes the smaller ones meanwhile
+    # Each group (a level's seeds) under its own lock (a hidden empty file beside the cache): processes
+    # side by side (a sweep's --jobs, whose stacks may share their masks) first take the groups nobody
+    # holds, the largest first, then wait for the others, which they then mostly find in the cache.
     done, waiting = 0, sorted(jobs.items(), key=lambda item: -sum(json.loads(item[0])["rows"]))
     for wait in (False, True):
         later = []
