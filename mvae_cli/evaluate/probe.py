@@ -29,6 +29,7 @@ ARMIJO = 1e-4  # sufficient decrease of the line search
 HALVINGS = 40  # most halvings of a step
 NEWTON_PARAMETERS = 128  # (features + 1) × classes up to which Newton's method is used
 LBFGS_ITERATIONS = 500
+PROBE_BYTES = 256 << 20  # memory for the problems solved at once (float64 design, labels, Hessian rows)
 ROUNDING = 1e-15  # relative rounding of the loss in float64, with some room
 
 Predict = Callable[[torch.Tensor], torch.Tensor]
@@ -53,29 +54,39 @@ def fit_linear_probes(features: torch.Tensor, labels: torch.Tensor, classes: int
     Returns:
         ``predict(features [N', F]) -> long[N']`` per problem.
     """
-    x = features.detach().double()
-    if x.dim() != 3:
+    if features.dim() != 3:
         raise ValueError("fit_linear_probes takes features [S, N, F]")
-    S, N, F = x.shape
+    S, N, F = features.shape
     if N == 0:
         raise ValueError("a linear probe needs at least one training row")
     y = labels.detach().long().expand(S, N)
-    centre = x.mean(dim=1, keepdim=True)
-    scale = x.std(dim=1, correction=0, keepdim=True).clamp(min=1e-8)
-    design = torch.cat([(x - centre) / scale, x.new_ones(S, N, 1)], dim=2)  # [S, N, F + 1]
-    onehot = torch.nn.functional.one_hot(y, classes).double()  # [S, N, K]
     penalty = torch.full((F + 1, classes), l2, dtype=torch.float64)
     penalty[F] = 0.0  # the biases are not penalised
-    if (F + 1) * classes > NEWTON_PARAMETERS:
-        theta = torch.stack([_lbfgs(design[s, :, :F], y[s], classes, l2) for s in range(S)])
-    else:
-        theta = _newton(design, onehot, penalty, max_iterations)
+    newton = (F + 1) * classes <= NEWTON_PARAMETERS
+    # problems a batch: their float64 design, one-hot labels and (Newton) Hessian rows within the budget
+    per_problem = 8 * N * ((F + 1) * (classes + 1) + classes + 1 if newton else F + 1)
+    batch = max(1, PROBE_BYTES // per_problem)
+    centres, scales, thetas = [], [], []
+    for a in range(0, S, batch):  # a slice of expanded features is converted alone, not the whole
+        x = features[a:a + batch].detach().double()
+        centre = x.mean(dim=1, keepdim=True)
+        scale = x.std(dim=1, correction=0, keepdim=True).clamp(min=1e-8)
+        standard = (x - centre) / scale
+        del x
+        if newton:
+            design = torch.cat([standard, standard.new_ones(standard.shape[0], N, 1)], dim=2)  # [s, N, F + 1]
+            onehot = torch.nn.functional.one_hot(y[a:a + batch], classes).double()  # [s, N, K]
+            thetas.extend(_newton(design, onehot, penalty, max_iterations).unbind(0))
+        else:
+            thetas.extend(_lbfgs(standard[i], y[a + i], classes, l2) for i in range(standard.shape[0]))
+        centres.extend(centre.unbind(0))
+        scales.extend(scale.unbind(0))
 
     def predictor(s: int) -> Predict:
-        w = theta[s]
+        w, centre, scale = thetas[s], centres[s], scales[s]
 
         def predict(new: torch.Tensor) -> torch.Tensor:
-            standard = (new.detach().double() - centre[s]) / scale[s]
+            standard = (new.detach().double() - centre) / scale
             return (standard @ w[:F] + w[F]).argmax(dim=1)
 
         return predict

@@ -89,3 +89,14 @@ def test_a_large_probe_takes_lbfgs_and_agrees_with_newton(monkeypatch):
     monkeypatch.setattr(probe, "NEWTON_PARAMETERS", 1)
     lbfgs = probe.fit_linear_probe(x[0], y[0], K)(test)
     assert float((newton == lbfgs).double().mean()) > 0.999
+
+
+def test_problems_solved_in_batches_within_the_memory_budget_give_the_same_probes(monkeypatch):
+    S, N, F, K = 5, 200, 4, 3
+    x, y, _, _ = _problem(S, N, F, K, 11)
+    test = torch.randn(500, F, dtype=torch.float64, generator=torch.Generator().manual_seed(12))
+    shared = x[0].expand(S, N, F)  # one feature matrix for every problem, as the fair probes pass it
+    together = [p(test) for p in probe.fit_linear_probes(shared, y, K)]
+    monkeypatch.setattr(probe, "PROBE_BYTES", 1)  # one problem a batch
+    alone = [p(test) for p in probe.fit_linear_probes(shared, y, K)]
+    assert all(torch.equal(a, b) for a, b in zip(together, alone))
