@@ -29,6 +29,7 @@ def test_a_key_added_since_at_its_default_is_no_change(tmp_path):
     _store(tmp_path / "out", stored)
     check_revision(_sweep(tmp_path), tmp_path / "out")
     check_revision(_sweep(tmp_path, "epochs=5", "eval.particles=10"), tmp_path / "out")  # train further, re-evaluate
+    check_revision(_sweep(tmp_path, "jobs=2"), tmp_path / "out")  # more processes: the same results
 
 
 @pytest.mark.parametrize("overrides, named", [(["lr=0.01"], "lr: 0.001 -> 0.01"), (["epochs=2"], "epochs"),
