@@ -35,11 +35,12 @@ ROUNDING = 1e-15  # relative rounding of the loss in float64, with some room
 Predict = Callable[[torch.Tensor], torch.Tensor]
 
 
-def _loss(design: torch.Tensor, theta: torch.Tensor, onehot: torch.Tensor, penalty: torch.Tensor) -> torch.Tensor:
-    """Mean cross entropy plus Σ l2·W² per problem: ``[S]``."""
+def _loss(design: torch.Tensor, theta: torch.Tensor, y: torch.Tensor, penalty: torch.Tensor) -> torch.Tensor:
+    """Mean cross entropy plus Σ l2·W² per problem (``design [S, N, F + 1]``, ``θ [S, F + 1, K]``,
+    ``y long[S, N]``): ``[S]``."""
     logits = design @ theta
-    ce = (torch.logsumexp(logits, dim=-1) - (logits * onehot).sum(dim=-1)).mean(dim=-1)
-    return ce + (penalty * theta.pow(2)).sum(dim=(1, 2))
+    ce = torch.nn.functional.cross_entropy(logits.flatten(0, 1), y.reshape(-1), reduction="none")
+    return ce.view(y.shape).mean(dim=1) + (penalty * theta.pow(2)).sum(dim=(1, 2))
 
 
 def fit_linear_probes(features: torch.Tensor, labels: torch.Tensor, classes: int, l2: float = L2,
@@ -71,14 +72,12 @@ def fit_linear_probes(features: torch.Tensor, labels: torch.Tensor, classes: int
         x = features[a:a + batch].detach().double()
         centre = x.mean(dim=1, keepdim=True)
         scale = x.std(dim=1, correction=0, keepdim=True).clamp(min=1e-8)
-        standard = (x - centre) / scale
+        design = torch.cat([(x - centre) / scale, x.new_ones(x.shape[0], N, 1)], dim=2)  # [s, N, F + 1]
         del x
         if newton:
-            design = torch.cat([standard, standard.new_ones(standard.shape[0], N, 1)], dim=2)  # [s, N, F + 1]
-            onehot = torch.nn.functional.one_hot(y[a:a + batch], classes).double()  # [s, N, K]
-            thetas.extend(_newton(design, onehot, penalty, max_iterations).unbind(0))
+            thetas.extend(_newton(design, y[a:a + batch], penalty, max_iterations).unbind(0))
         else:
-            thetas.extend(_lbfgs(standard[i], y[a + i], classes, l2) for i in range(standard.shape[0]))
+            thetas.extend(_lbfgs(design[i], y[a + i], penalty) for i in range(design.shape[0]))
         centres.extend(centre.unbind(0))
         scales.extend(scale.unbind(0))
 
@@ -94,29 +93,28 @@ def fit_linear_probes(features: torch.Tensor, labels: torch.Tensor, classes: int
     return [predictor(s) for s in range(S)]
 
 
-def _lbfgs(x: torch.Tensor, y: torch.Tensor, classes: int, l2: float) -> torch.Tensor:
-    """One problem (standardised ``x [N, F]``, ``y long[N]``) by full-batch L-BFGS: θ ``[F + 1, K]``
-    (the weights, then the biases)."""
-    weight = torch.zeros(x.shape[1], classes, dtype=x.dtype, requires_grad=True)
-    bias = torch.zeros(classes, dtype=x.dtype, requires_grad=True)
-    optimizer = torch.optim.LBFGS([weight, bias], max_iter=LBFGS_ITERATIONS, tolerance_grad=1e-9,
-                                  tolerance_change=1e-12, line_search_fn="strong_wolfe")
+def _lbfgs(design: torch.Tensor, y: torch.Tensor, penalty: torch.Tensor) -> torch.Tensor:
+    """One problem (``design [N, F + 1]``, ``y long[N]``) by full-batch L-BFGS: θ ``[F + 1, K]``."""
+    theta = torch.zeros(penalty.shape, dtype=torch.float64, requires_grad=True)
+    optimizer = torch.optim.LBFGS([theta], max_iter=LBFGS_ITERATIONS, tolerance_grad=1e-9, tolerance_change=1e-12,
+                                  line_search_fn="strong_wolfe")
 
     def closure():
         optimizer.zero_grad()
-        loss = torch.nn.functional.cross_entropy(x @ weight + bias, y) + l2 * weight.pow(2).sum()
+        loss = _loss(design[None], theta[None], y[None], penalty).sum()
         loss.backward()
         return loss
 
     with torch.enable_grad():
         optimizer.step(closure)
-    return torch.cat([weight.detach(), bias.detach()[None]])
+    return theta.detach()
 
 
-def _newton(design: torch.Tensor, onehot: torch.Tensor, penalty: torch.Tensor, max_iterations: int) -> torch.Tensor:
-    """S problems (``design [S, N, F + 1]``, ``onehot [S, N, K]``) by Newton's method: θ ``[S, F + 1, K]``."""
+def _newton(design: torch.Tensor, y: torch.Tensor, penalty: torch.Tensor, max_iterations: int) -> torch.Tensor:
+    """S problems (``design [S, N, F + 1]``, ``y long[S, N]``) by Newton's method: θ ``[S, F + 1, K]``."""
     S, N, F1 = design.shape
-    classes = onehot.shape[2]
+    classes = penalty.shape[1]
+    onehot = torch.nn.functional.one_hot(y, classes).double()  # [S, N, K]
     P = F1 * classes  # θ flattened as (feature, class), class fastest
     # Shifting every bias by one constant leaves the softmax unchanged: H has that null direction, and the
     # gradient never points along it. Adding u uᵀ (u: ones on the biases) makes H invertible without changing
@@ -128,7 +126,7 @@ def _newton(design: torch.Tensor, onehot: torch.Tensor, penalty: torch.Tensor, m
     eye = torch.eye(classes, dtype=torch.float64)
     theta = torch.zeros(S, F1, classes, dtype=torch.float64)
     active = torch.ones(S, dtype=torch.bool)
-    loss = _loss(design, theta, onehot, penalty)
+    loss = _loss(design, theta, y, penalty)
     for _ in range(max_iterations):
         p = torch.softmax(design @ theta, dim=-1)  # [S, N, K]
         grad = design.transpose(1, 2) @ (p - onehot) / N + 2 * penalty * theta  # [S, F1, K]
@@ -148,13 +146,13 @@ def _newton(design: torch.Tensor, onehot: torch.Tensor, penalty: torch.Tensor, m
             break
         t = active.double()  # a converged problem stays where it is
         for _ in range(HALVINGS):
-            trial = _loss(design, theta + t.view(S, 1, 1) * step, onehot, penalty)
+            trial = _loss(design, theta + t.view(S, 1, 1) * step, y, penalty)
             short = trial > loss + ARMIJO * t * slope + ROUNDING * loss.abs()
             if not bool(short.any()):
                 break
             t = torch.where(short, t / 2, t)
         theta = theta + t.view(S, 1, 1) * step
-        loss = _loss(design, theta, onehot, penalty)
+        loss = _loss(design, theta, y, penalty)
     return theta
 
 

@@ -147,6 +147,7 @@ def precompute_baselines(run_dirs: Sequence[Path], configs: Sequence[EvalConfig]
     """
     torch_device = select_device(device)
     jobs: dict[str, list] = {}
+    rows: dict[str, int] = {}  # each group's paired rows
     for run_dir, config in zip(run_dirs, configs):
         if not config.baseline:
             continue
@@ -168,10 +169,11 @@ def precompute_baselines(run_dirs: Sequence[Path], configs: Sequence[EvalConfig]
         sizes = [int(paired_rows(mask, names.index(plan.x), names.index(name)).size) for name in plan.y]
         shared = json.dumps({**settings, "seed": None, "path": str(path.resolve()), "rows": sizes}, sort_keys=True)
         jobs.setdefault(shared, []).append((recipe, path, mask, settings))
+        rows[shared] = sum(sizes)
     # Each group (a level's seeds) under its own lock (a hidden empty file beside the cache): processes
     # side by side (a sweep's --jobs, whose stacks may share their masks) first take the groups nobody
     # holds, the largest first, then wait for the others, which they then mostly find in the cache.
-    done, waiting = 0, sorted(jobs.items(), key=lambda item: -sum(json.loads(item[0])["rows"]))
+    done, waiting = 0, sorted(jobs.items(), key=lambda item: -rows[item[0]])
     for wait in (False, True):
         later = []
         for shared, members in waiting:

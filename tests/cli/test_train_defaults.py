@@ -133,13 +133,7 @@ def test_the_help_reads_the_defaults_without_importing_torch():
 
 
 def test_a_sweep_takes_its_jobs_from_the_recipe_unless_the_command_line_gives_them(tmp_path, monkeypatch):
-    import yaml
-    from typer.testing import CliRunner
-
-    from mvae_cli.cli.app import app
-    from mvae_cli.errors import UserError
-    from mvae_cli.sweep import runner
-    from tests.helpers import make_dataset
+    from mvae_cli.sweep import runner as sweep_runner
 
     monkeypatch.chdir(tmp_path)
     make_dataset(tmp_path / "d.h5", sizes=(60, 20, 20))
@@ -149,13 +143,13 @@ def test_a_sweep_takes_its_jobs_from_the_recipe_unless_the_command_line_gives_th
         seen.append(jobs)
         raise UserError("stopped here by the test")
 
-    monkeypatch.setattr(runner, "run_sweep", fake_run_sweep)
+    monkeypatch.setattr(sweep_runner, "run_sweep", fake_run_sweep)
     recipe = {"data": {"path": "d.h5"}, "epochs": 1, "jobs": 2, "grid": {"seed": [0, 1]}}
     (tmp_path / "s.yaml").write_text(yaml.safe_dump(recipe))
     for extra, expected in (([], 2), (["--jobs", "3"], 3)):
-        result = CliRunner().invoke(app, ["sweep", "s.yaml", "--out", "sweeps/s", *extra])
+        result = runner.invoke(app, ["sweep", "s.yaml", "--out", "sweeps/s", *extra])
         assert result.exit_code == 2 and "stopped here by the test" in result.output
         assert seen[-1] == expected
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump({**recipe, "jobs": 0}))
-    result = CliRunner().invoke(app, ["sweep", "bad.yaml", "--out", "sweeps/b"])
+    result = runner.invoke(app, ["sweep", "bad.yaml", "--out", "sweeps/b"])
     assert result.exit_code == 2 and "jobs" in result.output

@@ -157,26 +157,34 @@ def test_a_lock_taken_without_waiting_says_whether_it_is_held(tmp_path):
         assert unlockable is True  # no lock can be made: the block runs as if it held one
 
 
+def _tiny_runs(tmp_path, points):
+    """A small dataset and one 1-epoch run per ``(supervision, seed)`` of ``points``: (data path, run dirs)."""
+    from mvae_cli.engine.loop import train
+    from mvae_cli.recipe import resolve_recipe
+    from tests.helpers import make_dataset
+
+    data = make_dataset(tmp_path / "d.h5", sizes=(300, 60, 80))
+    runs = []
+    for level, seed in points:
+        run = tmp_path / f"run{level}-{seed}"
+        train(resolve_recipe(None, [f"data.path={data}", "epochs=1", "model.hidden=16", "model.latent_dim=3",
+                                    f"supervision={level}", f"seed={seed}"]), run)
+        runs.append(run)
+    return data, runs
+
+
 def test_a_group_another_process_holds_is_left_for_last(tmp_path, monkeypatch):
     # Two levels, two groups, the larger (150 paired rows) first. Its lock is held (as by a process
     # beside this one): the other group is trained first, then this one waits and trains it once it is free.
     import threading
+    import time
 
-    from mvae_cli.atomic import exclusive_lock
-    from mvae_cli.engine.loop import train
     from mvae_cli.eval_config import EvalConfig
     from mvae_cli.evaluate import run_eval
-    from mvae_cli.recipe import resolve_recipe
-    from tests.helpers import make_dataset
+    from mvae_cli.evaluate.baseline import baselines_path
 
     monkeypatch.chdir(tmp_path)
-    data = make_dataset(tmp_path / "d.h5", sizes=(300, 60, 80))
-    runs = []
-    for level in (0.2, 0.5):
-        run = tmp_path / f"run{level}"
-        train(resolve_recipe(None, [f"data.path={data}", "epochs=1", "model.hidden=16", "model.latent_dim=3",
-                                    f"supervision={level}", "seed=0"]), run)
-        runs.append(run)
+    data, runs = _tiny_runs(tmp_path, [(0.2, 0), (0.5, 0)])
     order = []
     real = run_eval.paired_baselines_of_runs
 
@@ -193,14 +201,12 @@ def test_a_group_another_process_holds_is_left_for_last(tmp_path, monkeypatch):
     monkeypatch.setattr(run_eval, "exclusive_lock", lock_spy)
     config = EvalConfig(particles=2, prior_samples=10)
     assert run_eval.precompute_baselines(runs, [config, config]) == 2 and order == [150, 60]  # the largest first
-    from mvae_cli.evaluate.baseline import baselines_path
     baselines_path(data).unlink()
     order.clear()
     held, result = real_lock(first["path"]), {}
     held.__enter__()
     worker = threading.Thread(target=lambda: result.setdefault("done", run_eval.precompute_baselines(runs, [config, config])))
     worker.start()
-    import time
     deadline = time.monotonic() + 60
     while not order and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -212,22 +218,13 @@ def test_a_group_another_process_holds_is_left_for_last(tmp_path, monkeypatch):
 
 
 def test_the_paired_only_classifiers_of_a_stack_are_trained_together_before_its_evaluations(tmp_path, monkeypatch):
-    from mvae_cli.engine.loop import train
     from mvae_cli.eval_config import EvalConfig
     from mvae_cli.evaluate import run_eval
     from mvae_cli.evaluate.baseline import baselines_path
     from mvae_cli.evaluate.run_eval import evaluate_run
-    from mvae_cli.recipe import resolve_recipe
-    from tests.helpers import make_dataset
 
     monkeypatch.chdir(tmp_path)
-    data = make_dataset(tmp_path / "d.h5", sizes=(300, 60, 80))
-    runs = []
-    for seed in (0, 1):
-        run = tmp_path / f"run{seed}"
-        train(resolve_recipe(None, [f"data.path={data}", "epochs=1", "model.hidden=16", "model.latent_dim=3",
-                                    "supervision=0.2", f"seed={seed}"]), run)
-        runs.append(run)
+    data, runs = _tiny_runs(tmp_path, [(0.2, 0), (0.2, 1)])
     config = EvalConfig(particles=2, prior_samples=10)
     assert run_eval.precompute_baselines(runs, [config, config]) == 2
     assert run_eval.precompute_baselines(runs, [config, config]) == 0  # cached: nothing to do

@@ -41,8 +41,7 @@ def _problem(S, N, F, K, seed):
     x = torch.randn(S, N, F, generator=g, dtype=torch.float64)
     w = torch.randn(F, K, generator=g, dtype=torch.float64)
     y = (x @ w + torch.randn(S, N, K, generator=g, dtype=torch.float64)).argmax(dim=-1)
-    design = torch.cat([x, x.new_ones(S, N, 1)], dim=2)
-    return x, y, design, torch.nn.functional.one_hot(y, K).double()
+    return x, y, torch.cat([x, x.new_ones(S, N, 1)], dim=2)
 
 
 def _penalty(F, K):
@@ -53,9 +52,12 @@ def _penalty(F, K):
 
 def test_newton_reaches_the_optimum_where_the_loss_gradient_vanishes():
     S, N, F, K = 3, 400, 4, 3
-    _, _, design, onehot = _problem(S, N, F, K, 5)
-    theta = probe._newton(design, onehot, _penalty(F, K), probe.MAX_ITERATIONS).requires_grad_()
-    loss = probe._loss(design, theta, onehot, _penalty(F, K)).sum()
+    x, y, design = _problem(S, N, F, K, 5)
+    theta = probe._newton(design, y, _penalty(F, K), probe.MAX_ITERATIONS).requires_grad_()
+    # the loss written out by hand: mean cross entropy of x W + b plus l2 Σ W², summed over the problems
+    weight, bias = theta[:, :F], theta[:, F]
+    loss = sum(torch.nn.functional.cross_entropy(x[s] @ weight[s] + bias[s], y[s]) + probe.L2 * weight[s].pow(2).sum()
+               for s in range(S))
     (grad,) = torch.autograd.grad(loss, theta)
     assert float(grad.abs().max()) < 1e-9
 
@@ -63,17 +65,17 @@ def test_newton_reaches_the_optimum_where_the_loss_gradient_vanishes():
 def test_newton_and_lbfgs_find_the_same_optimum():
     # The optimum is unique up to one shift of every bias: compare the weights and the centred biases.
     S, N, F, K = 2, 500, 3, 4
-    x, y, design, onehot = _problem(S, N, F, K, 6)
-    newton = probe._newton(design, onehot, _penalty(F, K), probe.MAX_ITERATIONS)
+    _, y, design = _problem(S, N, F, K, 6)
+    newton = probe._newton(design, y, _penalty(F, K), probe.MAX_ITERATIONS)
     for s in range(S):
-        lbfgs = probe._lbfgs(x[s], y[s], K, probe.L2)
+        lbfgs = probe._lbfgs(design[s], y[s], _penalty(F, K))
         assert torch.allclose(newton[s, :F], lbfgs[:F], atol=1e-5)
         assert torch.allclose(newton[s, F] - newton[s, F].mean(), lbfgs[F] - lbfgs[F].mean(), atol=1e-5)
 
 
 def test_probes_fitted_at_once_predict_as_each_alone():
     S, N, F, K = 4, 300, 5, 3
-    x, y, _, _ = _problem(S, N, F, K, 7)
+    x, y, _ = _problem(S, N, F, K, 7)
     test = torch.randn(1000, F, dtype=torch.float64, generator=torch.Generator().manual_seed(8))
     together = probe.fit_linear_probes(x.float(), y, K)
     for s in range(S):
@@ -83,7 +85,7 @@ def test_probes_fitted_at_once_predict_as_each_alone():
 
 def test_a_large_probe_takes_lbfgs_and_agrees_with_newton(monkeypatch):
     S, N, F, K = 1, 600, 6, 3
-    x, y, _, _ = _problem(S, N, F, K, 9)
+    x, y, _ = _problem(S, N, F, K, 9)
     test = torch.randn(2000, F, dtype=torch.float64, generator=torch.Generator().manual_seed(10))
     newton = probe.fit_linear_probe(x[0], y[0], K)(test)
     monkeypatch.setattr(probe, "NEWTON_PARAMETERS", 1)
@@ -93,7 +95,7 @@ def test_a_large_probe_takes_lbfgs_and_agrees_with_newton(monkeypatch):
 
 def test_problems_solved_in_batches_within_the_memory_budget_give_the_same_probes(monkeypatch):
     S, N, F, K = 5, 200, 4, 3
-    x, y, _, _ = _problem(S, N, F, K, 11)
+    x, y, _ = _problem(S, N, F, K, 11)
     test = torch.randn(500, F, dtype=torch.float64, generator=torch.Generator().manual_seed(12))
     shared = x[0].expand(S, N, F)  # one feature matrix for every problem, as the fair probes pass it
     together = [p(test) for p in probe.fit_linear_probes(shared, y, K)]
