@@ -13,10 +13,12 @@ from mvae_cli.model.likelihoods import (
     ContinuousBernoulli,
     Gaussian,
     Laplace,
+    bernoulli_log_prob,
     build_likelihoods,
     continuous_bernoulli_log_norm,
     continuous_bernoulli_mean,
     parse_likelihood,
+    softplus_sum,
 )
 from mvae_cli.model.model import MultimodalVAE
 
@@ -46,6 +48,48 @@ def _integral_of_kernel(lam: torch.Tensor) -> torch.Tensor:
 def _logits(lambdas, dtype=torch.float64) -> torch.Tensor:
     lam = torch.tensor(lambdas, dtype=torch.float64)
     return (torch.log(lam) - torch.log1p(-lam)).to(dtype)
+
+
+def _bernoulli_reference(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Σ x log σ(l) + (1 − x) log σ(−l) per row, in float64 with torch's log-sigmoid."""
+    l, x = logits.double().flatten(1), x.double().flatten(1)
+    return (x * torch.nn.functional.logsigmoid(l) + (1 - x) * torch.nn.functional.logsigmoid(-l)).sum(1)
+
+
+@pytest.mark.parametrize("shape", [(3, 32, 32), (1, 28, 28), (5,), (1,)])  # groups of 64, 16 and 1 element
+def test_bernoulli_log_prob_and_its_gradient_equal_the_closed_form(shape):
+    """Logits from −200 to 200 (σ(±l) far below float32's smallest normal), grey levels and
+    exact 0/1 pixels: the float32 value within float32 rounding of the float64 log-sigmoid sum,
+    the gradient x − σ(l) times the row's weight, and the float64 path through gradcheck."""
+    g = torch.Generator().manual_seed(0)
+    R = 7
+    logits = torch.randn(R, *shape, generator=g, dtype=torch.float64) * 20
+    logits.view(R, -1)[:, 0] = torch.tensor([-200.0, -90.0, -1e-6, 0.0, 1e-6, 90.0, 200.0], dtype=torch.float64)
+    x = torch.rand(R, *shape, generator=g, dtype=torch.float64)
+    x.view(R, -1)[::2] = x.view(R, -1)[::2].round()
+    expected = _bernoulli_reference(logits, x)
+    lf = logits.float().requires_grad_()
+    got = bernoulli_log_prob(lf, x.float())
+    scale = (logits.abs() + 1).flatten(1).sum(1)  # the size of the terms summed
+    assert ((got.double() - expected).abs() <= 1e-6 * scale).all()
+    weights = torch.randn(R, generator=g)
+    got.backward(weights)
+    grad = (x - torch.sigmoid(logits)) * weights.double().view(-1, *[1] * len(shape))
+    torch.testing.assert_close(lf.grad.double(), grad, rtol=1e-5, atol=1e-6)
+    small = (logits[:3] / 20).requires_grad_()
+    assert torch.autograd.gradcheck(bernoulli_log_prob, (small, x[:3].clone().requires_grad_()))
+    torch.testing.assert_close(bernoulli_log_prob(logits, x), expected, rtol=1e-12, atol=1e-9)
+
+
+@pytest.mark.parametrize("consume", [False, True])
+def test_softplus_sum_equals_float64_softplus(consume):
+    g = torch.Generator().manual_seed(1)
+    for shape in [(4, 3072), (2, 3, 784), (6, 5), (9,)]:
+        logits = torch.randn(*shape, generator=g) * 40  # beyond ±88, where e^l overflows float32
+        expected = torch.nn.functional.softplus(logits.double()).sum(-1)
+        got = softplus_sum(logits.clone(), consume=consume)
+        assert got.shape == expected.shape
+        assert ((got.double() - expected).abs() <= 1e-6 * (logits.double().abs() + 1).sum(-1)).all()
 
 
 def test_continuous_bernoulli_log_normaliser_equals_numerical_integration():
