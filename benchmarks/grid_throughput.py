@@ -6,9 +6,9 @@ single-run step (`objective(model, batch, step)`, backward, fused Adam) for each
 Stacked: the engine's stacked step (`mvae_cli.engine.stack`: one batch of the N runs' batches, one
 forward and backward of the stacked networks, one fused Adam over the stacked parameters). Prints
 ms per step of all N runs, the ratio sequential / stacked, the stacked step's matmul floor (its
-matrix products, forward and backward, timed alone at their shapes on contiguous operands) with the
-step's ratio to it, and the stacked step's breakdown (host plan and batch assembly, forward,
-backward, optimiser).
+matrix products, forward and backward, timed alone at their shapes and strides) with the step's
+ratio to it, and the stacked step's breakdown (host plan and batch assembly, forward, backward,
+optimiser). The two are timed in turn, round after round; each one's best round counts.
 
     python benchmarks/grid_throughput.py [--nets quickstart,mnist] [--n 1,3,9,30] [--steps 30]
 
@@ -49,6 +49,7 @@ NETS = {
               {"model": {"latent_dim": 64, "hidden": 512}, "batch_size": 100}),
 }
 LEVELS = (0.01, 0.1, 1.0)
+ROUNDS = 6  # timing rounds of each variant, interleaved; the best round counts
 
 
 def _data(specs, n_rows: int, seed: int):
@@ -121,23 +122,24 @@ def run(nets: str, n: int, steps: int) -> dict:
                 parts[key] += (b - a) * 1000 / steps
 
     result = {"floor": gemm_floor(lambda: stack_step(False))}
-    for name, fn in (("sequential", sequential), ("stacked", lambda: stack_step(False))):
+    variants = (("sequential", sequential), ("stacked", lambda: stack_step(False)))
+    for _, fn in variants:
         for _ in range(3):
             fn()
-        best = float("inf")
-        for _ in range(2):
+    result.update({name: float("inf") for name, _ in variants})
+    for _ in range(ROUNDS):  # in turn, so that a slow spell of a shared machine slows each
+        for name, fn in variants:
             start = time.perf_counter()
-            for _ in range(steps):
+            for _ in range(max(1, steps // ROUNDS)):
                 fn()
-            best = min(best, (time.perf_counter() - start) * 1000 / steps)
-        result[name] = best
+            result[name] = min(result[name], (time.perf_counter() - start) * 1000 / max(1, steps // ROUNDS))
     for _ in range(steps):
         stack_step(True)
     result["parts"] = parts
     return result
 
 
-_PRODUCTS = {"mm", "addmm", "bmm", "baddbmm", "linear", "_mkldnn_linear", "mkldnn_linear"}
+_PRODUCTS = {"mm", "addmm", "bmm", "baddbmm", "linear", "_mkldnn_linear", "mkldnn_linear", "_linear_pointwise"}
 
 
 class _Products(TorchDispatchMode):
@@ -149,18 +151,18 @@ class _Products(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         if func.overloadpacket.__name__ in _PRODUCTS:
-            self.calls.append((func, [tuple(a.shape) if torch.is_tensor(a) else a for a in args]))
+            self.calls.append((func, [(tuple(a.shape), a.stride()) if torch.is_tensor(a) else a for a in args]))
         return func(*args, **(kwargs or {}))
 
 
 def gemm_floor(step) -> float:
-    """The stacked step's matrix products alone, at their shapes, on contiguous operands: ms (best of 5)."""
+    """The stacked step's matrix products alone, at their shapes and strides: ms (best of 5)."""
     recorder = _Products()
     with recorder:
         step()
     total = 0.0
     for func, shapes in recorder.calls:
-        args = [torch.randn(shape) if isinstance(shape, tuple) else shape for shape in shapes]
+        args = [torch.empty_strided(*shape).normal_() if isinstance(shape, tuple) else shape for shape in shapes]
         func(*args)
         best = float("inf")
         for _ in range(5):
@@ -177,7 +179,7 @@ def main() -> None:
     parser.add_argument("--n", default="1,3,9,30")
     parser.add_argument("--steps", type=int, default=30)
     args = parser.parse_args()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; ms per step of all N runs (best of 2 x {args.steps})")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; ms per step of all N runs (best of {ROUNDS} interleaved rounds of {max(1, args.steps // ROUNDS)})")
     print(f"{'nets':<11}{'N':>4}{'sequential':>12}{'stacked':>10}{'ratio':>8}{'floor':>8}{'/floor':>8}"
           "   stacked step: batch / forward / backward / adam")
     for nets in args.nets.split(","):

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextvars
 import copy
+import math
 
 import numpy as np
 import torch
@@ -115,13 +116,21 @@ def _stack_layers(nets: list[nn.Module]) -> nn.Module:
 _SEGMENT: contextvars.ContextVar = contextvars.ContextVar("stack_segment", default=None)
 
 
-def _segments(counts: np.ndarray) -> list[tuple[int, int, int]]:
+# What one more padded block costs a layer (about three more small products and the padding's
+# copies), in multiply-adds of the rows it saves: below it, splitting is slower than padding.
+SPLIT_MACS_PER_LAYER = 2_000_000
+
+
+def _segments(counts: np.ndarray, row_macs: float = math.inf, layers: int = 1) -> list[tuple[int, int, int]]:
     """Runs ``a:b`` padded to ``C`` rows each, ``[(a, b, C), ...]`` covering every run in order.
 
     One block of the largest count unless splitting where the counts jump (a run with more than
     1.5 × the smallest count of its block, plus 8, starts a new one) saves at least a quarter of the
-    padded rows: a stack of supervision levels then pads its sparse runs to their own size, at the
-    price of one more batched product per layer and block.
+    padded rows, and those rows' work (``row_macs`` multiply-adds a row, through ``layers``
+    layers) is worth more than the extra blocks' products (:data:`SPLIT_MACS_PER_LAYER` a layer and
+    block): a stack of supervision levels then pads its sparse runs to their own size in its large
+    networks (an image's), and pads them to the largest in its small ones (an attribute's, whose
+    rows cost less than the extra products' dispatch).
     """
     n = counts.size
     top = max(int(counts.max()) if n else 0, 1)
@@ -133,7 +142,8 @@ def _segments(counts: np.ndarray) -> list[tuple[int, int, int]]:
         low = c if low is None else min(low, c)
         high = max(high, c)
     blocks.append((a, n, max(high, 1)))
-    if len(blocks) == 1 or sum((b - a) * c for a, b, c in blocks) > 0.75 * n * top:
+    saved = n * top - sum((b - a) * c for a, b, c in blocks)
+    if len(blocks) == 1 or saved < 0.25 * n * top or saved * row_macs < SPLIT_MACS_PER_LAYER * layers * (len(blocks) - 1):
         return [(0, n, top)]
     return blocks
 
@@ -143,11 +153,11 @@ class _Layout:
     :func:`_segments`: block ``s`` takes the rows ``bounds[s]:bounds[s + 1]`` of the input, run
     ``r`` of it padded to the block's C rows."""
 
-    def __init__(self, runs: np.ndarray, n: int, device):
+    def __init__(self, runs: np.ndarray, n: int, device, row_macs: float = math.inf, layers: int = 1):
         if runs.size and np.any(np.diff(runs) < 0):
             raise ValueError("the rows of a stacked network must be ordered run after run")
         counts = np.bincount(runs, minlength=n)
-        self.segments = _segments(counts)
+        self.segments = _segments(counts, row_macs, layers)
         ends = np.cumsum(counts)
         self.bounds, self.positions = [0], []
         for a, b, c in self.segments:
@@ -185,9 +195,11 @@ class StackedNet(nn.Module):
         super().__init__()
         self.n = len(nets)
         self.inner = _stack_layers(nets)
+        shapes = [m.weight.shape[1:] for m in self.inner.modules() if isinstance(m, StackedLinear)]
+        self.row_macs, self.layers = sum(i * o for i, o in shapes), len(shapes)  # a row's multiply-adds
 
     def forward(self, x: torch.Tensor):
-        layout = _Layout(_row_runs(x.shape[0]), self.n, x.device)
+        layout = _Layout(_row_runs(x.shape[0]), self.n, x.device, self.row_macs, self.layers)
         splits = None
         if len(layout.segments) > 1:  # each layer's weights split once (one concatenation in the backward)
             runs = [b - a for a, b, _ in layout.segments]

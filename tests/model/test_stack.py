@@ -134,6 +134,9 @@ def test_runs_of_very_different_counts_are_padded_in_blocks_of_their_own():
     assert _segments(np.array([40, 4, 40])) == [(0, 1, 40), (1, 2, 4), (2, 3, 40)]
     assert _segments(np.array([10, 12, 9])) == [(0, 3, 12)]  # close counts: one block
     assert _segments(np.array([30, 30, 20])) == [(0, 3, 30)]  # splitting would save too little
+    # rows that cost little (an attribute's small network) are cheaper padded than split
+    assert _segments(np.array([40, 4, 40]), row_macs=5_000, layers=3) == [(0, 3, 40)]
+    assert _segments(np.array([400, 40, 400]), row_macs=200_000, layers=3) == [(0, 1, 400), (1, 2, 40), (2, 3, 400)]
     runs = np.array([0] * 40 + [1] * 4 + [2] * 39)
     layout = _Layout(runs, 3, "cpu")
     x = torch.arange(83.0).unsqueeze(1)
