@@ -64,10 +64,16 @@ def bernoulli_log_prob(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     Returns:
         ``[R]``.
     """
-    if x.dtype != logits.dtype:  # in the wider of the two, as torch's own binary ops promote
-        dtype = torch.promote_types(logits.dtype, x.dtype) if x.is_floating_point() else logits.dtype
-        logits, x = logits.to(dtype), x.to(dtype)
-    return _BernoulliLogProb.apply(logits, x)
+    dtype = _at_least_float32(logits.dtype)
+    if x.is_floating_point():  # in the wider of the two, as torch's own binary ops promote
+        dtype = torch.promote_types(dtype, x.dtype)
+    return _BernoulliLogProb.apply(logits.to(dtype), x.to(dtype))
+
+
+def _at_least_float32(dtype: torch.dtype) -> torch.dtype:
+    """Half precisions are summed in float32: a product of 64 values needs float32's mantissa
+    (and float16's range ends above 2⁻⁶⁴)."""
+    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
 
 
 # σ(|l|) ≥ ½, so a product of this many is ≥ 2⁻⁶⁴ (a normal float32, and bfloat16's range).
@@ -126,6 +132,8 @@ def softplus_sum(logits: torch.Tensor, consume: bool = False) -> torch.Tensor:
     log1p, several times slower on CPU than a sigmoid and a log of products. Where the logits may
     be overwritten (``consume``), their absolute values are taken in place.
     """
+    if logits.dtype != _at_least_float32(logits.dtype):
+        logits, consume = logits.float(), True  # a float32 copy of half-precision logits
     positive = logits.clamp_min(0.0).sum(dim=-1)
     a = logits.abs_() if consume and logits.is_contiguous() else logits.abs()
     return positive.sub_(_log_sigmoid_abs_sum(a.reshape(-1, a.shape[-1])).view(positive.shape))

@@ -81,6 +81,21 @@ def test_bernoulli_log_prob_and_its_gradient_equal_the_closed_form(shape):
     torch.testing.assert_close(bernoulli_log_prob(logits, x), expected, rtol=1e-12, atol=1e-9)
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_logits_are_summed_in_float32(dtype):
+    """Products of 64 values need float32 (and float16 cannot hold 2⁻⁶⁴): half-precision logits
+    give the float32 result of the same rounded logits."""
+    g = torch.Generator().manual_seed(2)
+    logits = (torch.randn(4, 3072, generator=g) * 3).to(dtype)
+    x = torch.rand(4, 3072, generator=g).round()
+    expected = _bernoulli_reference(logits.float(), x)
+    got = bernoulli_log_prob(logits, x.to(dtype))
+    assert got.dtype == torch.float32
+    assert ((got.double() - expected).abs() <= 1e-6 * (logits.double().abs() + 1).sum(1)).all()
+    sp = softplus_sum(logits.clone(), consume=True)
+    torch.testing.assert_close(sp.double(), torch.nn.functional.softplus(logits.double()).sum(-1), rtol=1e-6, atol=1e-3)
+
+
 @pytest.mark.parametrize("consume", [False, True])
 def test_softplus_sum_equals_float64_softplus(consume):
     g = torch.Generator().manual_seed(1)
