@@ -127,12 +127,13 @@ def run(nets: str, n: int, steps: int) -> dict:
         for _ in range(3):
             fn()
     result.update({name: float("inf") for name, _ in variants})
+    calls = max(1, steps // ROUNDS)
     for _ in range(ROUNDS):  # in turn, so that a slow spell of a shared machine slows each
         for name, fn in variants:
             start = time.perf_counter()
-            for _ in range(max(1, steps // ROUNDS)):
+            for _ in range(calls):
                 fn()
-            result[name] = min(result[name], (time.perf_counter() - start) * 1000 / max(1, steps // ROUNDS))
+            result[name] = min(result[name], (time.perf_counter() - start) * 1000 / calls)
     for _ in range(steps):
         stack_step(True)
     result["parts"] = parts

@@ -178,8 +178,8 @@ def precompute_baselines(run_dirs: Sequence[Path], configs: Sequence[EvalConfig]
         later = []
         for shared, members in waiting:
             key = hashlib.sha256(shared.encode()).hexdigest()[:16]
-            path = members[0][1]
-            with exclusive_lock(baselines_path(path).with_name(f"{baselines_path(path).name}.{key}"), wait) as held:
+            cache = baselines_path(members[0][1])
+            with exclusive_lock(cache.with_name(f"{cache.name}.{key}"), wait) as held:
                 if not held:
                     later.append((shared, members))
                     continue

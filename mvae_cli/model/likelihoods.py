@@ -81,7 +81,7 @@ _PRODUCT_OF = 64
 
 
 def _log_sigmoid_abs_sum(a: torch.Tensor) -> torch.Tensor:
-    """Σ log σ(a) over the last dimension of ``a = |l| [R, P]``, which it overwrites.
+    """Σ log σ(a) over the last dimension of ``a = |l| [..., P]`` (contiguous), which it overwrites.
 
     One log per group of up to 64 elements, of the group's product (≥ 2⁻⁶⁴: no underflow); the
     product's rounding, under 64 ulp, is a log error below 4e-6 a group, the size of the float32
@@ -136,7 +136,7 @@ def softplus_sum(logits: torch.Tensor, consume: bool = False) -> torch.Tensor:
         logits, consume = logits.float(), True  # a float32 copy of half-precision logits
     positive = logits.clamp_min(0.0).sum(dim=-1)
     a = logits.abs_() if consume and logits.is_contiguous() else logits.abs()
-    return positive.sub_(_log_sigmoid_abs_sum(a.reshape(-1, a.shape[-1])).view(positive.shape))
+    return positive.sub_(_log_sigmoid_abs_sum(a))
 
 
 def continuous_bernoulli_log_norm(logits: torch.Tensor) -> torch.Tensor:
