@@ -37,7 +37,7 @@ from mvae_cli.data.format import ModalitySpec
 from mvae_cli.engine.run import build_model
 from mvae_cli.engine.loop import build_objective
 from mvae_cli.model.rows import stack_batches, with_host_mask
-from mvae_cli.model.stack import stack_models, stacked_parameters
+from mvae_cli.model.stack import stack_models
 from mvae_cli.recipe import recipe_from_dict
 
 NETS = {
@@ -102,7 +102,7 @@ def run(nets: str, n: int, steps: int) -> dict:
             optimizers[r].step()
 
     stacked = stack_models(models)
-    opt = torch.optim.Adam([p for p, _, _ in stacked_parameters(stacked, models)], lr=1e-3, fused=True)
+    opt = torch.optim.Adam(stacked.parameters(), lr=1e-3, fused=True)
     streams = [(torch.Generator().manual_seed(r), np.random.RandomState(r)) for r in range(n)]
     parts = {"batch": 0.0, "forward": 0.0, "backward": 0.0, "adam": 0.0}
 

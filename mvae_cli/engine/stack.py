@@ -190,28 +190,33 @@ class _Stack:
         models = [s.model for s in sessions]
         self.model = stack_models(models).to(sessions[0].device)
         self.model.train()
-        self.pairs = stacked_parameters(self.model, models)
-        if len(self.pairs) != len(list(self.model.parameters())):
+        self.shares = stacked_parameters(self.model)
+        params = list({id(share.stacked): share.stacked for share in self.shares}.values())
+        if {id(p) for p in params} != {id(p) for p in self.model.parameters()}:
             raise ValueError("a stacked parameter has no runs' parameters to carry its state")
-        self.optimizer = torch.optim.Adam([p for p, _, _ in self.pairs], lr=sessions[0].recipe.lr, fused=True)
-        for stacked, own, transposed in self.pairs:
-            states = [s.optimizer.state.get(p) for s, p in zip(sessions, own)]
+        self.optimizer = torch.optim.Adam(params, lr=sessions[0].recipe.lr, fused=True)
+        for p in params:
+            held = [(share, r, s.model.get_parameter(share.name), s.optimizer)
+                    for share in self.shares if share.stacked is p for r, s in enumerate(sessions)]
+            states = [optimizer.state.get(own) for _, _, own, optimizer in held]
             if all(states):
-                layout = (lambda t: t.t()) if transposed else (lambda t: t)
-                self.optimizer.state[stacked] = {
-                    "step": states[0]["step"].clone(),
-                    **{key: torch.stack([layout(st[key]) for st in states]).contiguous() for key in _MOMENTS}}
+                state = {"step": states[0]["step"].clone()}
+                for key in _MOMENTS:  # what a grouped parameter pads with stays 0 (its gradients are 0)
+                    state[key] = torch.zeros_like(p)
+                    for (share, r, own, _), st in zip(held, states):
+                        share.part(state[key], r, own).copy_(st[key])
+                self.optimizer.state[p] = state
 
     def copy_out(self, r: int) -> None:
         """Member ``r``'s weights and Adam state back into its own model and optimiser."""
         s = self.members[r].session
         unstack_into(self.model, r, s.model)
-        for stacked, own, transposed in self.pairs:
-            state = self.optimizer.state.get(stacked)
+        for share in self.shares:
+            state = self.optimizer.state.get(share.stacked)
             if state:
-                layout = (lambda t: t.t()) if transposed else (lambda t: t)
-                s.optimizer.state[own[r]] = {"step": state["step"].clone(),
-                                             **{key: layout(state[key][r]).contiguous() for key in _MOMENTS}}
+                own = s.model.get_parameter(share.name)
+                s.optimizer.state[own] = {"step": state["step"].clone(),
+                                          **{key: share.part(state[key], r, own).contiguous() for key in _MOMENTS}}
 
 
 def _train_group(members: dict[int, _Member], results: list) -> None:

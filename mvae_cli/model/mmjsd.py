@@ -28,6 +28,8 @@ class MMJSD(MultimodalVAE):
         (the rest as :class:`~mvae_cli.model.model.MultimodalVAE`)
     """
 
+    plain_decoders = False  # each decoder sees its own part of z
+
     def __init__(self, specs, latent_dim, hidden=512, image_net="mlp", weights=None, likelihoods=None,
                  private_dim: int = 4):
         super().__init__(specs, latent_dim + private_dim, hidden, image_net, weights, likelihoods, fusion="moe", name="mmjsd")

@@ -17,7 +17,8 @@ from mvae_cli.model.fusion import ANY_FAMILY, FUSIONS
 from mvae_cli.model.likelihoods import build_likelihoods
 from mvae_cli.model.nets import build_decoder, build_encoder
 from mvae_cli.model.posterior import FAMILIES, DiagonalGaussian
-from mvae_cli.model.rows import computing, host_mask, where
+from mvae_cli.model.rows import computing, host_mask, index
+from mvae_cli.model.stack import group_rows, net_groups, run_group
 
 
 class _Defaulted:
@@ -145,6 +146,10 @@ class MultimodalVAE(ExpertPosterior, nn.Module):
         name: the model's name in the model table (:mod:`mvae_cli.zoo`), in messages and run.json.
     """
 
+    # decode(name, z) is decoders[name](z), log_prob the likelihood's: a stack may compute like
+    # decoders of several modalities as one group (mvae_cli.model.stack.NetGroup)
+    plain_decoders = True
+
     def __init__(self, specs: list[ModalitySpec], latent_dim: int, hidden: int = 512,
                  image_net: str = "mlp", weights: dict[str, float] | None = None,
                  likelihoods: dict[str, str] | None = None, fusion: str = "poe",
@@ -183,26 +188,31 @@ class MultimodalVAE(ExpertPosterior, nn.Module):
             ``(mu, logvar)``, each ``[B, M, D]`` (D = ``expert_dim``); rows a modality does not show are zeros
             (finite, and ignored by the product of experts through the mask).
         """
-        mus, logvars = [], []
         shown = host_mask(batch, mask)  # the rows are found on the host: no device sync
-        for j, name in enumerate(self.names):
-            rows = where(shown[:, j], mask.device)
-            if name not in self.encoders:  # a modality the model does not infer from (the VAE's y)
-                mu = logvar = torch.zeros(mask.shape[0], self.expert_dim, device=mask.device)
-            elif rows is None:
-                with computing(batch, None):
-                    mu, logvar = self.encoders[name](batch[name])
-            elif rows.numel() == 0:  # nobody shows this modality: its expert is dropped anyway
-                mu = logvar = torch.zeros(mask.shape[0], self.expert_dim, device=mask.device)
-            else:
-                with computing(batch, np.flatnonzero(shown[:, j])):
-                    mu_rows, logvar_rows = self.encoders[name](batch[name][rows])
-                shape = (mask.shape[0], self.expert_dim)
-                mu = mu_rows.new_zeros(shape).index_copy(0, rows, mu_rows)
-                logvar = logvar_rows.new_zeros(shape).index_copy(0, rows, logvar_rows)
-            mus.append(mu)
-            logvars.append(logvar)
-        return torch.stack(mus, dim=1), torch.stack(logvars, dim=1)
+        B, M = shown.shape
+        parts, slots = [], []  # each network's (mu, logvar) rows, and where they go in [B·M]
+        for names in net_groups(self.encoders, [n for n in self.names if n in self.encoders]):
+            columns = [self.names.index(n) for n in names]
+            rows = [np.flatnonzero(shown[:, j]) for j in columns]  # nobody shows it: its expert is dropped anyway
+            if not any(r.size for r in rows):
+                continue
+            if len(names) == 1:
+                whole = rows[0].size == B
+                with computing(batch, None if whole else rows[0]):
+                    parts.append(self.encoders[names[0]](
+                        batch[names[0]] if whole else group_rows(batch, names, rows, mask.device)))
+            else:  # like networks of a stack, in one call (mvae_cli.model.stack.NetGroup)
+                parts.append(run_group(self.encoders, names, batch, group_rows(batch, names, rows, mask.device), rows))
+            slots.append(np.concatenate([r * M + j for r, j in zip(rows, columns)]))
+        if not parts:
+            zeros = torch.zeros(B, M, self.expert_dim, device=mask.device)
+            return zeros, zeros
+        at = index(np.concatenate(slots), mask.device)
+        # a modality not shown (or without an encoder: the VAE's y) has zeros, finite and masked out of the fusion
+        out = []
+        for values in (torch.cat(p) for p in zip(*parts)):  # the mus, then the logvars
+            out.append(values.new_zeros(B * M, values.shape[-1]).index_copy(0, at, values).view(B, M, -1))
+        return out[0], out[1]
 
     def inference_modules(self) -> list[nn.Module]:
         """The inference networks (Table 1 counts their parameters)."""

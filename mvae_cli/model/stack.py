@@ -26,13 +26,15 @@ from __future__ import annotations
 import contextvars
 import copy
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
+from mvae_cli.model.likelihoods import Categorical
 from mvae_cli.model.nets import CategoricalEncoder, MLPDecoder, MLPEncoder
-from mvae_cli.model.rows import current_row_runs, index
+from mvae_cli.model.rows import current_row_runs, index, run_of
 
 # parameter-free layers that act on each row alone
 _ROW_WISE = (nn.SiLU, nn.ReLU, nn.Tanh, nn.Sigmoid, nn.Identity, nn.Flatten, nn.Unflatten, nn.ELU, nn.LeakyReLU,
@@ -199,7 +201,11 @@ class StackedNet(nn.Module):
         self.row_macs, self.layers = sum(i * o for i, o in shapes), len(shapes)  # a row's multiply-adds
 
     def forward(self, x: torch.Tensor):
-        layout = _Layout(_row_runs(x.shape[0]), self.n, x.device, self.row_macs, self.layers)
+        return self.rows(x, _row_runs(x.shape[0]))
+
+    def rows(self, x: torch.Tensor, runs: np.ndarray):
+        """The networks on ``x``, row ``i`` computed by network ``runs[i]`` (host, ordered)."""
+        layout = _Layout(runs, self.n, x.device, self.row_macs, self.layers)
         splits = None
         if len(layout.segments) > 1:  # each layer's weights split once (one concatenation in the backward)
             runs = [b - a for a, b, _ in layout.segments]
@@ -219,10 +225,6 @@ class StackedNet(nn.Module):
             return tuple(torch.cat(parts) for parts in zip(*outs))
         return torch.cat(outs)
 
-    def unstack(self, r: int, net: nn.Module) -> None:
-        """Copy run ``r``'s weights into ``net`` (its architecture)."""
-        _copy_out(self.inner, r, net)
-
 
 class StackedCategoricalEncoder(StackedNet):
     """N :class:`~mvae_cli.model.nets.CategoricalEncoder`: each run's network on its C class rows once,
@@ -235,68 +237,210 @@ class StackedCategoricalEncoder(StackedNet):
         self.embed = nn.Parameter(torch.stack([net.embed.weight.detach() for net in nets]))  # [N, C, hidden]
         self.net = _stack_layers([net.net for net in nets])
 
-    def forward(self, x: torch.Tensor):
-        runs = _row_runs(x.shape[0])
+    def rows(self, x: torch.Tensor, runs: np.ndarray):
         table = self.net(self.embed.reshape(-1, self.embed.shape[-1]))  # [N·C, 2D]
         rows = index(runs * self.classes, x.device) + x.long()
         return table.index_select(0, rows).chunk(2, dim=-1)
 
-    def unstack(self, r: int, net: nn.Module) -> None:
-        with torch.no_grad():
-            net.embed.weight.copy_(self.embed[r])
-        _copy_out(self.net, r, net.net)
 
 
-def _copy_out(stacked: nn.Module, r: int, net: nn.Module) -> None:
+# --- Modalities grouped: one stacked network for the like networks of several modalities ------------------
+
+# The logit a grouped decoder gives the classes its modality lacks: exp(PAD_LOGIT − max) is exactly 0
+# in float32, so on its own classes the padded network's softmax, log-likelihood and every gradient
+# are the unpadded one's (and the padding's own gradients are 0: Adam leaves it as it is).
+PAD_LOGIT = -1e9
+
+
+def _width(net: nn.Module) -> int:
+    """The classes of a categorical encoder, the outputs of a (flat) decoder."""
+    return net.embed.num_embeddings if isinstance(net, CategoricalEncoder) else net.net[-1].out_features
+
+
+def _padded(net: nn.Module, width: int) -> nn.Module:
+    """A copy of ``net`` for ``width`` classes: a categorical encoder's embedding with zero rows for the
+    classes it lacks (never looked up), a decoder's last layer with outputs for them at
+    :data:`PAD_LOGIT` (zero weights). On its own classes it computes what ``net`` does."""
+    net = copy.deepcopy(net)
+    if _width(net) == width:
+        return net
     with torch.no_grad():
-        for name, module in stacked.named_modules():
-            if isinstance(module, StackedLinear):
-                target = net.get_submodule(name)
-                target.weight.copy_(module.weight[r].t())
-                if module.bias is not None:
-                    target.bias.copy_(module.bias[r])
+        if isinstance(net, CategoricalEncoder):
+            old = net.embed
+            net.embed = nn.Embedding(width, old.embedding_dim).to(old.weight)
+            net.embed.weight.zero_()[:old.num_embeddings] = old.weight
+        else:
+            old = net.net[-1]
+            new = nn.Linear(old.in_features, width).to(old.weight)
+            new.weight.zero_()[:old.out_features] = old.weight
+            new.bias.fill_(PAD_LOGIT)[:old.out_features] = old.bias
+            net.net[-1] = new
+            net.out_shape = (width,)
+    return net
+
+
+def _group_key(model: nn.Module, table: str, name: str):
+    """Networks of equal keys compute as one group (:class:`NetGroup`): categorical encoders of one
+    shape, whatever their classes; flat decoders of one shape but their outputs, each scored by a
+    categorical likelihood, in a model whose ``decode(name, z)`` is ``decoders[name](z)`` and whose
+    ``log_prob`` is its likelihood's (``plain_decoders``). None: alone."""
+    net = getattr(model, table)[name]
+
+    def layers(seq):
+        return tuple((type(m).__name__, tuple(m.weight.shape) if isinstance(m, nn.Linear) else ()) for m in seq)
+
+    if table == "encoders" and type(net) is CategoricalEncoder:
+        return "categorical", net.embed.embedding_dim, layers(net.net)
+    if (table == "decoders" and type(net) is MLPDecoder and len(net.out_shape) == 1
+            and name in getattr(model, "likelihoods", {}) and isinstance(model.likelihoods[name], Categorical)
+            and getattr(model, "plain_decoders", False)):
+        shape = layers(net.net)
+        return "flat", shape[:-1], shape[-1][1][1]  # the last layer's input width (its outputs may differ)
+    return None
+
+
+class NetGroup(nn.Module):
+    """The like networks of G modalities (:func:`_group_key`), N runs each, as one stacked network of
+    G·N runs: run r of member g is run g·N + r, its classes padded to the most any member has
+    (:func:`_padded`). A step then computes the G modalities' rows in one batched product a layer,
+    not G (the quick start's five attributes: a fifth of the small products and their dispatch)."""
+
+    def __init__(self, table: str, names: list[str], nets: list[list[nn.Module]]):
+        super().__init__()
+        self.table, self.names, self.n = table, list(names), len(nets[0])
+        self.widths = [_width(own[0]) for own in nets]
+        padded = [_padded(net, max(self.widths)) for own in nets for net in own]
+        self.pads_output = not isinstance(padded[0], CategoricalEncoder)
+        self.net = (StackedNet if self.pads_output else StackedCategoricalEncoder)(padded)
+
+    def rows(self, x: torch.Tensor, runs: np.ndarray):
+        return self.net.rows(x, runs)
+
+
+class _GroupMember(nn.Module):
+    """Member ``g`` of a :class:`NetGroup` as a network of its own: a call on its rows alone, its
+    outputs cut to its own classes."""
+
+    def __init__(self, group: NetGroup, g: int):
+        super().__init__()
+        self.__dict__["group"] = group  # not a submodule: the group's parameters are the stacked model's once
+        self.g = g
+
+    def forward(self, x: torch.Tensor):
+        out = self.group.rows(x, _row_runs(x.shape[0]) + self.g * self.group.n)
+        return out[:, :self.group.widths[self.g]] if self.group.pads_output else out
 
 
 def stack_models(models: list[nn.Module]) -> nn.Module:
     """One model computing the N runs of ``models`` (one architecture, :func:`stack_reason` None)
-    on a stacked batch: a copy of ``models[0]`` whose encoders and decoders are stacked networks."""
+    on a stacked batch: a copy of ``models[0]`` whose encoders and decoders are stacked networks,
+    those of like modalities grouped (``stacked.groups``, :class:`NetGroup`)."""
     why = stack_reason(models[0])
     if why:
         raise ValueError(f"{type(models[0]).__name__} does not stack: {why}")
     stacked = copy.deepcopy(models[0])
+    groups = []
     for table in ("encoders", "decoders"):
-        for key in getattr(stacked, table):
-            nets = [getattr(model, table)[key] for model in models]
-            kind = StackedCategoricalEncoder if isinstance(nets[0], CategoricalEncoder) else StackedNet
-            getattr(stacked, table)[key] = kind(nets)
+        nets = {key: [getattr(model, table)[key] for model in models] for key in getattr(stacked, table)}
+        alike: dict = {}
+        for key in nets:
+            group_key = _group_key(models[0], table, key)
+            if group_key is not None:
+                alike.setdefault(group_key, []).append(key)
+        members = {}
+        for keys in alike.values():
+            if len(keys) > 1:
+                groups.append(NetGroup(table, keys, [nets[key] for key in keys]))
+                members.update({key: _GroupMember(groups[-1], g) for g, key in enumerate(keys)})
+        for key, own in nets.items():
+            kind = StackedCategoricalEncoder if isinstance(own[0], CategoricalEncoder) else StackedNet
+            getattr(stacked, table)[key] = members[key] if key in members else kind(own)
+    stacked.groups = nn.ModuleList(groups)
     stacked.stack_size = len(models)
     return stacked
 
 
-def unstack_into(stacked: nn.Module, r: int, model: nn.Module) -> None:
-    """Copy run ``r``'s weights of ``stacked`` into ``model`` (one of the models it was stacked from)."""
-    for table in ("encoders", "decoders"):
-        for key, net in getattr(stacked, table).items():
-            net.unstack(r, getattr(model, table)[key])
+def net_groups(table: nn.ModuleDict, names: list[str]) -> list[list[str]]:
+    """``names`` as their networks compute: the members of a :class:`NetGroup` together (in the
+    group's order, where its first member comes), every other name alone."""
+    out, seen = [], set()
+    for name in names:
+        net = table[name] if name in table else None
+        if not isinstance(net, _GroupMember):
+            out.append([name])
+        elif id(net.group) not in seen:
+            seen.add(id(net.group))
+            out.append([n for n in net.group.names if n in names])
+    return out
 
 
-def stacked_parameters(stacked: nn.Module, models: list[nn.Module]) -> list[tuple[torch.Tensor, list[torch.Tensor], bool]]:
-    """Each stacked parameter ``[N, ...]`` with the N runs' own parameters it holds and whether it
-    holds them transposed (a linear layer's weight), in a fixed order (for carrying optimiser state
-    between the stack and the runs)."""
-    pairs = []
-    for table in ("encoders", "decoders"):
-        for key, net in getattr(stacked, table).items():
-            own = [getattr(model, table)[key] for model in models]
-            if isinstance(net, StackedCategoricalEncoder):
-                pairs.append((net.embed, [o.embed.weight for o in own], False))
-                inner, own = net.net, [o.net for o in own]
-            else:
-                inner = net.inner
+def run_group(table: nn.ModuleDict, names: list[str], batch: dict, x: torch.Tensor, examples: list[np.ndarray]):
+    """The networks of ``names`` (a group of :func:`net_groups`, two or more) in one call on their rows:
+    ``x`` holds the rows of ``names[0]``, then those of ``names[1]``, ...; ``examples[i]`` (host) is
+    the example in ``batch`` of each row of ``names[i]``. A decoder group's outputs are padded to
+    its widest member (:data:`PAD_LOGIT`)."""
+    group = table[names[0]].group
+    runs = [run_of(batch, e) + group.names.index(name) * group.n for name, e in zip(names, examples)]
+    return group.rows(x, np.concatenate(runs))
+
+
+def group_rows(batch: dict, names: list[str], examples: list[np.ndarray], device) -> torch.Tensor:
+    """The values of ``names`` at ``examples`` (host, one array per name), one name's after another's."""
+    if len(names) == 1:
+        return batch[names[0]].index_select(0, index(examples[0], device))
+    B = batch[names[0]].shape[0]
+    return torch.cat([batch[n] for n in names]).index_select(
+        0, index(np.concatenate([e + g * B for g, e in enumerate(examples)]), device))
+
+
+@dataclass(eq=False, frozen=True)
+class Share:
+    """Where a run's own parameter ``name`` (in its model) lives in a stacked parameter: run r's in
+    ``stacked[offset + r]``, cut to the own parameter's shape, transposed for a linear layer's weight."""
+
+    stacked: nn.Parameter
+    name: str
+    transposed: bool
+    offset: int = 0
+
+    def part(self, t: torch.Tensor, r: int, own: torch.Tensor) -> torch.Tensor:
+        """The view of ``t`` (shaped as ``stacked``: the weights, a gradient, an Adam moment) that holds
+        run ``r``'s ``own``, in ``own``'s layout."""
+        shape = own.shape[::-1] if self.transposed else own.shape
+        view = t[self.offset + r][tuple(slice(0, s) for s in shape)]
+        return view.t() if self.transposed else view
+
+
+def stacked_parameters(stacked: nn.Module) -> list[Share]:
+    """Every run's parameters in the stacked model (for copying weights and optimiser state between
+    the stack and the runs), in a fixed order; a grouped parameter holds several of each run's."""
+    shares = []
+
+    def add(net: nn.Module, prefixes: list[str]) -> None:
+        n = net.n // len(prefixes)
+        categorical = isinstance(net, StackedCategoricalEncoder)
+        inner, path = (net.net, "net.") if categorical else (net.inner, "")
+        for g, prefix in enumerate(prefixes):
+            if categorical:
+                shares.append(Share(net.embed, f"{prefix}.embed.weight", False, g * n))
             for name, module in inner.named_modules():
                 if isinstance(module, StackedLinear):
-                    targets = [o.get_submodule(name) for o in own]
-                    pairs.append((module.weight, [t.weight for t in targets], True))
+                    shares.append(Share(module.weight, f"{prefix}.{path}{name}.weight", True, g * n))
                     if module.bias is not None:
-                        pairs.append((module.bias, [t.bias for t in targets], False))
-    return pairs
+                        shares.append(Share(module.bias, f"{prefix}.{path}{name}.bias", False, g * n))
+
+    for table in ("encoders", "decoders"):
+        for key, net in getattr(stacked, table).items():
+            if not isinstance(net, _GroupMember):
+                add(net, [f"{table}.{key}"])
+    for group in getattr(stacked, "groups", ()):
+        add(group.net, [f"{group.table}.{key}" for key in group.names])
+    return shares
+
+
+def unstack_into(stacked: nn.Module, r: int, model: nn.Module) -> None:
+    """Copy run ``r``'s weights of ``stacked`` into ``model`` (one of the models it was stacked from)."""
+    with torch.no_grad():
+        for share in stacked_parameters(stacked):
+            own = model.get_parameter(share.name)
+            own.copy_(share.part(share.stacked, r, own))

@@ -12,7 +12,8 @@ import torch
 from mvae_cli.model.poe import gaussian_kl_per_unit
 from mvae_cli.model.posterior import DiagonalGaussian
 from mvae_cli.model.protocol import Model
-from mvae_cli.model.rows import as_device, computing, host, index, normal_noise, run_starts, where
+from mvae_cli.model.rows import as_device, computing, host, index, normal_noise, run_starts
+from mvae_cli.model.stack import group_rows, net_groups, run_group
 from mvae_cli.objectives.regularize import free_bits_kl
 
 
@@ -52,22 +53,33 @@ def decode_log_lik(model: Model, batch: dict[str, torch.Tensor], z: torch.Tensor
         ``(weighted [R], per-modality unweighted [R, M])``, zero where a modality is not a target.
     """
     targets = host(targets)
-    columns = []
-    for j, name in enumerate(model.names):
-        rows = where(targets[:, j], z.device)
-        if rows is None:
-            with computing(batch, example_host):
-                params = model.decode(name, z)
-            ll = model.log_prob(name, params.float(), batch[name][example])
-        elif rows.numel() == 0:
-            ll = z.new_zeros(z.shape[0])
-        else:
-            with computing(batch, None if example_host is None else example_host[targets[:, j]]):
-                params = model.decode(name, z[rows])
-            ll_rows = model.log_prob(name, params.float(), batch[name][example[rows]])
-            ll = ll_rows.new_zeros(z.shape[0]).index_copy(0, rows, ll_rows)
-        columns.append(ll)
-    log_lik = torch.stack(columns, dim=1)
+    R, M = targets.shape
+    parts, slots = [], []  # each decoder's log-likelihood rows, and where they go in [R·M]
+    for names in net_groups(model.decoders, model.names):
+        columns = [model.names.index(n) for n in names]
+        rows = [np.flatnonzero(targets[:, j]) for j in columns]
+        if not any(r.size for r in rows):
+            continue
+        if len(names) == 1:
+            whole = rows[0].size == R
+            at = None if whole else index(rows[0], z.device)
+            with computing(batch, example_host if whole or example_host is None else example_host[rows[0]]):
+                params = model.decode(names[0], z if whole else z[at])
+            x = batch[names[0]][example if whole else example[at]]
+        else:  # like decoders of a stack, in one call (mvae_cli.model.stack.NetGroup), padded to the widest
+            if example_host is None:
+                raise RuntimeError("a stack's grouped decoders need the examples of their rows on the host")
+            examples = [example_host[r] for r in rows]
+            params = run_group(model.decoders, names, batch, z.index_select(0, index(np.concatenate(rows), z.device)),
+                               examples)
+            x = group_rows(batch, names, examples, z.device)
+        parts.append(model.log_prob(names[0], params.float(), x))
+        slots.append(np.concatenate([r * M + j for r, j in zip(rows, columns)]))
+    if parts:
+        values = torch.cat(parts)
+        log_lik = values.new_zeros(R * M).index_copy(0, index(np.concatenate(slots), z.device), values).view(R, M)
+    else:
+        log_lik = z.new_zeros(R, M)
     if weights is None:
         weights = torch.tensor(model.weights, device=log_lik.device, dtype=log_lik.dtype)
     else:

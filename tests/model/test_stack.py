@@ -78,10 +78,10 @@ def test_stack_equals_each_run_alone(name, sizes, keeps):
         assert float(losses[r].detach()) == pytest.approx(alone[r][0], rel=1e-5)
         for key, value in alone[r][1].items():
             assert float(terms[key][r].detach()) == pytest.approx(value, rel=1e-5, abs=1e-6), key
-    for stacked_p, own, transposed in stacked_parameters(stacked, models):
+    for share in stacked_parameters(stacked):
         for r in range(n):
-            grad = stacked_p.grad[r].t() if transposed else stacked_p.grad[r]
-            torch.testing.assert_close(grad, own[r].grad, rtol=1e-5, atol=1e-6)
+            own = models[r].get_parameter(share.name)
+            torch.testing.assert_close(share.part(share.stacked.grad, r, own), own.grad, rtol=1e-5, atol=1e-6)
 
 
 def test_stack_takes_one_beta_per_example():
@@ -98,9 +98,9 @@ def test_stack_takes_one_beta_per_example():
 def test_unstack_copies_each_run_back():
     models = _models(3)
     stacked = stack_models(models)
-    for p, _, _ in stacked_parameters(stacked, models):
-        with torch.no_grad():
-            p.add_(torch.arange(3.0).view(3, *[1] * (p.dim() - 1)))
+    with torch.no_grad():
+        for p in stacked.parameters():
+            p.add_((torch.arange(p.shape[0]) % 3).float().view(-1, *[1] * (p.dim() - 1)))  # run r's slots + r
     copies = [copy.deepcopy(m) for m in models]
     for r, m in enumerate(copies):
         unstack_into(stacked, r, m)
@@ -159,3 +159,39 @@ def test_the_remedies_stack_too():
         assert float(losses[r].detach()) == pytest.approx(alone[r][0], rel=1e-5)
         for key in ("cross", "align"):
             assert float(terms[key][r].detach()) == pytest.approx(alone[r][1][key], rel=1e-5, abs=1e-6), key
+
+
+def test_like_attribute_networks_compute_as_one_group():
+    """shape (3 classes) and colour (4): one grouped encoder and one grouped decoder; each member alone
+    computes its run's own network, and what pads it gets no gradient."""
+    from mvae_cli.model.rows import computing
+    from mvae_cli.model.stack import PAD_LOGIT, NetGroup
+
+    models = _models(3)
+    stacked = stack_models([copy.deepcopy(m) for m in models])
+    assert [(g.table, g.names) for g in stacked.groups] == [("encoders", ["shape", "colour"]),
+                                                            ("decoders", ["shape", "colour"])]
+    assert not isinstance(stacked.encoders["image"], NetGroup) and len(stacked.groups[0].net.embed) == 6
+    batch = stack_batches([_batch(r, 4, 1.0) for r in range(3)], [_streams(r) for r in range(3)])
+    z = torch.randn(12, 4)
+    with computing(batch, None):
+        for name, width in (("shape", 3), ("colour", 4)):
+            logits = stacked.decode(name, z)
+            mu, _ = stacked.encoders[name](batch[name])
+            assert logits.shape == (12, width)
+            for r in range(3):
+                torch.testing.assert_close(logits[4 * r:4 * r + 4], models[r].decode(name, z[4 * r:4 * r + 4]))
+                torch.testing.assert_close(mu[4 * r:4 * r + 4], models[r].encoders[name](batch[name][4 * r:4 * r + 4])[0])
+    decoders = stacked.groups[1].net.inner.net
+    assert torch.equal(decoders[-1].bias[:3, 3], torch.full((3,), PAD_LOGIT))  # shape's missing fourth class
+    objective = zoo.objective("mvae", k=1, anneal_steps=0)
+    objective.loss(stacked, stack_batches([_batch(r, 6, 0.7) for r in range(3)], [_streams(r) for r in range(3)]),
+                   1.0)[0].sum().backward()
+    assert torch.count_nonzero(decoders[-1].weight.grad[:3, :, 3]) == 0 and torch.count_nonzero(decoders[-1].bias.grad[:3, 3]) == 0
+    assert torch.count_nonzero(stacked.groups[0].net.embed.grad[:3, 3]) == 0  # shape's embedding has no fourth row
+    assert torch.count_nonzero(decoders[-1].weight.grad[3:, :, 3]) > 0  # colour's fourth class learns
+
+
+def test_decoders_that_see_their_own_part_of_z_are_not_grouped():
+    stacked = stack_models(_models(2, "mmjsd"))  # mmJSD's decode gives each decoder [c, s_m]
+    assert [(g.table, g.names) for g in stacked.groups] == [("encoders", ["shape", "colour"])]
