@@ -13,6 +13,9 @@ device or storage.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import os
 from typing import Sequence
 
 import numpy as np
@@ -25,6 +28,32 @@ from mvae_cli.streams import stream
 FIXED_BINARIZE_SEED = 0
 # Stream tags, apart from the estimator's (0: particles, 1: prior samples).
 _TRAIN_TAG, _FIXED_TAG = 2, 3
+
+
+_SHARED: contextvars.ContextVar = contextvars.ContextVar("shared_splits", default=None)
+
+
+@contextlib.contextmanager
+def shared_splits():
+    """Within: the splits :class:`SplitData` reads whole are read once per file, split and version
+    (size, modification time) and their arrays shared, not copied: the runs of a stack, or the
+    evaluations of a sweep's process, read a dataset once and hold it once in memory."""
+    token = _SHARED.set({})
+    try:
+        yield
+    finally:
+        _SHARED.reset(token)
+
+
+def _load(dataset: DatasetFile, split: str) -> dict[str, np.ndarray]:
+    cache = _SHARED.get()
+    if cache is None:
+        return dataset.load(split)
+    stat = os.stat(dataset.path)
+    key = (os.path.realpath(dataset.path), split, stat.st_size, stat.st_mtime_ns)
+    if key not in cache:
+        cache[key] = dataset.load(split)
+    return dict(cache[key])
 
 
 def _to_model_input(kind: str, x: torch.Tensor) -> torch.Tensor:
@@ -105,7 +134,7 @@ class SplitData:
         size = sum(dataset.array(split, s.name).nbytes for s in self.specs)
         self.on_device = budget_bytes is None or size <= budget_bytes
         if self.on_device:
-            arrays = dataset.load(split)
+            arrays = _load(dataset, split)  # shared within shared_splits(): never written to
             tensors = {s.name: torch.from_numpy(arrays[s.name]) for s in self.specs}
             for name in self.binarize:
                 tensors[name] = fixed_binarize(tensors[name], torch.arange(n))

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from mvae_cli import zoo
-from mvae_cli.engine.data import dynamic_binarize
+from mvae_cli.engine.data import dynamic_binarize, shared_splits
 from mvae_cli.engine.device import autocast
 from mvae_cli.engine.hooks import Hooks
 from mvae_cli.engine.loop import (READ_EVERY_S, EpochTotals, Progress, Session, TrainingDiverged, TrainResult,
@@ -88,7 +88,6 @@ class _Member:
     python_state: object
     order: torch.Tensor | None = None
     b: int = 0
-    step_losses: torch.Tensor | None = None
     shown: list = field(default_factory=list)
     sums: dict = field(default_factory=dict)
     started: float = 0.0
@@ -141,17 +140,18 @@ def train_stack(recipes: list[Recipe], run_dirs: list[str | Path], progress: lis
     results: list = [None] * n
     members: dict[int, _Member] = {}
     try:
-        for i, (recipe, run_dir) in enumerate(zip(recipes, run_dirs)):
-            try:
-                session = open_run(recipe, Path(run_dir), hooks[i])
-            except Exception as error:  # noqa: BLE001 -- this run's failure is its result
-                results[i] = error
-                continue
-            members[i] = _Member(session, progress[i], *_capture_streams(session.device))
-            why = stack_reason(recipe, session.model)
-            if why is not None:
-                raise ValueError(f"{run_dir} does not stack: {why}")
-            announce(session, progress[i])
+        with shared_splits():  # the runs' dataset read once, held once
+            for i, (recipe, run_dir) in enumerate(zip(recipes, run_dirs)):
+                try:
+                    session = open_run(recipe, Path(run_dir), hooks[i])
+                except Exception as error:  # noqa: BLE001 -- this run's failure is its result
+                    results[i] = error
+                    continue
+                members[i] = _Member(session, progress[i], *_capture_streams(session.device))
+                why = stack_reason(recipe, session.model)
+                if why is not None:
+                    raise ValueError(f"{run_dir} does not stack: {why}")
+                announce(session, progress[i])
         for i, m in list(members.items()):
             if m.session.epoch >= m.session.recipe.epochs:
                 results[i] = _finish(m, "finished")
@@ -219,20 +219,48 @@ class _Stack:
                                           **{key: share.part(state[key], r, own).contiguous() for key in _MOMENTS}}
 
 
+class _Tally:
+    """The epoch in progress of the active members, a column each: the step losses ``[steps, n]``
+    and the metric sums ``{key: [n]}`` (each step's value times its rows, added in step order, as
+    one run alone adds them): one update a step and metric, not one per run."""
+
+    def __init__(self, losses: torch.Tensor, sums: dict):
+        self.losses, self.sums = losses, sums
+
+    @classmethod
+    def empty(cls, steps: int, n: int, device) -> "_Tally":
+        return cls(torch.zeros(steps, n, device=device), {})
+
+    def add(self, b: int, losses: torch.Tensor, terms: dict, rows: torch.Tensor) -> None:
+        self.losses[b] = losses
+        for key, value in terms.items():
+            self.sums[key] = self.sums.get(key, 0.0) + value.detach() * rows
+
+    def keep(self, columns: list[int]) -> "_Tally":
+        at = torch.tensor(columns, dtype=torch.long, device=self.losses.device)
+        return _Tally(self.losses.index_select(1, at), {k: v.index_select(0, at) for k, v in self.sums.items()})
+
+    def of(self, r: int) -> tuple[torch.Tensor, dict]:
+        """Member ``r``'s step losses and sums (views)."""
+        return self.losses[:, r], {key: value[r] for key, value in self.sums.items()}
+
+
 def _train_group(members: dict[int, _Member], results: list) -> None:
     """Step every member at once until each has its epochs (or has failed)."""
     active = list(members)
     stack = _Stack([members[i] for i in active])
     objective = members[active[0]].session.objective
+    tally = None
     while active:
         changed = False
         batches, betas = [], []
-        for i in active:
+        for r, i in enumerate(active):
             m = members[i]
             s = m.session
-            if m.b == 0:
+            if m.b == 0:  # the members of a group start their epochs together (they share their steps)
+                if r == 0:
+                    tally = _Tally.empty(s.steps_per_epoch, len(active), s.device)
                 m.order = epoch_order(s)
-                m.step_losses = torch.zeros(s.steps_per_epoch, device=s.device)
                 m.shown, m.sums, m.started, m.first_step, m.read_at = [], {}, time.perf_counter(), s.step, -math.inf
                 m.loss_value = math.nan
             index = m.order[m.b * s.recipe.batch_size:(m.b + 1) * s.recipe.batch_size]
@@ -252,22 +280,19 @@ def _train_group(members: dict[int, _Member], results: list) -> None:
         if losses.requires_grad:  # (no run's batch held a row its objective uses: nothing to learn)
             losses.sum().backward()
         stack.optimizer.step()
-        detached = losses.detach()
+        tally.add(members[active[0]].b, losses.detach(), terms, torch.tensor(sizes, dtype=torch.float32, device=device))
         ended = []
         for r, i in enumerate(active):
             m, s = members[i], members[i].session
-            m.step_losses[m.b] = detached[r]
             n = sizes[r]
             m.sums["beta"] = m.sums.get("beta", 0.0) + betas[r] * n
-            for key, value in terms.items():
-                m.sums[key] = m.sums.get(key, 0.0) + value[r].detach() * n
             m.shown.append(n)
             s.step += 1
             m.b += 1
             elapsed = time.perf_counter() - m.started
             last = m.b == s.steps_per_epoch
             if elapsed - m.read_at >= READ_EVERY_S or last:  # each read waits for the device
-                m.read_at, m.loss_value = elapsed, float(m.step_losses[m.b - 1])
+                m.read_at, m.loss_value = elapsed, float(tally.losses[m.b - 1, r])
                 if not math.isfinite(m.loss_value) or last:
                     ended.append(r)
             m.progress("step", epoch=s.epoch, step=m.b, steps=s.steps_per_epoch, loss=m.loss_value,
@@ -276,10 +301,11 @@ def _train_group(members: dict[int, _Member], results: list) -> None:
             i = active[r]
             m, s = members[i], members[i].session
             stack.copy_out(r)
+            step_losses, sums = tally.of(r)
             try:
-                _check_finite(m.step_losses[:m.b], m.first_step, s.epoch, s.run_dir, s.world)
+                _check_finite(step_losses[:m.b], m.first_step, s.epoch, s.run_dir, s.world)
                 _install_streams(m)
-                totals = EpochTotals(m.step_losses, m.shown, m.sums, time.perf_counter() - m.started)
+                totals = EpochTotals(step_losses, m.shown, {**m.sums, **sums}, time.perf_counter() - m.started)
                 end_epoch(s, totals, m.progress)
                 _take_streams(m)
                 m.b = 0
@@ -296,6 +322,7 @@ def _train_group(members: dict[int, _Member], results: list) -> None:
             for r, i in enumerate(active):
                 if results[i] is None:
                     stack.copy_out(r)
+            tally = tally.keep([r for r, i in enumerate(active) if results[i] is None])
             active = [i for i in active if results[i] is None]
             if active:
                 stack = _Stack([members[i] for i in active])

@@ -135,18 +135,24 @@ def _baselines(run_dir: Path, recipe, dataset, test: SplitData, split: str, x: s
 
 
 def precompute_baselines(run_dirs: Sequence[Path], configs: Sequence[EvalConfig], device: str = "auto",
-                         stage: Callable[[str], None] | None = None) -> int:
+                         stage: Callable[[str], None] | None = None, deferred: list | None = None) -> int:
     """The paired-only classifiers the evaluations of ``run_dirs`` (with ``configs``) will need, trained
     before them: those of the runs of one dataset, networks and supervision level (their seeds) as one
     stack (:func:`~mvae_cli.evaluate.baseline.paired_baselines_of_runs`), and kept in the dataset's cache
     (:func:`~mvae_cli.evaluate.baseline.cached_baselines`), where each evaluation then finds its figures.
     What is cached already, or belongs to an evaluation without baselines, is left alone.
 
+    Args:
+        deferred: where a group another process is training goes: its runs are added to ``deferred`` and
+            not waited for (the caller evaluates its other runs meanwhile, then calls again with
+            these, which waits and finds them cached); None: wait for them here.
+
     Returns:
         The runs whose figures were computed here.
     """
     torch_device = select_device(device)
     jobs: dict[str, list] = {}
+    dirs: dict[str, list] = {}
     rows: dict[str, int] = {}  # each group's paired rows
     for run_dir, config in zip(run_dirs, configs):
         if not config.baseline:
@@ -169,6 +175,7 @@ def precompute_baselines(run_dirs: Sequence[Path], configs: Sequence[EvalConfig]
         sizes = [int(paired_rows(mask, names.index(plan.x), names.index(name)).size) for name in plan.y]
         shared = json.dumps({**settings, "seed": None, "path": str(path.resolve()), "rows": sizes}, sort_keys=True)
         jobs.setdefault(shared, []).append((recipe, path, mask, settings))
+        dirs.setdefault(shared, []).append(run_dir)
         rows[shared] = sum(sizes)
     # Each group (a level's seeds) under its own lock (a hidden empty file beside the cache): processes
     # side by side (a sweep's --jobs, whose stacks may share their masks) first take the groups nobody
@@ -185,6 +192,9 @@ def precompute_baselines(run_dirs: Sequence[Path], configs: Sequence[EvalConfig]
                     continue
                 done += _train_baselines_group(members, torch_device, stage)
         waiting = later
+        if deferred is not None:
+            deferred.extend(run_dir for shared, _ in later for run_dir in dirs[shared])
+            break
     return done
 
 

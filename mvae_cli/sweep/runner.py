@@ -45,6 +45,7 @@ from typing import Callable
 
 from mvae_cli.atomic import read_json, write_json
 from mvae_cli.data.prepare import ensure_dataset
+from mvae_cli.engine.data import shared_splits
 from mvae_cli.engine.hooks import HookFactory
 from mvae_cli.engine.launch import train_on_ranks
 from mvae_cli.engine.stack import train_stack
@@ -197,27 +198,43 @@ def attempt_stack(points: list[Point], run_dirs: list[Path], trainer, evaluator,
     except Exception as error:  # the stack as a whole (a bug): every point failed with it
         results = [error] * len(points)
     trained = [i for i, result in enumerate(results) if not isinstance(result, BaseException)]
+    deferred: list = []  # runs whose classifiers another process is training (a stack beside this one, same masks)
     if evaluator is None and len(trained) > 1:  # the real evaluation: the runs' paired-only classifiers at once
         progress("note", text=f"training the paired-only classifiers of these {len(trained)} runs together "
                               "(each seed of a level beside the others), where not cached")
         try:
             precompute_baselines([run_dirs[i] for i in trained], [points[i].recipe.eval for i in trained],
                                  points[trained[0]].recipe.device,
-                                 stage=lambda what: progress("note", text=f"{what} ({len(trained)} runs together)"))
+                                 stage=lambda what: progress("note", text=f"{what} ({len(trained)} runs together)"),
+                                 deferred=deferred)
         except Exception:  # noqa: BLE001 -- each evaluation then trains its own and reports what is wrong
             pass
-    outcomes = []
-    for i, (point, run_dir, result) in enumerate(zip(points, run_dirs, results)):
-        if isinstance(result, BaseException):
-            outcome = _failure(result)
+    # The runs whose classifiers are ready first; those of the other process's groups after, by when
+    # they are mostly done (waited for under their locks, then found in the cache).
+    later = [i for i in trained if Path(run_dirs[i]) in {Path(d) for d in deferred}]
+    outcomes: dict[int, tuple] = {}
+    with shared_splits():  # the evaluations read the dataset's splits once
+        _evaluate_stack(points, run_dirs, results, later, evaluator, progress, finished, outcomes)
+    return [outcomes[i] for i in range(len(points))]
+
+
+def _evaluate_stack(points, run_dirs, results, later, evaluator, progress, finished, outcomes) -> None:
+    for i in [i for i in range(len(points)) if i not in later] + later:
+        if isinstance(results[i], BaseException):
+            outcome = _failure(results[i])
         else:
+            if later and i == later[0]:
+                try:
+                    precompute_baselines([run_dirs[j] for j in later], [points[j].recipe.eval for j in later],
+                                         points[i].recipe.device)
+                except Exception:  # noqa: BLE001 -- as above
+                    pass
             try:
-                outcome = "finished", evaluate_point(point, run_dir, evaluator, progress), None, None
+                outcome = "finished", evaluate_point(points[i], run_dirs[i], evaluator, progress), None, None
             except Exception as error:  # noqa: BLE001 -- one point's evaluation does not end the others
                 outcome = _failure(error)
         finished(i, outcome)
-        outcomes.append(outcome)
-    return outcomes
+        outcomes[i] = outcome
 
 
 def _attempt_unit(unit: list[Point], run_dirs: list[Path], trainer, evaluator, progress: Progress,

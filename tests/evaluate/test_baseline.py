@@ -215,6 +215,14 @@ def test_a_group_another_process_holds_is_left_for_last(tmp_path, monkeypatch):
     held.__exit__(None, None, None)
     worker.join(timeout=60)
     assert result["done"] == 2 and order == [60, 150]
+    # Asked not to wait (a sweep's stack, which evaluates its other runs meanwhile): the held group's
+    # runs are handed back, nothing waits.
+    baselines_path(data).unlink()
+    order.clear()
+    left: list = []
+    with real_lock(first["path"]):
+        assert run_eval.precompute_baselines(runs, [config, config], deferred=left) == 1
+    assert order == [60] and left == [runs[1]]  # (0.5, 0): the 150 rows
 
 
 def test_the_paired_only_classifiers_of_a_stack_are_trained_together_before_its_evaluations(tmp_path, monkeypatch):

@@ -83,3 +83,34 @@ def test_runs_of_other_epoch_lengths_are_units_of_their_own(tmp_path, data_path)
     assert sorted(len(u) for u in stack_units(sweep.points, lambda p: p.recipe)) == [2, 2]  # a level each
     keep = _sweep(tmp_path, data_path, {"keep_prob": [0.5, 0.8], "seed": [0, 1]})
     assert sorted(len(u) for u in stack_units(keep.points, lambda p: p.recipe)) == [2, 2]
+
+
+def test_a_stack_evaluates_first_the_runs_whose_classifiers_are_ready(tmp_path, monkeypatch):
+    """The paired-only classifiers of one level are trained by the process beside (its lock is held):
+    this stack evaluates its other runs meanwhile, then waits for that level and evaluates its runs."""
+    from types import SimpleNamespace
+
+    from mvae_cli.sweep import runner
+
+    class Trainer:
+        def stack(self, recipes, run_dirs, progress):
+            return [None] * len(recipes)
+
+    calls = []
+
+    def precompute(run_dirs, configs, device, stage=None, deferred=None):
+        calls.append(("precompute", [d.name for d in run_dirs], deferred is not None))
+        if deferred is not None:
+            deferred.append(run_dirs[0])  # p0's level: held by the other process
+        return 0
+
+    monkeypatch.setattr(runner, "precompute_baselines", precompute)
+    monkeypatch.setattr(runner, "evaluate_point",
+                        lambda point, run_dir, evaluator, progress: calls.append(("evaluate", run_dir.name)) or run_dir.name)
+    points = [SimpleNamespace(name=f"p{i}", recipe=SimpleNamespace(eval=None, device="cpu")) for i in range(3)]
+    finished = []
+    outcomes = runner.attempt_stack(points, [tmp_path / p.name for p in points], Trainer(), None,
+                                    lambda event, **info: None, lambda i, outcome: finished.append(i))
+    assert calls == [("precompute", ["p0", "p1", "p2"], True), ("evaluate", "p1"), ("evaluate", "p2"),
+                     ("precompute", ["p0"], False), ("evaluate", "p0")]
+    assert finished == [1, 2, 0] and [o[1] for o in outcomes] == ["p0", "p1", "p2"]
