@@ -191,6 +191,25 @@ def attempt_stack(points: list[Point], run_dirs: list[Path], trainer, evaluator,
                   finished: Callable[[int, tuple], None]) -> list[tuple]:
     """Train ``points`` as one stack, then evaluate each that trained; as :func:`attempt_point`, one
     outcome per point, each also handed to ``finished(i, outcome)`` as soon as it is known."""
+    failed, later = train_stack_unit(points, run_dirs, trainer, evaluator, progress)
+    outcomes: dict[int, tuple] = {}
+    with shared_splits():  # the evaluations read the dataset's splits once
+        for i in [i for i in range(len(points)) if i not in later] + later:
+            outcomes[i] = failed[i] or evaluate_trained(points[i], run_dirs[i], evaluator, progress, wait=i in later)
+            finished(i, outcomes[i])
+    return [outcomes[i] for i in range(len(points))]
+
+
+def train_stack_unit(points: list[Point], run_dirs: list[Path], trainer, evaluator,
+                     progress: Progress) -> tuple[list[tuple | None], list[int]]:
+    """Train ``points`` as one stack, then the paired-only classifiers of those that trained, as one
+    stack a level (where not cached).
+
+    Returns:
+        Per point, its failure's outcome (as :func:`attempt_point` gives it) or None where it trained;
+        and the points whose classifiers another process is training (a stack beside this one, on
+        the same masks): they are best evaluated last, by when those are mostly done.
+    """
     trainer = trainer or _default_trainer
     forward = [lambda event, name=p.name, **info: progress(event, point=name, **info) for p in points]
     try:
@@ -198,7 +217,7 @@ def attempt_stack(points: list[Point], run_dirs: list[Path], trainer, evaluator,
     except Exception as error:  # the stack as a whole (a bug): every point failed with it
         results = [error] * len(points)
     trained = [i for i, result in enumerate(results) if not isinstance(result, BaseException)]
-    deferred: list = []  # runs whose classifiers another process is training (a stack beside this one, same masks)
+    deferred: list = []
     if evaluator is None and len(trained) > 1:  # the real evaluation: the runs' paired-only classifiers at once
         progress("note", text=f"training the paired-only classifiers of these {len(trained)} runs together "
                               "(each seed of a level beside the others), where not cached")
@@ -209,32 +228,22 @@ def attempt_stack(points: list[Point], run_dirs: list[Path], trainer, evaluator,
                                  deferred=deferred)
         except Exception:  # noqa: BLE001 -- each evaluation then trains its own and reports what is wrong
             pass
-    # The runs whose classifiers are ready first; those of the other process's groups after, by when
-    # they are mostly done (waited for under their locks, then found in the cache).
     later = [i for i in trained if Path(run_dirs[i]) in {Path(d) for d in deferred}]
-    outcomes: dict[int, tuple] = {}
-    with shared_splits():  # the evaluations read the dataset's splits once
-        _evaluate_stack(points, run_dirs, results, later, evaluator, progress, finished, outcomes)
-    return [outcomes[i] for i in range(len(points))]
+    return [_failure(r) if isinstance(r, BaseException) else None for r in results], later
 
 
-def _evaluate_stack(points, run_dirs, results, later, evaluator, progress, finished, outcomes) -> None:
-    for i in [i for i in range(len(points)) if i not in later] + later:
-        if isinstance(results[i], BaseException):
-            outcome = _failure(results[i])
-        else:
-            if later and i == later[0]:
-                try:
-                    precompute_baselines([run_dirs[j] for j in later], [points[j].recipe.eval for j in later],
-                                         points[i].recipe.device)
-                except Exception:  # noqa: BLE001 -- as above
-                    pass
-            try:
-                outcome = "finished", evaluate_point(points[i], run_dirs[i], evaluator, progress), None, None
-            except Exception as error:  # noqa: BLE001 -- one point's evaluation does not end the others
-                outcome = _failure(error)
-        finished(i, outcome)
-        outcomes[i] = outcome
+def evaluate_trained(point: Point, run_dir: Path, evaluator, progress: Progress, wait: bool = False) -> tuple:
+    """Evaluate a point its stack trained (:func:`train_stack_unit`); ``wait``: first wait for the
+    paired-only classifiers of its level, which another process is training (then found cached)."""
+    if wait and evaluator is None:
+        try:
+            precompute_baselines([run_dir], [point.recipe.eval], point.recipe.device)
+        except Exception:  # noqa: BLE001 -- the evaluation then trains its own and reports what is wrong
+            pass
+    try:
+        return "finished", evaluate_point(point, run_dir, evaluator, progress), None, None
+    except Exception as error:  # noqa: BLE001 -- one point's evaluation does not end the others
+        return _failure(error)
 
 
 def _attempt_unit(unit: list[Point], run_dirs: list[Path], trainer, evaluator, progress: Progress,
@@ -271,7 +280,8 @@ def _exit_with_parent(parent: int) -> None:
     os._exit(1)
 
 
-def _work(unit: list[Point], run_dirs: list[Path], trainer, evaluator, indices: list[int], total: int) -> list[tuple]:
+def _forwarder() -> Progress:
+    """Progress events to the sweep's process, a run's step lines at most every _STEP_INTERVAL_S."""
     last: dict[str, float] = {}
 
     def forward(event: str, **info) -> None:
@@ -281,10 +291,27 @@ def _work(unit: list[Point], run_dirs: list[Path], trainer, evaluator, indices: 
                 return
             last[info.get("point")] = now
         _worker_events.put((event, info))
+    return forward
 
+
+def _work(unit: list[Point], run_dirs: list[Path], trainer, evaluator, indices: list[int], total: int) -> list[tuple]:
+    """A point alone, trained and evaluated."""
+    forward = _forwarder()
     for point, index in zip(unit, indices):
         forward("point", point=point.name, index=index, total=total, reused=False)
     return _attempt_unit(unit, run_dirs, trainer, evaluator, forward, lambda i, outcome: None)
+
+
+def _work_stack(unit: list[Point], run_dirs: list[Path], trainer, evaluator, indices: list[int], total: int):
+    """A stack trained (:func:`train_stack_unit`); its evaluations are tasks of their own."""
+    forward = _forwarder()
+    for point, index in zip(unit, indices):
+        forward("point", point=point.name, index=index, total=total, reused=False)
+    return train_stack_unit(unit, run_dirs, trainer, evaluator, forward)
+
+
+def _work_evaluate(point: Point, run_dir: Path, evaluator, wait: bool) -> tuple:
+    return evaluate_trained(point, run_dir, evaluator, _forwarder(), wait)
 
 
 def _gpu_ids() -> list[str]:
@@ -464,19 +491,38 @@ def _run_in_processes(units: list[list[PointStatus]], statuses: list[PointStatus
     pool = ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker,
                                initargs=(threads, gpus, events, os.getpid()))
     try:
-        futures = {pool.submit(_work, [s.point for s in unit], [s.run_dir for s in unit], trainer, evaluator,
-                               [statuses.index(s) for s in unit], len(statuses)): unit for unit in units}
+        # A point alone is one task (trained, then evaluated); a stack is one task that trains it, and
+        # each of its points' evaluations is then a task of its own, so that a process done with its
+        # own stack evaluates the points of another (the slowest stack's evaluations are shared out).
+        futures = {}
+        for unit in units:
+            work = _work if len(unit) == 1 else _work_stack
+            future = pool.submit(work, [s.point for s in unit], [s.run_dir for s in unit], trainer, evaluator,
+                                 [statuses.index(s) for s in unit], len(statuses))
+            futures[future] = ("unit" if len(unit) == 1 else "stack", unit)
         pending = set(futures)
         while pending:
             done, pending = wait(pending, timeout=0.1, return_when=FIRST_COMPLETED)
             drain()
             for future in done:
-                unit = futures[future]
+                kind, unit = futures[future]
                 try:
-                    outcomes = future.result()
+                    value = future.result()
                 except Exception as error:  # the worker process died (killed, out of memory)
-                    outcomes = [("failed", None, f"worker process failed: {type(error).__name__}: {error}", None)] * len(unit)
-                for status, outcome in zip(unit, outcomes):
+                    value = None
+                    failure = ("failed", None, f"worker process failed: {type(error).__name__}: {error}", None)
+                if kind == "stack" and value is not None:
+                    failed, later = value
+                    for i in [i for i in range(len(unit)) if i not in later] + later:
+                        if failed[i] is not None:
+                            finish(unit[i], failed[i])
+                            continue
+                        task = pool.submit(_work_evaluate, unit[i].point, unit[i].run_dir, evaluator, i in later)
+                        futures[task] = ("evaluation", [unit[i]])
+                        pending.add(task)
+                    continue
+                outcomes = value if kind == "unit" else [value] if value is not None else None
+                for status, outcome in zip(unit, outcomes or [failure] * len(unit)):
                     finish(status, outcome)
     except BaseException:
         # Ctrl-C or SIGTERM: shutdown() alone would wait for every running point to finish training.
