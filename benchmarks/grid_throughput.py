@@ -151,9 +151,12 @@ class _Products(TorchDispatchMode):
         self.calls = []
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
         if func.overloadpacket.__name__ in _PRODUCTS:
-            self.calls.append((func, [(tuple(a.shape), a.stride()) if torch.is_tensor(a) else a for a in args]))
-        return func(*args, **(kwargs or {}))
+            def shape(a):
+                return (tuple(a.shape), a.stride()) if torch.is_tensor(a) else a
+            self.calls.append((func, [shape(a) for a in args], {k: shape(v) for k, v in kwargs.items()}))
+        return func(*args, **kwargs)
 
 
 def gemm_floor(step) -> float:
@@ -162,13 +165,16 @@ def gemm_floor(step) -> float:
     with recorder:
         step()
     total = 0.0
-    for func, shapes in recorder.calls:
-        args = [torch.empty_strided(*shape).normal_() if isinstance(shape, tuple) else shape for shape in shapes]
-        func(*args)
+    def tensor(shape):
+        return torch.empty_strided(*shape).normal_() if isinstance(shape, tuple) else shape
+
+    for func, shapes, named in recorder.calls:  # (a product written into a given output keeps its out=)
+        args, kwargs = [tensor(shape) for shape in shapes], {k: tensor(v) for k, v in named.items()}
+        func(*args, **kwargs)
         best = float("inf")
         for _ in range(5):
             start = time.perf_counter()
-            func(*args)
+            func(*args, **kwargs)
             best = min(best, time.perf_counter() - start)
         total += best
     return total * 1000

@@ -87,11 +87,10 @@ class StackedLinear(nn.Module):
                      if layers[0].bias is not None else None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        part = _SEGMENT.get()  # (block, {layer: its weights and biases split by block}) inside a StackedNet
-        if part is None or part[1] is None:
+        blocks = _SEGMENT.get()  # inside a StackedNet whose runs are padded in blocks: _Layout.blocks
+        if blocks is None:
             return self._product(x, self.weight, self.bias)
-        weights, biases = part[1][id(self)]
-        return self._product(x, weights[part[0]], biases[part[0]])
+        return _BlockLinear.apply(x, self.weight, self.bias, blocks)
 
     @staticmethod
     def _product(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
@@ -116,6 +115,55 @@ def _stack_layers(nets: list[nn.Module]) -> nn.Module:
 
 
 _SEGMENT: contextvars.ContextVar = contextvars.ContextVar("stack_segment", default=None)
+
+
+class _BlockLinear(torch.autograd.Function):
+    """N linear layers on rows padded in blocks (:class:`_Layout`): block ``(a, b, C, o)`` holds runs
+    ``a:b``, C rows each, at rows ``o:o + (b − a)·C``. One batched product a block, written into one
+    output, and in the backward into one gradient of the whole weight (no split of the weights, no
+    concatenation of their gradients), so the layers between (activations) run once on all blocks."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, blocks):
+        device = x.device.type
+        if torch.is_autocast_enabled(device):  # the products' dtype, as autocast gives bmm
+            dtype = torch.get_autocast_dtype(device)
+            x, w, b = x.to(dtype), weight.to(dtype), None if bias is None else bias.to(dtype)
+        else:
+            w, b = weight, bias
+        with torch.autocast(device, enabled=False):
+            out = x.new_empty(x.shape[0], w.shape[2])
+            for a, z, c, o in blocks:
+                xs, ys = x[o:o + (z - a) * c].view(z - a, c, -1), out[o:o + (z - a) * c].view(z - a, c, -1)
+                if b is None:
+                    torch.bmm(xs, w[a:z], out=ys)
+                else:
+                    torch.baddbmm(b[a:z].unsqueeze(1), xs, w[a:z], out=ys)
+        ctx.save_for_backward(x, w)
+        ctx.blocks, ctx.has_bias, ctx.dtypes = blocks, bias is not None, (weight.dtype, None if bias is None else bias.dtype)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, w = ctx.saved_tensors
+        grad = grad.to(x.dtype).contiguous()
+        need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        gx = grad.new_empty(x.shape) if need_x else None
+        gw = torch.empty_like(w) if need_w else None
+        gb = grad.new_empty(w.shape[0], w.shape[2]) if need_b and ctx.has_bias else None
+        with torch.autocast(x.device.type, enabled=False):
+            for a, z, c, o in ctx.blocks:
+                rows = slice(o, o + (z - a) * c)
+                gs = grad[rows].view(z - a, c, -1)
+                if gx is not None:
+                    torch.bmm(gs, w[a:z].transpose(1, 2), out=gx[rows].view(z - a, c, -1))
+                if gw is not None:
+                    torch.bmm(x[rows].view(z - a, c, -1).transpose(1, 2), gs, out=gw[a:z])
+                if gb is not None:
+                    torch.sum(gs, dim=1, out=gb[a:z])
+        gw = None if gw is None else gw.to(ctx.dtypes[0])
+        gb = None if gb is None else gb.to(ctx.dtypes[1])
+        return gx, gw, gb, None
 
 
 # What one more padded block costs a layer (about three more small products and the padding's
@@ -152,34 +200,32 @@ def _segments(counts: np.ndarray, row_macs: float = math.inf, layers: int = 1) -
 
 class _Layout:
     """Where the rows of runs ``runs int [R]`` (host, run after run) go in the padded blocks of
-    :func:`_segments`: block ``s`` takes the rows ``bounds[s]:bounds[s + 1]`` of the input, run
-    ``r`` of it padded to the block's C rows."""
+    :func:`_segments`, one after another in one tensor: block ``(a, b, C, o)`` holds runs ``a:b``,
+    C rows each (padding rows zero), from row ``o``; ``rows`` in all."""
 
     def __init__(self, runs: np.ndarray, n: int, device, row_macs: float = math.inf, layers: int = 1):
         if runs.size and np.any(np.diff(runs) < 0):
             raise ValueError("the rows of a stacked network must be ordered run after run")
         counts = np.bincount(runs, minlength=n)
-        self.segments = _segments(counts, row_macs, layers)
-        ends = np.cumsum(counts)
-        self.bounds, self.positions = [0], []
-        for a, b, c in self.segments:
-            lo, hi = self.bounds[-1], int(ends[b - 1])
-            local = runs[lo:hi] - a
-            rank = np.arange(lo, hi) - (ends[runs[lo:hi]] - counts[runs[lo:hi]])
-            position = local * c + rank
-            identity = position.size == (b - a) * c  # every run of the block has C rows: nothing to pad
-            self.positions.append(None if identity else (index(position, device), (b - a) * c))
-            self.bounds.append(hi)
+        starts = np.cumsum(counts) - counts  # each run's first row in the input
+        self.blocks, self.rows = [], 0
+        offset_of_run = np.zeros(n, dtype=np.int64)
+        for a, b, c in _segments(counts, row_macs, layers):
+            self.blocks.append((a, b, c, self.rows))
+            offset_of_run[a:b] = self.rows + (np.arange(a, b) - a) * c
+            self.rows += (b - a) * c
+        self.blocks = tuple(self.blocks)
+        position = offset_of_run[runs] + (np.arange(runs.size) - starts[runs])
+        # every run has its block's C rows and the blocks follow the runs: nothing to pad
+        self.position = None if position.size == self.rows else index(position, device)
 
-    def pad(self, s: int, x: torch.Tensor) -> torch.Tensor:
-        x = x[self.bounds[s]:self.bounds[s + 1]] if len(self.segments) > 1 else x
-        if self.positions[s] is None:
+    def pad(self, x: torch.Tensor) -> torch.Tensor:
+        if self.position is None:
             return x
-        position, rows = self.positions[s]
-        return x.new_zeros((rows, *x.shape[1:])).index_copy(0, position, x)
+        return x.new_zeros((self.rows, *x.shape[1:])).index_copy(0, self.position, x)
 
-    def unpad(self, s: int, y: torch.Tensor) -> torch.Tensor:
-        return y if self.positions[s] is None else y.index_select(0, self.positions[s][0])
+    def unpad(self, y: torch.Tensor) -> torch.Tensor:
+        return y if self.position is None else y.index_select(0, self.position)
 
 
 def _row_runs(rows: int) -> np.ndarray:
@@ -206,24 +252,12 @@ class StackedNet(nn.Module):
     def rows(self, x: torch.Tensor, runs: np.ndarray):
         """The networks on ``x``, row ``i`` computed by network ``runs[i]`` (host, ordered)."""
         layout = _Layout(runs, self.n, x.device, self.row_macs, self.layers)
-        splits = None
-        if len(layout.segments) > 1:  # each layer's weights split once (one concatenation in the backward)
-            runs = [b - a for a, b, _ in layout.segments]
-            splits = {id(m): (m.weight.split(runs), m.bias.split(runs) if m.bias is not None else [None] * len(runs))
-                      for m in self.inner.modules() if isinstance(m, StackedLinear)}
-        outs = []
-        for s in range(len(layout.segments)):
-            token = _SEGMENT.set((s, splits))
-            try:
-                out = self.inner(layout.pad(s, x))
-            finally:
-                _SEGMENT.reset(token)
-            outs.append(tuple(layout.unpad(s, o) for o in out) if isinstance(out, tuple) else layout.unpad(s, out))
-        if len(outs) == 1:
-            return outs[0]
-        if isinstance(outs[0], tuple):
-            return tuple(torch.cat(parts) for parts in zip(*outs))
-        return torch.cat(outs)
+        token = _SEGMENT.set(layout.blocks if len(layout.blocks) > 1 else None)
+        try:
+            out = self.inner(layout.pad(x))
+        finally:
+            _SEGMENT.reset(token)
+        return tuple(layout.unpad(o) for o in out) if isinstance(out, tuple) else layout.unpad(out)
 
 
 class StackedCategoricalEncoder(StackedNet):

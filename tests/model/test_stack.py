@@ -140,8 +140,12 @@ def test_runs_of_very_different_counts_are_padded_in_blocks_of_their_own():
     runs = np.array([0] * 40 + [1] * 4 + [2] * 39)
     layout = _Layout(runs, 3, "cpu")
     x = torch.arange(83.0).unsqueeze(1)
-    assert [p.shape[0] for p in (layout.pad(s, x) for s in range(3))] == [40, 4, 39]
-    assert torch.equal(torch.cat([layout.unpad(s, layout.pad(s, x)) for s in range(3)]), x)
+    assert layout.blocks == ((0, 1, 40, 0), (1, 2, 4, 40), (2, 3, 39, 44))  # (runs a:b, C rows each, from row)
+    assert layout.pad(x) is x  # each run fills its block
+    layout = _Layout(np.array([0, 0, 0, 1, 2, 2]), 3, "cpu")  # one block of 3 rows a run
+    padded = layout.pad(torch.arange(1.0, 7.0).unsqueeze(1))
+    assert layout.blocks == ((0, 3, 3, 0),) and padded.squeeze(1).tolist() == [1, 2, 3, 4, 0, 0, 5, 6, 0]
+    assert layout.unpad(padded).squeeze(1).tolist() == [1, 2, 3, 4, 5, 6]
     with pytest.raises(ValueError, match="run after run"):
         _Layout(np.array([0, 1, 0]), 2, "cpu")
 
@@ -195,3 +199,28 @@ def test_like_attribute_networks_compute_as_one_group():
 def test_decoders_that_see_their_own_part_of_z_are_not_grouped():
     stacked = stack_models(_models(2, "mmjsd"))  # mmJSD's decode gives each decoder [c, s_m]
     assert [(g.table, g.names) for g in stacked.groups] == [("encoders", ["shape", "colour"])]
+
+
+def test_a_layer_of_padded_blocks_is_each_block_alone_and_runs_under_bf16():
+    """One product a block in one autograd node (no weight split, no concatenation): its values and
+    gradients against each block's own product; under bf16 autocast its products in bf16, its weight
+    gradients in the weights' float32."""
+    from mvae_cli.model.stack import _BlockLinear
+
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(3, 5, 4, dtype=torch.float64, generator=g, requires_grad=True)
+    b = torch.randn(3, 4, dtype=torch.float64, generator=g, requires_grad=True)
+    x = torch.randn(8, 5, dtype=torch.float64, generator=g, requires_grad=True)
+    blocks = ((0, 1, 2, 0), (1, 3, 3, 2))  # run 0: 2 rows from row 0; runs 1 and 2: 3 rows each from row 2
+    ref = torch.cat([x[:2] @ w[0] + b[0], (x[2:].view(2, 3, 5) @ w[1:] + b[1:, None]).reshape(6, 4)])
+    torch.testing.assert_close(_BlockLinear.apply(x, w, b, blocks), ref)
+    assert torch.autograd.gradcheck(lambda x, w, b: _BlockLinear.apply(x, w, b, blocks), (x, w, b))
+    w32, b32 = w.detach().float().requires_grad_(), b.detach().float().requires_grad_()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = _BlockLinear.apply(x.detach().float(), w32, b32, blocks)
+    assert y.dtype == torch.bfloat16
+    y.float().sum().backward()
+    ref.sum().backward()
+    assert w32.grad.dtype == torch.float32 and b32.grad.dtype == torch.float32
+    torch.testing.assert_close(w32.grad.double(), w.grad, rtol=2e-2, atol=5e-2)
+    torch.testing.assert_close(b32.grad.double(), b.grad, rtol=2e-2, atol=5e-2)
