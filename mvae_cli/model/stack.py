@@ -10,10 +10,14 @@ batch (:mod:`mvae_cli.model.rows`: the examples of run r are one block of it).
 A stacked network is told which run each of its input rows belongs to
 (:func:`~mvae_cli.model.rows.computing`); it places them in a padded ``[N, C, ...]`` block (C the
 most rows any run has; padding rows are zeros and their outputs are dropped, so they carry no
-gradient; runs whose counts differ much are padded in blocks of their own, :func:`_segments`, each
-run through the whole network), and returns the rows in their order. The gradient of each run's
-weights comes from its own rows only: a run of a stack computes what it computes alone, up to the
-rounding of the batched products.
+gradient; runs whose counts differ much are padded in blocks of their own, :func:`_segments`, the
+blocks one after another in one tensor and each layer one product a block, :class:`_BlockLinear`),
+and returns the rows in their order. The gradient of each run's weights comes from its own rows
+only: a run of a stack computes what it computes alone, up to the rounding of the batched products.
+
+The like networks of several modalities (categorical attributes' encoders, their decoders) are one
+stacked network of (modalities × N) runs, :class:`NetGroup`; the model's code asks which names
+compute together (:func:`net_groups`) and calls a group once (:func:`run_group`).
 
 What stacks: networks of linear layers, embeddings and parameter-free layers (MLP encoders and
 decoders, the categorical encoder). What does not (:func:`stack_reason` says why): convolutions,
