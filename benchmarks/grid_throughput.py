@@ -4,11 +4,13 @@ Each run has its own mask (the grid's supervision levels 0.01, 0.1 and 1, a thir
 Adam and noise streams; a "step" is one optimiser step of every run. Sequential: the engine's
 single-run step (`objective(model, batch, step)`, backward, fused Adam) for each run in turn.
 Stacked: the engine's stacked step (`mvae_cli.engine.stack`: one batch of the N runs' batches, one
-forward and backward of the stacked networks, one fused Adam over the stacked parameters). Prints
-ms per step of all N runs, the ratio sequential / stacked, the stacked step's matmul floor (its
+forward and backward of the stacked networks, one fused Adam over the stacked parameters). Ones:
+each run in turn as a stack of one (what a single run would gain from the stacked model's grouped
+networks, apart from batching runs). Prints ms per step of all N runs, the ratios sequential /
+stacked and ones / stacked, the stacked step's matmul floor (its
 matrix products, forward and backward, timed alone at their shapes and strides) with the step's
 ratio to it, and the stacked step's breakdown (host plan and batch assembly, forward, backward,
-optimiser). The two are timed in turn, round after round; each one's best round counts.
+optimiser). The three are timed in turn, round after round; each one's best round counts.
 
     python benchmarks/grid_throughput.py [--nets quickstart,mnist] [--n 1,3,9,30] [--steps 30]
 
@@ -121,8 +123,21 @@ def run(nets: str, n: int, steps: int) -> dict:
             for key, (a, b) in zip(parts, ((t0, t1), (t1, t2), (t2, t3), (t3, t4))):
                 parts[key] += (b - a) * 1000 / steps
 
+    # Each run alone as a stack of one: what of the stacked step's gain a single run could have too
+    # (the like networks of several modalities grouped, fewer operations), apart from batching runs.
+    ones = [stack_models([m]) for m in models]
+    one_opts = [torch.optim.Adam(o.parameters(), lr=1e-3, fused=True) for o in ones]
+
+    def sequential_ones():
+        for r in range(n):
+            batch = stack_batches([batch_of(r)], [streams[r]])
+            one_opts[r].zero_grad(set_to_none=True)
+            losses, _ = objective.loss(ones[r], batch, 1.0)
+            losses.sum().backward()
+            one_opts[r].step()
+
     result = {"floor": gemm_floor(lambda: stack_step(False))}
-    variants = (("sequential", sequential), ("stacked", lambda: stack_step(False)))
+    variants = (("sequential", sequential), ("ones", sequential_ones), ("stacked", lambda: stack_step(False)))
     for _, fn in variants:
         for _ in range(3):
             fn()
@@ -187,13 +202,14 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30)
     args = parser.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; ms per step of all N runs (best of {ROUNDS} interleaved rounds of {max(1, args.steps // ROUNDS)})")
-    print(f"{'nets':<11}{'N':>4}{'sequential':>12}{'stacked':>10}{'ratio':>8}{'floor':>8}{'/floor':>8}"
-          "   stacked step: batch / forward / backward / adam")
+    print(f"{'nets':<11}{'N':>4}{'sequential':>12}{'ones':>8}{'stacked':>10}{'ratio':>8}{'/ones':>7}{'floor':>8}"
+          f"{'/floor':>8}   stacked step: batch / forward / backward / adam")
     for nets in args.nets.split(","):
         for n in (int(v) for v in args.n.split(",")):
             r = run(nets, n, args.steps)
             p = r["parts"]
-            print(f"{nets:<11}{n:>4}{r['sequential']:>12.1f}{r['stacked']:>10.1f}{r['sequential'] / r['stacked']:>7.2f}x"
+            print(f"{nets:<11}{n:>4}{r['sequential']:>12.1f}{r['ones']:>8.1f}{r['stacked']:>10.1f}"
+                  f"{r['sequential'] / r['stacked']:>7.2f}x{r['ones'] / r['stacked']:>6.2f}x"
                   f"{r['floor']:>8.1f}{r['stacked'] / r['floor']:>7.2f}x"
                   f"   {p['batch']:.1f} / {p['forward']:.1f} / {p['backward']:.1f} / {p['adam']:.1f}", flush=True)
 
