@@ -1,12 +1,14 @@
 """N runs of one recipe trained as one stack against the same N runs one after another, in one process.
 
 Each run has its own mask (the grid's supervision levels 0.01, 0.1 and 1, a third of the runs each), its own seed, model,
-Adam and noise streams; a "step" is one optimiser step of every run. Sequential: the engine's
-single-run step (`objective(model, batch, step)`, backward, fused Adam) for each run in turn.
+Adam and noise streams; a "step" is one optimiser step of every run. Sequential: the plain
+single-run step (`objective(model, batch, step)`, backward, fused Adam) for each run in turn, as
+the engine trains a run alone whose model has no like networks to group (the MNIST nets).
 Stacked: the engine's stacked step (`mvae_cli.engine.stack`: one batch of the N runs' batches, one
 forward and backward of the stacked networks, one fused Adam over the stacked parameters). Ones:
-each run in turn as a stack of one (what a single run would gain from the stacked model's grouped
-networks, apart from batching runs). Prints ms per step of all N runs, the ratios sequential /
+each run in turn as a stack of one, as the engine trains a run alone whose model has like networks
+(the quick-start nets' attributes; `mvae_cli.engine.launch.trains_as_stack_of_one`): ones / stacked
+is what batching the runs adds to that. Prints ms per step of all N runs, the ratios sequential /
 stacked and ones / stacked, the stacked step's matmul floor (its
 matrix products, forward and backward, timed alone at their shapes and strides) with the step's
 ratio to it, and the stacked step's breakdown (host plan and batch assembly, forward, backward,

@@ -11,10 +11,14 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from mvae_cli.data.format import read_dataset
 from mvae_cli.engine.device import select_device
 from mvae_cli.engine.distributed import init_from_env
 from mvae_cli.engine.loop import train
+from mvae_cli.engine.run import build_model
+from mvae_cli.engine.stack import stack_reason, train_stack
 from mvae_cli.errors import UserError
+from mvae_cli.model.stack import like_networks, stack_reason as model_stack_reason
 
 
 def _free_port() -> int:
@@ -101,9 +105,33 @@ def launch(fn: Callable, args: tuple, nproc: int, device_type: str, main_args: t
     return result
 
 
+def trains_as_stack_of_one(recipe) -> bool:
+    """Whether a run of ``recipe`` trains as a stack of one (:func:`~mvae_cli.engine.stack.train_stack`):
+    where it stacks and its model has like networks to group (the categorical attributes' encoders
+    and decoders, :func:`~mvae_cli.model.stack.like_networks`), whose grouped step is faster (the
+    quick start's nets: 1.6×, ``benchmarks/grid_throughput.py``'s ``ones``); elsewhere (one label:
+    nothing to group) the plain step is as fast or faster. The same files either way."""
+    if stack_reason(recipe) is not None:
+        return False
+    try:
+        with read_dataset(recipe.data.path) as dataset:
+            specs = dataset.specs
+        with torch.random.fork_rng(devices=[]):  # a look at the model's networks: the run seeds its own
+            model = build_model(recipe, specs)
+    except Exception:  # noqa: BLE001 -- the plain path opens the run and says what is wrong
+        return False
+    return model_stack_reason(model) is None and bool(like_networks(model))
+
+
 def train_on_ranks(recipe, run_dir, progress=None, hooks=()):
-    """The engine's ``train`` on ``recipe.nproc`` ranks of this machine (one process when 1);
-    ``progress`` is rank 0's, and so are the ``hooks`` (:mod:`~mvae_cli.engine.hooks`)."""
+    """The engine's ``train`` on ``recipe.nproc`` ranks of this machine (one process when 1; as a
+    stack of one where that is faster, :func:`trains_as_stack_of_one`); ``progress`` is rank 0's, and
+    so are the ``hooks`` (:mod:`~mvae_cli.engine.hooks`)."""
+    if recipe.nproc <= 1 and trains_as_stack_of_one(recipe):
+        result = train_stack([recipe], [run_dir], [progress], [hooks])[0]
+        if isinstance(result, BaseException):
+            raise result
+        return result
     if recipe.nproc <= 1:
         return train(recipe, run_dir, progress, hooks)
     device = select_device(recipe.device)

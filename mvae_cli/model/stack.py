@@ -369,6 +369,20 @@ class _GroupMember(nn.Module):
         return out[:, :self.group.widths[self.g]] if self.group.pads_output else out
 
 
+def like_networks(model: nn.Module) -> list[tuple[str, list[str]]]:
+    """The networks of ``model`` a stack computes as one group (:class:`NetGroup`): ``(table, names)``,
+    two names or more each, in the table's order."""
+    out = []
+    for table in ("encoders", "decoders"):
+        alike: dict = {}
+        for key in getattr(model, table):
+            group_key = _group_key(model, table, key)
+            if group_key is not None:
+                alike.setdefault(group_key, []).append(key)
+        out += [(table, keys) for keys in alike.values() if len(keys) > 1]
+    return out
+
+
 def stack_models(models: list[nn.Module]) -> nn.Module:
     """One model computing the N runs of ``models`` (one architecture, :func:`stack_reason` None)
     on a stacked batch: a copy of ``models[0]`` whose encoders and decoders are stacked networks,
@@ -377,19 +391,13 @@ def stack_models(models: list[nn.Module]) -> nn.Module:
     if why:
         raise ValueError(f"{type(models[0]).__name__} does not stack: {why}")
     stacked = copy.deepcopy(models[0])
-    groups = []
+    groups, alike = [], like_networks(models[0])
     for table in ("encoders", "decoders"):
         nets = {key: [getattr(model, table)[key] for model in models] for key in getattr(stacked, table)}
-        alike: dict = {}
-        for key in nets:
-            group_key = _group_key(models[0], table, key)
-            if group_key is not None:
-                alike.setdefault(group_key, []).append(key)
         members = {}
-        for keys in alike.values():
-            if len(keys) > 1:
-                groups.append(NetGroup(table, keys, [nets[key] for key in keys]))
-                members.update({key: _GroupMember(groups[-1], g) for g, key in enumerate(keys)})
+        for keys in (keys for t, keys in alike if t == table):
+            groups.append(NetGroup(table, keys, [nets[key] for key in keys]))
+            members.update({key: _GroupMember(groups[-1], g) for g, key in enumerate(keys)})
         for key, own in nets.items():
             kind = StackedCategoricalEncoder if isinstance(own[0], CategoricalEncoder) else StackedNet
             getattr(stacked, table)[key] = members[key] if key in members else kind(own)

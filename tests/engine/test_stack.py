@@ -140,3 +140,37 @@ def test_a_kill_in_the_middle_of_a_metrics_line_resumes(data_path, tmp_path):
         assert [line["loss"] for line in _lines(tmp_path / f"cut{i}")] == [line["loss"] for line in _lines(tmp_path / f"whole{i}")]
         whole, cut = _weights(tmp_path / f"whole{i}"), _weights(tmp_path / f"cut{i}")
         assert all(torch.equal(whole[k], cut[k]) for k in whole)
+
+
+def test_a_single_run_with_like_networks_trains_as_a_stack_of_one(data_path, tmp_path, monkeypatch):
+    """label and parity are two categorical modalities: a run alone trains as a stack of one (their
+    networks grouped), with the files the plain loop writes; a dataset with one label (nothing to
+    group), or a model that does not stack, trains on the plain loop; a run that diverges raises."""
+    from mvae_cli.engine import launch
+    from tests.helpers import make_dataset
+
+    recipe = _recipe(data_path, POINTS[0])
+    stacked = []
+    real = launch.train_stack
+    monkeypatch.setattr(launch, "train_stack", lambda *a, **k: stacked.append(1) or real(*a, **k))
+    assert launch.trains_as_stack_of_one(recipe)
+    result = launch.train_on_ranks(recipe, tmp_path / "one")
+    train(recipe, tmp_path / "plain")
+    assert stacked == [1] and result.epochs_done == 2
+    a, s = _weights(tmp_path / "plain"), _weights(tmp_path / "one")
+    for key in a:
+        torch.testing.assert_close(s[key], a[key], rtol=1e-5, atol=1e-5, msg=key)
+    assert [line["step"] for line in _lines(tmp_path / "one")] == [line["step"] for line in _lines(tmp_path / "plain")]
+    one_label = make_dataset(tmp_path / "label.h5")
+    assert not launch.trains_as_stack_of_one(_recipe(one_label, POINTS[0]))
+    assert not launch.trains_as_stack_of_one(_recipe(data_path, POINTS[0], "model.name=mmvae"))
+    assert not launch.trains_as_stack_of_one(_recipe(tmp_path / "missing.h5", POINTS[0]))  # the plain loop says what is wrong
+
+    original = MVAEObjective.loss
+
+    def poisoned(self, model, batch, beta):
+        losses, terms = original(self, model, batch, beta)
+        return losses * float("nan"), terms
+    monkeypatch.setattr(MVAEObjective, "loss", poisoned)
+    with pytest.raises(TrainingDiverged):
+        launch.train_on_ranks(recipe, tmp_path / "diverged")
