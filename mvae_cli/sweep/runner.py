@@ -509,10 +509,17 @@ def _run_in_processes(units: list[list[PointStatus]], statuses: list[PointStatus
                 try:
                     value = future.result()
                 except Exception as error:  # the worker process died (killed, out of memory)
-                    value = None
                     failure = ("failed", None, f"worker process failed: {type(error).__name__}: {error}", None)
-                if kind == "stack" and value is not None:
+                    for status in unit:
+                        finish(status, failure)
+                    continue
+                if kind == "unit":
+                    outcomes = value
+                elif kind == "evaluation":
+                    outcomes = [value]
+                else:  # a stack trained: its points' evaluations (those of a level held elsewhere last)
                     failed, later = value
+                    outcomes = []
                     for i in [i for i in range(len(unit)) if i not in later] + later:
                         if failed[i] is not None:
                             finish(unit[i], failed[i])
@@ -520,9 +527,7 @@ def _run_in_processes(units: list[list[PointStatus]], statuses: list[PointStatus
                         task = pool.submit(_work_evaluate, unit[i].point, unit[i].run_dir, evaluator, i in later)
                         futures[task] = ("evaluation", [unit[i]])
                         pending.add(task)
-                    continue
-                outcomes = value if kind == "unit" else [value] if value is not None else None
-                for status, outcome in zip(unit, outcomes or [failure] * len(unit)):
+                for status, outcome in zip(unit, outcomes):
                     finish(status, outcome)
     except BaseException:
         # Ctrl-C or SIGTERM: shutdown() alone would wait for every running point to finish training.
