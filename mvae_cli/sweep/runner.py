@@ -524,7 +524,12 @@ def _run_in_processes(units: list[list[PointStatus]], statuses: list[PointStatus
                         if failed[i] is not None:
                             finish(unit[i], failed[i])
                             continue
-                        task = pool.submit(_work_evaluate, unit[i].point, unit[i].run_dir, evaluator, i in later)
+                        try:
+                            task = pool.submit(_work_evaluate, unit[i].point, unit[i].run_dir, evaluator, i in later)
+                        except RuntimeError as error:  # the pool broke: a worker process died (BrokenProcessPool)
+                            finish(unit[i], ("failed", None, f"worker process failed: {type(error).__name__}: {error}",
+                                             None))
+                            continue
                         futures[task] = ("evaluation", [unit[i]])
                         pending.add(task)
                 for status, outcome in zip(unit, outcomes):

@@ -91,3 +91,14 @@ class FakeStackTrainer:
 def stack_calls(sweep_dir: Path) -> list[list[str]]:
     path = Path(sweep_dir) / "stack_calls.txt"
     return [line.split() for line in path.read_text().splitlines()] if path.exists() else []
+
+
+class DyingStackTrainer(FakeStackTrainer):
+    """A stack whose worker process dies (as killed, or out of memory) when the stack holds the 1.0 level."""
+
+    def stack(self, recipes, run_dirs, progress):
+        if any("supervision=1.0" in Path(d).name for d in run_dirs):
+            import os
+
+            os._exit(1)
+        return super().stack(recipes, run_dirs, progress)

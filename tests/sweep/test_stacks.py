@@ -114,3 +114,17 @@ def test_a_stack_evaluates_first_the_runs_whose_classifiers_are_ready(tmp_path, 
     assert calls == [("precompute", ["p0", "p1", "p2"], True), ("evaluate", "p1"), ("evaluate", "p2"),
                      ("precompute", ["p0"], False), ("evaluate", "p0")]
     assert finished == [1, 2, 0] and [o[1] for o in outcomes] == ["p0", "p1", "p2"]
+
+
+def test_a_stack_whose_worker_dies_fails_its_points_and_the_sweep_ends(tmp_path, data_path):
+    from tests.sweep.fakes import DyingStackTrainer
+
+    out = tmp_path / "out"
+    report = run_sweep(_sweep(tmp_path, data_path, {"supervision": [0.1, 1.0], "seed": [0, 1]}), out,
+                       trainer=DyingStackTrainer(), evaluator=fake_evaluate, jobs=2)
+    # A dead worker breaks the pool: the other stack's points finish or fail with it (as it happens
+    # to stand), and the sweep still ends with every point recorded.
+    assert {s.status for s in report.points} <= {"finished", "failed"}
+    dead = [s for s in report.points if "supervision=1.0" in s.point.name]
+    assert [s.status for s in dead] == ["failed", "failed"]
+    assert all("worker process failed" in s.error for s in report.failed)
