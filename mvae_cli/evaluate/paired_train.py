@@ -12,6 +12,7 @@ would alone (:func:`train_paired_classifier`, which stays as the reference).
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Callable, Sequence
 
@@ -190,16 +191,23 @@ class _Stack:
     def parameters(self) -> list[torch.Tensor]:
         return [p for pair in self.layers for p in pair] + [p for pair in self.heads for p in pair]
 
-    def forward(self, x: torch.Tensor, per_member: bool = False) -> list[torch.Tensor]:
-        """Every active classifier's logits for the shared input ``x [B, ...]``, or with ``per_member``
-        for each classifier's own input ``x [K, B, ...]`` (its group's batch)."""
+    def forward(self, x: torch.Tensor | Sequence[torch.Tensor], groups: Sequence[int] | None = None) -> list[torch.Tensor]:
+        """Every active classifier's logits for the shared input ``x [B, ...]``; or, with ``groups``
+        (the group of each active classifier, the classifiers of a group one after another), for
+        ``x[g]`` ``[B, ...]`` the batch of the g-th group among them: each group's first layers as one
+        product with its own batch."""
         (weight, bias), rest = self.layers[0], self.layers[1:]
-        k, width = weight.shape[:2]
-        if per_member:
-            h = torch.baddbmm(bias.unsqueeze(1), x.flatten(2), weight.transpose(1, 2))  # [K, B, width]
-        else:
-            h = nn.functional.linear(x.flatten(1), weight.reshape(k * width, -1), bias.reshape(k * width))
-            h = h.view(x.shape[0], k, width).transpose(0, 1)  # [K, B, width]: one product for all first layers
+        width = weight.shape[1]
+        x, sizes = ([x], [weight.shape[0]]) if groups is None else (x, [len(list(r)) for _, r in itertools.groupby(groups)])
+        if len(sizes) != len(x):
+            raise ValueError(f"{len(x)} batches for {len(sizes)} groups of classifiers")
+        parts, start = [], 0
+        for batch, n in zip(x, sizes):
+            h = nn.functional.linear(batch.flatten(1), weight[start:start + n].reshape(n * width, -1),
+                                     bias[start:start + n].reshape(n * width))
+            parts.append(h.view(batch.shape[0], n, width).transpose(0, 1))  # [n, B, width]
+            start += n
+        h = parts[0] if len(parts) == 1 else torch.cat(parts)  # [K, B, width]
         for weight, bias in rest:
             h = torch.baddbmm(bias.unsqueeze(1), nn.functional.silu(h), weight.transpose(1, 2))
         return [nn.functional.linear(code, *head) for code, head in zip(h.unbind(0), self.heads)]
@@ -301,8 +309,8 @@ def train_classifier_groups(x_spec, groups: Sequence[tuple[Sequence, np.ndarray,
             drawn = {g: train(next(batches[g])) for g in active}
             if len(active) == 1:
                 logits = stack.forward(drawn[active[0]][x])
-            else:
-                logits = stack.forward(torch.stack([drawn[owner[k]][x] for k in stack.members]), per_member=True)
+            else:  # each group's first layers one product with its own batch
+                logits = stack.forward([drawn[g][x] for g in active], [owner[k] for k in stack.members])
             loss = sum(models[k].loss(out, drawn[owner[k]][y_of[k].name]) for k, out in zip(stack.members, logits))
             stack.optimizer.zero_grad(set_to_none=True)
             loss.backward()
