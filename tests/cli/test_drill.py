@@ -492,7 +492,8 @@ def test_ctrl_c_in_train_says_how_to_resume(workspace):
 
 def test_kill_during_prepare_leaves_no_temporary_file(workspace):
     before = sorted(p.name for p in Path("data").iterdir())
-    process = _start(["prepare", "--out", "data/big.h5", "--n-train", "20000"])
+    # large enough that the write lasts (20,000 rows: 0.17 s between the temporary file and the end)
+    process = _start(["prepare", "--out", "data/big.h5", "--n-train", "100000"])
     _when(lambda: any(p.name.endswith(".tmp") for p in Path("data").iterdir()), process)
     code, stderr = _stopped(process, signal.SIGTERM)
     assert code == 130 and _interrupted_line(stderr)
