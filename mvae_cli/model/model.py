@@ -17,7 +17,7 @@ from mvae_cli.model.fusion import ANY_FAMILY, FUSIONS
 from mvae_cli.model.likelihoods import build_likelihoods
 from mvae_cli.model.nets import build_decoder, build_encoder
 from mvae_cli.model.posterior import FAMILIES, DiagonalGaussian
-from mvae_cli.model.rows import computing, host_mask, index
+from mvae_cli.model.rows import cells, computing, host_mask, index, place
 from mvae_cli.model.stack import group_rows, net_groups, run_group
 
 
@@ -192,9 +192,8 @@ class MultimodalVAE(ExpertPosterior, nn.Module):
         B, M = shown.shape
         parts, slots = [], []  # each network's (mu, logvar) rows, and where they go in [B·M]
         for names in net_groups(self.encoders, [n for n in self.names if n in self.encoders]):
-            columns = [self.names.index(n) for n in names]
-            rows = [np.flatnonzero(shown[:, j]) for j in columns]  # nobody shows it: its expert is dropped anyway
-            if not any(r.size for r in rows):
+            rows, at = cells(shown, [self.names.index(n) for n in names])
+            if not at.size:  # nobody shows it: its expert is dropped anyway
                 continue
             if len(names) == 1:
                 whole = rows[0].size == B
@@ -203,16 +202,14 @@ class MultimodalVAE(ExpertPosterior, nn.Module):
                         batch[names[0]] if whole else group_rows(batch, names, rows, mask.device)))
             else:  # like networks of a stack, in one call (mvae_cli.model.stack.NetGroup)
                 parts.append(run_group(self.encoders, names, batch, group_rows(batch, names, rows, mask.device), rows))
-            slots.append(np.concatenate([r * M + j for r, j in zip(rows, columns)]))
+            slots.append(at)
         if not parts:
             zeros = torch.zeros(B, M, self.expert_dim, device=mask.device)
             return zeros, zeros
         at = index(np.concatenate(slots), mask.device)
         # a modality not shown (or without an encoder: the VAE's y) has zeros, finite and masked out of the fusion
-        out = []
-        for values in (torch.cat(p) for p in zip(*parts)):  # the mus, then the logvars
-            out.append(values.new_zeros(B * M, values.shape[-1]).index_copy(0, at, values).view(B, M, -1))
-        return out[0], out[1]
+        mu, logvar = (place(torch.cat(p), at, (B, M)) for p in zip(*parts))
+        return mu, logvar
 
     def inference_modules(self) -> list[nn.Module]:
         """The inference networks (Table 1 counts their parameters)."""

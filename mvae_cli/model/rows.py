@@ -43,6 +43,20 @@ def where(column: np.ndarray, device: torch.device | str) -> torch.Tensor | None
     return index(np.flatnonzero(column), device)
 
 
+def cells(mask: np.ndarray, columns: list[int]) -> tuple[list[np.ndarray], np.ndarray]:
+    """For each of ``columns`` of the host ``mask bool [R, M]``, the rows where it holds; and all
+    their cells ``row · M + column``, one column's after another's (where a network's outputs go in
+    an ``[R, M, ...]`` table, :func:`place`)."""
+    rows = [np.flatnonzero(mask[:, j]) for j in columns]
+    return rows, np.concatenate([r * mask.shape[1] + j for r, j in zip(rows, columns)])
+
+
+def place(values: torch.Tensor, at: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
+    """A zero ``[*shape, ...]`` table holding ``values [K, ...]`` at its flat cells ``at long [K]``."""
+    rest = values.shape[1:]
+    return values.new_zeros(shape[0] * shape[1], *rest).index_copy(0, at, values).view(*shape, *rest)
+
+
 def as_device(array: np.ndarray, device: torch.device | str) -> torch.Tensor:
     """A host array on the device (bool, int or float as it is)."""
     return torch.from_numpy(np.ascontiguousarray(array)).to(device, non_blocking=True)

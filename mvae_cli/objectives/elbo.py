@@ -12,7 +12,7 @@ import torch
 from mvae_cli.model.poe import gaussian_kl_per_unit
 from mvae_cli.model.posterior import DiagonalGaussian
 from mvae_cli.model.protocol import Model
-from mvae_cli.model.rows import as_device, computing, host, index, normal_noise, run_starts
+from mvae_cli.model.rows import as_device, cells, computing, host, index, normal_noise, place, run_starts
 from mvae_cli.model.stack import group_rows, net_groups, run_group
 from mvae_cli.objectives.regularize import free_bits_kl
 
@@ -56,16 +56,15 @@ def decode_log_lik(model: Model, batch: dict[str, torch.Tensor], z: torch.Tensor
     R, M = targets.shape
     parts, slots = [], []  # each decoder's log-likelihood rows, and where they go in [R·M]
     for names in net_groups(model.decoders, model.names):
-        columns = [model.names.index(n) for n in names]
-        rows = [np.flatnonzero(targets[:, j]) for j in columns]
-        if not any(r.size for r in rows):
+        rows, at = cells(targets, [model.names.index(n) for n in names])
+        if not at.size:
             continue
         if len(names) == 1:
             whole = rows[0].size == R
-            at = None if whole else index(rows[0], z.device)
+            own = None if whole else index(rows[0], z.device)
             with computing(batch, example_host if whole or example_host is None else example_host[rows[0]]):
-                params = model.decode(names[0], z if whole else z[at])
-            x = batch[names[0]][example if whole else example[at]]
+                params = model.decode(names[0], z if whole else z[own])
+            x = batch[names[0]][example if whole else example[own]]
         else:  # like decoders of a stack, in one call (mvae_cli.model.stack.NetGroup), padded to the widest
             if example_host is None:
                 raise RuntimeError("a stack's grouped decoders need the examples of their rows on the host")
@@ -74,10 +73,9 @@ def decode_log_lik(model: Model, batch: dict[str, torch.Tensor], z: torch.Tensor
                                examples)
             x = group_rows(batch, names, examples, z.device)
         parts.append(model.log_prob(names[0], params.float(), x))
-        slots.append(np.concatenate([r * M + j for r, j in zip(rows, columns)]))
+        slots.append(at)
     if parts:
-        values = torch.cat(parts)
-        log_lik = values.new_zeros(R * M).index_copy(0, index(np.concatenate(slots), z.device), values).view(R, M)
+        log_lik = place(torch.cat(parts), index(np.concatenate(slots), z.device), (R, M))
     else:
         log_lik = z.new_zeros(R, M)
     if weights is None:

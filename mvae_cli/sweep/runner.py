@@ -194,7 +194,7 @@ def attempt_stack(points: list[Point], run_dirs: list[Path], trainer, evaluator,
     failed, later = train_stack_unit(points, run_dirs, trainer, evaluator, progress)
     outcomes: dict[int, tuple] = {}
     with shared_splits():  # the evaluations read the dataset's splits once
-        for i in [i for i in range(len(points)) if i not in later] + later:
+        for i in ready_first(len(points), later):
             outcomes[i] = failed[i] or evaluate_trained(points[i], run_dirs[i], evaluator, progress, wait=i in later)
             finished(i, outcomes[i])
     return [outcomes[i] for i in range(len(points))]
@@ -230,6 +230,15 @@ def train_stack_unit(points: list[Point], run_dirs: list[Path], trainer, evaluat
             pass
     later = [i for i in trained if Path(run_dirs[i]) in {Path(d) for d in deferred}]
     return [_failure(r) if isinstance(r, BaseException) else None for r in results], later
+
+
+def ready_first(n: int, later: list[int]) -> list[int]:
+    """The order to evaluate a stack's ``n`` points in: those whose classifiers are ready, then ``later``."""
+    return [i for i in range(n) if i not in later] + later
+
+
+def _worker_failed(error: BaseException) -> tuple:
+    return "failed", None, f"worker process failed: {type(error).__name__}: {error}", None
 
 
 def evaluate_trained(point: Point, run_dir: Path, evaluator, progress: Progress, wait: bool = False) -> tuple:
@@ -509,9 +518,8 @@ def _run_in_processes(units: list[list[PointStatus]], statuses: list[PointStatus
                 try:
                     value = future.result()
                 except Exception as error:  # the worker process died (killed, out of memory)
-                    failure = ("failed", None, f"worker process failed: {type(error).__name__}: {error}", None)
                     for status in unit:
-                        finish(status, failure)
+                        finish(status, _worker_failed(error))
                     continue
                 if kind == "unit":
                     outcomes = value
@@ -520,15 +528,14 @@ def _run_in_processes(units: list[list[PointStatus]], statuses: list[PointStatus
                 else:  # a stack trained: its points' evaluations (those of a level held elsewhere last)
                     failed, later = value
                     outcomes = []
-                    for i in [i for i in range(len(unit)) if i not in later] + later:
+                    for i in ready_first(len(unit), later):
                         if failed[i] is not None:
                             finish(unit[i], failed[i])
                             continue
                         try:
                             task = pool.submit(_work_evaluate, unit[i].point, unit[i].run_dir, evaluator, i in later)
                         except RuntimeError as error:  # the pool broke: a worker process died (BrokenProcessPool)
-                            finish(unit[i], ("failed", None, f"worker process failed: {type(error).__name__}: {error}",
-                                             None))
+                            finish(unit[i], _worker_failed(error))
                             continue
                         futures[task] = ("evaluation", [unit[i]])
                         pending.add(task)
